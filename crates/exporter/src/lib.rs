@@ -1,0 +1,1 @@
+//! kiln's exporters: image store, OCI layout, docker archive, local dir, tar, registry push

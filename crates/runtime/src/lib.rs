@@ -1,0 +1,1 @@
+//! kiln's container runtime: run containers from stored images on the executor
