@@ -1,1 +1,471 @@
-//! kiln's solver: runs an op graph in parallel with a content-addressed cache
+//! kiln's solver: runs an op graph ([`kiln_opgraph::Definition`]) in parallel, with a
+//! content-addressed cache.
+//!
+//! The solver knows nothing about what ops do: a [`Worker`] executes them (the `kiln-worker`
+//! crate implements it on the store and the executor), and a [`CacheStorage`] keeps results.
+//!
+//! # Cache keys
+//! Every vertex reachable from the root gets a key before anything runs:
+//!
+//! ```text
+//! key(v) = blake3("kiln-cache-v1" ‖ digest(v) ‖ content_key(v)? ‖ key(input₀) ‖ key(input₁) …)
+//! ```
+//!
+//! `digest(v)` covers the op's definition and, through it, its inputs' definitions;
+//! `content_key` is what the op reads from outside the graph (a checksum of the selected
+//! context files, for `Local` ops). Because keys need no execution, a cached vertex is never
+//! executed and its inputs are never even visited: a fully cached build runs nothing.
+//!
+//! # Scheduling
+//! Each vertex is one lazily-started shared future (so a vertex reached from two stages runs
+//! once); a vertex's inputs run concurrently; ops the worker marks as heavy (RUN steps) take a
+//! permit from a semaphore of `jobs` permits. When a vertex fails, the first error is
+//! returned and every future still running is dropped, which cancels its work (the executor
+//! kills sandboxes on drop).
+#![deny(missing_docs)]
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use kiln_opgraph::{Definition, Vertex, VertexDigest};
+use serde::{de::DeserializeOwned, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Semaphore};
+
+/// An error from a worker; the CLI downcasts it to the worker's concrete types.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Progress of a solve, in the order things happen.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A vertex started executing.
+    Started {
+        /// Which vertex.
+        vertex: VertexDigest,
+        /// Its progress number (`#N`), assigned in start order.
+        number: u32,
+        /// Display name.
+        name: String,
+    },
+    /// A vertex's result came from the cache.
+    Cached {
+        /// Which vertex.
+        vertex: VertexDigest,
+        /// Its progress number.
+        number: u32,
+        /// Display name.
+        name: String,
+    },
+    /// Output of a running vertex.
+    Log {
+        /// Which vertex.
+        vertex: VertexDigest,
+        /// Its progress number.
+        number: u32,
+        /// 1 = stdout, 2 = stderr.
+        stream: u8,
+        /// The bytes.
+        data: Vec<u8>,
+    },
+    /// A vertex finished.
+    Done {
+        /// Which vertex.
+        vertex: VertexDigest,
+        /// Its progress number.
+        number: u32,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+    /// A vertex failed.
+    Failed {
+        /// Which vertex.
+        vertex: VertexDigest,
+        /// Its progress number.
+        number: u32,
+        /// The error, rendered.
+        message: String,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+}
+
+/// What a worker's `exec` gets besides the inputs: a way to report output.
+#[derive(Clone)]
+pub struct ExecContext {
+    vertex: VertexDigest,
+    number: u32,
+    events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+impl ExecContext {
+    /// Reports output of the running vertex (1 = stdout, 2 = stderr).
+    pub fn log(&self, stream: u8, data: &[u8]) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(Event::Log {
+                vertex: self.vertex.clone(),
+                number: self.number,
+                stream,
+                data: data.to_vec(),
+            });
+        }
+    }
+    /// The vertex being executed.
+    pub fn vertex(&self) -> &VertexDigest {
+        &self.vertex
+    }
+}
+
+/// Executes ops. Implemented by `kiln-worker`.
+#[async_trait::async_trait]
+pub trait Worker: Send + Sync + 'static {
+    /// A vertex's result (e.g. a layer chain). Stored in the cache as JSON.
+    type Output: Clone + Send + Sync + Serialize + DeserializeOwned + 'static;
+
+    /// Key material for what the op reads from outside the graph (e.g. a checksum of the
+    /// selected context files); `None` for ops that read only their inputs.
+    async fn content_key(&self, vertex: &Vertex) -> Result<Option<String>, BoxError>;
+
+    /// Whether the result of this op may be stored in and loaded from the cache.
+    fn cacheable(&self, vertex: &Vertex) -> bool;
+
+    /// Whether the op is heavy (a RUN) and must take one of the `jobs` permits.
+    fn heavy(&self, vertex: &Vertex) -> bool;
+
+    /// Whether a cached result can still be used (its blobs are still in the store).
+    fn usable(&self, output: &Self::Output) -> bool;
+
+    /// Executes the op on its inputs' results (in [`kiln_opgraph::Op::inputs`] order).
+    async fn exec(
+        &self,
+        ctx: &ExecContext,
+        vertex: &Vertex,
+        inputs: Vec<Self::Output>,
+    ) -> Result<Self::Output, BoxError>;
+}
+
+/// Where cache records live. Implemented on the store by the CLI.
+pub trait CacheStorage: Send + Sync + 'static {
+    /// The record under `key`.
+    fn get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Records `value` under `key`.
+    fn put(&self, key: &str, value: &[u8]);
+}
+
+/// A cache that remembers nothing (for tests and `--no-cache` on a read-only root).
+pub struct NoCache;
+impl CacheStorage for NoCache {
+    fn get(&self, _key: &str) -> Option<Vec<u8>> {
+        None
+    }
+    fn put(&self, _key: &str, _value: &[u8]) {}
+}
+
+/// A failed solve: which vertex failed and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SolveError {
+    /// The definition is not a valid graph.
+    #[error("invalid build graph: {0}")]
+    Definition(#[from] kiln_opgraph::DefinitionError),
+    /// The definition has no root.
+    #[error("the build graph has no result")]
+    NoRoot,
+    /// A vertex failed.
+    #[error("{name}: {source}")]
+    Vertex {
+        /// The vertex.
+        vertex: VertexDigest,
+        /// Its display name.
+        name: String,
+        /// Its Dockerfile location.
+        location: Option<kiln_opgraph::SourceLocation>,
+        /// The worker's error.
+        source: Arc<BoxError>,
+    },
+}
+
+/// The outcome of a solve.
+pub struct Solved<O> {
+    /// The root vertex's result.
+    pub root: O,
+    /// Every vertex result that was computed or loaded, by digest (vertices never needed,
+    /// e.g. inputs of a cached vertex, are absent).
+    pub outputs: BTreeMap<VertexDigest, O>,
+    /// Cache keys of all reachable vertices.
+    pub keys: BTreeMap<VertexDigest, String>,
+    /// How many vertices executed.
+    pub executed: u32,
+    /// How many came from the cache.
+    pub cached: u32,
+}
+
+/// Solver settings.
+#[derive(Clone, Debug)]
+pub struct SolveOptions {
+    /// Concurrent heavy ops.
+    pub jobs: usize,
+}
+
+impl Default for SolveOptions {
+    fn default() -> Self {
+        Self {
+            jobs: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
+    }
+}
+
+type VertexFuture<O> = Shared<BoxFuture<'static, Result<O, Arc<SolveErrorShared>>>>;
+
+/// The error shared between the futures waiting on a failed vertex.
+#[derive(Debug)]
+struct SolveErrorShared {
+    vertex: VertexDigest,
+    name: String,
+    location: Option<kiln_opgraph::SourceLocation>,
+    source: Arc<BoxError>,
+}
+
+struct Shared_<W: Worker> {
+    worker: Arc<W>,
+    cache: Arc<dyn CacheStorage>,
+    events: Option<mpsc::UnboundedSender<Event>>,
+    jobs: Arc<Semaphore>,
+    counter: AtomicU32,
+    executed: AtomicU32,
+    cached: AtomicU32,
+    outputs: std::sync::Mutex<BTreeMap<VertexDigest, W::Output>>,
+}
+
+/// Solves `def` with `worker`, recording results in `cache`, reporting to `events`.
+pub async fn solve<W: Worker>(
+    def: &Definition,
+    worker: Arc<W>,
+    cache: Arc<dyn CacheStorage>,
+    events: Option<mpsc::UnboundedSender<Event>>,
+    opts: &SolveOptions,
+) -> Result<Solved<W::Output>, SolveError> {
+    def.validate()?;
+    let root = def.root.clone().ok_or(SolveError::NoRoot)?;
+    let order = topo_order(def, &root);
+
+    // Content keys of every reachable vertex that reads from outside the graph, in parallel.
+    let content = futures::future::join_all(order.iter().map(|d| {
+        let worker = worker.clone();
+        let v = &def.vertices[d];
+        async move { (d.clone(), worker.content_key(v).await) }
+    }))
+    .await;
+    let mut content_keys = HashMap::new();
+    for (d, r) in content {
+        match r {
+            Ok(k) => {
+                content_keys.insert(d, k);
+            }
+            Err(e) => {
+                let v = &def.vertices[&d];
+                return Err(SolveError::Vertex {
+                    vertex: d,
+                    name: v.meta.name.clone(),
+                    location: v.meta.location.clone(),
+                    source: Arc::new(e),
+                });
+            }
+        }
+    }
+
+    let mut keys: BTreeMap<VertexDigest, String> = BTreeMap::new();
+    for d in &order {
+        let v = &def.vertices[d];
+        let mut h = blake3::Hasher::new();
+        h.update(b"kiln-cache-v1\0");
+        h.update(d.0.as_bytes());
+        h.update(b"\0");
+        if let Some(Some(c)) = content_keys.get(d) {
+            h.update(b"content\0");
+            h.update(c.as_bytes());
+            h.update(b"\0");
+        }
+        for i in v.op.inputs() {
+            h.update(keys[&i.vertex].as_bytes());
+            h.update(b"\0");
+        }
+        keys.insert(d.clone(), format!("blake3:{}", h.finalize().to_hex()));
+    }
+
+    let shared = Arc::new(Shared_ {
+        worker,
+        cache,
+        events,
+        jobs: Arc::new(Semaphore::new(opts.jobs.max(1))),
+        counter: AtomicU32::new(0),
+        executed: AtomicU32::new(0),
+        cached: AtomicU32::new(0),
+        outputs: std::sync::Mutex::new(BTreeMap::new()),
+    });
+
+    let mut futures: HashMap<VertexDigest, VertexFuture<W::Output>> = HashMap::new();
+    for d in &order {
+        let v = def.vertices[d].clone();
+        let inputs: Vec<VertexFuture<W::Output>> =
+            v.op.inputs()
+                .iter()
+                .map(|i| futures[&i.vertex].clone())
+                .collect();
+        let fut = vertex_future(shared.clone(), d.clone(), v, keys[d].clone(), inputs);
+        futures.insert(d.clone(), fut.boxed().shared());
+    }
+    let result = futures[&root].clone().await;
+    drop(futures);
+    match result {
+        Ok(out) => {
+            let outputs =
+                std::mem::take(&mut *shared.outputs.lock().unwrap_or_else(|e| e.into_inner()));
+            Ok(Solved {
+                root: out,
+                outputs,
+                keys,
+                executed: shared.executed.load(Ordering::Relaxed),
+                cached: shared.cached.load(Ordering::Relaxed),
+            })
+        }
+        Err(e) => Err(SolveError::Vertex {
+            vertex: e.vertex.clone(),
+            name: e.name.clone(),
+            location: e.location.clone(),
+            source: e.source.clone(),
+        }),
+    }
+}
+
+async fn vertex_future<W: Worker>(
+    s: Arc<Shared_<W>>,
+    digest: VertexDigest,
+    vertex: Vertex,
+    key: String,
+    inputs: Vec<VertexFuture<W::Output>>,
+) -> Result<W::Output, Arc<SolveErrorShared>> {
+    let cacheable = s.worker.cacheable(&vertex);
+    if cacheable && !vertex.meta.ignore_cache {
+        if let Some(bytes) = s.cache.get(&key) {
+            if let Ok(out) = serde_json::from_slice::<W::Output>(&bytes) {
+                if s.worker.usable(&out) {
+                    let number = s.counter.fetch_add(1, Ordering::Relaxed) + 1;
+                    s.cached.fetch_add(1, Ordering::Relaxed);
+                    if let Some(tx) = &s.events {
+                        let _ = tx.send(Event::Cached {
+                            vertex: digest.clone(),
+                            number,
+                            name: vertex.meta.name.clone(),
+                        });
+                    }
+                    record(&s, &digest, &out);
+                    return Ok(out);
+                }
+            }
+        }
+    }
+
+    // Inputs run concurrently; the first failure cancels the rest.
+    let input_results = futures::future::try_join_all(inputs).await?;
+
+    let _permit = if s.worker.heavy(&vertex) {
+        Some(
+            s.jobs
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| fail(&digest, &vertex, Box::new(e) as BoxError))?,
+        )
+    } else {
+        None
+    };
+    let number = s.counter.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(tx) = &s.events {
+        let _ = tx.send(Event::Started {
+            vertex: digest.clone(),
+            number,
+            name: vertex.meta.name.clone(),
+        });
+    }
+    let ctx = ExecContext {
+        vertex: digest.clone(),
+        number,
+        events: s.events.clone(),
+    };
+    let start = Instant::now();
+    match s.worker.exec(&ctx, &vertex, input_results).await {
+        Ok(out) => {
+            s.executed.fetch_add(1, Ordering::Relaxed);
+            if let Some(tx) = &s.events {
+                let _ = tx.send(Event::Done {
+                    vertex: digest.clone(),
+                    number,
+                    elapsed: start.elapsed(),
+                });
+            }
+            if cacheable {
+                if let Ok(bytes) = serde_json::to_vec(&out) {
+                    s.cache.put(&key, &bytes);
+                }
+            }
+            record(&s, &digest, &out);
+            Ok(out)
+        }
+        Err(e) => {
+            if let Some(tx) = &s.events {
+                let _ = tx.send(Event::Failed {
+                    vertex: digest.clone(),
+                    number,
+                    message: e.to_string(),
+                    elapsed: start.elapsed(),
+                });
+            }
+            Err(fail(&digest, &vertex, e))
+        }
+    }
+}
+
+fn record<W: Worker>(s: &Shared_<W>, d: &VertexDigest, out: &W::Output) {
+    s.outputs
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(d.clone(), out.clone());
+}
+
+fn fail(d: &VertexDigest, v: &Vertex, e: BoxError) -> Arc<SolveErrorShared> {
+    Arc::new(SolveErrorShared {
+        vertex: d.clone(),
+        name: v.meta.name.clone(),
+        location: v.meta.location.clone(),
+        source: Arc::new(e),
+    })
+}
+
+/// The vertices reachable from `root`, inputs before the vertices that read them.
+fn topo_order(def: &Definition, root: &VertexDigest) -> Vec<VertexDigest> {
+    let mut order = Vec::new();
+    let mut seen = BTreeSet::new();
+    // Iterative DFS post-order (graphs can be deep: 50+ chained RUNs).
+    let mut stack: Vec<(VertexDigest, bool)> = vec![(root.clone(), false)];
+    while let Some((d, expanded)) = stack.pop() {
+        if expanded {
+            order.push(d);
+            continue;
+        }
+        if !seen.insert(d.clone()) {
+            continue;
+        }
+        stack.push((d.clone(), true));
+        for i in def.vertices[&d].op.inputs().into_iter().rev() {
+            if !seen.contains(&i.vertex) {
+                stack.push((i.vertex.clone(), false));
+            }
+        }
+    }
+    order
+}
+
+#[cfg(test)]
+mod tests;

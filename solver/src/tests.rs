@@ -1,0 +1,290 @@
+//! Solver tests with a fake worker that counts calls (no store, no sandbox).
+use super::*;
+use kiln_opgraph::{ExecOp, Input, NetworkMode, Op, VertexMeta};
+use std::sync::Mutex;
+
+/// A fake worker: an exec's output is its input's output plus its command; `sleep:MS` sleeps,
+/// `fail` fails. Records every exec and the time spans.
+#[derive(Default)]
+struct Fake {
+    calls: Mutex<Vec<String>>,
+    spans: Mutex<Vec<(String, Instant, Instant)>>,
+    cancelled: Arc<AtomicU32>,
+}
+
+struct DropGuard(Arc<AtomicU32>, bool);
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        if !self.1 {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Worker for Fake {
+    type Output = Vec<String>;
+    async fn content_key(&self, _v: &Vertex) -> Result<Option<String>, BoxError> {
+        Ok(None)
+    }
+    fn cacheable(&self, _v: &Vertex) -> bool {
+        true
+    }
+    fn heavy(&self, v: &Vertex) -> bool {
+        matches!(v.op, Op::Exec(_))
+    }
+    fn usable(&self, _o: &Self::Output) -> bool {
+        true
+    }
+    async fn exec(
+        &self,
+        ctx: &ExecContext,
+        v: &Vertex,
+        inputs: Vec<Self::Output>,
+    ) -> Result<Self::Output, BoxError> {
+        let Op::Exec(e) = &v.op else {
+            return Ok(vec![]);
+        };
+        let cmd = e.args.join(" ");
+        self.calls.lock().unwrap().push(cmd.clone());
+        ctx.log(1, cmd.as_bytes());
+        let start = Instant::now();
+        let mut guard = DropGuard(self.cancelled.clone(), false);
+        if let Some(ms) = cmd.strip_prefix("sleep:") {
+            tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+        }
+        guard.1 = true;
+        self.spans
+            .lock()
+            .unwrap()
+            .push((cmd.clone(), start, Instant::now()));
+        if cmd == "fail" {
+            return Err("exit 1".into());
+        }
+        let mut out: Vec<String> = inputs.into_iter().flatten().collect();
+        out.push(cmd);
+        Ok(out)
+    }
+}
+
+#[derive(Default)]
+struct MemCache(Mutex<HashMap<String, Vec<u8>>>);
+impl CacheStorage for MemCache {
+    fn get(&self, k: &str) -> Option<Vec<u8>> {
+        self.0.lock().unwrap().get(k).cloned()
+    }
+    fn put(&self, k: &str, v: &[u8]) {
+        self.0.lock().unwrap().insert(k.into(), v.to_vec());
+    }
+}
+
+fn exec(d: &mut Definition, rootfs: Input, cmd: &str) -> Input {
+    d.add(
+        Op::Exec(ExecOp {
+            rootfs,
+            args: vec![cmd.into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::None,
+        }),
+        VertexMeta {
+            name: format!("RUN {cmd}"),
+            ..Default::default()
+        },
+    )
+}
+
+/// A final vertex that reads several stages: a file op copying from each.
+fn merge(d: &mut Definition, base: Input, sources: Vec<Input>) -> Input {
+    use kiln_opgraph::{CopyAction, FileAction, FileOp};
+    let actions = sources
+        .into_iter()
+        .map(|s| {
+            FileAction::Copy(CopyAction {
+                source: s,
+                src: vec!["/".into()],
+                dest: "/".into(),
+                chown: None,
+                chmod: None,
+                extract_archives: false,
+            })
+        })
+        .collect();
+    d.add(Op::File(FileOp { base, actions }), VertexMeta::default())
+}
+
+async fn run(
+    d: &Definition,
+    w: Arc<Fake>,
+    c: Arc<MemCache>,
+    jobs: usize,
+) -> (Result<Solved<Vec<String>>, SolveError>, Vec<Event>) {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let r = solve(d, w, c, Some(tx), &SolveOptions { jobs }).await;
+    let mut evs = vec![];
+    while let Ok(e) = rx.try_recv() {
+        evs.push(e);
+    }
+    (r, evs)
+}
+
+#[tokio::test]
+async fn chain_runs_in_order_then_hits_the_cache() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let a = exec(&mut d, s, "a");
+    let b = exec(&mut d, a, "b");
+    d.root = Some(b.vertex);
+    let cache = Arc::new(MemCache::default());
+    let w = Arc::new(Fake::default());
+    let (r, evs) = run(&d, w.clone(), cache.clone(), 2).await;
+    let r = r.unwrap();
+    assert_eq!(r.root, vec!["a", "b"]);
+    assert_eq!(*w.calls.lock().unwrap(), vec!["a", "b"]);
+    assert!(evs
+        .iter()
+        .any(|e| matches!(e, Event::Log { data, .. } if data == b"a")));
+
+    // Second solve: the root is cached, nothing runs, inputs are not even visited.
+    let w2 = Arc::new(Fake::default());
+    let (r, evs) = run(&d, w2.clone(), cache, 2).await;
+    assert_eq!(r.unwrap().root, vec!["a", "b"]);
+    assert!(w2.calls.lock().unwrap().is_empty());
+    let cached: Vec<_> = evs
+        .iter()
+        .filter(|e| matches!(e, Event::Cached { .. }))
+        .collect();
+    assert_eq!(cached.len(), 1, "only the root is looked at: {evs:?}");
+}
+
+#[tokio::test]
+async fn a_changed_step_reruns_it_and_what_follows_only() {
+    let cache = Arc::new(MemCache::default());
+    let build = |mid: &str| {
+        let mut d = Definition::new();
+        let s = d.add(Op::Scratch, VertexMeta::default());
+        let a = exec(&mut d, s, "a");
+        let b = exec(&mut d, a, mid);
+        let c = exec(&mut d, b, "c");
+        d.root = Some(c.vertex);
+        d
+    };
+    run(&build("b1"), Arc::new(Fake::default()), cache.clone(), 2)
+        .await
+        .0
+        .unwrap();
+    let w = Arc::new(Fake::default());
+    run(&build("b2"), w.clone(), cache, 2).await.0.unwrap();
+    assert_eq!(*w.calls.lock().unwrap(), vec!["b2", "c"]);
+}
+
+#[tokio::test]
+async fn shared_vertex_runs_once_and_independent_stages_overlap() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let common = exec(&mut d, s.clone(), "sleep:50");
+    let x = exec(&mut d, common.clone(), "sleep:300");
+    let y = exec(&mut d, common.clone(), "sleep:301");
+    let root = merge(&mut d, s, vec![x, y, common]);
+    d.root = Some(root.vertex);
+    let w = Arc::new(Fake::default());
+    let (r, _) = run(&d, w.clone(), Arc::new(MemCache::default()), 4).await;
+    r.unwrap();
+    let calls = w.calls.lock().unwrap().clone();
+    assert_eq!(
+        calls.iter().filter(|c| *c == "sleep:50").count(),
+        1,
+        "{calls:?}"
+    );
+    let spans = w.spans.lock().unwrap();
+    let span = |n: &str| spans.iter().find(|s| s.0 == n).unwrap().clone();
+    let (x, y) = (span("sleep:300"), span("sleep:301"));
+    assert!(
+        x.1 < y.2 && y.1 < x.2,
+        "the two stages must overlap in time"
+    );
+}
+
+#[tokio::test]
+async fn jobs_bound_serialises_heavy_ops() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let x = exec(&mut d, s.clone(), "sleep:100");
+    let y = exec(&mut d, s.clone(), "sleep:101");
+    let root = merge(&mut d, s, vec![x, y]);
+    d.root = Some(root.vertex);
+    let w = Arc::new(Fake::default());
+    run(&d, w.clone(), Arc::new(MemCache::default()), 1)
+        .await
+        .0
+        .unwrap();
+    let spans = w.spans.lock().unwrap();
+    let (a, b) = (&spans[0], &spans[1]);
+    assert!(a.2 <= b.1, "with --jobs 1 heavy ops must not overlap");
+}
+
+#[tokio::test]
+async fn failure_names_the_vertex_and_cancels_siblings() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let slow = exec(&mut d, s.clone(), "sleep:5000");
+    let bad = exec(&mut d, s.clone(), "fail");
+    let root = merge(&mut d, s, vec![slow, bad]);
+    d.root = Some(root.vertex);
+    let w = Arc::new(Fake::default());
+    let start = Instant::now();
+    let (r, evs) = run(&d, w.clone(), Arc::new(MemCache::default()), 4).await;
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "the slow sibling must be cancelled"
+    );
+    match r {
+        Err(SolveError::Vertex { name, source, .. }) => {
+            assert_eq!(name, "RUN fail");
+            assert_eq!(source.to_string(), "exit 1");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("must fail"),
+    }
+    assert_eq!(
+        w.cancelled.load(Ordering::SeqCst),
+        1,
+        "the sleeping exec was dropped"
+    );
+    assert_eq!(
+        evs.iter()
+            .filter(|e| matches!(e, Event::Failed { .. }))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn ignore_cache_reruns() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let a = d.add(
+        Op::Exec(ExecOp {
+            rootfs: s,
+            args: vec!["a".into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: String::new(),
+            network: NetworkMode::None,
+        }),
+        VertexMeta {
+            ignore_cache: true,
+            ..Default::default()
+        },
+    );
+    d.root = Some(a.vertex);
+    let cache = Arc::new(MemCache::default());
+    run(&d, Arc::new(Fake::default()), cache.clone(), 2)
+        .await
+        .0
+        .unwrap();
+    let w = Arc::new(Fake::default());
+    run(&d, w.clone(), cache, 2).await.0.unwrap();
+    assert_eq!(w.calls.lock().unwrap().len(), 1);
+}
