@@ -1,1 +1,399 @@
-//! kiln's worker: implements every op (image, local, exec, file) on the store and the executor
+//! kiln's worker: the one crate that knows both the ops ([`kiln_opgraph`]) and the solver
+//! ([`kiln_solver`]). It implements [`kiln_solver::Worker`] on the local store
+//! ([`kiln_cache::Store`]), the registry client and the executor.
+//!
+//! A vertex's result is an [`Output`]: a filesystem as a chain of layers (bottom first), or a
+//! named host directory (a build context). Filesystem-changing ops (RUN, COPY/ADD, WORKDIR)
+//! run on an overlay of the input's layer snapshots with a fresh upper dir; the upper dir is
+//! then diffed into a new layer. RUN goes through the executor's sandbox; file ops run in a
+//! helper process (`kiln __kiln-fileop`, see [`fileop`]) that mounts the overlay in a private
+//! mount namespace, so a killed build never leaves a mount behind.
+#![deny(missing_docs)]
+
+pub mod context;
+pub mod fileop;
+
+use kiln_cache::Store;
+use kiln_executor::{Executor, RootFs, RunSpec};
+use kiln_oci::Layer;
+use kiln_opgraph::{NetworkMode, Op, Vertex};
+use kiln_solver::{BoxError, ExecContext};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, VecDeque};
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// A vertex's result.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Output {
+    /// A filesystem: layers, bottom first.
+    Layers(Vec<Layer>),
+    /// A host directory, by local source name, with the `.dockerignore` patterns that hide
+    /// files in it (never cached).
+    Local {
+        /// Local source name.
+        name: String,
+        /// Exclude patterns.
+        exclude: Vec<String>,
+    },
+}
+
+impl Output {
+    /// The layer chain (empty for a local source).
+    pub fn layers(&self) -> &[Layer] {
+        match self {
+            Output::Layers(l) => l,
+            Output::Local { .. } => &[],
+        }
+    }
+}
+
+/// A RUN step that exited non-zero.
+#[derive(Debug, thiserror::Error)]
+#[error("process \"{}\" did not complete successfully: exit code: {exit_code}", command.join(" "))]
+pub struct ExecFailed {
+    /// argv.
+    pub command: Vec<String>,
+    /// Its exit code.
+    pub exit_code: i32,
+    /// The last lines of its output (stdout and stderr interleaved).
+    pub tail: Vec<String>,
+}
+
+/// A user error in a build step (a missing COPY source, a bad --chown user): exit status 1,
+/// no output tail.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StepError(pub String);
+
+/// How the worker reaches the outside world.
+pub struct WorkerConfig {
+    /// The store.
+    pub store: Arc<Store>,
+    /// The registry client (for pulling base image layers).
+    pub registry: kiln_registry::Client,
+    /// The sandbox executor.
+    pub executor: Executor,
+    /// Command line reaching [`fileop::helper_main`], e.g. `[kiln, "__kiln-fileop"]`.
+    pub fileop_helper: Vec<OsString>,
+    /// Local sources by name (`context` and `--build-context` dirs).
+    pub locals: BTreeMap<String, PathBuf>,
+    /// Hostname of RUN sandboxes.
+    pub hostname: String,
+}
+
+/// The worker.
+pub struct BuildWorker {
+    cfg: WorkerConfig,
+}
+
+impl BuildWorker {
+    /// A worker.
+    pub fn new(cfg: WorkerConfig) -> Self {
+        Self { cfg }
+    }
+
+    fn local_dir(&self, name: &str) -> Result<&PathBuf, BoxError> {
+        self.cfg
+            .locals
+            .get(name)
+            .ok_or_else(|| format!("no local source named `{name}` was given").into())
+    }
+
+    fn lowers(&self, layers: &[Layer]) -> Result<Vec<PathBuf>, BoxError> {
+        let mut v = Vec::with_capacity(layers.len());
+        for l in layers.iter().rev() {
+            v.push(self.cfg.store.snapshot(l)?);
+        }
+        Ok(v)
+    }
+
+    async fn image(&self, reference: &str, digest: &str) -> Result<Output, BoxError> {
+        let store = &self.cfg.store;
+        let manifest: kiln_oci::spec::ImageManifest = if store.has_blob(digest) {
+            serde_json::from_slice(&store.read_blob(digest)?)?
+        } else {
+            let r = kiln_oci::Reference::parse(reference)?;
+            let r = kiln_oci::Reference {
+                tag: None,
+                digest: Some(digest.into()),
+                ..r
+            };
+            self.cfg.registry.resolve(&r, store).await?.manifest
+        };
+        let config: kiln_oci::spec::ImageConfiguration =
+            serde_json::from_slice(&store.read_blob(manifest.config().digest().as_ref())?)?;
+        if manifest
+            .layers()
+            .iter()
+            .any(|l| !store.has_blob(l.digest().as_ref()))
+        {
+            let r = kiln_oci::Reference::parse(reference)?;
+            self.cfg.registry.fetch_layers(&r, &manifest, store).await?;
+        }
+        let diff_ids = config.rootfs().diff_ids();
+        if diff_ids.len() != manifest.layers().len() {
+            return Err(format!(
+                "image {reference}: {} layers but {} diff ids",
+                manifest.layers().len(),
+                diff_ids.len()
+            )
+            .into());
+        }
+        Ok(Output::Layers(
+            manifest
+                .layers()
+                .iter()
+                .zip(diff_ids)
+                .map(|(l, d)| Layer {
+                    diff_id: d.clone(),
+                    digest: l.digest().to_string(),
+                    size: l.size(),
+                    media_type: l.media_type().to_string(),
+                })
+                .collect(),
+        ))
+    }
+
+    async fn exec(
+        &self,
+        ctx: &ExecContext,
+        e: &kiln_opgraph::ExecOp,
+        base: &[Layer],
+    ) -> Result<Output, BoxError> {
+        let store = self.cfg.store.clone();
+        let lowers = self.lowers(base)?;
+        let tmp = store.temp_dir("exec-")?;
+        let upper = tmp.path().join("upper");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&upper)?;
+        std::fs::create_dir_all(&work)?;
+        let spec = RunSpec {
+            rootfs: RootFs {
+                lowers,
+                upper: upper.clone(),
+                work,
+            },
+            args: e.args.clone(),
+            env: e.env.clone(),
+            cwd: if e.cwd.is_empty() {
+                "/".into()
+            } else {
+                e.cwd.clone()
+            },
+            user: e.user.clone(),
+            hostname: self.cfg.hostname.clone(),
+            network: match e.network {
+                NetworkMode::Host => kiln_executor::Network::Host,
+                NetworkMode::None | NetworkMode::Default => kiln_executor::Network::None,
+            },
+            mounts: vec![],
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let executor = self.cfg.executor.clone();
+        let run = async move {
+            executor
+                .run(&spec, kiln_executor::Output::Capture(tx))
+                .await
+        };
+        let mut tail = Tail::new(20);
+        let collect = async {
+            while let Some((stream, data)) = rx.recv().await {
+                let n = if stream == kiln_executor::Stream::Stdout {
+                    1
+                } else {
+                    2
+                };
+                ctx.log(n, &data);
+                tail.push(&data);
+            }
+        };
+        let (code, ()) = tokio::join!(run, collect);
+        let code = code?;
+        if code != 0 {
+            return Err(Box::new(ExecFailed {
+                command: e.args.clone(),
+                exit_code: code,
+                tail: tail.lines(),
+            }));
+        }
+        let layer = tokio::task::spawn_blocking(move || store.diff_to_layer(&upper)).await??;
+        drop(tmp);
+        let mut chain = base.to_vec();
+        chain.extend(layer);
+        Ok(Output::Layers(chain))
+    }
+
+    async fn file(
+        &self,
+        f: &kiln_opgraph::FileOp,
+        inputs: Vec<Output>,
+    ) -> Result<Output, BoxError> {
+        let store = self.cfg.store.clone();
+        let mut it = inputs.into_iter();
+        let base = it.next().ok_or("file op without a base")?;
+        let base_layers = base.layers().to_vec();
+        let tmp = store.temp_dir("file-")?;
+        let upper = tmp.path().join("upper");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&upper)?;
+        std::fs::create_dir_all(&work)?;
+        let mut actions = Vec::new();
+        for a in &f.actions {
+            match a {
+                kiln_opgraph::FileAction::Copy(c) => {
+                    let src = it.next().ok_or("copy without a source")?;
+                    let source = match &src {
+                        Output::Local { name, exclude } => fileop::Source::Dir {
+                            path: self.local_dir(name)?.clone(),
+                            exclude: exclude.clone(),
+                        },
+                        Output::Layers(l) => fileop::Source::Layers(self.lowers(l)?),
+                    };
+                    actions.push(fileop::Action::Copy {
+                        copy: c.clone(),
+                        source,
+                    });
+                }
+                kiln_opgraph::FileAction::Mkdir { path, mode, chown } => {
+                    actions.push(fileop::Action::Mkdir {
+                        path: path.clone(),
+                        mode: *mode,
+                        chown: chown.clone(),
+                    })
+                }
+            }
+        }
+        let spec = fileop::Spec {
+            lowers: self.lowers(&base_layers)?,
+            upper: upper.clone(),
+            work,
+            scratch: tmp.path().to_path_buf(),
+            actions,
+        };
+        fileop::run(&self.cfg.fileop_helper, &spec).await?;
+        let layer = tokio::task::spawn_blocking(move || store.diff_to_layer(&upper)).await??;
+        drop(tmp);
+        let mut chain = base_layers;
+        chain.extend(layer);
+        Ok(Output::Layers(chain))
+    }
+}
+
+#[async_trait::async_trait]
+impl kiln_solver::Worker for BuildWorker {
+    type Output = Output;
+
+    async fn content_key(&self, vertex: &Vertex) -> Result<Option<String>, BoxError> {
+        match &vertex.op {
+            Op::Local {
+                name,
+                include,
+                exclude,
+            } => {
+                let dir = self.local_dir(name)?.clone();
+                let (include, exclude) = (include.clone(), exclude.clone());
+                let key = tokio::task::spawn_blocking(move || {
+                    context::checksum(&dir, &include, &exclude)
+                })
+                .await??;
+                Ok(Some(key))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn cacheable(&self, vertex: &Vertex) -> bool {
+        !matches!(vertex.op, Op::Local { .. })
+    }
+
+    fn heavy(&self, vertex: &Vertex) -> bool {
+        matches!(vertex.op, Op::Exec(_))
+    }
+
+    fn usable(&self, output: &Output) -> bool {
+        output
+            .layers()
+            .iter()
+            .all(|l| self.cfg.store.has_blob(&l.digest))
+    }
+
+    async fn exec(
+        &self,
+        ctx: &ExecContext,
+        vertex: &Vertex,
+        inputs: Vec<Output>,
+    ) -> Result<Output, BoxError> {
+        match &vertex.op {
+            Op::Scratch => Ok(Output::Layers(vec![])),
+            Op::Image { reference, digest } => self.image(reference, digest).await,
+            Op::Local { name, exclude, .. } => {
+                self.local_dir(name)?;
+                Ok(Output::Local {
+                    name: name.clone(),
+                    exclude: exclude.clone(),
+                })
+            }
+            Op::Exec(e) => {
+                let base = inputs.first().ok_or("exec without a rootfs")?;
+                self.exec(ctx, e, base.layers()).await
+            }
+            Op::File(f) => self.file(f, inputs).await,
+        }
+    }
+}
+
+/// The last `n` lines of a byte stream.
+struct Tail {
+    n: usize,
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl Tail {
+    fn new(n: usize) -> Self {
+        Self {
+            n,
+            lines: VecDeque::new(),
+            partial: Vec::new(),
+        }
+    }
+    fn push(&mut self, data: &[u8]) {
+        for &b in data {
+            if b == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.lines.push_back(line);
+                if self.lines.len() > self.n {
+                    self.lines.pop_front();
+                }
+            } else {
+                self.partial.push(b);
+            }
+        }
+    }
+    fn lines(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            let line = String::from_utf8_lossy(&self.partial).into_owned();
+            self.lines.push_back(line);
+            if self.lines.len() > self.n {
+                self.lines.pop_front();
+            }
+        }
+        self.lines.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn tail_keeps_last_lines() {
+        let mut t = Tail::new(2);
+        t.push(b"a\nb\nc");
+        t.push(b"d\ne");
+        assert_eq!(t.lines(), vec!["cd", "e"]);
+    }
+}

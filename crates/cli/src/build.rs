@@ -1,0 +1,507 @@
+//! `kiln build`.
+
+use crate::progress;
+use crate::util::{now_rfc3339, Env, Failure};
+use clap::Args;
+use kiln_exporter::HistoryEntry;
+use kiln_frontend::{ErrorKind, ImageResolver, ResolvedImage};
+use kiln_oci::Reference;
+use kiln_opgraph::{NetworkMode, Op, VertexDigest};
+use kiln_worker::{BuildWorker, Output, WorkerConfig};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Build context directory.
+    context: PathBuf,
+    /// Dockerfile (default CONTEXT/Dockerfile; `-` reads stdin).
+    #[arg(short = 'f', long = "file")]
+    file: Option<String>,
+    /// Name (and tag) for the image; repeatable.
+    #[arg(short = 't', long = "tag")]
+    tags: Vec<String>,
+    /// Build-time variable K=V (or K, taken from the environment); repeatable.
+    #[arg(long = "build-arg")]
+    build_args: Vec<String>,
+    /// Stage to build.
+    #[arg(long)]
+    target: Option<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    no_cache: bool,
+    /// Always look up base images in their registry.
+    #[arg(long)]
+    pull: bool,
+    /// Label K=V for the image; repeatable.
+    #[arg(long = "label")]
+    labels: Vec<String>,
+    /// Network for RUN steps.
+    #[arg(long, default_value = "default", value_parser = ["default", "none", "host"])]
+    network: String,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    progress: progress::Mode,
+    /// Print only the image ID.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Output: type=oci|docker|local|tar|image,dest=PATH|name=REF[,push=true][,tar=false].
+    #[arg(short = 'o', long = "output")]
+    outputs: Vec<String>,
+    /// Push the image (shorthand for type=image,push=true).
+    #[arg(long)]
+    push: bool,
+    /// Load the result into the local image store (default with -t).
+    #[arg(long)]
+    load: bool,
+    /// Write the image ID to this file.
+    #[arg(long)]
+    iidfile: Option<PathBuf>,
+    /// Write build metadata (JSON) to this file.
+    #[arg(long)]
+    metadata_file: Option<PathBuf>,
+    /// Concurrent RUN steps (default: number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Target platform (only the native linux/amd64).
+    #[arg(long)]
+    platform: Option<String>,
+}
+
+/// Resolves FROM images: the local store first (unless --pull), then the registry.
+struct Resolver<'a> {
+    env: &'a Env,
+    pull: bool,
+    handle: tokio::runtime::Handle,
+}
+
+impl ImageResolver for Resolver<'_> {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
+        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
+        let store = &self.env.store;
+        if !self.pull {
+            if let Some(rec) = store.get_image(&r.to_string()).map_err(|e| e.to_string())? {
+                let cfg = kiln_exporter::image_config(store, &rec.manifest_digest)
+                    .map_err(|e| e.to_string())?;
+                let config = serde_json::from_value(cfg).map_err(|e| e.to_string())?;
+                return Ok(ResolvedImage {
+                    reference: r.to_string(),
+                    digest: rec.manifest_digest,
+                    config,
+                });
+            }
+        }
+        let pulled = tokio::task::block_in_place(|| {
+            self.handle.block_on(self.env.registry.resolve(&r, store))
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(ResolvedImage {
+            reference: r.to_string(),
+            digest: pulled.manifest_digest,
+            config: pulled.config,
+        })
+    }
+}
+
+enum Export {
+    Layout {
+        format: kiln_exporter::layout::Format,
+        dest: PathBuf,
+        dir: bool,
+    },
+    Local(PathBuf),
+    Tar(PathBuf),
+    Image {
+        name: Option<String>,
+        push: bool,
+    },
+}
+
+fn parse_output(s: &str) -> Result<Export, Failure> {
+    let mut kv = BTreeMap::new();
+    for part in s.split(',') {
+        let (k, v) = part.split_once('=').unwrap_or(("dest", part));
+        kv.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let typ = kv.get("type").cloned().unwrap_or_else(|| "local".into());
+    let dest = || {
+        kv.get("dest")
+            .map(PathBuf::from)
+            .ok_or_else(|| Failure::usage(format!("output type={typ} needs dest=PATH")))
+    };
+    Ok(match typ.as_str() {
+        "oci" | "docker" => Export::Layout {
+            format: if typ == "oci" {
+                kiln_exporter::layout::Format::Oci
+            } else {
+                kiln_exporter::layout::Format::Docker
+            },
+            dest: dest()?,
+            dir: kv.get("tar").map(|t| t == "false").unwrap_or(false),
+        },
+        "local" => Export::Local(dest()?),
+        "tar" => Export::Tar(dest()?),
+        "image" | "registry" => Export::Image {
+            name: kv.get("name").cloned(),
+            push: typ == "registry" || kv.get("push").map(|p| p == "true").unwrap_or(false),
+        },
+        other => {
+            return Err(Failure::usage(format!(
+                "unknown output type `{other}` (use oci, docker, local, tar, image or registry)"
+            )))
+        }
+    })
+}
+
+fn key_values(items: &[String], from_env: bool) -> Result<BTreeMap<String, String>, Failure> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        match i.split_once('=') {
+            Some((k, v)) => {
+                m.insert(k.to_string(), v.to_string());
+            }
+            None if from_env => {
+                if let Ok(v) = std::env::var(i) {
+                    m.insert(i.clone(), v);
+                }
+            }
+            None => {
+                return Err(Failure::usage(format!(
+                    "`{i}` is not of the form KEY=VALUE"
+                )))
+            }
+        }
+    }
+    Ok(m)
+}
+
+fn frontend_failure(e: kiln_frontend::Error) -> Failure {
+    let mut msg = format!("{}:{}", e.file, e.line);
+    if e.column > 0 {
+        msg.push_str(&format!(":{}", e.column));
+    }
+    msg.push_str(&format!(": {}", e.message));
+    if let Some(src) = &e.source_line {
+        msg.push_str(&format!("\n  {} | {}", e.line, src));
+    }
+    if let Some(h) = &e.hint {
+        msg.push_str(&format!("\nhint: {h}"));
+    }
+    Failure::new(if e.kind == ErrorKind::Resolve { 1 } else { 2 }, msg)
+}
+
+pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
+    let started = std::time::Instant::now();
+    if let Some(p) = &a.platform {
+        if p != "linux/amd64" {
+            return Err(Failure::usage(format!(
+                "platform {p} is not supported: kiln builds for linux/amd64 only"
+            )));
+        }
+    }
+    let context = std::fs::canonicalize(&a.context).map_err(|e| {
+        Failure::new(
+            1,
+            format!("unable to prepare context: {}: {e}", a.context.display()),
+        )
+    })?;
+    if !context.is_dir() {
+        return Err(Failure::new(
+            1,
+            format!(
+                "unable to prepare context: {} is not a directory",
+                context.display()
+            ),
+        ));
+    }
+    let (dockerfile, file_name, dockerfile_path) = match a.file.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
+                Failure::new(1, format!("cannot read the Dockerfile from stdin: {e}"))
+            })?;
+            (s, "Dockerfile".to_string(), None)
+        }
+        f => {
+            let p = f
+                .map(PathBuf::from)
+                .unwrap_or_else(|| context.join("Dockerfile"));
+            let s = std::fs::read_to_string(&p).map_err(|e| {
+                Failure::new(
+                    1,
+                    format!("failed to read dockerfile: {}: {e}", p.display()),
+                )
+            })?;
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (s, name, Some(p))
+        }
+    };
+    let ignore_text = dockerfile_path
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(format!("{}.dockerignore", p.display())).ok())
+        .or_else(|| std::fs::read_to_string(context.join(".dockerignore")).ok())
+        .unwrap_or_default();
+    let excludes = kiln_opgraph::pattern::parse_dockerignore(&ignore_text);
+    let opts = kiln_frontend::BuildOptions {
+        file_name: file_name.clone(),
+        build_args: key_values(&a.build_args, true)?,
+        target: a.target.clone(),
+        labels: key_values(&a.labels, false)?,
+        network: match a.network.as_str() {
+            "none" => NetworkMode::None,
+            "host" => NetworkMode::Host,
+            _ => NetworkMode::Default,
+        },
+        excludes,
+        no_cache: a.no_cache,
+    };
+    let resolver = Resolver {
+        env,
+        pull: a.pull,
+        handle: tokio::runtime::Handle::current(),
+    };
+    let fe = tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
+        .map_err(frontend_failure)?;
+
+    let mut exports = a
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.push {
+        exports.push(Export::Image {
+            name: None,
+            push: true,
+        });
+    }
+
+    let worker = Arc::new(BuildWorker::new(WorkerConfig {
+        store: env.store.clone(),
+        registry: env.registry.clone(),
+        executor: env.executor(),
+        fileop_helper: vec![
+            env.exe.clone().into_os_string(),
+            kiln_worker::fileop::HELPER_ARG.into(),
+        ],
+        locals: BTreeMap::from([("context".to_string(), context.clone())]),
+        hostname: "kiln".into(),
+    }));
+    let cache = Arc::new(StoreCache(env.store.clone()));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mode = if a.quiet {
+        progress::Mode::Quiet
+    } else {
+        a.progress
+    };
+    let printer = tokio::spawn(progress::render(mode, rx));
+    let solve_opts = kiln_solver::SolveOptions {
+        jobs: a
+            .jobs
+            .unwrap_or_else(|| kiln_solver::SolveOptions::default().jobs),
+    };
+    let solved = tokio::select! {
+        r = kiln_solver::solve(&fe.definition, worker, cache.clone(), Some(tx), &solve_opts) => r,
+        _ = shutdown_signal() => {
+            let _ = printer.await;
+            return Err(Failure::new(130, "build cancelled"));
+        }
+    };
+    let _ = printer.await;
+    let solved = solved.map_err(solve_failure)?;
+
+    // The image: config + history (empty_layer decided from the solved layer counts).
+    let layers = solved.root.layers().to_vec();
+    let history = reconcile_history(&fe, &solved, &cache);
+    let mut config = serde_json::to_value(&fe.config)
+        .map_err(|e| Failure::new(1, format!("image config: {e}")))?;
+    if let Some(obj) = config.as_object_mut() {
+        obj.remove("rootfs");
+    }
+    let image = kiln_exporter::store_image(&env.store, config, &history, &layers, &now_rfc3339())?;
+
+    let tags: Vec<Reference> = a
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).map_err(|e| Failure::usage(e.to_string())))
+        .collect::<Result<_, _>>()?;
+    let load = a.load
+        || (!tags.is_empty() && a.outputs.is_empty())
+        || tags.is_empty() && exports.is_empty();
+    if load {
+        for t in &tags {
+            env.store
+                .set_image(&t.to_string(), &image.manifest_digest)?;
+        }
+    }
+    let first_name = tags.first().map(|t| t.to_string());
+    for e in &exports {
+        match e {
+            Export::Layout { format, dest, dir } => kiln_exporter::layout::write(
+                &env.store,
+                &image,
+                first_name.as_deref(),
+                *format,
+                dest,
+                *dir,
+            )?,
+            Export::Local(d) => kiln_exporter::rootfs::write_dir(&env.store, &layers, d)?,
+            Export::Tar(d) => kiln_exporter::rootfs::write_tar(&env.store, &layers, d)?,
+            Export::Image { name, push } => {
+                let names: Vec<Reference> = match name {
+                    Some(n) => n
+                        .split(',')
+                        .map(|n| Reference::parse(n).map_err(|e| Failure::usage(e.to_string())))
+                        .collect::<Result<_, _>>()?,
+                    None => tags.clone(),
+                };
+                if names.is_empty() {
+                    return Err(Failure::usage(
+                        "pushing needs a name: use -t or -o type=image,name=REF",
+                    ));
+                }
+                for n in &names {
+                    env.store
+                        .set_image(&n.to_string(), &image.manifest_digest)?;
+                    if *push {
+                        eprintln!("pushing {n}");
+                        env.registry
+                            .push(&env.store, &image.manifest_digest, n)
+                            .await?;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(p) = &a.iidfile {
+        std::fs::write(p, &image.config_digest)
+            .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
+    }
+    if let Some(p) = &a.metadata_file {
+        let md = serde_json::json!({
+            "containerimage.digest": image.manifest_digest,
+            "containerimage.config.digest": image.config_digest,
+            "image.name": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+        });
+        std::fs::write(p, serde_json::to_vec_pretty(&md).unwrap_or_default())
+            .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
+    }
+    if a.quiet {
+        println!("{}", image.config_digest);
+    } else {
+        eprintln!(
+            "\nbuilt {} in {:.1}s: {} steps run, {} cached{}",
+            image.config_digest,
+            started.elapsed().as_secs_f64(),
+            solved.executed,
+            solved.cached,
+            if tags.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    ", tagged {}",
+                    tags.iter()
+                        .map(|t| t.familiar())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            }
+        );
+    }
+    Ok(0)
+}
+
+struct StoreCache(Arc<kiln_cache::Store>);
+impl kiln_solver::CacheStorage for StoreCache {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.0.cache_get(key).ok().flatten()
+    }
+    fn put(&self, key: &str, value: &[u8]) {
+        if let Err(e) = self.0.cache_put(key, value) {
+            eprintln!("warning: cannot record a cache entry: {e}");
+        }
+    }
+}
+
+/// Decides `empty_layer` for each history entry by comparing the layer count of its vertex's
+/// result with that of the vertex's base input (from this solve, or from the cache).
+fn reconcile_history(
+    fe: &kiln_frontend::Build,
+    solved: &kiln_solver::Solved<Output>,
+    cache: &StoreCache,
+) -> Vec<HistoryEntry> {
+    use kiln_solver::CacheStorage;
+    let output = |d: &VertexDigest| -> Option<Output> {
+        solved.outputs.get(d).cloned().or_else(|| {
+            let key = solved.keys.get(d)?;
+            serde_json::from_slice(&cache.get(key)?).ok()
+        })
+    };
+    fe.history
+        .iter()
+        .map(|h| {
+            let empty_layer = match &h.layer_vertex {
+                None => true,
+                Some(v) => {
+                    let d = VertexDigest(v.clone());
+                    let base = fe.definition.vertices.get(&d).and_then(|vx| match &vx.op {
+                        Op::Exec(e) => Some(e.rootfs.vertex.clone()),
+                        Op::File(f) => Some(f.base.vertex.clone()),
+                        _ => None,
+                    });
+                    match (output(&d), base.and_then(|b| output(&b))) {
+                        (Some(o), Some(b)) => o.layers().len() == b.layers().len(),
+                        _ => false,
+                    }
+                }
+            };
+            HistoryEntry {
+                created_by: h.created_by.clone(),
+                comment: h.comment.clone(),
+                empty_layer,
+            }
+        })
+        .collect()
+}
+
+fn solve_failure(e: kiln_solver::SolveError) -> Failure {
+    match e {
+        kiln_solver::SolveError::Vertex {
+            name,
+            location,
+            source,
+            ..
+        } => {
+            let at = location
+                .map(|l| format!("{}:{}: ", l.file, l.line))
+                .unwrap_or_default();
+            if let Some(x) = source.downcast_ref::<kiln_worker::ExecFailed>() {
+                let mut msg = format!("{at}{name}: {x}");
+                if !x.tail.is_empty() {
+                    msg.push_str("\n--- last lines of output ---");
+                    for l in &x.tail {
+                        msg.push_str("\n  ");
+                        msg.push_str(l);
+                    }
+                }
+                return Failure::new(1, msg);
+            }
+            Failure::new(1, format!("{at}{name}: {source}"))
+        }
+        other => Failure::new(1, other.to_string()),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,376 @@
+//! Image and container commands: run, images, pull, push, import, tag, rmi, inspect,
+//! history, save.
+
+use crate::util::{now_rfc3339, Env, Failure};
+use clap::Args;
+use kiln_exporter::HistoryEntry;
+use kiln_oci::Reference;
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct RefArg {
+    /// Image reference.
+    reference: String,
+}
+
+#[derive(Args)]
+pub struct ImagesArgs {
+    /// Show only image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+pub struct TagArgs {
+    source: String,
+    target: String,
+}
+
+#[derive(Args)]
+pub struct RmiArgs {
+    #[arg(required = true)]
+    references: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct SaveArgs {
+    /// Output file (default stdout is not supported: give -o).
+    #[arg(short, long)]
+    output: PathBuf,
+    #[arg(required = true)]
+    references: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// Dockerfile instruction applied to the image config (CMD, ENTRYPOINT, ENV, …); repeatable.
+    #[arg(short = 'c', long = "change")]
+    changes: Vec<String>,
+    /// Root filesystem tarball (`-` for stdin).
+    file: String,
+    /// Name for the image.
+    reference: String,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Container name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Run in the background (not supported yet).
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a TTY (not supported yet; stdio is passed through).
+    #[arg(short, long)]
+    tty: bool,
+    /// Environment K=V (or K from the caller's environment); repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Bind mount SRC:DST[:ro]; repeatable.
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// User (name or uid[:gid]).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Network: none (default) or host.
+    #[arg(long, default_value = "none", value_parser = ["none", "host", "default"])]
+    network: String,
+    /// Image.
+    image: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
+    if a.detach {
+        return Err(Failure::usage("kiln run -d is not supported yet"));
+    }
+    let (_, manifest) = match env.local_image(&a.image) {
+        Ok(x) => x,
+        Err(_) => {
+            let r = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
+            eprintln!("Unable to find image '{}' locally", r.familiar());
+            let pulled = env.registry.pull(&r, &env.store).await?;
+            env.store
+                .set_image(&r.to_string(), &pulled.manifest_digest)?;
+            (r, pulled.manifest_digest)
+        }
+    };
+    let layers = kiln_exporter::image_layers(&env.store, &manifest)?;
+    let config = kiln_exporter::image_config(&env.store, &manifest)?;
+    let mut mounts = Vec::new();
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [s, d] => (*s, *d, false),
+            [s, d, o] if *o == "ro" || *o == "rw" => (*s, *d, *o == "ro"),
+            _ => {
+                return Err(Failure::usage(format!(
+                    "invalid volume `{v}`: use SRC:DST[:ro]"
+                )))
+            }
+        };
+        if !src.starts_with('/') {
+            return Err(Failure::usage(format!(
+                "invalid volume `{v}`: named volumes are not supported yet; use an absolute host path"
+            )));
+        }
+        mounts.push(kiln_executor::BindMount {
+            source: PathBuf::from(src),
+            destination: dst.to_string(),
+            readonly: ro,
+        });
+    }
+    let env_vars = a
+        .env
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect();
+    let opts = kiln_runtime::RunOptions {
+        name: a.name,
+        remove: a.rm,
+        env: env_vars,
+        workdir: a.workdir,
+        user: a.user,
+        entrypoint: a.entrypoint,
+        args: a.args,
+        network: if a.network == "host" {
+            kiln_executor::Network::Host
+        } else {
+            kiln_executor::Network::None
+        },
+        mounts,
+    };
+    let _ = a.interactive;
+    let _ = a.tty;
+    let code = kiln_runtime::run(&env.store, &env.executor(), &layers, &config, &opts)
+        .await
+        .map_err(|e| match e {
+            kiln_runtime::Error::NoCommand => Failure::new(125, "no command specified"),
+            other => Failure::new(125, other.to_string()),
+        })?;
+    Ok(code.clamp(0, 255) as u8)
+}
+
+pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
+    let list = env.store.list_images()?;
+    if !a.quiet {
+        println!(
+            "{:<40} {:<16} {:<14} {:<22} {:>10}",
+            "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
+        );
+    }
+    for rec in list {
+        let m = kiln_exporter::read_manifest(&env.store, &rec.manifest_digest)?;
+        let id = m["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("sha256:");
+        let short = &id[..id.len().min(12)];
+        if a.quiet {
+            println!("{short}");
+            continue;
+        }
+        let size: u64 = m["layers"]
+            .as_array()
+            .map(|ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum())
+            .unwrap_or(0);
+        let (repo, tag) = match Reference::parse(&rec.name) {
+            Ok(r) => {
+                let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
+                let repo = Reference {
+                    tag: None,
+                    digest: None,
+                    ..r
+                }
+                .familiar();
+                (repo, tag)
+            }
+            Err(_) => (rec.name.clone(), "<none>".into()),
+        };
+        println!(
+            "{:<40} {:<16} {:<14} {:<22} {:>10}",
+            repo,
+            tag,
+            short,
+            crate::util::rfc3339(rec.created),
+            human_size(size)
+        );
+    }
+    Ok(0)
+}
+
+fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        format!("{v:.3}{}", units[i]).replace(".000", "")
+    }
+}
+
+pub async fn pull(env: &Env, a: RefArg) -> Result<u8, Failure> {
+    let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
+    let pulled = env.registry.pull(&r, &env.store).await?;
+    env.store
+        .set_image(&r.to_string(), &pulled.manifest_digest)?;
+    println!("{}: digest: {}", r.familiar(), pulled.manifest_digest);
+    Ok(0)
+}
+
+pub async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
+    let (r, manifest) = env.local_image(&a.reference)?;
+    let digest = env.registry.push(&env.store, &manifest, &r).await?;
+    println!("{}: digest: {digest}", r.familiar());
+    Ok(0)
+}
+
+pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
+    let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut config: kiln_oci::spec::ImageConfiguration =
+        serde_json::from_value(serde_json::json!({
+            "architecture": "amd64", "os": "linux", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": []}
+        }))
+        .map_err(|e| Failure::new(1, e.to_string()))?;
+    kiln_frontend::apply_changes(&mut config, &a.changes)
+        .map_err(|e| Failure::usage(format!("invalid --change: {}", e.message)))?;
+    let layer = if a.file == "-" {
+        env.store.import_layer(&mut std::io::stdin().lock())?
+    } else {
+        let mut f = std::fs::File::open(&a.file)
+            .map_err(|e| Failure::new(1, format!("{}: {e}", a.file)))?;
+        env.store.import_layer(&mut f)?
+    };
+    let mut cfg = serde_json::to_value(&config).map_err(|e| Failure::new(1, e.to_string()))?;
+    if let Some(o) = cfg.as_object_mut() {
+        o.remove("rootfs");
+        o.remove("history");
+    }
+    let image = kiln_exporter::store_image(
+        &env.store,
+        cfg,
+        &[HistoryEntry {
+            created_by: "kiln import".into(),
+            comment: Some("Imported from tarball".into()),
+            empty_layer: false,
+        }],
+        &[layer],
+        &now_rfc3339(),
+    )?;
+    env.store
+        .set_image(&r.to_string(), &image.manifest_digest)?;
+    println!("{}", image.config_digest);
+    Ok(0)
+}
+
+pub fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
+    let (_, manifest) = env.local_image(&a.source)?;
+    let t = Reference::parse(&a.target).map_err(|e| Failure::usage(e.to_string()))?;
+    env.store.set_image(&t.to_string(), &manifest)?;
+    Ok(0)
+}
+
+pub fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
+    let mut code = 0;
+    for name in &a.references {
+        let r = Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
+        if env.store.remove_image(&r.to_string())? {
+            println!("Untagged: {}", r.familiar());
+        } else {
+            eprintln!("error: no such image: {}", r.familiar());
+            code = 1;
+        }
+    }
+    Ok(code)
+}
+
+pub fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
+    let (r, manifest) = env.local_image(&a.reference)?;
+    let m = kiln_exporter::read_manifest(&env.store, &manifest)?;
+    let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
+    let out = serde_json::json!([{
+        "Id": m["config"]["digest"],
+        "RepoTags": [r.familiar()],
+        "ManifestDigest": manifest,
+        "Created": cfg["created"],
+        "Architecture": cfg["architecture"],
+        "Os": cfg["os"],
+        "Config": cfg["config"],
+        "RootFS": cfg["rootfs"],
+        "History": cfg["history"],
+        "Size": m["layers"].as_array().map(|ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum::<u64>()).unwrap_or(0),
+    }]);
+    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    Ok(0)
+}
+
+pub fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
+    let (_, manifest) = env.local_image(&a.reference)?;
+    let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
+    println!("{:<22} {:<60} {}", "CREATED", "CREATED BY", "EMPTY");
+    if let Some(h) = cfg["history"].as_array() {
+        for e in h.iter().rev() {
+            let by = e["created_by"].as_str().unwrap_or_default();
+            let by: String = by.chars().take(60).collect();
+            println!(
+                "{:<22} {:<60} {}",
+                e["created"].as_str().unwrap_or_default(),
+                by,
+                e["empty_layer"].as_bool().unwrap_or(false)
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
+    if a.references.len() != 1 {
+        return Err(Failure::usage("kiln save takes one image for now"));
+    }
+    let (r, manifest) = env.local_image(&a.references[0])?;
+    let size = env.store.blob_size(&manifest)?;
+    let m = kiln_exporter::read_manifest(&env.store, &manifest)?;
+    let image = kiln_exporter::StoredImage {
+        manifest_digest: manifest,
+        manifest_size: size,
+        config_digest: m["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    };
+    kiln_exporter::layout::write(
+        &env.store,
+        &image,
+        Some(&r.to_string()),
+        kiln_exporter::layout::Format::Docker,
+        &a.output,
+        false,
+    )?;
+    Ok(0)
+}

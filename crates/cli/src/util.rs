@@ -1,0 +1,170 @@
+//! What every command needs: the store, the registry client, the executor, and failures
+//! with exit codes.
+
+use kiln_cache::Store;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// An error on its way to the user, with the exit code it ends in.
+pub struct Failure {
+    /// Exit code (1 build failure, 2 usage / Dockerfile error).
+    pub code: u8,
+    /// The message (first line is the summary).
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(2, message)
+    }
+    pub fn print(&self) {
+        eprintln!("error: {}", self.message);
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let mut msg = e.to_string();
+        let mut src = e.source();
+        while let Some(s) = src {
+            let s_msg = s.to_string();
+            if !msg.contains(&s_msg) {
+                msg.push_str(": ");
+                msg.push_str(&s_msg);
+            }
+            src = s.source();
+        }
+        Failure::new(1, msg)
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+struct ConfigFile {
+    #[serde(default)]
+    registry: BTreeMap<String, kiln_registry::HostConfig>,
+}
+
+/// The opened state directory and the clients built from the configuration.
+pub struct Env {
+    pub store: Arc<Store>,
+    pub registry: kiln_registry::Client,
+    pub exe: PathBuf,
+}
+
+impl Env {
+    pub fn open(root: Option<PathBuf>, config: Option<PathBuf>) -> Result<Self, Failure> {
+        let root = root.unwrap_or_else(default_root);
+        std::fs::create_dir_all(&root)
+            .map_err(|e| Failure::new(1, format!("cannot create root {}: {e}", root.display())))?;
+        let config_path = config.or_else(|| {
+            let p = root.join("config.toml");
+            p.exists().then_some(p)
+        });
+        let cfg: ConfigFile = match &config_path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
+                toml::from_str(&text)
+                    .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?
+            }
+            None => ConfigFile::default(),
+        };
+        let store = Store::open(&root).map_err(|e| {
+            Failure::new(
+                1,
+                format!("cannot open the store at {}: {e}", root.display()),
+            )
+        })?;
+        let docker_config = std::env::var_os("DOCKER_CONFIG")
+            .map(|d| PathBuf::from(d).join("config.json"))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+            });
+        let registry = kiln_registry::Client::new(kiln_registry::RegistryConfig {
+            hosts: cfg.registry,
+            docker_config,
+        });
+        let exe = std::env::current_exe()
+            .map_err(|e| Failure::new(1, format!("cannot find the kiln binary: {e}")))?;
+        Ok(Self {
+            store: Arc::new(store),
+            registry,
+            exe,
+        })
+    }
+
+    pub fn executor(&self) -> kiln_executor::Executor {
+        kiln_executor::Executor::new(vec![
+            self.exe.clone().into_os_string(),
+            kiln_executor::HELPER_ARG.into(),
+        ])
+    }
+
+    /// The manifest digest a local name points at, or a clear error.
+    pub fn local_image(&self, name: &str) -> Result<(kiln_oci::Reference, String), Failure> {
+        let r = kiln_oci::Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
+        match self.store.get_image(&r.to_string())? {
+            Some(rec) => Ok((r, rec.manifest_digest)),
+            None => Err(Failure::new(1, format!("no such image: {}", r.familiar()))),
+        }
+    }
+}
+
+fn default_root() -> PathBuf {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return PathBuf::from("/var/lib/kiln");
+    }
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("kiln")
+}
+
+/// RFC 3339 UTC time of now, as image configs carry it.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+pub fn rfc3339(secs: i64) -> String {
+    let days = secs.div_euclid(86400);
+    let rem = secs.rem_euclid(86400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::rfc3339(1_795_000_000), "2026-11-18T11:06:40Z");
+    }
+}
