@@ -4,10 +4,68 @@
 //!
 //! CONTRACT (fixed by the workspace; other crates call exactly these signatures):
 //! see the `Store` methods below.
+//!
+//! # On-disk layout (version 1)
+//!
+//! ```text
+//! <root>/
+//!   VERSION                 "1": the layout version; `open` refuses any other
+//!   blobs/sha256/<hex>      content store: one file per blob, named by its sha256
+//!   ingest/<random>         blobs being written (fsync'd, digest checked, then renamed
+//!                           into blobs/; a dropped writer removes its file)
+//!   snapshots/<diffid-hex>/ extracted layers, usable as overlay lower dirs (OCI
+//!                           whiteouts turned into overlay whiteouts)
+//!   snapshots/.tmp-<rand>/  a snapshot being extracted (renamed into place when done,
+//!                           so an existing final dir is always complete)
+//!   tmp/                    scratch dirs (`Store::temp_dir`): overlay upper/work dirs
+//!   meta.db (+ -wal, -shm)  SQLite metadata: tables `images(name, manifest_digest,
+//!                           created)`, `cache(key, value, last_used)` and
+//!                           `layers(diff_id, digest, size, media_type)`
+//! ```
+//!
+//! Everything that lands under a final name gets there by an atomic `rename` from a temp
+//! name on the same filesystem, so a crash leaves at worst a stale temp file. `open` removes
+//! stale `ingest/*` and `snapshots/.tmp-*` entries older than an hour (younger ones may
+//! belong to another kiln process working on the same root right now).
+//!
+//! # Layers
+//!
+//! [`Store::diff_to_layer`] walks an overlayfs upper dir in byte-sorted order (directories
+//! before their contents, names relative without `./`) and streams a GNU tar (GNU long-name
+//! records for long paths, PAX `SCHILY.xattr.*` records for xattrs) through gzip into a blob;
+//! the same upper dir always gives the same layer. The overlay must be mounted with the
+//! default `redirect_dir=off` and `metacopy=off`: a redirected directory or a metadata-only
+//! copy-up has its data in a lower layer, and diffing one fails instead of producing a
+//! wrong layer. [`Store::snapshot`] does the reverse, turning `.wh.NAME` into a 0:0 char
+//! device and `.wh..wh..opq` into `trusted.overlay.opaque=y`.
+//!
+//! # Why SQLite
+//!
+//! Several kiln processes may use one root at the same time (two builds in parallel, a
+//! build next to `kiln images`). SQLite in WAL mode with a busy timeout lets them all read
+//! and write the same database file safely, with readers never blocked by a writer. redb
+//! (the obvious pure-Rust alternative) takes an exclusive file lock per process, so a second
+//! kiln would fail to open the store while the first runs.
 #![deny(missing_docs)]
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+mod apply;
+mod db;
+mod diff;
+#[cfg(test)]
+mod tests;
+
+use sha2::{Digest as _, Sha256};
+
+/// The layout version written to `<root>/VERSION`.
+pub const LAYOUT_VERSION: &str = "1";
+
+/// Temp entries (ingest files, half-extracted snapshots) older than this are removed by
+/// [`Store::open`].
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +105,12 @@ pub enum Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Maps an `io::Error` to [`Error::Io`] for `path`.
+pub(crate) fn io_err(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+    let path = path.into();
+    move |source| Error::Io { path, source }
+}
+
 /// A named image in the local store.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImageRecord {
@@ -60,75 +124,223 @@ pub struct ImageRecord {
 
 /// The store. Cheap to share (`&Store` is `Sync`); several processes may open one root.
 pub struct Store {
-    _root: PathBuf,
+    root: PathBuf,
+    blobs: PathBuf,
+    ingest: PathBuf,
+    snapshots: PathBuf,
+    tmp: PathBuf,
+    db: Mutex<rusqlite::Connection>,
 }
 
 /// A blob being written: hashes (sha256) as bytes pass, into a temp file under the store.
 /// Dropping it without [`BlobWriter::commit`] removes the temp file.
 pub struct BlobWriter {
-    _p: (),
+    /// `None` once committed (or consumed by a failed commit).
+    file: Option<std::io::BufWriter<std::fs::File>>,
+    temp: PathBuf,
+    blobs: PathBuf,
+    hasher: Sha256,
+    count: u64,
 }
 
 impl Write for BlobWriter {
-    fn write(&mut self, _buf: &[u8]) -> std::io::Result<usize> {
-        todo!()
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let f = self
+            .file
+            .as_mut()
+            .ok_or_else(|| std::io::Error::other("blob writer already finished"))?;
+        let n = f.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        todo!()
+        match self.file.as_mut() {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
     }
 }
 
 impl BlobWriter {
     /// Finishes the blob: fsync, check `expected` digest when given, rename into place
     /// (atomic; an existing identical blob is fine). Returns (`sha256:…`, size).
-    pub fn commit(self, _expected: Option<&str>) -> Result<(String, u64)> {
-        todo!()
+    pub fn commit(mut self, expected: Option<&str>) -> Result<(String, u64)> {
+        let Some(buf) = self.file.take() else {
+            return Err(Error::Io {
+                path: self.temp.clone(),
+                source: std::io::Error::other("blob writer already finished"),
+            });
+        };
+        // From here on the temp file is ours to remove on every error path.
+        let temp = self.temp.clone();
+        let fail = |e: Error| {
+            let _ = std::fs::remove_file(&temp);
+            e
+        };
+        let file = buf
+            .into_inner()
+            .map_err(|e| fail(io_err(&temp)(e.into_error())))?;
+        file.sync_all().map_err(|e| fail(io_err(&temp)(e)))?;
+        drop(file);
+        let hex_digest = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        let digest = format!("sha256:{hex_digest}");
+        if let Some(expected) = expected {
+            if expected != digest {
+                return Err(fail(Error::DigestMismatch {
+                    expected: expected.to_string(),
+                    actual: digest,
+                }));
+            }
+        }
+        let dest = self.blobs.join("sha256").join(&hex_digest);
+        if dest.exists() {
+            // Same content already there: keep the existing inode (readers may have it open).
+            let _ = std::fs::remove_file(&temp);
+        } else {
+            std::fs::rename(&temp, &dest).map_err(|e| fail(io_err(&dest)(e)))?;
+            fsync_dir(&self.blobs.join("sha256"))?;
+        }
+        Ok((digest, self.count))
     }
+}
+
+/// fsyncs a directory so that a rename into it is durable.
+pub(crate) fn fsync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// The hex part of a `sha256:<64 hex>` digest, or `None` when it is not one.
+pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
+    let hex = digest.strip_prefix("sha256:")?;
+    (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
+}
+
+/// A random hex token for temp names.
+fn random_name() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Unix seconds now.
+pub(crate) fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 impl Store {
     /// Opens (creating when missing) the store at `root`.
-    pub fn open(_root: &Path) -> Result<Store> {
-        todo!()
+    pub fn open(root: &Path) -> Result<Store> {
+        std::fs::create_dir_all(root).map_err(io_err(root))?;
+        check_version(root)?;
+        let blobs = root.join("blobs");
+        let ingest = root.join("ingest");
+        let snapshots = root.join("snapshots");
+        let tmp = root.join("tmp");
+        for d in [&blobs.join("sha256"), &ingest, &snapshots, &tmp] {
+            std::fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        clean_stale(&ingest, |_| true);
+        clean_stale(&snapshots, |name| name.starts_with(".tmp-"));
+        let db = db::open(&root.join("meta.db"))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+            blobs,
+            ingest,
+            snapshots,
+            tmp,
+            db: Mutex::new(db),
+        })
     }
     /// The root directory.
     pub fn root(&self) -> &Path {
-        todo!()
+        &self.root
     }
     /// A scratch directory under the root (same filesystem, so renames are atomic and overlay
     /// upper/work dirs can live there); removed on drop.
-    pub fn temp_dir(&self, _prefix: &str) -> Result<tempfile::TempDir> {
-        todo!()
+    pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir_in(&self.tmp)
+            .map_err(io_err(&self.tmp))
     }
 
     // ---- content store ----
     /// Whether a blob is present.
-    pub fn has_blob(&self, _digest: &str) -> bool {
-        todo!()
+    pub fn has_blob(&self, digest: &str) -> bool {
+        sha256_hex(digest).is_some() && self.blob_path(digest).is_file()
     }
     /// Path of a present blob (for streaming reads).
-    pub fn blob_path(&self, _digest: &str) -> PathBuf {
-        todo!()
+    pub fn blob_path(&self, digest: &str) -> PathBuf {
+        match sha256_hex(digest) {
+            Some(hex) => self.blobs.join("sha256").join(hex),
+            // Not a digest we store: a path that never exists.
+            None => self.blobs.join("invalid-digest"),
+        }
     }
     /// Opens a blob for reading.
-    pub fn open_blob(&self, _digest: &str) -> Result<std::fs::File> {
-        todo!()
+    pub fn open_blob(&self, digest: &str) -> Result<std::fs::File> {
+        if sha256_hex(digest).is_none() {
+            return Err(Error::NotFound(digest.to_string()));
+        }
+        let path = self.blob_path(digest);
+        std::fs::File::open(&path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::NotFound(digest.to_string())
+            } else {
+                io_err(&path)(e)
+            }
+        })
     }
     /// Reads a small blob (manifest, config) whole.
-    pub fn read_blob(&self, _digest: &str) -> Result<Vec<u8>> {
-        todo!()
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let mut f = self.open_blob(digest)?;
+        let mut v = Vec::new();
+        f.read_to_end(&mut v)
+            .map_err(io_err(self.blob_path(digest)))?;
+        Ok(v)
     }
     /// Size of a present blob.
-    pub fn blob_size(&self, _digest: &str) -> Result<u64> {
-        todo!()
+    pub fn blob_size(&self, digest: &str) -> Result<u64> {
+        let f = self.open_blob(digest)?;
+        Ok(f.metadata().map_err(io_err(self.blob_path(digest)))?.len())
     }
     /// Starts writing a blob.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
-        todo!()
+        let temp = self.ingest.join(random_name());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)
+            .map_err(io_err(&temp))?;
+        Ok(BlobWriter {
+            file: Some(std::io::BufWriter::with_capacity(256 * 1024, file)),
+            temp,
+            blobs: self.blobs.clone(),
+            hasher: Sha256::new(),
+            count: 0,
+        })
     }
     /// Writes a small blob whole. Returns (`sha256:…`, size).
-    pub fn write_blob(&self, _bytes: &[u8]) -> Result<(String, u64)> {
-        todo!()
+    pub fn write_blob(&self, bytes: &[u8]) -> Result<(String, u64)> {
+        let digest = kiln_oci::sha256_hex_digest(bytes);
+        if self.has_blob(&digest) {
+            return Ok((digest, bytes.len() as u64));
+        }
+        let mut w = self.blob_writer()?;
+        w.write_all(bytes).map_err(io_err(&w.temp))?;
+        w.commit(Some(&digest))
     }
 
     // ---- layers ----
@@ -136,44 +348,195 @@ impl Store {
     /// (tar → sha256 for diff_id → gzip → sha256 for the blob digest → temp file). Overlay
     /// whiteouts (0:0 char devices) become `.wh.NAME`; opaque dirs (`trusted.overlay.opaque=y`)
     /// get `.wh..wh..opq`. Returns `None` when the upper dir is empty.
-    pub fn diff_to_layer(&self, _upper: &Path) -> Result<Option<kiln_oci::Layer>> {
-        todo!()
+    pub fn diff_to_layer(&self, upper: &Path) -> Result<Option<kiln_oci::Layer>> {
+        let mut entries = std::fs::read_dir(upper).map_err(io_err(upper))?;
+        if entries.next().is_none() {
+            return Ok(None);
+        }
+        let w = self.blob_writer()?;
+        let temp = w.temp.clone();
+        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+        let tar_w = kiln_oci::Sha256Writer::new(gz);
+        let tar_w = diff::write_upper(upper, tar_w)?;
+        let (gz, diff_id, _) = tar_w.finish();
+        let w = gz.finish().map_err(io_err(&temp))?;
+        let (digest, size) = w.commit(None)?;
+        let layer = kiln_oci::Layer {
+            diff_id,
+            digest,
+            size,
+            media_type: kiln_oci::media::OCI_LAYER_GZIP.to_string(),
+        };
+        self.record_layer(&layer)?;
+        Ok(Some(layer))
     }
     /// Stores an uncompressed tar stream (e.g. a rootfs for `kiln import`) as a gzip layer.
-    pub fn import_layer(&self, _tar: &mut dyn Read) -> Result<kiln_oci::Layer> {
-        todo!()
+    pub fn import_layer(&self, tar: &mut dyn Read) -> Result<kiln_oci::Layer> {
+        let w = self.blob_writer()?;
+        let temp = w.temp.clone();
+        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+        let mut tar_w = kiln_oci::Sha256Writer::new(gz);
+        std::io::copy(tar, &mut tar_w).map_err(io_err(&temp))?;
+        let (gz, diff_id, _) = tar_w.finish();
+        let w = gz.finish().map_err(io_err(&temp))?;
+        let (digest, size) = w.commit(None)?;
+        let layer = kiln_oci::Layer {
+            diff_id,
+            digest,
+            size,
+            media_type: kiln_oci::media::OCI_LAYER_GZIP.to_string(),
+        };
+        self.record_layer(&layer)?;
+        Ok(layer)
     }
     /// The extracted snapshot of a layer, usable as an overlay lower dir (OCI whiteouts
     /// turned into overlay whiteouts). Extracted on first use from the layer's blob
     /// (gzip, zstd or plain), into a temp dir then renamed, so it is never half there.
-    pub fn snapshot(&self, _layer: &kiln_oci::Layer) -> Result<PathBuf> {
-        todo!()
+    pub fn snapshot(&self, layer: &kiln_oci::Layer) -> Result<PathBuf> {
+        let Some(diff_hex) = sha256_hex(&layer.diff_id) else {
+            return Err(Error::BadLayer {
+                digest: layer.digest.clone(),
+                message: format!("unsupported diff_id {:?}", layer.diff_id),
+            });
+        };
+        let dest = self.snapshots.join(diff_hex);
+        if dest.is_dir() {
+            return Ok(dest);
+        }
+        let blob = self.open_blob(&layer.digest)?;
+        let tmp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempdir_in(&self.snapshots)
+            .map_err(io_err(&self.snapshots))?;
+        apply::extract(blob, tmp.path(), &layer.digest, &layer.diff_id)?;
+        syncfs(tmp.path())?;
+        match std::fs::rename(tmp.path(), &dest) {
+            Ok(()) => {
+                let _ = tmp.keep();
+                fsync_dir(&self.snapshots)?;
+                Ok(dest)
+            }
+            // Someone else (another thread or process) finished the same snapshot first;
+            // `tmp` is removed on drop.
+            Err(_) if dest.is_dir() => Ok(dest),
+            Err(e) => Err(io_err(&dest)(e)),
+        }
+    }
+    /// A stored layer blob carrying `diff_id` (recorded by [`Store::diff_to_layer`] or
+    /// [`Store::import_layer`], or [`Store::record_layer`]) whose blob is present.
+    pub fn find_layer(&self, diff_id: &str) -> Result<Option<kiln_oci::Layer>> {
+        let layers = self.with_db(|c| db::layers_for(c, diff_id))?;
+        Ok(layers.into_iter().find(|l| self.has_blob(&l.digest)))
+    }
+    /// Records that `layer.digest` is a blob carrying `layer.diff_id` (e.g. after a pull).
+    pub fn record_layer(&self, layer: &kiln_oci::Layer) -> Result<()> {
+        self.with_db(|c| db::record_layer(c, layer))
     }
 
     // ---- metadata ----
     /// Sets `name` to point at `manifest_digest`.
-    pub fn set_image(&self, _name: &str, _manifest_digest: &str) -> Result<()> {
-        todo!()
+    pub fn set_image(&self, name: &str, manifest_digest: &str) -> Result<()> {
+        self.with_db(|c| db::set_image(c, name, manifest_digest))
     }
     /// Looks up a name.
-    pub fn get_image(&self, _name: &str) -> Result<Option<ImageRecord>> {
-        todo!()
+    pub fn get_image(&self, name: &str) -> Result<Option<ImageRecord>> {
+        self.with_db(|c| db::get_image(c, name))
     }
     /// All named images, sorted by name.
     pub fn list_images(&self) -> Result<Vec<ImageRecord>> {
-        todo!()
+        self.with_db(db::list_images)
     }
     /// Removes a name; true when it existed.
-    pub fn remove_image(&self, _name: &str) -> Result<bool> {
-        todo!()
+    pub fn remove_image(&self, name: &str) -> Result<bool> {
+        self.with_db(|c| db::remove_image(c, name))
     }
     /// Build cache: the result recorded under `key`.
-    pub fn cache_get(&self, _key: &str) -> Result<Option<Vec<u8>>> {
-        todo!()
+    pub fn cache_get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.with_db(|c| db::cache_get(c, key))
     }
     /// Build cache: records `value` under `key` (replacing).
-    pub fn cache_put(&self, _key: &str, _value: &[u8]) -> Result<()> {
-        todo!()
+    pub fn cache_put(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.with_db(|c| db::cache_put(c, key, value))
+    }
+
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T>,
+    ) -> Result<T> {
+        let mut c = self
+            .db
+            .lock()
+            .map_err(|_| Error::Db("connection mutex poisoned".into()))?;
+        f(&mut c).map_err(|e| Error::Db(e.to_string()))
     }
 }
 
+/// Checks (or writes, for a new root) `<root>/VERSION`.
+fn check_version(root: &Path) -> Result<()> {
+    let path = root.join("VERSION");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if s.trim() == LAYOUT_VERSION => Ok(()),
+        Ok(s) => Err(Error::Io {
+            path,
+            source: std::io::Error::other(format!(
+                "store layout version {:?} is not supported (this kiln uses {LAYOUT_VERSION})",
+                s.trim()
+            )),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Write under a temp name then rename, so a concurrent opener never reads a
+            // half-written file.
+            let temp = root.join(format!(".VERSION-{}", random_name()));
+            std::fs::write(&temp, format!("{LAYOUT_VERSION}\n")).map_err(io_err(&temp))?;
+            std::fs::rename(&temp, &path).map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                io_err(&path)(e)
+            })
+        }
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Removes entries of `dir` whose name passes `pick` and whose ctime (which `utimensat`
+/// cannot set back) is older than [`STALE_AFTER`]. Errors are ignored: another process may
+/// be cleaning the same entries.
+fn clean_stale(dir: &Path, pick: impl Fn(&str) -> bool) {
+    clean_before(dir, pick, now_secs() - STALE_AFTER.as_secs() as i64)
+}
+
+/// Removes entries of `dir` whose name passes `pick` and that last changed before `cutoff`
+/// (unix seconds).
+fn clean_before(dir: &Path, pick: impl Fn(&str) -> bool, cutoff: i64) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for ent in rd.flatten() {
+        let name = ent.file_name();
+        if !pick(&name.to_string_lossy()) {
+            continue;
+        }
+        let Ok(md) = ent.path().symlink_metadata() else {
+            continue;
+        };
+        if md.ctime().max(md.mtime()) >= cutoff {
+            continue;
+        }
+        let _ = if md.is_dir() {
+            std::fs::remove_dir_all(ent.path())
+        } else {
+            std::fs::remove_file(ent.path())
+        };
+    }
+}
+
+/// Flushes the filesystem holding `path` (cheaper than fsyncing every extracted file).
+fn syncfs(path: &Path) -> Result<()> {
+    use std::os::fd::AsRawFd;
+    let d = std::fs::File::open(path).map_err(io_err(path))?;
+    // SAFETY: `d` is an open descriptor for the duration of the call.
+    if unsafe { libc::syncfs(d.as_raw_fd()) } != 0 {
+        return Err(io_err(path)(std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -2,7 +2,23 @@
 //! op graph ([`kiln_opgraph::Definition`]) plus the image config the build will produce.
 //!
 //! CONTRACT (fixed by the workspace; other crates call exactly these signatures).
+//!
+//! Modules: [`parser`] (BuildKit's line grammar: directives, continuations, flags, JSON or
+//! shell forms, heredocs, line ranges; its AST dump matches BuildKit's parser test vectors
+//! byte for byte), [`shell`] (BuildKit's shell-word expansion) and the conversion behind
+//! [`build`] and [`apply_changes`].
+//!
+//! The parser is hand-written rather than taken from the `dockerfile-parser` crate: that
+//! crate has no heredocs, no `# escape=`/`# check=` handling as BuildKit does it and no way
+//! to reproduce BuildKit's AST dumps, which are our conformance oracle. Nothing here panics
+//! on any input: the parser is meant to be fuzzed.
 #![deny(missing_docs)]
+
+mod convert;
+pub mod parser;
+pub mod shell;
+
+pub use convert::{join_path, parse_duration, parse_port_spec, DEFAULT_PATH};
 
 use kiln_oci::spec::ImageConfiguration;
 use std::collections::BTreeMap;
@@ -41,7 +57,11 @@ pub struct Error {
 impl std::fmt::Display for Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // "Dockerfile:3:1: unknown instruction: FORM"
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
     }
 }
 impl std::error::Error for Error {}
@@ -94,22 +114,24 @@ pub struct Build {
     pub config: ImageConfiguration,
     /// History entries added by this build, in order, after the base image's own.
     pub history: Vec<kiln_oci::PendingHistory>,
+    /// Image config fields that `oci-spec`'s `Config` cannot hold, in Docker's JSON form, to
+    /// be merged into the config's `config` object by the exporter: `Healthcheck` (object
+    /// with `Test`, durations in nanoseconds, `Retries`), `Shell` (array) and `OnBuild`
+    /// (array). Absent keys mean unset.
+    pub extra_config: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Parses and converts a Dockerfile.
 pub fn build(
-    _dockerfile: &str,
-    _opts: &BuildOptions,
-    _resolver: &dyn ImageResolver,
+    dockerfile: &str,
+    opts: &BuildOptions,
+    resolver: &dyn ImageResolver,
 ) -> Result<Build, Error> {
-    todo!()
+    convert::build(dockerfile, opts, resolver)
 }
 
 /// Applies `docker import -c` / `docker commit -c` changes (CMD, ENTRYPOINT, ENV, EXPOSE,
 /// LABEL, ONBUILD, USER, VOLUME, WORKDIR, STOPSIGNAL) to a config.
-pub fn apply_changes(
-    _config: &mut ImageConfiguration,
-    _changes: &[String],
-) -> Result<(), Error> {
-    todo!()
+pub fn apply_changes(config: &mut ImageConfiguration, changes: &[String]) -> Result<(), Error> {
+    convert::apply_changes(config, changes)
 }

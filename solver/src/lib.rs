@@ -27,7 +27,7 @@
 use futures::future::{BoxFuture, FutureExt, Shared};
 use kiln_opgraph::{Definition, Vertex, VertexDigest};
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -236,6 +236,10 @@ struct Shared_<W: Worker> {
     executed: AtomicU32,
     cached: AtomicU32,
     outputs: std::sync::Mutex<BTreeMap<VertexDigest, W::Output>>,
+    /// Every reachable vertex with its cache key (for walking cached ancestors).
+    graph: HashMap<VertexDigest, (Vertex, String)>,
+    /// Vertices already reported (started or cached), so none is reported twice.
+    announced: std::sync::Mutex<HashSet<VertexDigest>>,
 }
 
 /// Solves `def` with `worker`, recording results in `cache`, reporting to `events`.
@@ -303,6 +307,11 @@ pub async fn solve<W: Worker>(
         executed: AtomicU32::new(0),
         cached: AtomicU32::new(0),
         outputs: std::sync::Mutex::new(BTreeMap::new()),
+        graph: order
+            .iter()
+            .map(|d| (d.clone(), (def.vertices[d].clone(), keys[d].clone())))
+            .collect(),
+        announced: std::sync::Mutex::new(HashSet::new()),
     });
 
     let mut futures: HashMap<VertexDigest, VertexFuture<W::Output>> = HashMap::new();
@@ -347,24 +356,12 @@ async fn vertex_future<W: Worker>(
     inputs: Vec<VertexFuture<W::Output>>,
 ) -> Result<W::Output, Arc<SolveErrorShared>> {
     let cacheable = s.worker.cacheable(&vertex);
-    if cacheable && !vertex.meta.ignore_cache {
-        if let Some(bytes) = s.cache.get(&key) {
-            if let Ok(out) = serde_json::from_slice::<W::Output>(&bytes) {
-                if s.worker.usable(&out) {
-                    let number = s.counter.fetch_add(1, Ordering::Relaxed) + 1;
-                    s.cached.fetch_add(1, Ordering::Relaxed);
-                    if let Some(tx) = &s.events {
-                        let _ = tx.send(Event::Cached {
-                            vertex: digest.clone(),
-                            number,
-                            name: vertex.meta.name.clone(),
-                        });
-                    }
-                    record(&s, &digest, &out);
-                    return Ok(out);
-                }
-            }
-        }
+    if let Some(out) = cached_output(&s, &vertex, &key) {
+        // Show the cached steps below this one too, as BuildKit does, without loading or
+        // executing anything: only their cache records are read.
+        announce_cached_ancestors(&s, &vertex);
+        announce_cached(&s, &digest, &vertex, &out);
+        return Ok(out);
     }
 
     // Inputs run concurrently; the first failure cancels the rest.
@@ -423,6 +420,77 @@ async fn vertex_future<W: Worker>(
                 });
             }
             Err(fail(&digest, &vertex, e))
+        }
+    }
+}
+
+/// The usable cached result of a vertex, if there is one.
+fn cached_output<W: Worker>(s: &Shared_<W>, vertex: &Vertex, key: &str) -> Option<W::Output> {
+    if !s.worker.cacheable(vertex) || vertex.meta.ignore_cache {
+        return None;
+    }
+    let bytes = s.cache.get(key)?;
+    let out = serde_json::from_slice::<W::Output>(&bytes).ok()?;
+    s.worker.usable(&out).then_some(out)
+}
+
+/// Reports a cache hit (once per vertex) and keeps its result.
+fn announce_cached<W: Worker>(
+    s: &Shared_<W>,
+    digest: &VertexDigest,
+    vertex: &Vertex,
+    out: &W::Output,
+) {
+    let first = s
+        .announced
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(digest.clone());
+    if first {
+        let number = s.counter.fetch_add(1, Ordering::Relaxed) + 1;
+        s.cached.fetch_add(1, Ordering::Relaxed);
+        if let Some(tx) = &s.events {
+            let _ = tx.send(Event::Cached {
+                vertex: digest.clone(),
+                number,
+                name: vertex.meta.name.clone(),
+            });
+        }
+    }
+    record(s, digest, out);
+}
+
+/// Reports, inputs first, every ancestor of `vertex` reachable through cache hits.
+fn announce_cached_ancestors<W: Worker>(s: &Shared_<W>, vertex: &Vertex) {
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(VertexDigest, bool)> = vertex
+        .op
+        .inputs()
+        .into_iter()
+        .rev()
+        .map(|i| (i.vertex.clone(), false))
+        .collect();
+    while let Some((d, expanded)) = stack.pop() {
+        let Some((v, key)) = s.graph.get(&d) else {
+            continue;
+        };
+        if expanded {
+            order.push(d);
+            continue;
+        }
+        if !seen.insert(d.clone()) || cached_output(s, v, key).is_none() {
+            continue;
+        }
+        stack.push((d.clone(), true));
+        for i in v.op.inputs().into_iter().rev() {
+            stack.push((i.vertex.clone(), false));
+        }
+    }
+    for d in order {
+        let (v, key) = &s.graph[&d];
+        if let Some(out) = cached_output(s, v, key) {
+            announce_cached(s, &d, v, &out);
         }
     }
 }

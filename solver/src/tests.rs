@@ -146,16 +146,22 @@ async fn chain_runs_in_order_then_hits_the_cache() {
         .iter()
         .any(|e| matches!(e, Event::Log { data, .. } if data == b"a")));
 
-    // Second solve: the root is cached, nothing runs, inputs are not even visited.
+    // Second solve: nothing runs; every step is reported CACHED, inputs first.
     let w2 = Arc::new(Fake::default());
     let (r, evs) = run(&d, w2.clone(), cache, 2).await;
-    assert_eq!(r.unwrap().root, vec!["a", "b"]);
+    let r = r.unwrap();
+    assert_eq!(r.root, vec!["a", "b"]);
+    assert_eq!((r.executed, r.cached), (0, 3));
     assert!(w2.calls.lock().unwrap().is_empty());
-    let cached: Vec<_> = evs
+    let cached: Vec<&str> = evs
         .iter()
-        .filter(|e| matches!(e, Event::Cached { .. }))
+        .filter_map(|e| match e {
+            Event::Cached { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
         .collect();
-    assert_eq!(cached.len(), 1, "only the root is looked at: {evs:?}");
+    assert_eq!(cached, vec!["", "RUN a", "RUN b"], "{evs:?}");
+    assert!(!evs.iter().any(|e| matches!(e, Event::Started { .. })));
 }
 
 #[tokio::test]

@@ -320,6 +320,13 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::new(1, format!("image config: {e}")))?;
     if let Some(obj) = config.as_object_mut() {
         obj.remove("rootfs");
+        // What oci-spec's config cannot hold (Healthcheck, Shell, OnBuild) comes beside it.
+        let inner = obj.entry("config").or_insert_with(|| serde_json::json!({}));
+        if let Some(inner) = inner.as_object_mut() {
+            for (k, v) in &fe.extra_config {
+                inner.insert(k.clone(), v.clone());
+            }
+        }
     }
     let image = kiln_exporter::store_image(&env.store, config, &history, &layers, &now_rfc3339())?;
 

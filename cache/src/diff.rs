@@ -1,0 +1,235 @@
+//! Overlay upper dir → OCI layer tar (streaming).
+
+use crate::{io_err, Error, Result};
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use tar::{EntryType, Header};
+
+/// Overlayfs' private xattrs; never copied into a layer.
+pub(crate) const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
+/// Overlayfs' private xattrs when mounted with `userxattr` (unprivileged); never copied.
+pub(crate) const OVERLAY_USER_XATTR_PREFIX: &str = "user.overlay.";
+/// Marks an opaque directory in an overlay upper (value `y`).
+pub(crate) const OVERLAY_OPAQUE: &str = "trusted.overlay.opaque";
+/// The same with `userxattr`.
+const OVERLAY_USER_OPAQUE: &str = "user.overlay.opaque";
+/// OCI whiteout prefix.
+pub(crate) const WH_PREFIX: &str = ".wh.";
+/// OCI opaque-directory marker.
+pub(crate) const WH_OPAQUE: &str = ".wh..wh..opq";
+
+/// Writes the tar of `upper` (sorted, directories before their contents, names relative
+/// without a leading `./`) into `w` and returns `w` once the archive is finished.
+pub(crate) fn write_upper<W: Write>(upper: &Path, w: W) -> Result<W> {
+    let mut b = tar::Builder::new(w);
+    // First path (relative) of every multiply-linked inode seen so far.
+    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
+    let walk = walkdir::WalkDir::new(upper)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
+    for ent in walk {
+        let ent = ent.map_err(|e| {
+            let path = e.path().unwrap_or(upper).to_path_buf();
+            Error::Io {
+                path,
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| io::Error::other("walk failed")),
+            }
+        })?;
+        let path = ent.path();
+        let rel = path
+            .strip_prefix(upper)
+            .map_err(|_| io_err(path)(io::Error::other("entry outside the upper dir")))?
+            .to_path_buf();
+        add_entry(&mut b, path, &rel, &mut links).map_err(io_err(path))?;
+    }
+    b.into_inner().map_err(io_err(upper))
+}
+
+fn base_header(md: &std::fs::Metadata, ty: EntryType) -> Header {
+    let mut h = Header::new_gnu();
+    h.set_entry_type(ty);
+    h.set_mode(md.mode() & 0o7777);
+    h.set_uid(md.uid() as u64);
+    h.set_gid(md.gid() as u64);
+    h.set_mtime(md.mtime().max(0) as u64);
+    h.set_size(0);
+    h
+}
+
+/// The xattrs to carry in the layer (everything but overlayfs' own), as PAX records.
+fn layer_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match xattr::list(path) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let Some(n) = name.to_str() else { continue };
+        if n.starts_with(OVERLAY_XATTR_PREFIX) || n.starts_with(OVERLAY_USER_XATTR_PREFIX) {
+            continue;
+        }
+        if let Some(v) = xattr::get(path, &name)? {
+            out.push((format!("SCHILY.xattr.{n}"), v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One xattr of `path` (not following symlinks); `None` when absent or unsupported.
+fn xget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    match xattr::get(path, name) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
+        r => r,
+    }
+}
+
+fn append_pax<W: Write>(b: &mut tar::Builder<W>, recs: &[(String, Vec<u8>)]) -> io::Result<()> {
+    if recs.is_empty() {
+        return Ok(());
+    }
+    b.append_pax_extensions(recs.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+}
+
+fn with_name(rel: &Path, name: &[u8]) -> PathBuf {
+    let mut p = rel.parent().map(Path::to_path_buf).unwrap_or_default();
+    p.push(OsString::from_vec(name.to_vec()));
+    p
+}
+
+fn add_entry<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &Path,
+    rel: &Path,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
+    let md = std::fs::symlink_metadata(path)?;
+    let ft = md.file_type();
+
+    // Overlay whiteout: a 0:0 char device (possibly one of many hard links to a shared
+    // whiteout inode) → empty regular `.wh.NAME`.
+    if ft.is_char_device() && md.rdev() == 0 {
+        let mut name = WH_PREFIX.as_bytes().to_vec();
+        name.extend_from_slice(rel.file_name().unwrap_or_default().as_bytes());
+        let mut h = base_header(&md, EntryType::Regular);
+        h.set_mode(0o600);
+        return b.append_data(&mut h, with_name(rel, &name), io::empty());
+    }
+
+    if ft.is_dir() {
+        if xget(path, "trusted.overlay.redirect")?.is_some()
+            || xget(path, "user.overlay.redirect")?.is_some()
+        {
+            return Err(io::Error::other(
+                "renamed lower directory (overlay redirect_dir) is not supported; \
+                 mount overlay with redirect_dir=off",
+            ));
+        }
+        let xattrs = layer_xattrs(path)?;
+        append_pax(b, &xattrs)?;
+        let mut h = base_header(&md, EntryType::Directory);
+        let mut name = rel.as_os_str().as_bytes().to_vec();
+        name.push(b'/');
+        b.append_data(&mut h, OsString::from_vec(name), io::empty())?;
+        // `y` only: newer kernels also use `x` ("has xattr whiteouts"), which is not opaque.
+        let opaque = xget(path, OVERLAY_OPAQUE)?.as_deref() == Some(b"y")
+            || xget(path, OVERLAY_USER_OPAQUE)?.as_deref() == Some(b"y");
+        if opaque {
+            let mut h = base_header(&md, EntryType::Regular);
+            h.set_mode(md.mode() & 0o777);
+            b.append_data(&mut h, rel.join(WH_OPAQUE), io::empty())?;
+        }
+        return Ok(());
+    }
+
+    // Hard links within the layer: every later path of an inode points at the first one.
+    if md.nlink() > 1 {
+        let key = (md.dev(), md.ino());
+        if let Some(first) = links.get(&key) {
+            let mut h = base_header(&md, EntryType::Link);
+            return b.append_link(&mut h, rel, first);
+        }
+        links.insert(key, rel.to_path_buf());
+    }
+
+    if ft.is_symlink() {
+        let target = std::fs::read_link(path)?;
+        append_pax(b, &layer_xattrs(path)?)?;
+        let mut h = base_header(&md, EntryType::Symlink);
+        return b.append_link(&mut h, rel, target);
+    }
+
+    if ft.is_file() {
+        if xget(path, "trusted.overlay.metacopy")?.is_some()
+            || xget(path, "user.overlay.metacopy")?.is_some()
+        {
+            return Err(io::Error::other(
+                "metadata-only copy-up (overlay metacopy) is not supported; \
+                 mount overlay with metacopy=off",
+            ));
+        }
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)?;
+        append_pax(b, &layer_xattrs(path)?)?;
+        let mut h = base_header(&md, EntryType::Regular);
+        h.set_size(md.len());
+        let data = ExactReader {
+            inner: f.take(md.len()),
+            left: md.len(),
+        };
+        return b.append_data(&mut h, rel, data);
+    }
+
+    let ty = if ft.is_char_device() {
+        EntryType::Char
+    } else if ft.is_block_device() {
+        EntryType::Block
+    } else if ft.is_fifo() {
+        EntryType::Fifo
+    } else {
+        // Sockets have no place in an image (docker skips them too).
+        return Ok(());
+    };
+    append_pax(b, &layer_xattrs(path)?)?;
+    let mut h = base_header(&md, ty);
+    if ty != EntryType::Fifo {
+        let rdev = md.rdev();
+        h.set_device_major(libc::major(rdev))?;
+        h.set_device_minor(libc::minor(rdev))?;
+    }
+    b.append_data(&mut h, rel, io::empty())
+}
+
+/// Reads exactly `left` bytes or fails (a file that shrank while being archived would
+/// otherwise corrupt the tar).
+struct ExactReader<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for ExactReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being archived",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
