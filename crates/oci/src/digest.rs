@@ -16,7 +16,11 @@ pub struct Sha256Writer<W> {
 impl<W: Write> Sha256Writer<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        Self { inner, hasher: Sha256::new(), count: 0 }
+        Self {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
     /// Bytes written so far.
     pub fn count(&self) -> u64 {

@@ -30,7 +30,10 @@ pub struct ReferenceError {
 impl Reference {
     /// Parses a reference the way `docker pull` does.
     pub fn parse(s: &str) -> Result<Self, ReferenceError> {
-        let err = |reason| ReferenceError { input: s.to_string(), reason };
+        let err = |reason| ReferenceError {
+            input: s.to_string(),
+            reason,
+        };
         if s.is_empty() {
             return Err(err("empty"));
         }
@@ -53,7 +56,9 @@ impl Reference {
                 let t = &rest[last_slash + i + 1..];
                 if t.is_empty()
                     || t.len() > 128
-                    || !t.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+                    || !t
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
                 {
                     return Err(err("bad tag"));
                 }
@@ -85,15 +90,29 @@ impl Reference {
                     })
             })
         {
-            return Err(err("repository name must be lowercase letters, digits and . _ - /"));
+            return Err(err(
+                "repository name must be lowercase letters, digits and . _ - /",
+            ));
         }
-        let tag = if tag.is_none() && digest.is_none() { Some("latest".into()) } else { tag };
-        Ok(Reference { registry, repository, tag, digest })
+        let tag = if tag.is_none() && digest.is_none() {
+            Some("latest".into())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// The tag or digest to ask the registry for (`latest` when neither).
     pub fn tag_or_digest(&self) -> &str {
-        self.digest.as_deref().or(self.tag.as_deref()).unwrap_or("latest")
+        self.digest
+            .as_deref()
+            .or(self.tag.as_deref())
+            .unwrap_or("latest")
     }
 
     /// `registry/repository` without tag or digest.
@@ -104,7 +123,10 @@ impl Reference {
     /// The short form Docker shows: `busybox:latest` for Docker Hub library images.
     pub fn familiar(&self) -> String {
         let mut s = if self.registry == DOCKER_HUB {
-            self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_string()
+            self.repository
+                .strip_prefix("library/")
+                .unwrap_or(&self.repository)
+                .to_string()
         } else {
             self.name()
         };

@@ -199,7 +199,10 @@ impl Op {
 
     /// The op's identity.
     pub fn digest(&self) -> VertexDigest {
-        VertexDigest(format!("blake3:{}", blake3::hash(&self.canonical_bytes()).to_hex()))
+        VertexDigest(format!(
+            "blake3:{}",
+            blake3::hash(&self.canonical_bytes()).to_hex()
+        ))
     }
 
     /// The inputs this op reads, in a fixed order.
@@ -255,7 +258,9 @@ impl Definition {
     /// metadata wins) and returns an [`Input`] naming it.
     pub fn add(&mut self, op: Op, meta: VertexMeta) -> Input {
         let digest = op.digest();
-        self.vertices.entry(digest.clone()).or_insert(Vertex { op, meta });
+        self.vertices
+            .entry(digest.clone())
+            .or_insert(Vertex { op, meta });
         Input { vertex: digest }
     }
 
@@ -299,8 +304,20 @@ mod tests {
     #[test]
     fn equal_ops_are_one_vertex_and_meta_is_not_identity() {
         let mut d = Definition::new();
-        let a = d.add(Op::Scratch, VertexMeta { name: "a".into(), ..Default::default() });
-        let b = d.add(Op::Scratch, VertexMeta { name: "b".into(), ..Default::default() });
+        let a = d.add(
+            Op::Scratch,
+            VertexMeta {
+                name: "a".into(),
+                ..Default::default()
+            },
+        );
+        let b = d.add(
+            Op::Scratch,
+            VertexMeta {
+                name: "b".into(),
+                ..Default::default()
+            },
+        );
         assert_eq!(a, b);
         assert_eq!(d.vertices.len(), 1);
         let r1 = d.add(exec(a.clone(), "true"), VertexMeta::default());
@@ -311,9 +328,22 @@ mod tests {
 
     #[test]
     fn digest_covers_inputs() {
-        let img = |d: &str| Op::Image { reference: "x".into(), digest: d.into() };
-        let e1 = exec(Input { vertex: img("sha256:1").digest() }, "make");
-        let e2 = exec(Input { vertex: img("sha256:2").digest() }, "make");
+        let img = |d: &str| Op::Image {
+            reference: "x".into(),
+            digest: d.into(),
+        };
+        let e1 = exec(
+            Input {
+                vertex: img("sha256:1").digest(),
+            },
+            "make",
+        );
+        let e2 = exec(
+            Input {
+                vertex: img("sha256:2").digest(),
+            },
+            "make",
+        );
         assert_ne!(e1.digest(), e2.digest());
         assert!(e1.digest().0.starts_with("blake3:"));
     }
@@ -321,7 +351,18 @@ mod tests {
     #[test]
     fn validate_finds_missing_inputs() {
         let mut d = Definition::new();
-        d.add(exec(Input { vertex: VertexDigest("blake3:nope".into()) }, "x"), VertexMeta::default());
-        assert!(matches!(d.validate(), Err(DefinitionError::MissingInput { .. })));
+        d.add(
+            exec(
+                Input {
+                    vertex: VertexDigest("blake3:nope".into()),
+                },
+                "x",
+            ),
+            VertexMeta::default(),
+        );
+        assert!(matches!(
+            d.validate(),
+            Err(DefinitionError::MissingInput { .. })
+        ));
     }
 }

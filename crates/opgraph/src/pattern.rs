@@ -109,9 +109,7 @@ fn clean(p: &str) -> String {
 fn match_parts(pat: &[String], path: &[&str]) -> bool {
     match pat.first() {
         None => path.is_empty(),
-        Some(p) if p == "**" => {
-            (0..=path.len()).any(|skip| match_parts(&pat[1..], &path[skip..]))
-        }
+        Some(p) if p == "**" => (0..=path.len()).any(|skip| match_parts(&pat[1..], &path[skip..])),
         Some(p) => match path.first() {
             Some(c) => glob_match(p.as_bytes(), c.as_bytes()) && match_parts(&pat[1..], &path[1..]),
             None => false,

@@ -1,0 +1,142 @@
+//! The caller's side: spawning the helper and collecting its output and status.
+
+use crate::{Error, Output, Result, RunSpec, Stream, ERROR_FD_ENV, SETUP_FAILED_EXIT};
+use std::ffi::OsString;
+use std::io::{self, Read};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+pub(crate) async fn run(helper: &[OsString], spec: &RunSpec, output: Output) -> Result<i32> {
+    let helper_name = helper
+        .first()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let spawn_err = |source: io::Error| Error::Spawn {
+        helper: helper_name.clone(),
+        source,
+    };
+    let Some((program, helper_args)) = helper.split_first() else {
+        return Err(spawn_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty helper command",
+        )));
+    };
+    let json = serde_json::to_string(spec).map_err(|e| spawn_err(io::Error::other(e)))?;
+
+    // Setup errors come back on this pipe; both ends are close-on-exec here, the write end is
+    // made inheritable only in the forked child, so concurrent spawns never inherit it.
+    let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| spawn_err(io::Error::from(e)))?;
+    let err_write_fd = err_write.as_raw_fd();
+
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(helper_args)
+        .arg(&json)
+        .env(ERROR_FD_ENV, err_write_fd.to_string())
+        .kill_on_drop(true);
+    let capture = match output {
+        Output::Inherit => {
+            cmd.stdin(Stdio::inherit())
+                .stdout(Stdio::inherit())
+                .stderr(Stdio::inherit());
+            None
+        }
+        Output::Capture(tx) => {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped());
+            Some(tx)
+        }
+    };
+    let new_session = capture.is_some();
+    // SAFETY: only async-signal-safe calls (fcntl, setsid) between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::fcntl(err_write_fd, libc::F_SETFD, 0) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // Captured sandboxes get their own session: no controlling terminal, and the
+            // terminal's ^C does not reach them (the caller drops the future instead).
+            if new_session && libc::setsid() < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().map_err(spawn_err)?;
+    drop(err_write);
+
+    let status = match capture {
+        None => child.wait().await,
+        Some(tx) => {
+            let stdout = child.stdout.take();
+            let stderr = child.stderr.take();
+            let (status, (), ()) = tokio::join!(
+                child.wait(),
+                pump(stdout, Stream::Stdout, &tx),
+                pump(stderr, Stream::Stderr, &tx)
+            );
+            status
+        }
+    }
+    .map_err(spawn_err)?;
+
+    let code = match (status.code(), status.signal()) {
+        (Some(code), _) => code,
+        (None, Some(sig)) => 128 + sig,
+        (None, None) => 255,
+    };
+    if code == SETUP_FAILED_EXIT {
+        let message = read_available(err_read.into());
+        let message = message.trim();
+        if !message.is_empty() {
+            return Err(Error::Setup(message.to_string()));
+        }
+    }
+    Ok(code)
+}
+
+async fn pump(
+    reader: Option<impl AsyncRead + Unpin>,
+    stream: Stream,
+    tx: &tokio::sync::mpsc::UnboundedSender<(Stream, bytes::Bytes)>,
+) {
+    let Some(mut reader) = reader else { return };
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => {
+                // A closed receiver is not an error: keep draining so the process never
+                // blocks on a full pipe.
+                let _ = tx.send((stream, bytes::Bytes::copy_from_slice(&buf[..n])));
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+}
+
+/// What is in the (exited) helper's error pipe, without blocking.
+fn read_available(file: std::fs::File) -> String {
+    // SAFETY: fcntl on an fd we own.
+    unsafe {
+        let fd = file.as_raw_fd();
+        let fl = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, fl | libc::O_NONBLOCK);
+    }
+    let mut file = file;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

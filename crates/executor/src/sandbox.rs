@@ -1,0 +1,901 @@
+//! The helper's side: namespaces, mounts, init and the exec of the command (see the crate
+//! docs for the sequence). Runs in a fresh single-threaded process, so ordinary Rust is fine
+//! after `fork`.
+
+use crate::sys::{self, cstr, status_code, write_all_fd};
+use crate::{Network, RunSpec, ERROR_FD_ENV, HELPER_ARG, SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT};
+use std::collections::VecDeque;
+use std::ffi::{CString, OsString};
+use std::fmt::Display;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// Where setup errors are reported (-1: stderr with [`SETUP_ERROR_PREFIX`]).
+static ERROR_FD: AtomicI32 = AtomicI32::new(-1);
+/// Where the signal handler forwards signals to.
+static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+
+const FORWARDED_SIGNALS: [libc::c_int; 6] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+];
+
+/// `si_code` of signals the kernel sends on its own behalf, e.g. a terminal's ^C.
+const SI_KERNEL: libc::c_int = 0x80;
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Capabilities kept in the bounding set: docker's default set.
+const DEFAULT_CAPS: &[u32] = &[
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    13, // CAP_NET_RAW
+    18, // CAP_SYS_CHROOT
+    27, // CAP_MKNOD
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
+/// Reports a setup failure and exits with [`SETUP_FAILED_EXIT`].
+fn fail(step: &str, err: impl Display) -> ! {
+    let msg = format!("{step}: {err}\n");
+    let fd = ERROR_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        write_all_fd(fd, msg.as_bytes());
+    } else {
+        write_all_fd(2, format!("{SETUP_ERROR_PREFIX}{msg}").as_bytes());
+    }
+    // SAFETY: _exit is always safe; nothing needs flushing.
+    unsafe { libc::_exit(SETUP_FAILED_EXIT) }
+}
+
+trait OrFail<T> {
+    fn or_fail(self, step: impl FnOnce() -> String) -> T;
+}
+
+impl<T, E: Display> OrFail<T> for Result<T, E> {
+    fn or_fail(self, step: impl FnOnce() -> String) -> T {
+        match self {
+            Ok(v) => v,
+            Err(e) => fail(&step(), e),
+        }
+    }
+}
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit is always safe.
+    unsafe { libc::_exit(code) }
+}
+
+pub(crate) fn main(args: &[OsString]) -> ! {
+    if let Some(fd) = std::env::var(ERROR_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<libc::c_int>().ok())
+    {
+        // SAFETY: fcntl on an inherited fd; invalid fds just fail.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0 {
+            ERROR_FD.store(fd, Ordering::Relaxed);
+        }
+    }
+    if args.len() != 2 || args[0] != HELPER_ARG {
+        fail("arguments", format!("usage: {HELPER_ARG} SPEC_JSON"));
+    }
+    let spec: RunSpec =
+        serde_json::from_slice(args[1].as_bytes()).or_fail(|| "parsing the run spec".into());
+    if spec.args.is_empty() {
+        fail("run spec", "no command");
+    }
+    // SAFETY: plain system call.
+    unsafe { libc::umask(0o022) };
+
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+    if spec.network != Network::Host {
+        flags |= libc::CLONE_NEWNET;
+    }
+    sys::unshare(flags).or_fail(|| "unshare".into());
+    sys::make_rprivate().or_fail(|| "making / private".into());
+
+    // Pid 1 learns that we died before it set PR_SET_PDEATHSIG from this pipe.
+    let mut death = [0 as libc::c_int; 2];
+    // SAFETY: valid out-array of two fds.
+    if unsafe { libc::pipe2(death.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        fail("pipe", io::Error::last_os_error());
+    }
+    let old_mask = block_signals();
+    // SAFETY: single-threaded process.
+    let child = unsafe { libc::fork() };
+    if child < 0 {
+        fail("fork", io::Error::last_os_error());
+    }
+    if child == 0 {
+        // SAFETY: closing our copy of the write end.
+        unsafe { libc::close(death[1]) };
+        init(&spec, death[0], &old_mask);
+    }
+    // SAFETY: closing our copy of the read end.
+    unsafe { libc::close(death[0]) };
+    FORWARD_TO.store(child, Ordering::Relaxed);
+    install_forwarders();
+    restore_signals(&old_mask);
+    let status = wait_outer(child);
+    exit(status_code(status))
+}
+
+/// Waits for pid 1; kills it when the caller goes away (the read end of the error pipe is
+/// closed: the caller died without dropping the `run` future).
+fn wait_outer(child: libc::pid_t) -> libc::c_int {
+    let errfd = ERROR_FD.load(Ordering::Relaxed);
+    // SAFETY: plain system call.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } as libc::c_int;
+    if errfd >= 0 && pidfd >= 0 {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: errfd,
+                events: 0,
+                revents: 0,
+            },
+        ];
+        loop {
+            // SAFETY: valid array of two pollfds.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                break;
+            }
+            if fds[1].revents & (libc::POLLERR | libc::POLLHUP) != 0 {
+                // SAFETY: plain system call.
+                unsafe { libc::kill(child, libc::SIGKILL) };
+                fds[1].fd = -1;
+            }
+            if fds[0].revents & (libc::POLLIN | libc::POLLHUP) != 0 {
+                break;
+            }
+        }
+    }
+    loop {
+        let mut status = 0;
+        // SAFETY: valid out-pointer.
+        let r = unsafe { libc::waitpid(child, &mut status, 0) };
+        if r == child {
+            return status;
+        }
+        if r < 0 && io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            fail("waiting for the sandbox init", io::Error::last_os_error());
+        }
+    }
+}
+
+extern "C" fn forward_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *mut libc::c_void) {
+    // Signals the kernel sends for a terminal (^C, ^\) go to the whole foreground process
+    // group, the sandboxed process included: forwarding them would deliver them twice.
+    // SAFETY: the kernel passes a valid siginfo with SA_SIGINFO.
+    if !info.is_null() && unsafe { (*info).si_code } == SI_KERNEL {
+        return;
+    }
+    let pid = FORWARD_TO.load(Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn install_forwarders() {
+    for sig in FORWARDED_SIGNALS {
+        // SAFETY: a zeroed sigaction with a valid handler and flags.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = forward_signal as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset operations on local sets.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in FORWARDED_SIGNALS {
+            libc::sigaddset(&mut set, sig);
+        }
+        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        old
+    }
+}
+
+fn restore_signals(old: &libc::sigset_t) {
+    // SAFETY: valid sigset.
+    unsafe { libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// Pid 1 of the sandbox.
+fn init(spec: &RunSpec, death_pipe: libc::c_int, old_mask: &libc::sigset_t) -> ! {
+    // SAFETY: prctl/poll/close with valid arguments.
+    unsafe {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) < 0
+        {
+            fail("PR_SET_PDEATHSIG", io::Error::last_os_error());
+        }
+        let mut pfd = libc::pollfd {
+            fd: death_pipe,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+            exit(128 + libc::SIGKILL);
+        }
+        libc::close(death_pipe);
+        // Not dumpable: the sandboxed processes cannot ptrace us or open /proc/1/exe.
+        libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+
+    let root = spec.rootfs.work.clone();
+    setup_rootfs(spec, &root);
+    enter_root(&root);
+    if !spec.hostname.is_empty() {
+        nix::unistd::sethostname(&spec.hostname).or_fail(|| "sethostname".into());
+    }
+    let user = resolve_user(&spec.user).or_fail(|| format!("resolving user {:?}", spec.user));
+    let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
+    std::fs::create_dir_all(cwd).or_fail(|| format!("creating the working directory {cwd}"));
+    std::env::set_current_dir(cwd).or_fail(|| format!("chdir {cwd}"));
+
+    let mut env = spec.env.clone();
+    let has = |env: &[String], key: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+
+    // SAFETY: single-threaded process.
+    let main = unsafe { libc::fork() };
+    if main < 0 {
+        fail("fork", io::Error::last_os_error());
+    }
+    if main == 0 {
+        restore_signals(old_mask);
+        exec_main(spec, &user, &env);
+    }
+    FORWARD_TO.store(main, Ordering::Relaxed);
+    install_forwarders();
+    restore_signals(old_mask);
+    loop {
+        let mut status = 0;
+        // SAFETY: valid out-pointer.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid == main {
+            // Exiting kills whatever is left in the namespace.
+            exit(status_code(status));
+        }
+        if pid < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                fail("reaping", e);
+            }
+        }
+    }
+}
+
+/// Mounts the rootfs at `root` and everything under it.
+fn setup_rootfs(spec: &RunSpec, root: &Path) {
+    let rootfs = &spec.rootfs;
+    crate::mounts::overlay(&rootfs.lowers, Some((&rootfs.upper, &rootfs.work)), root)
+        .or_fail(|| "mounting the overlay rootfs".into());
+
+    // /proc
+    let proc_dir = dir_in_root(root, "/proc");
+    let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+    sys::mount(
+        Some("proc"),
+        &proc_dir,
+        Some("proc"),
+        nosuid_nodev_noexec,
+        None,
+    )
+    .or_fail(|| "mounting /proc".into());
+    for p in [
+        "asound",
+        "acpi",
+        "kcore",
+        "keys",
+        "latency_stats",
+        "timer_list",
+        "timer_stats",
+        "sched_debug",
+        "scsi",
+    ] {
+        mask(&proc_dir.join(p));
+    }
+    for p in ["bus", "fs", "irq", "sys", "sysrq-trigger"] {
+        let path = proc_dir.join(p);
+        if path.exists() {
+            sys::bind(&path, &path, true).or_fail(|| format!("making /proc/{p} read-only"));
+        }
+    }
+
+    // /sys
+    let sys_dir = dir_in_root(root, "/sys");
+    if sys::mount(
+        Some("sysfs"),
+        &sys_dir,
+        Some("sysfs"),
+        nosuid_nodev_noexec | libc::MS_RDONLY,
+        None,
+    )
+    .is_err()
+    {
+        sys::bind(Path::new("/sys"), &sys_dir, true).or_fail(|| "mounting /sys".into());
+    }
+    mask(&sys_dir.join("firmware"));
+
+    // /dev
+    let dev = dir_in_root(root, "/dev");
+    sys::mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .or_fail(|| "mounting /dev".into());
+    for name in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let host = Path::new("/dev").join(name);
+        let target = dev.join(name);
+        let made = std::fs::File::create(&target)
+            .map_err(|e| e.to_string())
+            .and_then(|_| {
+                sys::mount_path(&host, &target, libc::MS_BIND).map_err(|e| e.to_string())
+            });
+        if let Err(e) = made {
+            if name == "tty" {
+                let _ = std::fs::remove_file(&target);
+            } else {
+                fail(&format!("binding /dev/{name}"), e);
+            }
+        }
+    }
+    let pts = dev.join("pts");
+    std::fs::create_dir(&pts).or_fail(|| "creating /dev/pts".into());
+    sys::mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )
+    .or_fail(|| "mounting /dev/pts".into());
+    let shm = dev.join("shm");
+    std::fs::create_dir(&shm).or_fail(|| "creating /dev/shm".into());
+    sys::mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nosuid_nodev_noexec,
+        Some("mode=1777,size=65536k"),
+    )
+    .or_fail(|| "mounting /dev/shm".into());
+    let mqueue = dev.join("mqueue");
+    if std::fs::create_dir(&mqueue).is_ok()
+        && sys::mount(
+            Some("mqueue"),
+            &mqueue,
+            Some("mqueue"),
+            nosuid_nodev_noexec,
+            None,
+        )
+        .is_err()
+    {
+        let _ = std::fs::remove_dir(&mqueue);
+    }
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link))
+            .or_fail(|| format!("creating /dev/{link}"));
+    }
+
+    // Bind mounts.
+    for m in &spec.mounts {
+        if !m.destination.starts_with('/') {
+            fail(
+                &format!("bind mount {}", m.destination),
+                "destination is not absolute",
+            );
+        }
+        let is_dir = std::fs::metadata(&m.source)
+            .or_fail(|| format!("bind mount source {}", m.source.display()))
+            .is_dir();
+        let target = if is_dir {
+            dir_in_root(root, &m.destination)
+        } else {
+            file_in_root(root, &m.destination)
+        };
+        sys::bind(&m.source, &target, m.readonly)
+            .or_fail(|| format!("bind-mounting {} on {}", m.source.display(), m.destination));
+    }
+
+    if spec.network == Network::None {
+        loopback_up().or_fail(|| "bringing up lo".into());
+    }
+}
+
+/// Hides `path` (under /proc or /sys): an empty read-only tmpfs on a directory, /dev/null on
+/// a file.
+fn mask(path: &Path) {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return;
+    };
+    let r = if meta.is_dir() {
+        sys::mount(
+            Some("tmpfs"),
+            path,
+            Some("tmpfs"),
+            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            Some("size=0"),
+        )
+    } else {
+        sys::mount_path(Path::new("/dev/null"), path, libc::MS_BIND)
+    };
+    r.or_fail(|| format!("masking {}", path.display()));
+}
+
+/// `chdir(root)`, `pivot_root(".", ".")`, detach the old root.
+fn enter_root(root: &Path) {
+    std::env::set_current_dir(root).or_fail(|| "chdir to the rootfs".into());
+    sys::pivot_root(Path::new("."), Path::new(".")).or_fail(|| "pivot_root".into());
+    sys::umount2(Path::new("."), libc::MNT_DETACH).or_fail(|| "detaching the old root".into());
+    std::env::set_current_dir("/").or_fail(|| "chdir /".into());
+}
+
+/// Resolves the absolute container path `path` under `root`, following symlinks inside the
+/// rootfs (an absolute link target is relative to `root`, `..` never leaves it).
+fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
+    let mut todo: VecDeque<OsString> = Path::new(path)
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&part);
+        match std::fs::symlink_metadata(root.join(&next)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = std::fs::read_link(root.join(&next))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                let mut parts: VecDeque<OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_os_string()),
+                        Component::ParentDir => Some(OsString::from("..")),
+                        _ => None,
+                    })
+                    .collect();
+                parts.extend(todo);
+                todo = parts;
+            }
+            _ => cur = next,
+        }
+    }
+    Ok(root.join(cur))
+}
+
+/// The directory `path` in the rootfs, created when missing.
+fn dir_in_root(root: &Path, path: &str) -> PathBuf {
+    let p = resolve_in_root(root, path).or_fail(|| format!("resolving {path} in the rootfs"));
+    std::fs::create_dir_all(&p).or_fail(|| format!("creating {path} in the rootfs"));
+    p
+}
+
+/// The file `path` in the rootfs, created (empty) when missing.
+fn file_in_root(root: &Path, path: &str) -> PathBuf {
+    let p = resolve_in_root(root, path).or_fail(|| format!("resolving {path} in the rootfs"));
+    if std::fs::symlink_metadata(&p).is_err() {
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).or_fail(|| format!("creating {path} in the rootfs"));
+        }
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&p)
+            .or_fail(|| format!("creating {path} in the rootfs"));
+    }
+    p
+}
+
+fn loopback_up() -> io::Result<()> {
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    // SAFETY: socket/ioctl with a correctly laid out struct ifreq; the fd is closed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let mut req = IfReq {
+            name: [0; libc::IFNAMSIZ],
+            flags: 0,
+            _pad: [0; 22],
+        };
+        req.name[..2].copy_from_slice(b"lo");
+        let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req);
+        if r == 0 {
+            req.flags |= libc::IFF_UP as libc::c_short;
+            r = libc::ioctl(fd, libc::SIOCSIFFLAGS, &req);
+        }
+        let e = io::Error::last_os_error();
+        libc::close(fd);
+        if r < 0 {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// The user a process runs as.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+    pub home: String,
+}
+
+fn resolve_user(user: &str) -> Result<User, String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    resolve_user_in(user, &passwd, &group)
+}
+
+/// Resolves `name`, `uid`, `name:group` or `uid:gid` (empty: root) against the contents of
+/// /etc/passwd and /etc/group.
+pub(crate) fn resolve_user_in(user: &str, passwd: &str, group: &str) -> Result<User, String> {
+    let (user_part, group_part) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    let user_part = if user_part.is_empty() { "0" } else { user_part };
+    let numeric_uid = user_part.parse::<u32>().ok();
+    let entries: Vec<Vec<&str>> = passwd
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    let entry = entries
+        .iter()
+        .find(|f| f[0] == user_part)
+        .or_else(|| numeric_uid.and_then(|n| entries.iter().find(|f| f[2].parse() == Ok(n))));
+    let (uid, mut gid, home, name) = match (entry, numeric_uid) {
+        (Some(f), _) => (
+            f[2].parse::<u32>()
+                .map_err(|_| format!("bad uid in /etc/passwd for {}", f[0]))?,
+            f[3].parse::<u32>()
+                .map_err(|_| format!("bad gid in /etc/passwd for {}", f[0]))?,
+            f.get(5)
+                .filter(|h| !h.is_empty())
+                .unwrap_or(&"/")
+                .to_string(),
+            Some(f[0]),
+        ),
+        (None, Some(n)) => (n, 0, "/".to_string(), None),
+        (None, None) => {
+            return Err(format!(
+                "unable to find user {user_part}: no matching entries in passwd file"
+            ))
+        }
+    };
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 3)
+        .collect();
+    let mut supplementary = Vec::new();
+    match group_part {
+        Some(g) if !g.is_empty() => {
+            gid = match groups.iter().find(|f| f[0] == g) {
+                Some(f) => f[2]
+                    .parse()
+                    .map_err(|_| format!("bad gid in /etc/group for {g}"))?,
+                None => g.parse().map_err(|_| {
+                    format!("unable to find group {g}: no matching entries in group file")
+                })?,
+            };
+        }
+        _ => {
+            if let Some(name) = name {
+                for f in &groups {
+                    let members = f.get(3).copied().unwrap_or("");
+                    if members.split(',').any(|m| m.trim() == name) {
+                        if let Ok(g) = f[2].parse::<u32>() {
+                            supplementary.push(g);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let mut all = vec![gid];
+    for g in supplementary {
+        if !all.contains(&g) {
+            all.push(g);
+        }
+    }
+    Ok(User {
+        uid,
+        gid,
+        groups: all,
+        home,
+    })
+}
+
+/// The main process: drop privileges, set the environment, exec.
+fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
+    drop_capabilities();
+    let groups: Vec<libc::gid_t> = user.groups.clone();
+    // SAFETY: plain system calls with valid arguments.
+    unsafe {
+        if libc::setgroups(groups.len(), groups.as_ptr()) < 0 {
+            fail("setgroups", io::Error::last_os_error());
+        }
+        if libc::setgid(user.gid) < 0 {
+            fail("setgid", io::Error::last_os_error());
+        }
+        if libc::setuid(user.uid) < 0 {
+            fail("setuid", io::Error::last_os_error());
+        }
+        // Nothing of ours leaks into the process (stdio excepted).
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+    }
+
+    let cmd = &spec.args[0];
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let program = if cmd.contains('/') {
+        PathBuf::from(cmd)
+    } else {
+        match lookup(cmd, path_var) {
+            Some(p) => p,
+            None => exec_failed(
+                &format!("kiln: exec: {cmd:?}: executable file not found in $PATH\n"),
+                127,
+            ),
+        }
+    };
+    let to_c = |s: &str| {
+        cstr(s).unwrap_or_else(|_| {
+            exec_failed(
+                "kiln: exec: argument or environment contains a NUL byte\n",
+                126,
+            )
+        })
+    };
+    let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
+    let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
+    let program_c =
+        cstr(&program).unwrap_or_else(|_| exec_failed("kiln: exec: NUL in path\n", 126));
+    let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_p.push(std::ptr::null());
+    let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_p.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of valid C strings.
+    unsafe { libc::execve(program_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
+    let e = io::Error::last_os_error();
+    let (what, code) = match e.raw_os_error() {
+        Some(libc::ENOENT) | Some(libc::ENOTDIR) => ("no such file or directory".to_string(), 127),
+        Some(libc::EACCES) => ("permission denied".to_string(), 126),
+        _ => (e.to_string(), 126),
+    };
+    exec_failed(
+        &format!("kiln: exec: {:?}: {what}\n", program.display().to_string()),
+        code,
+    )
+}
+
+fn exec_failed(msg: &str, code: i32) -> ! {
+    write_all_fd(2, msg.as_bytes());
+    exit(code)
+}
+
+/// `cmd` in the colon-separated `path` (an empty entry is the working directory).
+fn lookup(cmd: &str, path: &str) -> Option<PathBuf> {
+    for dir in path.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(cmd);
+        let Ok(meta) = std::fs::metadata(&candidate) else {
+            continue;
+        };
+        if !meta.is_file() || meta.permissions().mode() & 0o111 == 0 {
+            continue;
+        }
+        let Ok(c) = cstr(candidate.as_os_str()) else {
+            continue;
+        };
+        // SAFETY: valid NUL-terminated path.
+        if unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 {
+            return Some(candidate);
+        }
+    }
+    None
+}
+
+/// Drops every capability outside [`DEFAULT_CAPS`] from the bounding set and clears the
+/// inheritable and ambient sets, so that even root in the sandbox has only docker's default
+/// capabilities after `execve`.
+fn drop_capabilities() {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .unwrap_or(40);
+    for cap in 0..=last {
+        if DEFAULT_CAPS.contains(&cap) {
+            continue;
+        }
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EINVAL) {
+                fail(&format!("dropping capability {cap}"), e);
+            }
+        }
+    }
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy, Default)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const VERSION_3: u32 = 0x2008_0522;
+    let mut header = CapHeader {
+        version: VERSION_3,
+        pid: 0,
+    };
+    let mut data = [CapData::default(); 2];
+    // SAFETY: capget/capset with a v3 header and two data structs.
+    unsafe {
+        if libc::syscall(libc::SYS_capget, &mut header, data.as_mut_ptr()) == 0 {
+            for d in &mut data {
+                d.inheritable = 0;
+            }
+            if libc::syscall(libc::SYS_capset, &mut header, data.as_ptr()) < 0 {
+                fail(
+                    "clearing inheritable capabilities",
+                    io::Error::last_os_error(),
+                );
+            }
+        }
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
+                          nobody:x:65534:65534:nobody:/nonexistent:/bin/sh\n\
+                          app:x:1000:1000::/home/app:/bin/sh\n";
+    const GROUP: &str = "root:x:0:\nnogroup:x:65534:\napp:x:1000:\nwheel:x:10:app,other\n";
+
+    #[test]
+    fn users() {
+        let u = |s| resolve_user_in(s, PASSWD, GROUP);
+        assert_eq!(
+            u("").unwrap(),
+            User {
+                uid: 0,
+                gid: 0,
+                groups: vec![0],
+                home: "/root".into()
+            }
+        );
+        assert_eq!(u("nobody").unwrap().uid, 65534);
+        assert_eq!(u("nobody").unwrap().home, "/nonexistent");
+        let app = u("app").unwrap();
+        assert_eq!((app.uid, app.gid, app.groups), (1000, 1000, vec![1000, 10]));
+        let app = u("1000").unwrap();
+        assert_eq!(app.groups, vec![1000, 10]);
+        assert_eq!(u("app:nogroup").unwrap().groups, vec![65534]);
+        let n = u("1234:1234").unwrap();
+        assert_eq!((n.uid, n.gid, n.home.as_str()), (1234, 1234, "/"));
+        assert_eq!(u("1234").unwrap().gid, 0);
+        assert!(u("missing").is_err());
+        assert!(u("app:missing").is_err());
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(lookup("sh", "/nonexistent"), None);
+        let dir = std::env::temp_dir().join(format!("kiln-resolve-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("a/b")).unwrap();
+        std::os::unix::fs::symlink("/a", dir.join("abs")).unwrap();
+        std::os::unix::fs::symlink("../../..", dir.join("a/b/up")).unwrap();
+        assert_eq!(resolve_in_root(&dir, "/abs/b").unwrap(), dir.join("a/b"));
+        assert_eq!(resolve_in_root(&dir, "/a/b/up/x").unwrap(), dir.join("x"));
+        assert_eq!(
+            resolve_in_root(&dir, "/../../etc").unwrap(),
+            dir.join("etc")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
