@@ -126,6 +126,11 @@ pub trait Worker: Send + Sync + 'static {
     /// selected context files); `None` for ops that read only their inputs.
     async fn content_key(&self, vertex: &Vertex) -> Result<Option<String>, BoxError>;
 
+    /// The version of the worker's op semantics, mixed into every cache key: bump it when an
+    /// op's result for the same definition changes (e.g. a COPY rule is fixed), so results
+    /// of older kiln versions are not reused.
+    fn semantics_version(&self) -> &str;
+
     /// Whether the result of this op may be stored in and loaded from the cache.
     fn cacheable(&self, vertex: &Vertex) -> bool;
 
@@ -284,6 +289,8 @@ pub async fn solve<W: Worker>(
         let v = &def.vertices[d];
         let mut h = blake3::Hasher::new();
         h.update(b"kiln-cache-v1\0");
+        h.update(worker.semantics_version().as_bytes());
+        h.update(b"\0");
         h.update(d.0.as_bytes());
         h.update(b"\0");
         if let Some(Some(c)) = content_keys.get(d) {

@@ -27,6 +27,9 @@ impl Worker for Fake {
     async fn content_key(&self, _v: &Vertex) -> Result<Option<String>, BoxError> {
         Ok(None)
     }
+    fn semantics_version(&self) -> &str {
+        "fake-1"
+    }
     fn cacheable(&self, _v: &Vertex) -> bool {
         true
     }

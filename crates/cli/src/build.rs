@@ -193,6 +193,23 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
 
 pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
+    // Usage errors first, before any work.
+    let mut exports = a
+        .outputs
+        .iter()
+        .map(|o| parse_output(o))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.push {
+        exports.push(Export::Image {
+            name: None,
+            push: true,
+        });
+    }
+    let tags: Vec<Reference> = a
+        .tags
+        .iter()
+        .map(|t| Reference::parse(t).map_err(|e| Failure::usage(e.to_string())))
+        .collect::<Result<_, _>>()?;
     if let Some(p) = &a.platform {
         if p != "linux/amd64" {
             return Err(Failure::usage(format!(
@@ -267,18 +284,6 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     let fe = tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
         .map_err(frontend_failure)?;
 
-    let mut exports = a
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()?;
-    if a.push {
-        exports.push(Export::Image {
-            name: None,
-            push: true,
-        });
-    }
-
     let worker = Arc::new(BuildWorker::new(WorkerConfig {
         store: env.store.clone(),
         registry: env.registry.clone(),
@@ -330,11 +335,6 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     }
     let image = kiln_exporter::store_image(&env.store, config, &history, &layers, &now_rfc3339())?;
 
-    let tags: Vec<Reference> = a
-        .tags
-        .iter()
-        .map(|t| Reference::parse(t).map_err(|e| Failure::usage(e.to_string())))
-        .collect::<Result<_, _>>()?;
     let load = a.load
         || (!tags.is_empty() && a.outputs.is_empty())
         || tags.is_empty() && exports.is_empty();

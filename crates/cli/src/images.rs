@@ -333,7 +333,7 @@ pub fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
 pub fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (_, manifest) = env.local_image(&a.reference)?;
     let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
-    println!("{:<22} {:<60} {}", "CREATED", "CREATED BY", "EMPTY");
+    println!("{:<22} {:<60} EMPTY", "CREATED", "CREATED BY");
     if let Some(h) = cfg["history"].as_array() {
         for e in h.iter().rev() {
             let by = e["created_by"].as_str().unwrap_or_default();

@@ -330,11 +330,9 @@ impl<'a> Copier<'a> {
         for s in &self.copy.src {
             let rel = clean_src(s);
             if has_glob(&rel) {
+                // BuildKit allows a wildcard that matches nothing (AllowEmptyWildcard).
                 let mut found = Vec::new();
                 self.glob(&rel, &mut found).map_err(|e| e.to_string())?;
-                if found.is_empty() {
-                    return Err(format!("failed to compute cache key: \"{s}\": not found: no source files were specified"));
-                }
                 out.extend(found);
             } else {
                 let p = resolve_in(self.src_root, &rel, true).map_err(|e| e.to_string())?;
@@ -416,7 +414,8 @@ impl<'a> Copier<'a> {
                 self.copy_dir_contents(&src, &rel, &dest_path)
             } else {
                 let target = if dest_is_dir || dest_path.is_dir() {
-                    let name = src
+                    // The name the user gave (a followed symlink keeps its own name).
+                    let name = Path::new(&rel)
                         .file_name()
                         .map(|n| n.to_os_string())
                         .unwrap_or_default();
@@ -497,15 +496,27 @@ impl<'a> Copier<'a> {
         };
         let ft = md.file_type();
         if ft.is_dir() {
-            match fs::symlink_metadata(target) {
-                Ok(t) if t.is_dir() => {}
+            let existed = match fs::symlink_metadata(target) {
+                Ok(t) if t.is_dir() => true,
                 Ok(_) => {
                     fs::remove_file(target)?;
                     fs::create_dir(target)?;
+                    false
                 }
-                Err(_) => fs::create_dir(target)?,
-            }
+                Err(_) => {
+                    fs::create_dir(target)?;
+                    false
+                }
+            };
             self.copy_dir_contents(src, rel, target)?;
+            // An excluded directory only exists when an exception re-included something in it.
+            if !existed
+                && self.from_context
+                && self.excluded(rel)
+                && fs::read_dir(target)?.next().is_none()
+            {
+                return fs::remove_dir(target);
+            }
             return self.set_meta(target, &md, false);
         }
         if self.from_context && self.excluded(rel) {

@@ -24,6 +24,10 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Version of what the ops do (see [`kiln_solver::Worker::semantics_version`]). Bump it in
+/// any commit that changes an op's result for the same definition.
+pub const SEMANTICS_VERSION: &str = "kiln-worker-2";
+
 /// A vertex's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -303,6 +307,10 @@ impl kiln_solver::Worker for BuildWorker {
             }
             _ => Ok(None),
         }
+    }
+
+    fn semantics_version(&self) -> &str {
+        SEMANTICS_VERSION
     }
 
     fn cacheable(&self, vertex: &Vertex) -> bool {
