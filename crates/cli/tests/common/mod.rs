@@ -52,13 +52,18 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let addr = format!("127.0.0.1:{port}");
+        Self::start_at(&format!("127.0.0.1:{port}"))
+    }
+
+    /// A registry on a fixed address (the conformance corpus names 127.0.0.1:5000).
+    pub fn start_at(addr: &str) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let addr = addr.to_string();
         let cfg = dir.path().join("config.yml");
         std::fs::write(
             &cfg,
