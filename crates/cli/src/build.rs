@@ -64,6 +64,13 @@ pub struct BuildArgs {
     /// Concurrent RUN steps (default: number of CPUs).
     #[arg(long)]
     jobs: Option<usize>,
+    /// Import build cache (type=registry,ref=REF | type=local,src=DIR): not implemented yet.
+    #[arg(long = "cache-from")]
+    cache_from: Vec<String>,
+    /// Export build cache (type=registry,ref=REF | type=local,dest=DIR | type=inline): not
+    /// implemented yet.
+    #[arg(long = "cache-to")]
+    cache_to: Vec<String>,
     /// Target platform (only the native linux/amd64).
     #[arg(long)]
     platform: Option<String>,
@@ -194,6 +201,11 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
 pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
     // Usage errors first, before any work.
+    if !a.cache_from.is_empty() || !a.cache_to.is_empty() {
+        return Err(Failure::usage(
+            "--cache-from/--cache-to: sharing build cache through a registry or directory is not implemented yet",
+        ));
+    }
     let mut exports = a
         .outputs
         .iter()

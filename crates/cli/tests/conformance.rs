@@ -8,9 +8,18 @@ use common::*;
 use std::process::Command;
 
 const KNOWN_FAILURES: &[(&str, &str)] = &[
-    ("run-mount-bind", "RUN --mount=type=bind is not implemented yet (issue 4)"),
-    ("run-mount-cache", "RUN --mount=type=cache is not implemented yet (issue 5)"),
-    ("run-mount-tmpfs", "RUN --mount=type=tmpfs is not implemented yet (issue 4)"),
+    (
+        "run-mount-bind",
+        "RUN --mount=type=bind is not implemented yet (issue 4)",
+    ),
+    (
+        "run-mount-cache",
+        "RUN --mount=type=cache is not implemented yet (issue 5)",
+    ),
+    (
+        "run-mount-tmpfs",
+        "RUN --mount=type=tmpfs is not implemented yet (issue 4)",
+    ),
 ];
 
 #[test]
@@ -64,8 +73,18 @@ fn conformance_corpus() {
             }
         }
     }
-    eprintln!("conformance: {passed} cases pass, {} known failures", KNOWN_FAILURES.len());
+    eprintln!(
+        "conformance: {passed} cases pass, {} known failures",
+        KNOWN_FAILURES.len()
+    );
     assert!(passed > 0, "run.sh ran no case:\n{out}\n{}", stderr(&run));
-    assert!(unexpected.is_empty(), "cases that must pass failed:\n{}", unexpected.join("\n"));
-    assert!(fixed.is_empty(), "known failures now pass, remove them from KNOWN_FAILURES: {fixed:?}");
+    assert!(
+        unexpected.is_empty(),
+        "cases that must pass failed:\n{}",
+        unexpected.join("\n")
+    );
+    assert!(
+        fixed.is_empty(),
+        "known failures now pass, remove them from KNOWN_FAILURES: {fixed:?}"
+    );
 }

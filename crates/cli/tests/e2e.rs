@@ -13,8 +13,10 @@ fn hello_builds_runs_caches_pushes_and_reads_back() {
         return;
     }
     let reg = Registry::start();
+    let seeder = Kiln::new();
+    let base = seeder.seed_base(&reg);
+    // Build on an empty root, so FROM really pulls the base over plain HTTP.
     let k = Kiln::new();
-    let base = k.seed_base(&reg);
     let hello = repo_root().join("testdata/hello");
     let base_arg = format!("BASE={base}");
     let out = k.run(&[
@@ -60,6 +62,13 @@ fn hello_builds_runs_caches_pushes_and_reads_back() {
         files_below(&k.root.path().join("containers")).is_empty(),
         "--rm removes the container"
     );
+
+    // `kiln pull` into yet another root gets the same image and runs it.
+    let k3 = Kiln::new();
+    let pulled = k3.ok(&["pull", &base]);
+    assert!(pulled.contains("digest: sha256:"), "{pulled}");
+    assert_eq!(k3.ok(&["run", "--rm", &base, "echo", "pulled"]), "pulled\n");
+    assert!(k3.ok(&["images"]).contains("busybox"));
 
     // A second identical build runs nothing and shows every step CACHED.
     let again = k.run(&[
