@@ -1025,6 +1025,8 @@ impl<'a> Conv<'a> {
                 cwd,
                 user: run.config.user.clone(),
                 network,
+                mounts: vec![],
+                security: Default::default(),
             }),
             meta,
         );
@@ -1232,6 +1234,8 @@ impl<'a> Conv<'a> {
                     chown,
                     chmod,
                     extract_archives: ins.cmd == "add",
+                    parents: false,
+                    exclude: vec![],
                 })],
             }),
             meta,

@@ -90,6 +90,8 @@ fn exec(d: &mut Definition, rootfs: Input, cmd: &str) -> Input {
             cwd: "/".into(),
             user: String::new(),
             network: NetworkMode::None,
+            mounts: vec![],
+            security: Default::default(),
         }),
         VertexMeta {
             name: format!("RUN {cmd}"),
@@ -111,6 +113,8 @@ fn merge(d: &mut Definition, base: Input, sources: Vec<Input>) -> Input {
                 chown: None,
                 chmod: None,
                 extract_archives: false,
+                parents: false,
+                exclude: vec![],
             })
         })
         .collect();
@@ -281,6 +285,8 @@ async fn ignore_cache_reruns() {
             cwd: "/".into(),
             user: String::new(),
             network: NetworkMode::None,
+            mounts: vec![],
+            security: Default::default(),
         }),
         VertexMeta {
             ignore_cache: true,

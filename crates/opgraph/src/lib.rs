@@ -19,7 +19,7 @@ use std::fmt;
 pub mod pattern;
 
 /// Version tag mixed into every vertex digest. Bump it whenever [`Op`]'s encoding changes.
-pub const ENCODING_VERSION: &str = "kiln-op-v1";
+pub const ENCODING_VERSION: &str = "kiln-op-v2";
 
 /// The identity of a vertex: `blake3:<hex>` of its op's canonical encoding.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -78,6 +78,17 @@ pub enum Op {
         /// `.dockerignore`-style patterns that hide files.
         exclude: Vec<String>,
     },
+    /// A file fetched over HTTP(S) (`ADD URL`): the output is a filesystem holding only
+    /// `/<filename>`. With `checksum` the content is verified and is the cache key; without
+    /// it the fetched content is.
+    Http {
+        /// The URL.
+        url: String,
+        /// `sha256:…` the content must have (`ADD --checksum`).
+        checksum: Option<String>,
+        /// Name of the file in the output (from the URL's last path segment).
+        filename: String,
+    },
     /// Run a process on a copy of `rootfs`; the output is `rootfs` plus what the process
     /// changed.
     Exec(ExecOp),
@@ -100,6 +111,104 @@ pub struct ExecOp {
     pub user: String,
     /// Network mode.
     pub network: NetworkMode,
+    /// `RUN --mount`s, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<ExecMount>,
+    /// `RUN --security`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub security: Security,
+}
+
+fn is_default<T: Default + PartialEq>(t: &T) -> bool {
+    *t == T::default()
+}
+
+/// `RUN --security`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Security {
+    /// The default sandbox.
+    #[default]
+    Sandbox,
+    /// All capabilities, no seccomp (needs `--allow security.insecure`).
+    Insecure,
+}
+
+/// One `RUN --mount`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ExecMount {
+    /// Absolute path in the container.
+    pub target: String,
+    /// What is mounted.
+    pub kind: MountKind,
+}
+
+/// Who may use a cache mount at the same time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CacheSharing {
+    /// Concurrent writers share one directory.
+    #[default]
+    Shared,
+    /// A concurrent writer gets a new directory.
+    Private,
+    /// Writers wait for each other.
+    Locked,
+}
+
+/// The kinds of `RUN --mount`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MountKind {
+    /// `type=bind`: a path of another vertex's output (the context by default), read-only
+    /// unless `readwrite` (writes are then thrown away).
+    Bind {
+        /// Where from (a `Local` context or a stage / image filesystem).
+        source: Input,
+        /// Path inside the source.
+        path: String,
+        /// `rw`.
+        readwrite: bool,
+    },
+    /// `type=cache`: a directory kept across builds under the store, by `id`. Its content is
+    /// never part of a cache key or a layer.
+    Cache {
+        /// Cache id (defaults to the target).
+        id: String,
+        /// Sharing mode.
+        sharing: CacheSharing,
+        /// Seed the cache from this vertex's output on first use (`from=`).
+        from: Option<Input>,
+        /// Path inside `from` (`source=`).
+        path: String,
+        /// Mode of a created cache dir.
+        mode: u32,
+        /// Owner of a created cache dir.
+        uid: u32,
+        /// Group of a created cache dir.
+        gid: u32,
+        /// `ro`.
+        readonly: bool,
+    },
+    /// `type=tmpfs`.
+    Tmpfs {
+        /// Size limit in bytes.
+        size: Option<u64>,
+    },
+    /// `type=secret`: the secret `id` as a file (default target `/run/secrets/<id>`); its
+    /// value never reaches a cache key or a layer.
+    Secret {
+        /// Secret id.
+        id: String,
+        /// Fail when the secret was not given.
+        required: bool,
+        /// File mode.
+        mode: u32,
+        /// Owner.
+        uid: u32,
+        /// Group.
+        gid: u32,
+    },
 }
 
 /// A list of filesystem actions (COPY, ADD, WORKDIR's mkdir).
@@ -127,6 +236,17 @@ pub struct Chown {
 pub enum FileAction {
     /// Copy from another vertex's output (a `Local` context or a stage / image filesystem).
     Copy(CopyAction),
+    /// Create a file with the given content (`COPY <<EOF /path`).
+    Mkfile {
+        /// Absolute path.
+        path: String,
+        /// Content.
+        data: String,
+        /// Permission bits.
+        mode: u32,
+        /// Owner.
+        chown: Option<Chown>,
+    },
     /// Create a directory (and its parents), as WORKDIR does.
     Mkdir {
         /// Absolute path.
@@ -154,6 +274,12 @@ pub struct CopyAction {
     pub chmod: Option<u32>,
     /// ADD semantics: a local tar archive is extracted at `dest` instead of copied.
     pub extract_archives: bool,
+    /// `--parents`: keep each source's parent directories below `dest`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub parents: bool,
+    /// `--exclude` patterns (`.dockerignore` syntax, relative to the source root).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// Where a vertex came from in the Dockerfile, for error messages.
@@ -208,8 +334,18 @@ impl Op {
     /// The inputs this op reads, in a fixed order.
     pub fn inputs(&self) -> Vec<&Input> {
         match self {
-            Op::Scratch | Op::Image { .. } | Op::Local { .. } => vec![],
-            Op::Exec(e) => vec![&e.rootfs],
+            Op::Scratch | Op::Image { .. } | Op::Local { .. } | Op::Http { .. } => vec![],
+            Op::Exec(e) => {
+                let mut v = vec![&e.rootfs];
+                for m in &e.mounts {
+                    match &m.kind {
+                        MountKind::Bind { source, .. } => v.push(source),
+                        MountKind::Cache { from: Some(f), .. } => v.push(f),
+                        _ => {}
+                    }
+                }
+                v
+            }
             Op::File(f) => {
                 let mut v = vec![&f.base];
                 for a in &f.actions {
@@ -298,6 +434,8 @@ mod tests {
             cwd: "/".into(),
             user: String::new(),
             network: NetworkMode::None,
+            mounts: vec![],
+            security: Security::Sandbox,
         })
     }
 

@@ -46,6 +46,17 @@ pub enum Action {
         /// From where.
         source: Source,
     },
+    /// `COPY <<EOF`: a file with this content.
+    Mkfile {
+        /// Absolute path.
+        path: String,
+        /// Content.
+        data: String,
+        /// Mode.
+        mode: u32,
+        /// Owner.
+        chown: Option<Chown>,
+    },
     /// WORKDIR.
     Mkdir {
         /// Absolute path.
@@ -120,6 +131,19 @@ fn apply(spec: &Spec) -> Result<(), String> {
         .map_err(|e| format!("cannot mount the build filesystem: {e}"))?;
     for (i, action) in spec.actions.iter().enumerate() {
         match action {
+            Action::Mkfile {
+                path,
+                data,
+                mode,
+                chown,
+            } => {
+                let owner = chown
+                    .as_ref()
+                    .map(|c| resolve_owner(&root, c))
+                    .transpose()?;
+                mkfile(&root, path, data.as_bytes(), *mode, owner)
+                    .map_err(|e| format!("creating {path}: {e}"))?;
+            }
             Action::Mkdir { path, mode, chown } => {
                 let owner = chown
                     .as_ref()
@@ -263,6 +287,30 @@ fn mkdir_p(root: &Path, path: &str, mode: u32, owner: Option<(u32, u32)>) -> io:
         }
     }
     Ok(target)
+}
+
+/// Writes a file inside `root` (parents created 0755, owned like the file).
+fn mkfile(
+    root: &Path,
+    path: &str,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> io::Result<()> {
+    let parent = Path::new(path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned());
+    if let Some(p) = parent.filter(|p| !p.is_empty()) {
+        mkdir_p(root, &p, 0o755, owner)?;
+    }
+    let target = resolve_in(root, path, false)?;
+    if fs::symlink_metadata(&target).is_ok() {
+        fs::remove_file(&target)?;
+    }
+    fs::write(&target, data)?;
+    let (u, g) = owner.unwrap_or((0, 0));
+    std::os::unix::fs::lchown(&target, Some(u), Some(g))?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(mode))
 }
 
 fn has_glob(s: &str) -> bool {

@@ -11,12 +11,14 @@
 #![deny(missing_docs)]
 
 pub mod context;
+mod exec;
 pub mod fileop;
+mod http;
 
 use kiln_cache::Store;
-use kiln_executor::{Executor, RootFs, RunSpec};
+use kiln_executor::Executor;
 use kiln_oci::Layer;
-use kiln_opgraph::{NetworkMode, Op, Vertex};
+use kiln_opgraph::{Op, Vertex};
 use kiln_solver::{BoxError, ExecContext};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
@@ -161,75 +163,6 @@ impl BuildWorker {
         ))
     }
 
-    async fn exec(
-        &self,
-        ctx: &ExecContext,
-        e: &kiln_opgraph::ExecOp,
-        base: &[Layer],
-    ) -> Result<Output, BoxError> {
-        let store = self.cfg.store.clone();
-        let lowers = self.lowers(base)?;
-        let tmp = store.temp_dir("exec-")?;
-        let upper = tmp.path().join("upper");
-        let work = tmp.path().join("work");
-        std::fs::create_dir_all(&upper)?;
-        std::fs::create_dir_all(&work)?;
-        let spec = RunSpec {
-            rootfs: RootFs {
-                lowers,
-                upper: upper.clone(),
-                work,
-            },
-            args: e.args.clone(),
-            env: e.env.clone(),
-            cwd: if e.cwd.is_empty() {
-                "/".into()
-            } else {
-                e.cwd.clone()
-            },
-            user: e.user.clone(),
-            hostname: self.cfg.hostname.clone(),
-            network: match e.network {
-                NetworkMode::Host => kiln_executor::Network::Host,
-                NetworkMode::None | NetworkMode::Default => kiln_executor::Network::None,
-            },
-            mounts: vec![],
-        };
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let executor = self.cfg.executor.clone();
-        let run = async move {
-            executor
-                .run(&spec, kiln_executor::Output::Capture(tx))
-                .await
-        };
-        let mut tail = Tail::new(20);
-        let collect = async {
-            while let Some((stream, data)) = rx.recv().await {
-                let n = if stream == kiln_executor::Stream::Stdout {
-                    1
-                } else {
-                    2
-                };
-                ctx.log(n, &data);
-                tail.push(&data);
-            }
-        };
-        let (code, ()) = tokio::join!(run, collect);
-        let code = code?;
-        if code != 0 {
-            return Err(Box::new(ExecFailed {
-                command: e.args.clone(),
-                exit_code: code,
-                tail: tail.lines(),
-            }));
-        }
-        let layer = tokio::task::spawn_blocking(move || store.diff_to_layer(&upper)).await??;
-        drop(tmp);
-        let mut chain = base.to_vec();
-        chain.extend(layer);
-        Ok(Output::Layers(chain))
-    }
-
     async fn file(
         &self,
         f: &kiln_opgraph::FileOp,
@@ -261,6 +194,17 @@ impl BuildWorker {
                         source,
                     });
                 }
+                kiln_opgraph::FileAction::Mkfile {
+                    path,
+                    data,
+                    mode,
+                    chown,
+                } => actions.push(fileop::Action::Mkfile {
+                    path: path.clone(),
+                    data: data.clone(),
+                    mode: *mode,
+                    chown: chown.clone(),
+                }),
                 kiln_opgraph::FileAction::Mkdir { path, mode, chown } => {
                     actions.push(fileop::Action::Mkdir {
                         path: path.clone(),
@@ -344,9 +288,14 @@ impl kiln_solver::Worker for BuildWorker {
                     exclude: exclude.clone(),
                 })
             }
+            Op::Http {
+                url,
+                checksum,
+                filename,
+            } => self.http(url, checksum.as_deref(), filename).await,
             Op::Exec(e) => {
                 let base = inputs.first().ok_or("exec without a rootfs")?;
-                self.exec(ctx, e, base.layers()).await
+                self.run_exec(ctx, e, base.layers()).await
             }
             Op::File(f) => self.file(f, inputs).await,
         }
@@ -354,7 +303,7 @@ impl kiln_solver::Worker for BuildWorker {
 }
 
 /// The last `n` lines of a byte stream.
-struct Tail {
+pub(crate) struct Tail {
     n: usize,
     lines: VecDeque<String>,
     partial: Vec<u8>,
@@ -368,7 +317,7 @@ impl Tail {
             partial: Vec::new(),
         }
     }
-    fn push(&mut self, data: &[u8]) {
+    pub(crate) fn push(&mut self, data: &[u8]) {
         for &b in data {
             if b == b'\n' {
                 let line = String::from_utf8_lossy(&self.partial).into_owned();
@@ -382,7 +331,7 @@ impl Tail {
             }
         }
     }
-    fn lines(mut self) -> Vec<String> {
+    pub(crate) fn lines(mut self) -> Vec<String> {
         if !self.partial.is_empty() {
             let line = String::from_utf8_lossy(&self.partial).into_owned();
             self.lines.push_back(line);
