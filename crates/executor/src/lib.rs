@@ -135,6 +135,44 @@ pub struct RunSpec {
     pub network: Network,
     /// Extra bind mounts.
     pub mounts: Vec<BindMount>,
+    /// More sandbox settings (tmpfs mounts, resource limits, privileges); `Default` is
+    /// Docker's default container.
+    #[serde(default)]
+    pub extra: SandboxOptions,
+}
+
+/// A tmpfs mounted in the sandbox.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TmpfsMount {
+    /// Absolute path in the container.
+    pub destination: String,
+    /// Size limit in bytes.
+    pub size: Option<u64>,
+}
+
+/// Resource limits (cgroups).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Resources {
+    /// Memory limit in bytes (`--memory`).
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (`--cpus 1.5`).
+    pub cpus: Option<f64>,
+    /// Maximum number of processes (`--pids-limit`).
+    pub pids: Option<i64>,
+}
+
+/// Sandbox settings beyond the process and its root filesystem.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SandboxOptions {
+    /// tmpfs mounts.
+    #[serde(default)]
+    pub tmpfs: Vec<TmpfsMount>,
+    /// Resource limits.
+    #[serde(default)]
+    pub resources: Resources,
+    /// `RUN --security=insecure` / `--privileged`: all capabilities, no seccomp.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 /// Which stream a chunk of output came from.

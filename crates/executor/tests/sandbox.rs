@@ -83,6 +83,7 @@ impl Fixture {
             hostname: "sandbox".into(),
             network: Network::None,
             mounts: vec![],
+            extra: Default::default(),
         }
     }
 }

@@ -154,6 +154,7 @@ pub async fn run(
         hostname: id[..12].to_string(),
         network: opts.network,
         mounts: opts.mounts.clone(),
+        extra: Default::default(),
     };
     let result = executor.run(&spec, Output::Inherit).await;
     if opts.remove {

@@ -41,6 +41,7 @@ impl BuildWorker {
                 NetworkMode::None | NetworkMode::Default => kiln_executor::Network::None,
             },
             mounts: vec![],
+            extra: Default::default(),
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let executor = self.cfg.executor.clone();
