@@ -53,7 +53,12 @@ pub struct ImportArgs {
 }
 
 #[derive(Args)]
+// `-h` is --hostname, as in `docker run`; help is `--help` only.
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
     /// Remove the container when it exits.
     #[arg(long)]
     rm: bool,
@@ -84,9 +89,31 @@ pub struct RunArgs {
     /// Replace the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Network: none (default) or host.
+    /// Network: none (default; only loopback), host, or default (a private namespace with
+    /// outbound access through pasta).
     #[arg(long, default_value = "none", value_parser = ["none", "host", "default"])]
     network: String,
+    /// Memory limit (bytes, or with a b/k/m/g suffix).
+    #[arg(short = 'm', long, value_parser = parse_size)]
+    memory: Option<u64>,
+    /// Number of CPUs (e.g. 1.5).
+    #[arg(long)]
+    cpus: Option<f64>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// All capabilities, no seccomp profile, no masked paths.
+    #[arg(long)]
+    privileged: bool,
+    /// Mount a tmpfs: PATH[:size=SIZE[,…]]; repeatable.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Container hostname (default: the first 12 characters of its id).
+    #[arg(long, short = 'h')]
+    hostname: Option<String>,
+    /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
+    #[arg(long)]
+    runtime: Option<PathBuf>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -94,9 +121,58 @@ pub struct RunArgs {
     args: Vec<String>,
 }
 
+/// A size like docker's: a number with an optional b/k/m/g/t suffix (binary units; `kb`,
+/// `kib` and so on are accepted too).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size `{s}`: use a number with b, k, m or g"))?;
+    let mult: u64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 1,
+        "k" => 1 << 10,
+        "m" => 1 << 20,
+        "g" => 1 << 30,
+        "t" => 1 << 40,
+        _ => return Err(format!("invalid size `{s}`: unknown unit `{unit}`")),
+    };
+    Ok((num * mult as f64) as u64)
+}
+
+fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
+    let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    if !path.starts_with('/') {
+        return Err(Failure::usage(format!(
+            "invalid tmpfs `{spec}`: the path must be absolute"
+        )));
+    }
+    let mut size = None;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        if let Some(v) = o.strip_prefix("size=") {
+            size = Some(parse_size(v).map_err(Failure::usage)?);
+        }
+    }
+    Ok(kiln_executor::TmpfsMount {
+        destination: path.to_string(),
+        size,
+    })
+}
+
 pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     if a.detach {
         return Err(Failure::usage("kiln run -d is not supported yet"));
+    }
+    let tmpfs = a
+        .tmpfs
+        .iter()
+        .map(|t| parse_tmpfs(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    if a.cpus.is_some_and(|c| c <= 0.0) {
+        return Err(Failure::usage("--cpus must be positive"));
     }
     let (_, manifest) = match env.local_image(&a.image) {
         Ok(x) => x,
@@ -153,16 +229,31 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         user: a.user,
         entrypoint: a.entrypoint,
         args: a.args,
-        network: if a.network == "host" {
-            kiln_executor::Network::Host
-        } else {
-            kiln_executor::Network::None
+        network: match a.network.as_str() {
+            "host" => kiln_executor::Network::Host,
+            "default" => kiln_executor::Network::Default,
+            _ => kiln_executor::Network::None,
         },
         mounts,
+        hostname: a.hostname,
+        extra: kiln_executor::SandboxOptions {
+            tmpfs,
+            resources: kiln_executor::Resources {
+                memory: a.memory,
+                cpus: a.cpus,
+                pids: a.pids_limit,
+            },
+            privileged: a.privileged,
+            create_etc_files: true,
+        },
     };
+    let mut executor = env.executor();
+    if let Some(r) = a.runtime {
+        executor = executor.with_runtime(r);
+    }
     let _ = a.interactive;
     let _ = a.tty;
-    let code = kiln_runtime::run(&env.store, &env.executor(), &layers, &config, &opts)
+    let code = kiln_runtime::run(&env.store, &executor, &layers, &config, &opts)
         .await
         .map_err(|e| match e {
             kiln_runtime::Error::NoCommand => Failure::new(125, "no command specified"),

@@ -1,14 +1,52 @@
 //! The caller's side: spawning the helper and collecting its output and status.
 
-use crate::{Error, Output, Result, RunSpec, Stream, ERROR_FD_ENV, SETUP_FAILED_EXIT};
+use crate::cgroup::Cgroup;
+use crate::{
+    Error, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV, ERROR_FD_ENV, ID_ENV,
+    RUNTIME_ENV, SETUP_FAILED_EXIT,
+};
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub(crate) async fn run(helper: &[OsString], spec: &RunSpec, output: Output) -> Result<i32> {
+/// Removes the sandbox's cgroup when dropped (a background thread waits for the last
+/// processes to go when the `run` future was dropped early).
+struct CgroupGuard(Option<Cgroup>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cg) = self.0.take() {
+            std::thread::spawn(move || cg.remove(Duration::from_secs(10)));
+        }
+    }
+}
+
+/// A name for a sandbox, unique on this host for a while.
+fn sandbox_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    format!(
+        "{:x}-{:x}-{:x}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+pub(crate) async fn run(
+    helper: &[OsString],
+    runtime: Option<&Path>,
+    spec: &RunSpec,
+    output: Output,
+) -> Result<RunResult> {
     let helper_name = helper
         .first()
         .map(|h| h.to_string_lossy().into_owned())
@@ -24,6 +62,17 @@ pub(crate) async fn run(helper: &[OsString], spec: &RunSpec, output: Output) -> 
         )));
     };
     let json = serde_json::to_string(spec).map_err(|e| spawn_err(io::Error::other(e)))?;
+    let id = sandbox_id();
+    let cgroup = match runtime {
+        Some(_) => None,
+        None => Cgroup::locate(&id, &spec.extra.resources)
+            .map_err(|e| Error::Setup(format!("cgroup: {e}")))?,
+    };
+    let cgroup_json = cgroup
+        .as_ref()
+        .map(|c| serde_json::to_string(c).map_err(|e| spawn_err(io::Error::other(e))))
+        .transpose()?;
+    let mut guard = CgroupGuard(cgroup);
 
     // Setup errors come back on this pipe; both ends are close-on-exec here, the write end is
     // made inheritable only in the forked child, so concurrent spawns never inherit it.
@@ -35,7 +84,14 @@ pub(crate) async fn run(helper: &[OsString], spec: &RunSpec, output: Output) -> 
     cmd.args(helper_args)
         .arg(&json)
         .env(ERROR_FD_ENV, err_write_fd.to_string())
+        .env(ID_ENV, &id)
         .kill_on_drop(true);
+    if let Some(c) = &cgroup_json {
+        cmd.env(CGROUP_ENV, c);
+    }
+    if let Some(r) = runtime {
+        cmd.env(RUNTIME_ENV, r);
+    }
     let capture = match output {
         Output::Inherit => {
             cmd.stdin(Stdio::inherit())
@@ -88,6 +144,11 @@ pub(crate) async fn run(helper: &[OsString], spec: &RunSpec, output: Output) -> 
         (None, Some(sig)) => 128 + sig,
         (None, None) => 255,
     };
+    let mut oom_killed = false;
+    if let Some(cg) = guard.0.take() {
+        oom_killed = code == 128 + libc::SIGKILL && cg.oom_kills() > 0;
+        let _ = tokio::task::spawn_blocking(move || cg.remove(Duration::from_secs(5))).await;
+    }
     if code == SETUP_FAILED_EXIT {
         let message = read_available(err_read.into());
         let message = message.trim();
@@ -95,7 +156,10 @@ pub(crate) async fn run(helper: &[OsString], spec: &RunSpec, output: Output) -> 
             return Err(Error::Setup(message.to_string()));
         }
     }
-    Ok(code)
+    Ok(RunResult {
+        exit_code: code,
+        oom_killed,
+    })
 }
 
 async fn pump(

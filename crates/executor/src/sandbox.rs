@@ -2,8 +2,12 @@
 //! docs for the sequence). Runs in a fresh single-threaded process, so ordinary Rust is fine
 //! after `fork`.
 
+use crate::cgroup::Cgroup;
 use crate::sys::{self, cstr, status_code, write_all_fd};
-use crate::{Network, RunSpec, ERROR_FD_ENV, HELPER_ARG, SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT};
+use crate::{
+    Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, RUNTIME_ENV,
+    SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
+};
 use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
 use std::fmt::Display;
@@ -30,7 +34,8 @@ const FORWARDED_SIGNALS: [libc::c_int; 6] = [
 /// `si_code` of signals the kernel sends on its own behalf, e.g. a terminal's ^C.
 const SI_KERNEL: libc::c_int = 0x80;
 
-const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Capabilities kept in the bounding set: docker's default set.
 const DEFAULT_CAPS: &[u32] = &[
@@ -51,7 +56,7 @@ const DEFAULT_CAPS: &[u32] = &[
 ];
 
 /// Reports a setup failure and exits with [`SETUP_FAILED_EXIT`].
-fn fail(step: &str, err: impl Display) -> ! {
+pub(crate) fn fail(step: &str, err: impl Display) -> ! {
     let msg = format!("{step}: {err}\n");
     let fd = ERROR_FD.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -63,7 +68,7 @@ fn fail(step: &str, err: impl Display) -> ! {
     unsafe { libc::_exit(SETUP_FAILED_EXIT) }
 }
 
-trait OrFail<T> {
+pub(crate) trait OrFail<T> {
     fn or_fail(self, step: impl FnOnce() -> String) -> T;
 }
 
@@ -76,7 +81,7 @@ impl<T, E: Display> OrFail<T> for Result<T, E> {
     }
 }
 
-fn exit(code: i32) -> ! {
+pub(crate) fn exit(code: i32) -> ! {
     // SAFETY: _exit is always safe.
     unsafe { libc::_exit(code) }
 }
@@ -101,10 +106,25 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     }
     // SAFETY: plain system call.
     unsafe { libc::umask(0o022) };
+    let cgroup: Option<Cgroup> = std::env::var(CGROUP_ENV)
+        .ok()
+        .map(|c| serde_json::from_str(&c).or_fail(|| "parsing the cgroup".into()));
+    let id = std::env::var(ID_ENV).unwrap_or_else(|_| format!("kiln-{}", std::process::id()));
+    if let Ok(runtime) = std::env::var(RUNTIME_ENV) {
+        crate::oci::main(&spec, Path::new(&runtime), &id);
+    }
+    // The host's network namespace, for the user-mode network stack.
+    let host_netns = (spec.network == Network::Default).then(crate::net::open_host_netns);
 
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
-    if spec.network != Network::Host {
+    // The user-mode network stack is started in the new network namespace before the pid
+    // namespace exists (it must not become a member of it).
+    let net_helper = host_netns.map(|host| {
+        sys::unshare(libc::CLONE_NEWNET).or_fail(|| "unshare(CLONE_NEWNET)".into());
+        crate::net::start(host)
+    });
+    if spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
     }
     sys::unshare(flags).or_fail(|| "unshare".into());
@@ -125,7 +145,7 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     if child == 0 {
         // SAFETY: closing our copy of the write end.
         unsafe { libc::close(death[1]) };
-        init(&spec, death[0], &old_mask);
+        init(&spec, cgroup.as_ref(), death[0], &old_mask);
     }
     // SAFETY: closing our copy of the read end.
     unsafe { libc::close(death[0]) };
@@ -133,6 +153,9 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     install_forwarders();
     restore_signals(&old_mask);
     let status = wait_outer(child);
+    if let Some(h) = net_helper {
+        h.stop();
+    }
     exit(status_code(status))
 }
 
@@ -233,8 +256,30 @@ fn restore_signals(old: &libc::sigset_t) {
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
 }
 
+/// Runs `program args` as a child, forwarding signals to it, and returns its wait status.
+pub(crate) fn spawn_and_wait(program: &Path, args: &[&std::ffi::OsStr]) -> libc::c_int {
+    let old_mask = block_signals();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    let child = cmd
+        .spawn()
+        .or_fail(|| format!("starting {}", program.display()));
+    let pid = child.id() as libc::pid_t;
+    // The child is reaped by `wait_outer` with waitpid, not through `Child`.
+    std::mem::forget(child);
+    FORWARD_TO.store(pid, Ordering::Relaxed);
+    install_forwarders();
+    restore_signals(&old_mask);
+    wait_outer(pid)
+}
+
 /// Pid 1 of the sandbox.
-fn init(spec: &RunSpec, death_pipe: libc::c_int, old_mask: &libc::sigset_t) -> ! {
+fn init(
+    spec: &RunSpec,
+    cgroup: Option<&Cgroup>,
+    death_pipe: libc::c_int,
+    old_mask: &libc::sigset_t,
+) -> ! {
     // SAFETY: prctl/poll/close with valid arguments.
     unsafe {
         if libc::prctl(
@@ -259,6 +304,13 @@ fn init(spec: &RunSpec, death_pipe: libc::c_int, old_mask: &libc::sigset_t) -> !
         // Not dumpable: the sandboxed processes cannot ptrace us or open /proc/1/exe.
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
+    if let Some(cg) = cgroup {
+        cg.create(&spec.extra.resources)
+            .or_fail(|| "creating the cgroup".into());
+        cg.join().or_fail(|| "joining the cgroup".into());
+    }
+    // A cgroup namespace rooted at the sandbox's cgroup (the caller's without limits).
+    sys::unshare(libc::CLONE_NEWCGROUP).or_fail(|| "unshare(CLONE_NEWCGROUP)".into());
 
     let root = spec.rootfs.work.clone();
     setup_rootfs(spec, &root);
@@ -289,6 +341,10 @@ fn init(spec: &RunSpec, death_pipe: libc::c_int, old_mask: &libc::sigset_t) -> !
         fail("fork", io::Error::last_os_error());
     }
     if main == 0 {
+        // Rust ignores SIGPIPE, and exec keeps ignored signals ignored: the command gets the
+        // default disposition, as under Docker.
+        // SAFETY: plain system call.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         restore_signals(old_mask);
         exec_main(spec, &user, &env);
     }
@@ -320,6 +376,7 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
 
     // /proc
     let proc_dir = dir_in_root(root, "/proc");
+    etc_files(spec, root, &proc_dir);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount(
         Some("proc"),
@@ -329,6 +386,7 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
         None,
     )
     .or_fail(|| "mounting /proc".into());
+    let privileged = spec.extra.privileged;
     for p in [
         "asound",
         "acpi",
@@ -340,9 +398,14 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
         "sched_debug",
         "scsi",
     ] {
-        mask(&proc_dir.join(p));
+        if !privileged {
+            mask(&proc_dir.join(p));
+        }
     }
     for p in ["bus", "fs", "irq", "sys", "sysrq-trigger"] {
+        if privileged {
+            break;
+        }
         let path = proc_dir.join(p);
         if path.exists() {
             sys::bind(&path, &path, true).or_fail(|| format!("making /proc/{p} read-only"));
@@ -351,18 +414,22 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
 
     // /sys
     let sys_dir = dir_in_root(root, "/sys");
+    let sys_ro = if privileged { 0 } else { libc::MS_RDONLY };
     if sys::mount(
         Some("sysfs"),
         &sys_dir,
         Some("sysfs"),
-        nosuid_nodev_noexec | libc::MS_RDONLY,
+        nosuid_nodev_noexec | sys_ro,
         None,
     )
     .is_err()
     {
-        sys::bind(Path::new("/sys"), &sys_dir, true).or_fail(|| "mounting /sys".into());
+        sys::bind(Path::new("/sys"), &sys_dir, !privileged).or_fail(|| "mounting /sys".into());
     }
-    mask(&sys_dir.join("firmware"));
+    if !privileged {
+        mask(&sys_dir.join("firmware"));
+        mask(&sys_dir.join("devices/virtual/powercap"));
+    }
 
     // /dev
     let dev = dir_in_root(root, "/dev");
@@ -435,29 +502,125 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
             .or_fail(|| format!("creating /dev/{link}"));
     }
 
-    // Bind mounts.
-    for m in &spec.mounts {
-        if !m.destination.starts_with('/') {
-            fail(
-                &format!("bind mount {}", m.destination),
-                "destination is not absolute",
-            );
+    // Bind and tmpfs mounts, parents before children.
+    enum Extra<'a> {
+        Bind(&'a crate::BindMount),
+        Tmpfs(&'a crate::TmpfsMount),
+    }
+    let mut extra: Vec<(&str, Extra)> = spec
+        .mounts
+        .iter()
+        .map(|m| (m.destination.as_str(), Extra::Bind(m)))
+        .chain(
+            spec.extra
+                .tmpfs
+                .iter()
+                .map(|t| (t.destination.as_str(), Extra::Tmpfs(t))),
+        )
+        .collect();
+    extra.sort_by_key(|(d, _)| Path::new(d).components().count());
+    for (dest, m) in extra {
+        if !dest.starts_with('/') {
+            fail(&format!("mount {dest}"), "destination is not absolute");
         }
-        let is_dir = std::fs::metadata(&m.source)
-            .or_fail(|| format!("bind mount source {}", m.source.display()))
-            .is_dir();
-        let target = if is_dir {
-            dir_in_root(root, &m.destination)
-        } else {
-            file_in_root(root, &m.destination)
-        };
-        sys::bind(&m.source, &target, m.readonly)
-            .or_fail(|| format!("bind-mounting {} on {}", m.source.display(), m.destination));
+        match m {
+            Extra::Bind(m) => {
+                let is_dir = std::fs::metadata(&m.source)
+                    .or_fail(|| format!("bind mount source {}", m.source.display()))
+                    .is_dir();
+                let target = if is_dir {
+                    dir_in_root(root, dest)
+                } else {
+                    file_in_root(root, dest)
+                };
+                sys::bind(&m.source, &target, m.readonly)
+                    .or_fail(|| format!("bind-mounting {} on {dest}", m.source.display()));
+            }
+            Extra::Tmpfs(t) => {
+                let target = dir_in_root(root, dest);
+                let mut data = String::from("mode=1777");
+                if let Some(size) = t.size {
+                    data.push_str(&format!(",size={size}"));
+                }
+                sys::mount(
+                    Some("tmpfs"),
+                    &target,
+                    Some("tmpfs"),
+                    libc::MS_NOSUID | libc::MS_NODEV,
+                    Some(&data),
+                )
+                .or_fail(|| format!("mounting a tmpfs on {dest}"));
+            }
+        }
     }
 
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         loopback_up().or_fail(|| "bringing up lo".into());
     }
+}
+
+/// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
+pub(crate) fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
+    let mut hosts =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    if !spec.hostname.is_empty() {
+        hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname));
+    }
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv = match spec.network {
+        Network::Host | Network::Default => host_resolv,
+        // Loopback resolvers of the host are unreachable from a namespace of its own.
+        Network::None => host_resolv
+            .lines()
+            .filter(|l| {
+                let mut w = l.split_whitespace();
+                !(w.next() == Some("nameserver")
+                    && w.next()
+                        .is_some_and(|a| a.starts_with("127.") || a == "::1"))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect(),
+    };
+    [
+        ("/etc/hosts", hosts),
+        ("/etc/hostname", format!("{}\n", spec.hostname)),
+        ("/etc/resolv.conf", resolv),
+    ]
+}
+
+/// Mounts generated /etc files over the rootfs's (see [`crate::SandboxOptions::create_etc_files`]).
+/// The files live on a tmpfs mounted for a moment on `scratch` (a directory that is mounted
+/// over afterwards), so nothing is written to the layer.
+fn etc_files(spec: &RunSpec, root: &Path, scratch: &Path) {
+    let files = etc_contents(spec);
+    let mut targets = Vec::new();
+    for (path, _) in &files {
+        let target = resolve_in_root(root, path).ok();
+        let target = match target {
+            Some(t) if t.is_file() => Some(t),
+            _ if spec.extra.create_etc_files => Some(file_in_root(root, path)),
+            _ => None,
+        };
+        targets.push(target);
+    }
+    if targets.iter().all(Option::is_none) {
+        return;
+    }
+    sys::mount(
+        Some("tmpfs"),
+        scratch,
+        Some("tmpfs"),
+        libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+        Some("mode=755,size=64k"),
+    )
+    .or_fail(|| "mounting a tmpfs for /etc files".into());
+    for ((path, content), target) in files.iter().zip(targets) {
+        let Some(target) = target else { continue };
+        let name = scratch.join(path.trim_start_matches("/etc/"));
+        std::fs::write(&name, content).or_fail(|| format!("writing {path}"));
+        sys::mount_path(&name, &target, libc::MS_BIND).or_fail(|| format!("mounting {path}"));
+    }
+    sys::umount2(scratch, libc::MNT_DETACH).or_fail(|| "unmounting the /etc files' tmpfs".into());
 }
 
 /// Hides `path` (under /proc or /sys): an empty read-only tmpfs on a directory, /dev/null on
@@ -690,7 +853,13 @@ pub(crate) fn resolve_user_in(user: &str, passwd: &str, group: &str) -> Result<U
 
 /// The main process: drop privileges, set the environment, exec.
 fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
-    drop_capabilities();
+    let privileged = spec.extra.privileged;
+    drop_capabilities(privileged);
+    let seccomp = if privileged {
+        Vec::new()
+    } else {
+        crate::seccomp::programs().or_fail(|| "building the seccomp filter".into())
+    };
     let groups: Vec<libc::gid_t> = user.groups.clone();
     // SAFETY: plain system calls with valid arguments.
     unsafe {
@@ -745,6 +914,13 @@ fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
     envp_p.push(std::ptr::null());
+    if !privileged {
+        // SAFETY: plain prctl.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
+            fail("PR_SET_NO_NEW_PRIVS", io::Error::last_os_error());
+        }
+        crate::seccomp::apply(&seccomp).or_fail(|| "installing the seccomp filter".into());
+    }
     // SAFETY: NULL-terminated arrays of valid C strings.
     unsafe { libc::execve(program_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     let e = io::Error::last_os_error();
@@ -789,13 +965,13 @@ fn lookup(cmd: &str, path: &str) -> Option<PathBuf> {
 /// Drops every capability outside [`DEFAULT_CAPS`] from the bounding set and clears the
 /// inheritable and ambient sets, so that even root in the sandbox has only docker's default
 /// capabilities after `execve`.
-fn drop_capabilities() {
+fn drop_capabilities(privileged: bool) {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|s| s.trim().parse::<u32>().ok())
         .unwrap_or(40);
     for cap in 0..=last {
-        if DEFAULT_CAPS.contains(&cap) {
+        if privileged || DEFAULT_CAPS.contains(&cap) {
             continue;
         }
         // SAFETY: plain prctl.

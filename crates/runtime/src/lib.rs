@@ -8,7 +8,7 @@
 #![deny(missing_docs)]
 
 use kiln_cache::Store;
-use kiln_executor::{BindMount, Executor, Network, Output, RootFs, RunSpec};
+use kiln_executor::{BindMount, Executor, Network, Output, RootFs, RunSpec, SandboxOptions};
 use kiln_oci::Layer;
 use serde_json::Value;
 use std::path::PathBuf;
@@ -59,6 +59,12 @@ pub struct RunOptions {
     pub network: Network,
     /// `-v`.
     pub mounts: Vec<BindMount>,
+    /// `--hostname` (default: the first 12 characters of the container id).
+    pub hostname: Option<String>,
+    /// `--tmpfs`, `--memory`, `--cpus`, `--pids-limit`, `--privileged`
+    /// (`create_etc_files` is always set: containers get /etc/hosts, /etc/hostname and
+    /// /etc/resolv.conf).
+    pub extra: SandboxOptions,
 }
 
 /// The process a container runs: (argv, env, cwd, user), from the image config and options.
@@ -151,16 +157,26 @@ pub async fn run(
         env,
         cwd,
         user,
-        hostname: id[..12].to_string(),
+        hostname: opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| id[..12].to_string()),
         network: opts.network,
         mounts: opts.mounts.clone(),
-        extra: Default::default(),
+        extra: SandboxOptions {
+            create_etc_files: true,
+            ..opts.extra.clone()
+        },
     };
-    let result = executor.run(&spec, Output::Inherit).await;
+    let result = executor.run_detailed(&spec, Output::Inherit).await;
     if opts.remove {
         let _ = std::fs::remove_dir_all(&dir);
     }
-    Ok(result?)
+    let result = result?;
+    if result.oom_killed {
+        eprintln!("kiln: the container was killed: out of memory (--memory limit)");
+    }
+    Ok(result.exit_code)
 }
 
 #[cfg(test)]

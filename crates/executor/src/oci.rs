@@ -1,0 +1,344 @@
+//! [`crate::Executor::with_runtime`]: the same sandbox through an external OCI runtime.
+//!
+//! The helper unshares a mount namespace, mounts the overlay rootfs (as for its own
+//! sandboxes), writes an OCI bundle (`config.json` built with `oci-spec`: Docker's
+//! capabilities, masked and read-only paths, the seccomp profile of `seccomp.rs`, the limits
+//! in `linux.resources` under the cgroup `/kiln/<id>`, tmpfs and bind mounts, the resolved
+//! user) into a temporary directory and runs `RUNTIME run --bundle DIR ID` in that mount
+//! namespace, forwarding signals to it; its exit code is the container's. `/etc/hosts` & co.
+//! are not generated, [`crate::Network::Default`] is refused and OOM kills are not reported
+//! on this path.
+
+use crate::sandbox::{self, fail, OrFail};
+use crate::{Network, RunSpec};
+use oci_spec::runtime::{
+    Arch, Capability, LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType,
+    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccompAction, LinuxSeccompArgBuilder,
+    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+};
+use std::collections::HashSet;
+use std::path::Path;
+
+const DOCKER_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SYS_CHROOT",
+    "CAP_MKNOD",
+    "CAP_AUDIT_WRITE",
+    "CAP_SETFCAP",
+];
+
+fn caps(privileged: bool) -> HashSet<Capability> {
+    let names: Vec<String> = if privileged {
+        all_caps()
+    } else {
+        DOCKER_CAPS.iter().map(|s| s.to_string()).collect()
+    };
+    names
+        .into_iter()
+        .filter_map(|n| serde_json::from_value(serde_json::Value::String(n)).ok())
+        .collect()
+}
+
+/// Every capability of the running kernel, by name.
+fn all_caps() -> Vec<String> {
+    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .unwrap_or(40);
+    const NAMES: &[&str] = &[
+        "CHOWN",
+        "DAC_OVERRIDE",
+        "DAC_READ_SEARCH",
+        "FOWNER",
+        "FSETID",
+        "KILL",
+        "SETGID",
+        "SETUID",
+        "SETPCAP",
+        "LINUX_IMMUTABLE",
+        "NET_BIND_SERVICE",
+        "NET_BROADCAST",
+        "NET_ADMIN",
+        "NET_RAW",
+        "IPC_LOCK",
+        "IPC_OWNER",
+        "SYS_MODULE",
+        "SYS_RAWIO",
+        "SYS_CHROOT",
+        "SYS_PTRACE",
+        "SYS_PACCT",
+        "SYS_ADMIN",
+        "SYS_BOOT",
+        "SYS_NICE",
+        "SYS_RESOURCE",
+        "SYS_TIME",
+        "SYS_TTY_CONFIG",
+        "MKNOD",
+        "LEASE",
+        "AUDIT_WRITE",
+        "AUDIT_CONTROL",
+        "SETFCAP",
+        "MAC_OVERRIDE",
+        "MAC_ADMIN",
+        "SYSLOG",
+        "WAKE_ALARM",
+        "BLOCK_SUSPEND",
+        "AUDIT_READ",
+        "PERFMON",
+        "BPF",
+        "CHECKPOINT_RESTORE",
+    ];
+    NAMES
+        .iter()
+        .take(last + 1)
+        .map(|n| format!("CAP_{n}"))
+        .collect()
+}
+
+fn seccomp() -> Result<oci_spec::runtime::LinuxSeccomp, oci_spec::OciSpecError> {
+    let arg = |index: usize, op, value: u64| {
+        LinuxSeccompArgBuilder::default()
+            .index(index)
+            .op(op)
+            .value(value)
+            .build()
+    };
+    let allow = |names: Vec<String>, args: Vec<oci_spec::runtime::LinuxSeccompArg>| {
+        let b = LinuxSyscallBuilder::default()
+            .names(names)
+            .action(LinuxSeccompAction::ScmpActAllow);
+        if args.is_empty() {
+            b.build()
+        } else {
+            b.args(args).build()
+        }
+    };
+    let mut syscalls: Vec<LinuxSyscall> = vec![allow(
+        crate::seccomp::allowed_names()
+            .map(str::to_string)
+            .collect(),
+        vec![],
+    )?];
+    syscalls.push(allow(
+        vec!["socket".into()],
+        vec![arg(
+            0,
+            LinuxSeccompOperator::ScmpCmpNe,
+            crate::seccomp::AF_VSOCK,
+        )?],
+    )?);
+    for &p in crate::seccomp::PERSONAS {
+        syscalls.push(allow(
+            vec!["personality".into()],
+            vec![arg(0, LinuxSeccompOperator::ScmpCmpEq, p)?],
+        )?);
+    }
+    // SCMP_CMP_MASKED_EQ: (arg & value) == valueTwo.
+    let clone_arg = LinuxSeccompArgBuilder::default()
+        .index(0usize)
+        .op(LinuxSeccompOperator::ScmpCmpMaskedEq)
+        .value(crate::seccomp::CLONE_NS_FLAGS)
+        .value_two(0u64)
+        .build()?;
+    syscalls.push(allow(vec!["clone".into()], vec![clone_arg])?);
+    syscalls.push(
+        LinuxSyscallBuilder::default()
+            .names(vec!["clone3".to_string()])
+            .action(LinuxSeccompAction::ScmpActErrno)
+            .errno_ret(libc::ENOSYS as u32)
+            .build()?,
+    );
+    LinuxSeccompBuilder::default()
+        .default_action(LinuxSeccompAction::ScmpActErrno)
+        .default_errno_ret(libc::EPERM as u32)
+        .architectures(vec![if cfg!(target_arch = "aarch64") {
+            Arch::ScmpArchAarch64
+        } else {
+            Arch::ScmpArchX86_64
+        }])
+        .syscalls(syscalls)
+        .build()
+}
+
+/// The OCI runtime spec for `spec`, with the rootfs mounted at `root`.
+pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, String> {
+    let e = |e: oci_spec::OciSpecError| e.to_string();
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
+    let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
+    let user = sandbox::resolve_user_in(&spec.user, &passwd, &group)?;
+    let mut env = spec.env.clone();
+    let has = |env: &[String], key: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={}", sandbox::DEFAULT_PATH));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+    let privileged = spec.extra.privileged;
+    let caps = caps(privileged);
+    let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
+        .bounding(caps.clone())
+        .effective(caps.clone())
+        .permitted(caps)
+        .build()
+        .map_err(e)?;
+    let process = ProcessBuilder::default()
+        .args(spec.args.clone())
+        .env(env)
+        .cwd(if spec.cwd.is_empty() { "/" } else { &spec.cwd })
+        .user(
+            UserBuilder::default()
+                .uid(user.uid)
+                .gid(user.gid)
+                .additional_gids(user.groups.clone())
+                .build()
+                .map_err(e)?,
+        )
+        .capabilities(capabilities)
+        .no_new_privileges(!privileged)
+        .build()
+        .map_err(e)?;
+
+    let mut mounts: Vec<Mount> = oci_spec::runtime::get_default_mounts();
+    if privileged {
+        for m in &mut mounts {
+            if m.destination() == Path::new("/sys") {
+                m.set_options(Some(
+                    ["nosuid", "noexec", "nodev", "rw"]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                ));
+            }
+        }
+    }
+    for t in &spec.extra.tmpfs {
+        let mut options = vec!["nosuid".to_string(), "nodev".into(), "mode=1777".into()];
+        if let Some(size) = t.size {
+            options.push(format!("size={size}"));
+        }
+        mounts.push(
+            MountBuilder::default()
+                .destination(&t.destination)
+                .typ("tmpfs")
+                .source("tmpfs")
+                .options(options)
+                .build()
+                .map_err(e)?,
+        );
+    }
+    for b in &spec.mounts {
+        let mut options = vec!["rbind".to_string()];
+        options.push(if b.readonly { "ro" } else { "rw" }.into());
+        mounts.push(
+            MountBuilder::default()
+                .destination(&b.destination)
+                .typ("bind")
+                .source(&b.source)
+                .options(options)
+                .build()
+                .map_err(e)?,
+        );
+    }
+
+    let r = &spec.extra.resources;
+    let mut resources = LinuxResourcesBuilder::default();
+    if let Some(m) = r.memory {
+        resources = resources.memory(
+            LinuxMemoryBuilder::default()
+                .limit(m as i64)
+                .swap(m as i64)
+                .build()
+                .map_err(e)?,
+        );
+    }
+    if let Some(c) = r.cpus {
+        resources = resources.cpu(
+            LinuxCpuBuilder::default()
+                .period(100_000u64)
+                .quota((c * 100_000.0).round() as i64)
+                .build()
+                .map_err(e)?,
+        );
+    }
+    if let Some(p) = r.pids {
+        resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(e)?);
+    }
+    let mut linux = LinuxBuilder::default()
+        .resources(resources.build().map_err(e)?)
+        .cgroups_path(format!("/kiln/{id}"));
+    let mut namespaces = oci_spec::runtime::get_default_namespaces();
+    if spec.network == Network::Host {
+        namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    }
+    linux = linux.namespaces(namespaces);
+    if privileged {
+        linux = linux.masked_paths(vec![]).readonly_paths(vec![]);
+    } else {
+        let mut masked = oci_spec::runtime::get_default_maskedpaths();
+        masked.push("/sys/devices/virtual/powercap".into());
+        linux = linux
+            .masked_paths(masked)
+            .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
+            .seccomp(seccomp().map_err(e)?);
+    }
+    let mut oci = Spec::default();
+    oci.set_process(Some(process));
+    oci.set_root(Some(
+        RootBuilder::default()
+            .path(root)
+            .readonly(false)
+            .build()
+            .map_err(e)?,
+    ));
+    oci.set_hostname(Some(spec.hostname.clone()));
+    oci.set_mounts(Some(mounts));
+    oci.set_linux(Some(linux.build().map_err(e)?));
+    Ok(oci)
+}
+
+/// The helper's path for an external runtime. Never returns.
+pub(crate) fn main(spec: &RunSpec, runtime: &Path, id: &str) -> ! {
+    if spec.network == Network::Default {
+        fail(
+            "--runtime",
+            "the default network (pasta) is not supported with an external OCI runtime; use \
+             --network none or host",
+        );
+    }
+    crate::mounts::private_mount_namespace().or_fail(|| "unshare(CLONE_NEWNS)".into());
+    let root = std::path::absolute(&spec.rootfs.work).or_fail(|| "rootfs path".into());
+    let rootfs = &spec.rootfs;
+    crate::mounts::overlay(&rootfs.lowers, Some((&rootfs.upper, &rootfs.work)), &root)
+        .or_fail(|| "mounting the overlay rootfs".into());
+    let bundle = std::env::temp_dir().join(format!("kiln-bundle-{id}"));
+    std::fs::create_dir_all(&bundle).or_fail(|| format!("creating {}", bundle.display()));
+    let config = config(spec, &root, id).or_fail(|| "building the OCI config".into());
+    config
+        .save(bundle.join("config.json"))
+        .or_fail(|| "writing config.json".into());
+    let status = sandbox::spawn_and_wait(
+        runtime,
+        &[
+            "run".as_ref(),
+            "--bundle".as_ref(),
+            bundle.as_os_str(),
+            id.as_ref(),
+        ],
+    );
+    let _ = std::fs::remove_dir_all(&bundle);
+    sandbox::exit(crate::sys::status_code(status))
+}
