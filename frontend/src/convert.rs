@@ -2,12 +2,13 @@
 
 use crate::parser::{self, chomp_heredoc_content, Instruction};
 use crate::shell::Lexer;
+use crate::{mounts, NamedContext};
 use crate::{Build, BuildOptions, Error, ErrorKind, ImageResolver};
 use kiln_oci::spec::{Config, ImageConfiguration};
 use kiln_oci::PendingHistory;
 use kiln_opgraph::{
-    Chown, CopyAction, Definition, ExecOp, FileAction, FileOp, Input, Op, SourceLocation,
-    VertexMeta,
+    Chown, CopyAction, Definition, ExecMount, ExecOp, FileAction, FileOp, Input, MountKind, Op,
+    Security, SourceLocation, VertexMeta,
 };
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -217,20 +218,7 @@ fn err_at(kind: ErrorKind, file: &str, line: u32, message: impl Into<String>) ->
     }
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let a: Vec<char> = a.chars().collect();
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for i in 1..=a.len() {
-        let mut cur = vec![i; b.len() + 1];
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            cur[j] = (prev[j] + 1).min(cur[j - 1] + 1).min(prev[j - 1] + cost);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+use crate::edit_distance;
 
 /// Flags each instruction accepts (boolean flags may omit `=value`).
 fn allowed_flags(cmd: &str) -> &'static [&'static str] {
@@ -306,11 +294,13 @@ impl<'a> Conv<'a> {
             let name = f.trim_start_matches('-');
             let name = name.split_once('=').map(|(n, _)| n).unwrap_or(name);
             if !allowed.contains(&name) {
-                return Err(self.err(
+                let mut e = self.err(
                     ErrorKind::Semantic,
                     line,
                     format!("unknown flag: {} (for {})", name, ins.cmd.to_uppercase()),
-                ));
+                );
+                e.hint = crate::suggest(name, allowed).map(|s| format!("did you mean --{s}?"));
+                return Err(e);
             }
         }
         let up = ins.cmd.to_uppercase();
@@ -472,7 +462,7 @@ impl<'a> Conv<'a> {
         reference: &str,
         line: u32,
         name: String,
-    ) -> Result<(Input, ImageConfiguration), Error> {
+    ) -> Result<(Input, ImageConfiguration, Vec<String>), Error> {
         let r = self
             .resolver
             .resolve(reference)
@@ -488,7 +478,7 @@ impl<'a> Conv<'a> {
                 ignore_cache: self.opts.no_cache,
             },
         );
-        Ok((input, r.config))
+        Ok((input, r.config, r.onbuild))
     }
 
     fn convert_stage(&mut self, idx: usize) -> Result<StageResult, Error> {
@@ -528,7 +518,53 @@ impl<'a> Conv<'a> {
             }
         }
         let label = self.stage_label(idx);
-        let (state, mut config, base, history) = if base_name.eq_ignore_ascii_case("scratch") {
+        let named = if base_name.eq_ignore_ascii_case("scratch") {
+            None
+        } else {
+            self.named_context(&base_name, line)?
+        };
+        let (state, mut config, base, history) = if let Some((st, img)) = named {
+            match img {
+                Some((cfg, onbuild)) => {
+                    let mut ic = ImgConfig::from_oci(&cfg);
+                    ic.on_build = onbuild;
+                    if ic.get_env("PATH").is_none() {
+                        ic.env.insert(0, DEFAULT_PATH.to_string());
+                    }
+                    (st, ic, cfg, vec![])
+                }
+                None => {
+                    // A directory context as a root filesystem: its files copied onto scratch.
+                    let scratch = self.def.add(Op::Scratch, VertexMeta::default());
+                    let fs = self.def.add(
+                        Op::File(FileOp {
+                            base: scratch,
+                            actions: vec![FileAction::Copy(CopyAction {
+                                source: st,
+                                src: vec![".".into()],
+                                dest: "/".into(),
+                                chown: None,
+                                chmod: None,
+                                extract_archives: false,
+                                parents: false,
+                                exclude: vec![],
+                            })],
+                        }),
+                        VertexMeta {
+                            name: format!("[{}1/{}] FROM {}", label, total, base_name),
+                            location: None,
+                            ignore_cache: self.opts.no_cache,
+                        },
+                    );
+                    let cfg = ImgConfig {
+                        env: vec![DEFAULT_PATH.to_string()],
+                        working_dir: "/".into(),
+                        ..Default::default()
+                    };
+                    (fs, cfg, ImageConfiguration::default(), vec![])
+                }
+            }
+        } else if base_name.eq_ignore_ascii_case("scratch") {
             let st = self.def.add(Op::Scratch, VertexMeta::default());
             let cfg = ImgConfig {
                 env: vec![DEFAULT_PATH.to_string()],
@@ -547,12 +583,18 @@ impl<'a> Conv<'a> {
                     "base name (FROM) should not be blank",
                 ));
             }
-            let (st, cfg) = self.resolve_image(
-                &base_name,
-                line,
-                format!("[{}1/{}] FROM {}", label, total, base_name),
-            )?;
+            let (st, cfg, onbuild) = self
+                .resolve_image(
+                    &base_name,
+                    line,
+                    format!("[{}1/{}] FROM {}", label, total, base_name),
+                )
+                .map_err(|mut e| {
+                    e.hint = e.hint.or_else(|| self.stage_hint(&base_name, idx));
+                    e
+                })?;
             let mut ic = ImgConfig::from_oci(&cfg);
+            ic.on_build = onbuild;
             if ic.get_env("PATH").is_none() {
                 ic.env.insert(0, DEFAULT_PATH.to_string());
             }
@@ -957,37 +999,332 @@ impl<'a> Conv<'a> {
         env
     }
 
+    /// A `--network` / `--security` / `--parents`-style boolean flag value.
+    fn bool_flag(&self, ins: &Instruction, name: &str) -> Result<bool, Error> {
+        match flag(ins, name) {
+            None | Some("false") => Ok(false),
+            Some("") | Some("true") => Ok(true),
+            Some(v) => Err(self.err(
+                ErrorKind::Semantic,
+                ins.start_line,
+                format!("invalid value {v:?} for --{name}: expected true or false"),
+            )),
+        }
+    }
+
+    /// The `Local` vertex of a build context (`context` or a named one), reading `include`.
+    fn local(&mut self, name: &str, include: Vec<String>, exclude: Vec<String>) -> Input {
+        let display = if name == "context" {
+            "[internal] load build context".to_string()
+        } else {
+            format!("[context {name}] load build context {name}")
+        };
+        let st = self.def.add(
+            Op::Local {
+                name: name.into(),
+                include,
+                exclude,
+            },
+            VertexMeta {
+                name: display,
+                location: None,
+                ignore_cache: self.opts.no_cache,
+            },
+        );
+        if name == "context" {
+            self.context = Some(st.clone());
+        }
+        st
+    }
+
+    /// A `--build-context NAME=…`: its filesystem (a `Local` for a directory, or the image)
+    /// and, for an image, what a `FROM` of it inherits.
+    #[allow(clippy::type_complexity)]
+    fn named_context(
+        &mut self,
+        name: &str,
+        line: u32,
+    ) -> Result<Option<(Input, Option<(ImageConfiguration, Vec<String>)>)>, Error> {
+        let Some(nc) = self.opts.named_contexts.get(name).cloned() else {
+            return Ok(None);
+        };
+        Ok(Some(match nc {
+            NamedContext::Dir(_) => (self.local(name, vec![], vec![]), None),
+            NamedContext::Image(r) => {
+                let (st, cfg, onbuild) =
+                    self.resolve_image(&r, line, format!("[context {name}] FROM {r}"))?;
+                (st, Some((cfg, onbuild)))
+            }
+        }))
+    }
+
+    /// What `--from=NAME` (COPY) or `from=NAME` (RUN --mount) names: a named build context,
+    /// an earlier stage (by name or index), or an image.
+    fn source_named(&mut self, run: &Run, f: &str, line: u32, what: &str) -> Result<Input, Error> {
+        if let Some((st, _)) = self.named_context(f, line)? {
+            return Ok(st);
+        }
+        if let Ok(n) = f.parse::<usize>() {
+            if n >= run.stage {
+                return Err(self.err(
+                    ErrorKind::Semantic,
+                    line,
+                    format!("invalid {what}{n}: stage index {n} is out of range (only {} stage(s) defined before this one)", run.stage),
+                ));
+            }
+        }
+        if let Some(j) = self.find_stage(f, run.stage) {
+            return Ok(self.convert_stage(j)?.state);
+        }
+        if self
+            .stages
+            .iter()
+            .any(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(f)))
+        {
+            return Err(self.err(
+                ErrorKind::Semantic,
+                line,
+                format!("{what}{f} names a stage defined later"),
+            ));
+        }
+        if f.is_empty()
+            || f.chars()
+                .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
+        {
+            let mut e = self.err(
+                ErrorKind::Semantic,
+                line,
+                format!("{what}{f}: no stage with that name, and not a valid image reference (repository name must be lowercase)"),
+            );
+            e.hint = self.stage_hint(f, run.stage);
+            return Err(e);
+        }
+        let label = self.stage_label(run.stage);
+        match self.resolve_image(
+            f,
+            line,
+            format!("[{}{}/{}] FROM {}", label, run.step, run.total, f),
+        ) {
+            Ok((st, _, _)) => Ok(st),
+            Err(mut e) => {
+                e.hint = e.hint.or_else(|| self.stage_hint(f, run.stage));
+                Err(e)
+            }
+        }
+    }
+
+    /// "did you mean STAGE?" for a misspelt stage name.
+    fn stage_hint(&self, name: &str, before: usize) -> Option<String> {
+        let names: Vec<String> = self.stages[..before.min(self.stages.len())]
+            .iter()
+            .filter_map(|s| s.name.clone())
+            .chain(self.opts.named_contexts.keys().cloned())
+            .collect();
+        crate::suggest(name, &names).map(|s| format!("did you mean stage {s:?}?"))
+    }
+
+    fn run_mount(&mut self, run: &Run, value: &str, line: u32) -> Result<ExecMount, Error> {
+        let spec = {
+            let env = self.expand_env(run);
+            let lex = self.lexer();
+            let expand = |w: &str| lex.process_word(w, &env);
+            mounts::parse_mount(value, &expand)
+                .map_err(|e| self.err(ErrorKind::Semantic, line, format!("--mount={value}: {e}")))?
+        };
+        let wd = run.config.working_dir.clone();
+        let abs = |p: &str| {
+            let j = join_path(&wd, p);
+            if j.len() > 1 {
+                j.trim_end_matches('/').to_string()
+            } else {
+                j
+            }
+        };
+        let src_path = join_path("/", spec.source.as_deref().unwrap_or("/"));
+        let src_path = if src_path.len() > 1 {
+            src_path.trim_end_matches('/').to_string()
+        } else {
+            src_path
+        };
+        let from = match &spec.from {
+            Some(f) => Some(self.source_named(run, f, line, "--mount from=")?),
+            None => None,
+        };
+        let (target, kind) = match spec.kind.as_str() {
+            "bind" => {
+                let source = match from {
+                    Some(s) => s,
+                    None => {
+                        let rel = src_path.trim_start_matches('/').to_string();
+                        let include = if rel.is_empty() || rel.contains("**") {
+                            vec![]
+                        } else {
+                            vec![rel]
+                        };
+                        let ex = self.opts.excludes.clone();
+                        self.local("context", include, ex)
+                    }
+                };
+                (
+                    abs(spec.target.as_deref().unwrap_or_default()),
+                    MountKind::Bind {
+                        source,
+                        path: src_path,
+                        readwrite: !spec.readonly,
+                    },
+                )
+            }
+            "cache" => {
+                let target = abs(spec.target.as_deref().unwrap_or_default());
+                (
+                    target.clone(),
+                    MountKind::Cache {
+                        id: spec.id.clone().unwrap_or(target),
+                        sharing: spec.sharing,
+                        from,
+                        path: src_path,
+                        mode: spec.mode.unwrap_or(0o755),
+                        uid: spec.uid.unwrap_or(0),
+                        gid: spec.gid.unwrap_or(0),
+                        readonly: spec.readonly,
+                    },
+                )
+            }
+            "tmpfs" => (
+                abs(spec.target.as_deref().unwrap_or_default()),
+                MountKind::Tmpfs { size: spec.size },
+            ),
+            _ => {
+                // secret
+                let target = spec.target.as_deref().filter(|t| !t.is_empty()).map(&abs);
+                let id = match (&spec.id, &target) {
+                    (Some(id), _) if !id.is_empty() => id.clone(),
+                    (_, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_string(),
+                    _ => {
+                        return Err(self.err(
+                            ErrorKind::Semantic,
+                            line,
+                            "invalid secret mount: one of id, target required",
+                        ))
+                    }
+                };
+                (
+                    target.unwrap_or_else(|| format!("/run/secrets/{id}")),
+                    MountKind::Secret {
+                        id,
+                        required: spec.required,
+                        mode: spec.mode.unwrap_or(0o400),
+                        uid: spec.uid.unwrap_or(0),
+                        gid: spec.gid.unwrap_or(0),
+                    },
+                )
+            }
+        };
+        Ok(ExecMount { target, kind })
+    }
+
     fn dispatch_run(&mut self, run: &mut Run, ins: &Instruction) -> Result<(), Error> {
         let line = ins.start_line;
-        if flag(ins, "mount").is_some() {
-            return Err(self.err(
-                ErrorKind::Semantic,
-                line,
-                "RUN --mount is not supported yet",
-            ));
-        }
-        if flag(ins, "security").is_some_and(|v| v != "sandbox") {
-            return Err(self.err(
-                ErrorKind::Semantic,
-                line,
-                "RUN --security=insecure is not supported",
-            ));
-        }
+        let security = match flag(ins, "security") {
+            None | Some("sandbox") => Security::Sandbox,
+            Some("insecure") => Security::Insecure,
+            Some(v) => {
+                return Err(self.err(
+                    ErrorKind::Semantic,
+                    line,
+                    format!(
+                    "security mode {v:?} is not valid for RUN --security (use sandbox or insecure)"
+                ),
+                ))
+            }
+        };
         let network = match flag(ins, "network") {
             None => self.opts.network,
             Some("default") => self.opts.network,
             Some("none") => kiln_opgraph::NetworkMode::None,
             Some("host") => kiln_opgraph::NetworkMode::Host,
             Some(v) => {
+                let mut e = self.err(
+                    ErrorKind::Semantic,
+                    line,
+                    format!("unsupported network mode {:?} for RUN --network (use default, none or host)", v),
+                );
+                e.hint = crate::suggest(v, &["default", "none", "host"])
+                    .map(|s| format!("did you mean --network={s}?"));
+                return Err(e);
+            }
+        };
+        let mut mounts = vec![];
+        for f in &ins.flags {
+            let Some(rest) = f.strip_prefix("--") else {
+                continue;
+            };
+            if rest == "mount" {
                 return Err(self.err(
                     ErrorKind::Semantic,
                     line,
-                    format!("unsupported network mode {:?} for RUN --network", v),
-                ))
+                    "--mount needs a value (e.g. --mount=type=cache,target=/root/.cache)",
+                ));
             }
-        };
+            if let Some(v) = rest.strip_prefix("mount=") {
+                let m = self.run_mount(run, v, line)?;
+                if mounts.iter().any(|o: &ExecMount| o.target == m.target) {
+                    return Err(self.err(
+                        ErrorKind::Semantic,
+                        line,
+                        format!("two RUN --mount with the same target {}", m.target),
+                    ));
+                }
+                mounts.push(m);
+            }
+        }
         let args: Vec<String> = if ins.json {
             ins.args.clone()
+        } else if let Some(h) = lone_heredoc(ins) {
+            let body = if h.chomp {
+                chomp_heredoc_content(&h.content)
+            } else {
+                h.content.clone()
+            };
+            if body.starts_with("#!") {
+                // As BuildKit does: the body becomes an executable file on a read-only
+                // mount at /dev/pipes/, run directly so its shebang picks the interpreter.
+                let name = if h.name.contains('/') || h.name.is_empty() {
+                    "script".to_string()
+                } else {
+                    h.name.clone()
+                };
+                let scratch = self.def.add(Op::Scratch, VertexMeta::default());
+                let file = self.def.add(
+                    Op::File(FileOp {
+                        base: scratch,
+                        actions: vec![FileAction::Mkfile {
+                            path: format!("/{name}"),
+                            data: body,
+                            mode: 0o755,
+                            chown: None,
+                        }],
+                    }),
+                    VertexMeta {
+                        name: "[internal] preparing inline document".into(),
+                        location: None,
+                        ignore_cache: self.opts.no_cache,
+                    },
+                );
+                mounts.push(ExecMount {
+                    target: "/dev/pipes".into(),
+                    kind: MountKind::Bind {
+                        source: file,
+                        path: "/".into(),
+                        readwrite: false,
+                    },
+                });
+                vec![format!("/dev/pipes/{name}")]
+            } else {
+                let mut s = self.shell(run);
+                s.push(body);
+                s
+            }
         } else {
             let cmdline = ins.args.join(" ");
             let script = if ins.heredocs.is_empty() {
@@ -1025,8 +1362,8 @@ impl<'a> Conv<'a> {
                 cwd,
                 user: run.config.user.clone(),
                 network,
-                mounts: vec![],
-                security: Default::default(),
+                mounts,
+                security,
             }),
             meta,
         );
@@ -1038,51 +1375,113 @@ impl<'a> Conv<'a> {
     fn dispatch_copy(&mut self, run: &mut Run, ins: &Instruction) -> Result<(), Error> {
         let line = ins.start_line;
         let up = ins.cmd.to_uppercase();
-        if !ins.heredocs.is_empty() {
+        let is_add = ins.cmd == "add";
+        if flag(ins, "keep-git-dir").is_some() {
             return Err(self.err(
                 ErrorKind::Semantic,
                 line,
-                format!("{} from a heredoc is not supported yet", up),
+                "ADD --keep-git-dir: git sources are not supported yet",
             ));
         }
-        for unsupported in ["parents", "exclude", "checksum", "keep-git-dir"] {
-            if flag(ins, unsupported).is_some() {
+        let parents = self.bool_flag(ins, "parents")?;
+        // --link only changes how BuildKit produces the layer (independent of the layers
+        // below); kiln's file ops already give the same result, so it is accepted as is.
+        let _link = self.bool_flag(ins, "link")?;
+        let mut exclude = vec![];
+        for f in &ins.flags {
+            if f == "--exclude" {
                 return Err(self.err(
                     ErrorKind::Semantic,
                     line,
-                    format!("{} --{} is not supported yet", up, unsupported),
+                    format!("{up} --exclude needs a pattern (--exclude=*.md)"),
                 ));
             }
+            if let Some(p) = f.strip_prefix("--exclude=") {
+                let p = self.word(run, p, line)?;
+                if p.is_empty() {
+                    return Err(self.err(
+                        ErrorKind::Semantic,
+                        line,
+                        format!("{up} --exclude needs a non-empty pattern"),
+                    ));
+                }
+                exclude.push(p);
+            }
         }
-        let mut expanded = vec![];
-        for a in &ins.args {
-            expanded.push(self.word(run, a, line)?);
-        }
-        let Some((dest_raw, srcs)) = expanded.split_last() else {
+        // Sources: heredocs (`<<EOF` words), URLs (ADD), and paths.
+        let mut heredocs = vec![];
+        let mut paths = vec![];
+        let mut raw_paths = vec![];
+        let mut urls = vec![];
+        let mut next_doc = ins.heredocs.iter();
+        let Some((dest_word, src_words)) = ins.args.split_last() else {
             return Err(self.err(
                 ErrorKind::Syntax,
                 line,
                 format!("{} requires at least two arguments", up),
             ));
         };
-        if srcs.is_empty() {
+        for a in src_words {
+            if parser::parse_heredoc(a).ok().flatten().is_some() {
+                if let Some(h) = next_doc.next() {
+                    heredocs.push(h.clone());
+                    continue;
+                }
+            }
+            let w = self.word(run, a, line)?;
+            if w.starts_with("http://") || w.starts_with("https://") {
+                urls.push(w);
+            } else if w.starts_with("git@") || (w.contains("://") && w.ends_with(".git")) {
+                return Err(self.err(
+                    ErrorKind::Semantic,
+                    line,
+                    format!("{up} {w}: git sources are not supported yet"),
+                ));
+            } else {
+                raw_paths.push(a.clone());
+                paths.push(w);
+            }
+        }
+        let dest_raw = self.word(run, dest_word, line)?;
+        let n_sources = heredocs.len() + paths.len() + urls.len();
+        if n_sources == 0 {
             return Err(self.err(
                 ErrorKind::Syntax,
                 line,
                 format!("{} requires at least two arguments", up),
             ));
         }
-        if ins.cmd == "add"
-            && srcs.iter().any(|s| {
-                s.starts_with("http://") || s.starts_with("https://") || s.starts_with("git@")
-            })
-        {
+        if !is_add && !urls.is_empty() {
             return Err(self.err(
                 ErrorKind::Semantic,
                 line,
-                "ADD from a URL is not supported yet",
+                "source can't be a URL for COPY (use ADD, or RUN wget/curl)",
             ));
         }
+        let checksum = match flag(ins, "checksum") {
+            Some(c) => {
+                let c = self.word(run, c, line)?;
+                if urls.is_empty() || !paths.is_empty() || !heredocs.is_empty() {
+                    return Err(self.err(
+                        ErrorKind::Semantic,
+                        line,
+                        "checksum can't be specified for non-HTTP(S) sources",
+                    ));
+                }
+                let ok = c
+                    .strip_prefix("sha256:")
+                    .is_some_and(|h| h.len() == 64 && h.chars().all(|x| x.is_ascii_hexdigit()));
+                if !ok {
+                    return Err(self.err(
+                        ErrorKind::Semantic,
+                        line,
+                        format!("invalid checksum {c:?}: expected sha256:<64 hex digits>"),
+                    ));
+                }
+                Some(c.to_ascii_lowercase())
+            }
+            None => None,
+        };
         let chown = match flag(ins, "chown") {
             Some(c) => {
                 let c = self.word(run, c, line)?;
@@ -1112,102 +1511,120 @@ impl<'a> Conv<'a> {
                         return Err(self.err(
                             ErrorKind::Semantic,
                             line,
-                            format!("invalid chmod value {:?}: must be octal", c),
+                            format!("invalid chmod parameter: '{c}'. it should be octal string and between 0 and 07777"),
                         ))
                     }
                 }
             }
             None => None,
         };
-        let mut dest = join_path(&run.config.working_dir, dest_raw);
+        let mut dest = join_path(&run.config.working_dir, &dest_raw);
         let dir_like = dest_raw.ends_with('/') || dest_raw == "." || dest_raw.ends_with("/.");
-        if (dir_like || srcs.len() > 1) && !dest.ends_with('/') {
+        if (dir_like || n_sources > 1 || parents) && !dest.ends_with('/') {
             dest.push('/');
         }
         let from = match flag(ins, "from") {
             Some(f) => Some(self.word(run, f, line)?),
             None => None,
         };
-        let norm_src = |s: &str| -> String {
-            let t = s.trim_start_matches('/');
-            let t = t.strip_prefix("./").unwrap_or(t);
-            if t.is_empty() {
-                ".".to_string()
+        let mut actions = vec![];
+        for h in &heredocs {
+            let mut data = if h.chomp {
+                chomp_heredoc_content(&h.content)
             } else {
-                t.to_string()
-            }
-        };
-        let src: Vec<String> = srcs.iter().map(|s| norm_src(s)).collect();
-        let source = match &from {
-            Some(f) => {
-                if let Ok(n) = f.parse::<usize>() {
-                    if n >= run.stage {
-                        return Err(self.err(
-                            ErrorKind::Semantic,
-                            line,
-                            format!("invalid --from=stage index {}: stage index {} is out of range (only {} stage(s) defined before this one)", n, n, run.stage),
-                        ));
-                    }
-                }
-                if let Some(j) = self.find_stage(f, run.stage) {
-                    self.convert_stage(j)?.state
-                } else if self
-                    .stages
-                    .iter()
-                    .any(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(f)))
-                {
-                    return Err(self.err(
-                        ErrorKind::Semantic,
-                        line,
-                        format!("--from={} names a stage defined later", f),
-                    ));
-                } else {
-                    if f.is_empty()
-                        || f.chars()
-                            .any(|c| c.is_ascii_uppercase() || c.is_whitespace())
-                    {
-                        return Err(self.err(
-                            ErrorKind::Semantic,
-                            line,
-                            format!("--from={}: no stage with that name, and not a valid image reference (repository name must be lowercase)", f),
-                        ));
-                    }
-                    let (st, _) = self.resolve_image(
-                        f,
-                        line,
-                        format!(
-                            "[{}{}/{}] FROM {}",
-                            self.stage_label(run.stage),
-                            run.step,
-                            run.total,
-                            f
-                        ),
-                    )?;
-                    st
-                }
-            }
-            None => {
-                let include = if src.iter().any(|s| s == ".") {
-                    vec![]
-                } else {
-                    src.clone()
+                h.content.clone()
+            };
+            if h.expand {
+                let env = self.expand_env(run);
+                let lex = Lexer {
+                    raw_quotes: true,
+                    raw_escapes: true,
+                    ..self.lexer()
                 };
-                let st = self.def.add(
-                    Op::Local {
-                        name: "context".into(),
-                        include,
-                        exclude: self.opts.excludes.clone(),
-                    },
-                    VertexMeta {
-                        name: "[internal] load build context".into(),
-                        location: None,
-                        ignore_cache: self.opts.no_cache,
-                    },
-                );
-                self.context = Some(st.clone());
-                st
+                data = lex
+                    .process_word(&data, &env)
+                    .map_err(|e| self.err(ErrorKind::Syntax, line, e))?;
             }
-        };
+            let path = if dest.ends_with('/') {
+                format!("{dest}{}", h.name)
+            } else {
+                dest.clone()
+            };
+            actions.push(FileAction::Mkfile {
+                path,
+                data,
+                mode: chmod.unwrap_or(0o644),
+                chown: chown.clone(),
+            });
+        }
+        for u in &urls {
+            let filename = url_filename(u);
+            let src = self.def.add(
+                Op::Http {
+                    url: u.clone(),
+                    checksum: checksum.clone(),
+                    filename: filename.clone(),
+                },
+                VertexMeta {
+                    name: format!(
+                        "[{}{}/{}] ADD {}",
+                        self.stage_label(run.stage),
+                        run.step,
+                        run.total,
+                        u
+                    ),
+                    location: None,
+                    ignore_cache: self.opts.no_cache,
+                },
+            );
+            actions.push(FileAction::Copy(CopyAction {
+                source: src,
+                src: vec![filename],
+                dest: dest.clone(),
+                chown: chown.clone(),
+                chmod,
+                extract_archives: false,
+                parents: false,
+                exclude: exclude.clone(),
+            }));
+        }
+        if !paths.is_empty() {
+            let norm_src = |s: &str| -> String {
+                let t = s.trim_start_matches('/');
+                let t = t.strip_prefix("./").unwrap_or(t);
+                if t.is_empty() {
+                    ".".to_string()
+                } else {
+                    t.to_string()
+                }
+            };
+            let src: Vec<String> = paths.iter().map(|s| norm_src(s)).collect();
+            let source = match &from {
+                Some(f) => self.source_named(run, f, line, "--from=")?,
+                None => {
+                    let include = if src
+                        .iter()
+                        .any(|s| s == "." || s.contains("**") || s.contains("/./"))
+                    {
+                        vec![]
+                    } else {
+                        src.clone()
+                    };
+                    let ex = self.opts.excludes.clone();
+                    self.local("context", include, ex)
+                }
+            };
+            actions.push(FileAction::Copy(CopyAction {
+                source,
+                src,
+                dest: dest.clone(),
+                chown: chown.clone(),
+                chmod,
+                extract_archives: is_add,
+                parents,
+                exclude: exclude.clone(),
+            }));
+        }
         let mut created = format!("{} ", up);
         if let Some(f) = &from {
             created.push_str(&format!("--from={} ", f));
@@ -1218,31 +1635,56 @@ impl<'a> Conv<'a> {
         if let Some(c) = flag(ins, "chmod") {
             created.push_str(&format!("--chmod={} ", c));
         }
-        created.push_str(&srcs.join(" "));
+        if parents {
+            created.push_str("--parents ");
+        }
+        for e in &exclude {
+            created.push_str(&format!("--exclude={} ", e));
+        }
+        let mut shown: Vec<String> = heredocs.iter().map(|h| format!("<<{}", h.name)).collect();
+        shown.extend(urls.iter().cloned());
+        shown.extend(paths.iter().cloned());
+        let _ = raw_paths;
+        created.push_str(&shown.join(" "));
         created.push(' ');
-        created.push_str(dest_raw);
+        created.push_str(&dest_raw);
         created.push_str(" # buildkit");
         let name = self.step_name(run, ins);
         let meta = self.meta(name, (ins.start_line, ins.end_line));
         let st = self.def.add(
             Op::File(FileOp {
                 base: run.state.clone(),
-                actions: vec![FileAction::Copy(CopyAction {
-                    source,
-                    src,
-                    dest,
-                    chown,
-                    chmod,
-                    extract_archives: ins.cmd == "add",
-                    parents: false,
-                    exclude: vec![],
-                })],
+                actions,
             }),
             meta,
         );
         run.state = st.clone();
         self.push_history(run, created, Some(&st));
         Ok(())
+    }
+}
+
+/// The heredoc of `RUN <<EOF` alone on its line (no command around it).
+fn lone_heredoc(ins: &Instruction) -> Option<&parser::Heredoc> {
+    match (ins.heredocs.as_slice(), ins.args.as_slice()) {
+        ([h], [only]) if parser::parse_heredoc(only).ok().flatten().is_some() => Some(h),
+        _ => None,
+    }
+}
+
+/// The file name `ADD URL` gives: the URL path's last segment, or `__unnamed__` (BuildKit).
+pub fn url_filename(url: &str) -> String {
+    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = rest
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .split_once('/')
+        .map(|(_, p)| p)
+        .unwrap_or("");
+    match path.trim_end_matches('/').rsplit('/').next() {
+        Some(b) if !b.is_empty() && b != "." && b != ".." => b.to_string(),
+        _ => "__unnamed__".to_string(),
     }
 }
 
@@ -1254,8 +1696,9 @@ fn go_quote_if_needed(s: &str) -> String {
     }
 }
 
-/// The script a heredoc RUN runs: a lone leading heredoc runs its body; otherwise the
-/// command line with the heredoc bodies appended, for the shell to interpret.
+/// The script a heredoc RUN runs when the heredoc is not alone (a lone one is handled by
+/// `dispatch_run`): the command line with the heredoc bodies appended, for the shell to
+/// interpret.
 fn heredoc_script(cmdline: &str, ins: &Instruction) -> String {
     let body = |h: &parser::Heredoc| {
         if h.chomp {
@@ -1264,16 +1707,6 @@ fn heredoc_script(cmdline: &str, ins: &Instruction) -> String {
             h.content.clone()
         }
     };
-    if let [h] = ins.heredocs.as_slice() {
-        let first = cmdline.split_whitespace().next().unwrap_or("");
-        if parser::parse_heredoc(first).ok().flatten().is_some()
-            && cmdline.split_whitespace().count() == 1
-        {
-            // NOTE: BuildKit writes a body with a shebang to a file and runs it; here every
-            // body goes to the shell.
-            return body(h);
-        }
-    }
     let mut s = cmdline.to_string();
     s.push('\n');
     for h in &ins.heredocs {
@@ -1623,6 +2056,6 @@ mod tests {
         assert_eq!(parse_duration("1m30s"), Some(90_000_000_000));
         assert_eq!(parse_duration("500ms"), Some(500_000_000));
         assert_eq!(parse_duration("x"), None);
-        assert_eq!(edit_distance("form", "from"), 2);
+        assert_eq!(edit_distance("form", "from"), 1);
     }
 }

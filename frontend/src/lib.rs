@@ -15,6 +15,8 @@
 #![deny(missing_docs)]
 
 mod convert;
+pub mod lint;
+pub mod mounts;
 pub mod parser;
 pub mod shell;
 
@@ -75,6 +77,19 @@ pub struct ResolvedImage {
     pub digest: String,
     /// Its config (Env, WorkingDir, User, Cmd, …, history, rootfs).
     pub config: ImageConfiguration,
+    /// Its `OnBuild` triggers (oci-spec's config drops them; read from the raw JSON), run
+    /// after a `FROM` of this image.
+    pub onbuild: Vec<String>,
+}
+
+/// A `--build-context NAME=…` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NamedContext {
+    /// A host directory: becomes `Op::Local { name: NAME, .. }`; the CLI registers the
+    /// directory as the worker's local source `NAME`.
+    Dir(std::path::PathBuf),
+    /// `docker-image://REF`: resolved with the [`ImageResolver`].
+    Image(String),
 }
 
 /// Resolves `FROM` and `COPY --from` image names. Implemented by the CLI (local store, then
@@ -102,6 +117,10 @@ pub struct BuildOptions {
     pub excludes: Vec<String>,
     /// `--no-cache`: every vertex gets `ignore_cache`.
     pub no_cache: bool,
+    /// `--build-context NAME=DIR|docker-image://REF`: `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` resolve to these before stages and images (BuildKit's
+    /// precedence; a context named like a stage replaces the stage).
+    pub named_contexts: BTreeMap<String, NamedContext>,
 }
 
 /// The converted build.
@@ -119,6 +138,50 @@ pub struct Build {
     /// with `Test`, durations in nanoseconds, `Retries`), `Shell` (array) and `OnBuild`
     /// (array). Absent keys mean unset.
     pub extra_config: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Edit distance with adjacent transpositions (optimal string alignment), for "did you
+/// mean" hints: `form` → `from` is 1.
+pub(crate) fn edit_distance(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for (i, row) in d.iter_mut().enumerate() {
+        row[0] = i;
+    }
+    for (j, cell) in d[0].iter_mut().enumerate() {
+        *cell = j;
+    }
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            let mut v = (d[i - 1][j] + 1)
+                .min(d[i][j - 1] + 1)
+                .min(d[i - 1][j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                v = v.min(d[i - 2][j - 2] + 1);
+            }
+            d[i][j] = v;
+        }
+    }
+    d[a.len()][b.len()]
+}
+
+/// The closest candidate to `word` (case-insensitive), when close enough to be a typo.
+pub(crate) fn suggest<S: AsRef<str>>(word: &str, candidates: &[S]) -> Option<String> {
+    let w = word.to_ascii_lowercase();
+    let best = candidates
+        .iter()
+        .map(|c| {
+            (
+                edit_distance(&w, &c.as_ref().to_ascii_lowercase()),
+                c.as_ref(),
+            )
+        })
+        .filter(|(d, c)| *d > 0 || !c.eq_ignore_ascii_case(word))
+        .min_by_key(|(d, _)| *d)?;
+    let limit = if w.chars().count() <= 3 { 1 } else { 2 };
+    (best.0 <= limit).then(|| best.1.to_string())
 }
 
 /// Parses and converts a Dockerfile.

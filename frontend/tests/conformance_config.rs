@@ -26,6 +26,7 @@ impl ImageResolver for Busybox {
             reference: reference.into(),
             digest: "sha256:0000".into(),
             config,
+            onbuild: vec![],
         })
     }
 }

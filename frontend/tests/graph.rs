@@ -19,6 +19,7 @@ impl ImageResolver for Busybox {
             reference: reference.into(),
             digest: "sha256:00".into(),
             config,
+            onbuild: vec![],
         })
     }
 }

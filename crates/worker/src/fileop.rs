@@ -333,10 +333,25 @@ fn clean_src(s: &str) -> String {
     out.join("/")
 }
 
+/// A named source after glob expansion.
+struct Src {
+    /// Path relative to the source root.
+    rel: String,
+    /// Where it is now.
+    path: PathBuf,
+    /// `--parents`: the leading part of `rel` that is not kept below the destination (the
+    /// part before a `/./` pivot; empty without one).
+    pivot: String,
+}
+
 struct Copier<'a> {
     root: &'a Path,
     src_root: &'a Path,
     exclude: PatternMatcher,
+    /// `--exclude` patterns, matched against paths relative to the source being copied.
+    copy_exclude: PatternMatcher,
+    /// `rel` of the source being copied (for `copy_exclude`).
+    top: String,
     from_context: bool,
     copy: &'a CopyAction,
     owner: Option<(u32, u32)>,
@@ -361,6 +376,8 @@ impl<'a> Copier<'a> {
             root,
             src_root,
             exclude: PatternMatcher::new(exclude),
+            copy_exclude: PatternMatcher::new(&copy.exclude),
+            top: String::new(),
             from_context,
             copy,
             owner,
@@ -372,16 +389,49 @@ impl<'a> Copier<'a> {
         !rel.is_empty() && !self.exclude.is_empty() && self.exclude.is_excluded(rel)
     }
 
-    /// Expands the sources: (relative path, host path).
-    fn sources(&self) -> Result<Vec<(String, PathBuf)>, String> {
-        let mut out = Vec::new();
+    /// Whether `--exclude` hides `rel` (relative to the source root), below the source
+    /// being copied. The named source itself is never hidden (as BuildKit's copier).
+    fn copy_excluded(&self, rel: &str) -> bool {
+        if self.copy_exclude.is_empty() {
+            return false;
+        }
+        let below = if self.top.is_empty() {
+            rel
+        } else {
+            match rel
+                .strip_prefix(self.top.as_str())
+                .and_then(|r| r.strip_prefix('/'))
+            {
+                Some(r) => r,
+                None => return false,
+            }
+        };
+        !below.is_empty() && self.copy_exclude.is_excluded(below)
+    }
+
+    /// Expands the sources.
+    fn sources(&self) -> Result<Vec<Src>, String> {
+        let mut out: Vec<Src> = Vec::new();
         for s in &self.copy.src {
+            // `--parents`: `a/./b/c` keeps `b/c` below the destination.
+            let pivot = match s.split_once("/./") {
+                Some((p, _)) if self.copy.parents => clean_src(p),
+                _ => String::new(),
+            };
             let rel = clean_src(s);
             if has_glob(&rel) {
                 // BuildKit allows a wildcard that matches nothing (AllowEmptyWildcard).
                 let mut found = Vec::new();
                 self.glob(&rel, &mut found).map_err(|e| e.to_string())?;
-                out.extend(found);
+                for (rel, path) in found {
+                    if !out.iter().any(|o| o.rel == rel) {
+                        out.push(Src {
+                            rel,
+                            path,
+                            pivot: pivot.clone(),
+                        });
+                    }
+                }
             } else {
                 let p = resolve_in(self.src_root, &rel, true).map_err(|e| e.to_string())?;
                 if fs::symlink_metadata(&p).is_err() || self.excluded(&rel) {
@@ -394,10 +444,43 @@ impl<'a> Copier<'a> {
                         "failed to compute cache key: \"/{rel}\": not found{why}"
                     ));
                 }
-                out.push((rel, p));
+                out.push(Src {
+                    rel,
+                    path: p,
+                    pivot,
+                });
             }
         }
         Ok(out)
+    }
+
+    /// Every entry below `base` (relative to the source root), parents first, sorted: what
+    /// a `**` component can stand for (besides `base` itself).
+    fn descendants(&self, base: &str, out: &mut Vec<String>) -> io::Result<()> {
+        let dir = resolve_in(self.src_root, base, true)?;
+        let Ok(rd) = fs::read_dir(&dir) else {
+            return Ok(());
+        };
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for n in names {
+            let p = if base.is_empty() {
+                n
+            } else {
+                format!("{base}/{n}")
+            };
+            let is_dir = fs::symlink_metadata(dir.join(p.rsplit('/').next().unwrap_or("")))
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            out.push(p.clone());
+            if is_dir && out.len() < 1_000_000 {
+                self.descendants(&p, out)?;
+            }
+        }
+        Ok(())
     }
 
     fn glob(&self, pattern: &str, found: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
@@ -407,7 +490,10 @@ impl<'a> Copier<'a> {
             let mut next = Vec::new();
             for base in &cur {
                 let dir = resolve_in(self.src_root, base, true)?;
-                if has_glob(part) {
+                if *part == "**" {
+                    next.push(base.clone());
+                    self.descendants(base, &mut next)?;
+                } else if has_glob(part) {
                     let Ok(rd) = fs::read_dir(&dir) else { continue };
                     let mut names: Vec<String> = rd
                         .filter_map(|e| e.ok())
@@ -448,13 +534,17 @@ impl<'a> Copier<'a> {
 
     fn run(mut self) -> Result<(), String> {
         let sources = self.sources()?;
+        if self.copy.parents {
+            return self.run_parents(sources);
+        }
         let dest = &self.copy.dest;
         let dest_is_dir = dest.ends_with('/') || sources.len() > 1 || dest.ends_with("/.");
         let dest_path = resolve_in(self.root, dest, true).map_err(|e| e.to_string())?;
         if dest_is_dir {
             self.ensure_dir(dest).map_err(|e| format!("{dest}: {e}"))?;
         }
-        for (rel, src) in sources {
+        for Src { rel, path: src, .. } in sources {
+            self.top = rel.clone();
             let md = fs::metadata(&src).map_err(|e| format!("/{rel}: {e}"))?;
             let res = if md.is_dir() {
                 self.ensure_dir_like(dest, &md)
@@ -483,13 +573,52 @@ impl<'a> Copier<'a> {
                             self.ensure_dir(dest).map_err(|e| format!("{dest}: {e}"))?;
                             dest_path.clone()
                         };
-                        extract(&src, kind, &into).map_err(|e| format!("/{rel}: {e}"))?;
+                        extract(&src, kind, &into, self.owner)
+                            .map_err(|e| format!("/{rel}: {e}"))?;
                         continue;
                     }
                 }
                 self.copy_entry(&src, &rel, &target, true)
             };
             res.map_err(|e| format!("copying /{rel} to {dest}: {e}"))?;
+        }
+        Ok(())
+    }
+
+    /// `COPY --parents`: each source lands at `dest/<its path after the pivot>`, its parent
+    /// directories created as needed.
+    fn run_parents(mut self, sources: Vec<Src>) -> Result<(), String> {
+        let dest = self.copy.dest.trim_end_matches('/').to_string();
+        self.ensure_dir(&format!("{dest}/"))
+            .map_err(|e| format!("{dest}: {e}"))?;
+        for Src { rel, path, pivot } in sources {
+            self.top = rel.clone();
+            let keep = if pivot.is_empty() {
+                rel.as_str()
+            } else {
+                rel.strip_prefix(pivot.as_str())
+                    .map(|r| r.trim_start_matches('/'))
+                    .unwrap_or(&rel)
+            };
+            let target = if keep.is_empty() {
+                format!("{dest}/")
+            } else {
+                format!("{dest}/{keep}")
+            };
+            let md = fs::metadata(&path).map_err(|e| format!("/{rel}: {e}"))?;
+            let res = (|| -> io::Result<()> {
+                if let Some(parent) = Path::new(&target).parent() {
+                    self.ensure_dir(&parent.to_string_lossy())?;
+                }
+                let tp = resolve_in(self.root, &target, true)?;
+                if md.is_dir() {
+                    self.ensure_dir_like(&target, &md)?;
+                    self.copy_dir_contents(&path, &rel, &tp)
+                } else {
+                    self.copy_entry(&path, &rel, &tp, true)
+                }
+            })();
+            res.map_err(|e| format!("copying /{rel} to {target}: {e}"))?;
         }
         Ok(())
     }
@@ -529,6 +658,9 @@ impl<'a> Copier<'a> {
             if self.from_context && self.excluded(&child_rel) && !self.exclude.has_exceptions() {
                 continue;
             }
+            if self.copy_excluded(&child_rel) && !self.copy_exclude.has_exceptions() {
+                continue;
+            }
             self.copy_entry(&src.join(&n), &child_rel, &dest.join(&n), false)?;
         }
         Ok(())
@@ -559,15 +691,14 @@ impl<'a> Copier<'a> {
             self.copy_dir_contents(src, rel, target)?;
             // An excluded directory only exists when an exception re-included something in it.
             if !existed
-                && self.from_context
-                && self.excluded(rel)
+                && ((self.from_context && self.excluded(rel)) || self.copy_excluded(rel))
                 && fs::read_dir(target)?.next().is_none()
             {
                 return fs::remove_dir(target);
             }
             return self.set_meta(target, &md, false);
         }
-        if self.from_context && self.excluded(rel) {
+        if (self.from_context && self.excluded(rel)) || self.copy_excluded(rel) {
             return Ok(());
         }
         if let Ok(t) = fs::symlink_metadata(target) {
@@ -638,9 +769,11 @@ enum Archive {
     Tar,
     Gzip,
     Zstd,
+    Bzip2,
+    Xz,
 }
 
-/// Whether a file is a tar archive ADD extracts (plain, gzip or zstd).
+/// Whether a file is a tar archive ADD extracts (plain, gzip, bzip2, xz or zstd).
 fn archive_kind(path: &Path) -> io::Result<Option<Archive>> {
     let mut head = [0u8; 512];
     let mut f = fs::File::open(path)?;
@@ -661,6 +794,14 @@ fn archive_kind(path: &Path) -> io::Result<Option<Archive>> {
         let mut d = zstd::stream::read::Decoder::new(fs::File::open(path)?)?;
         return Ok(is_tar(&mut d).then_some(Archive::Zstd));
     }
+    if head.starts_with(b"BZh") {
+        let mut d = bzip2::read::BzDecoder::new(fs::File::open(path)?);
+        return Ok(is_tar(&mut d).then_some(Archive::Bzip2));
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        let mut d = xz2::read::XzDecoder::new(fs::File::open(path)?);
+        return Ok(is_tar(&mut d).then_some(Archive::Xz));
+    }
     Ok((n >= 262 && &head[257..262] == b"ustar").then_some(Archive::Tar))
 }
 
@@ -676,19 +817,33 @@ fn is_tar(r: &mut dyn Read) -> bool {
     n >= 262 && &head[257..262] == b"ustar"
 }
 
-fn extract(src: &Path, kind: Archive, into: &Path) -> io::Result<()> {
+/// Unpacks an archive into `into`. With `owner` (ADD --chown) every extracted entry gets
+/// that owner, as current BuildKit does; otherwise the archive's owners are kept.
+fn extract(src: &Path, kind: Archive, into: &Path, owner: Option<(u32, u32)>) -> io::Result<()> {
     let f = fs::File::open(src)?;
     let reader: Box<dyn Read> = match kind {
         Archive::Tar => Box::new(f),
         Archive::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
         Archive::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
+        Archive::Bzip2 => Box::new(bzip2::read::BzDecoder::new(f)),
+        Archive::Xz => Box::new(xz2::read::XzDecoder::new(f)),
     };
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     ar.set_preserve_ownerships(true);
     ar.set_preserve_mtime(true);
     ar.set_overwrite(true);
-    ar.unpack(into)
+    let Some((uid, gid)) = owner else {
+        return ar.unpack(into);
+    };
+    for entry in ar.entries()? {
+        let mut e = entry?;
+        let rel = e.path()?.into_owned();
+        if e.unpack_in(into)? {
+            std::os::unix::fs::lchown(into.join(&rel), Some(uid), Some(gid))?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -709,6 +864,203 @@ mod tests {
         );
         assert_eq!(resolve_in(r, "abs", false).unwrap(), r.join("abs"));
         assert_eq!(resolve_in(r, "/../../x", true).unwrap(), r.join("x"));
+    }
+
+    fn copy_action(src: &[&str], dest: &str) -> CopyAction {
+        CopyAction {
+            source: kiln_opgraph::Input {
+                vertex: kiln_opgraph::VertexDigest("blake3:x".into()),
+            },
+            src: src.iter().map(|s| s.to_string()).collect(),
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            extract_archives: false,
+            parents: false,
+            exclude: vec![],
+        }
+    }
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = walkdir::WalkDir::new(dir)
+            .min_depth(1)
+            .into_iter()
+            .flatten()
+            .map(|e| {
+                let r = e.path().strip_prefix(dir).unwrap().display().to_string();
+                if e.file_type().is_dir() {
+                    format!("{r}/")
+                } else {
+                    r
+                }
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn context(paths: &[&str]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for p in paths {
+            let f = d.path().join(p);
+            fs::create_dir_all(f.parent().unwrap()).unwrap();
+            fs::write(&f, p.as_bytes()).unwrap();
+        }
+        d
+    }
+
+    fn run_copy(ctx: &Path, copy: &CopyAction) -> tempfile::TempDir {
+        let root = tempfile::tempdir().unwrap();
+        Copier::new(root.path(), ctx, &[], true, copy)
+            .unwrap()
+            .run()
+            .unwrap();
+        root
+    }
+
+    #[test]
+    fn copy_parents_case() {
+        let ctx = context(&[
+            "x/a.txt",
+            "y/a.txt",
+            "x/y/b.txt",
+            "x/y/c.txt",
+            "src/s.txt",
+            "src/m/t.txt",
+            "src/m/n/u.txt",
+            "src/m/skip.md",
+        ]);
+        let mut c = copy_action(&["x/a.txt", "y/a.txt"], "/parents/");
+        c.parents = true;
+        let r = run_copy(ctx.path(), &c);
+        assert_eq!(
+            files(r.path()),
+            [
+                "parents/",
+                "parents/x/",
+                "parents/x/a.txt",
+                "parents/y/",
+                "parents/y/a.txt"
+            ]
+        );
+        let mut c = copy_action(&["x/./y/*.txt"], "/pivot/");
+        c.parents = true;
+        let r = run_copy(ctx.path(), &c);
+        assert_eq!(
+            files(r.path()),
+            ["pivot/", "pivot/y/", "pivot/y/b.txt", "pivot/y/c.txt"]
+        );
+        let mut c = copy_action(&["src/**/*.txt"], "/deep/");
+        c.parents = true;
+        let r = run_copy(ctx.path(), &c);
+        assert_eq!(
+            files(r.path()),
+            [
+                "deep/",
+                "deep/src/",
+                "deep/src/m/",
+                "deep/src/m/n/",
+                "deep/src/m/n/u.txt",
+                "deep/src/m/t.txt",
+                "deep/src/s.txt"
+            ]
+        );
+        // `**` without --parents flattens, like any glob.
+        let c = copy_action(&["src/**/*.txt"], "/flat/");
+        let r = run_copy(ctx.path(), &c);
+        assert_eq!(
+            files(r.path()),
+            ["flat/", "flat/s.txt", "flat/t.txt", "flat/u.txt"]
+        );
+    }
+
+    #[test]
+    fn copy_exclude_case() {
+        let ctx = context(&[
+            "Dockerfile",
+            "main.c",
+            "README.md",
+            "docs/guide.md",
+            "docs/keep.txt",
+            "tmp/x",
+            "logs/a.log",
+            "logs/b.txt",
+        ]);
+        let mut c = copy_action(&["."], "/app/");
+        c.exclude = vec!["*.md".into(), "docs/*.md".into(), "tmp".into()];
+        let r = run_copy(ctx.path(), &c);
+        assert_eq!(
+            files(r.path()),
+            [
+                "app/",
+                "app/Dockerfile",
+                "app/docs/",
+                "app/docs/keep.txt",
+                "app/logs/",
+                "app/logs/a.log",
+                "app/logs/b.txt",
+                "app/main.c"
+            ]
+        );
+        let mut c = copy_action(&["logs"], "/logs/");
+        c.exclude = vec!["*.log".into()];
+        c.extract_archives = true;
+        let r = run_copy(ctx.path(), &c);
+        assert_eq!(files(r.path()), ["logs/", "logs/b.txt"]);
+    }
+
+    fn tar_bytes() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        h.set_mode(0o644);
+        h.set_uid(7);
+        h.set_gid(8);
+        h.set_cksum();
+        b.append_data(&mut h, "dir/f.txt", &b"abc"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn add_extracts_bzip2_and_xz() {
+        use std::io::Write;
+        let ctx = tempfile::tempdir().unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&tar_bytes()).unwrap();
+        fs::write(ctx.path().join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&tar_bytes()).unwrap();
+        fs::write(ctx.path().join("b.tar.xz"), xz.finish().unwrap()).unwrap();
+        assert_eq!(
+            archive_kind(&ctx.path().join("a.tar.bz2")).unwrap(),
+            Some(Archive::Bzip2)
+        );
+        assert_eq!(
+            archive_kind(&ctx.path().join("b.tar.xz")).unwrap(),
+            Some(Archive::Xz)
+        );
+        for (src, dest) in [("a.tar.bz2", "/bz/"), ("b.tar.xz", "/xz/")] {
+            let mut c = copy_action(&[src], dest);
+            c.extract_archives = true;
+            let r = run_copy(ctx.path(), &c);
+            let f = r.path().join(dest.trim_matches('/')).join("dir/f.txt");
+            assert_eq!(fs::read(&f).unwrap(), b"abc");
+            if unsafe { libc::geteuid() } == 0 {
+                assert_eq!(fs::metadata(&f).unwrap().uid(), 7);
+            }
+        }
+        // ADD --chown chowns every extracted entry.
+        if unsafe { libc::geteuid() } == 0 {
+            let mut c = copy_action(&["a.tar.bz2"], "/own/");
+            c.extract_archives = true;
+            c.chown = Some(Chown {
+                user: "100".into(),
+                group: Some("200".into()),
+            });
+            let r = run_copy(ctx.path(), &c);
+            let md = fs::metadata(r.path().join("own/dir/f.txt")).unwrap();
+            assert_eq!((md.uid(), md.gid()), (100, 200));
+        }
     }
 
     #[test]
