@@ -1,7 +1,8 @@
 //! The metadata database (SQLite, WAL mode).
 
-use crate::{now_secs, Error, ImageRecord, Result};
+use crate::{now_secs, CacheRecord, Error, ImageRecord, Result, StatEntry};
 use rusqlite::{params, Connection, OptionalExtension};
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -26,7 +27,44 @@ CREATE TABLE IF NOT EXISTS layers (
     media_type TEXT NOT NULL,
     PRIMARY KEY (diff_id, digest)
 );
+CREATE TABLE IF NOT EXISTS stat_cache (
+    root TEXT NOT NULL,
+    path TEXT NOT NULL,
+    dev INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
+    mode INTEGER NOT NULL,
+    hash BLOB NOT NULL,
+    recorded_ns INTEGER NOT NULL,
+    PRIMARY KEY (root, path)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS context_listings (
+    content_key TEXT PRIMARY KEY,
+    root TEXT NOT NULL,
+    listing BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS key_inputs (
+    scope TEXT NOT NULL,
+    slot TEXT NOT NULL,
+    key TEXT NOT NULL,
+    inputs BLOB NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (scope, slot)
+);
 ";
+
+/// Tables [`SCHEMA`] creates (an older database gets the missing ones on open).
+const TABLES: &[&str] = &[
+    "images",
+    "cache",
+    "layers",
+    "stat_cache",
+    "context_listings",
+    "key_inputs",
+];
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
     let db = |e: rusqlite::Error| Error::Db(format!("{}: {e}", path.display()));
@@ -70,12 +108,17 @@ fn try_open(path: &Path) -> rusqlite::Result<Connection> {
         }
     }
     c.pragma_update(None, "synchronous", "NORMAL")?;
+    let names = TABLES
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let have: i64 = c.query_row(
-        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('images', 'cache', 'layers')",
+        &format!("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ({names})"),
         [],
         |r| r.get(0),
     )?;
-    if have < 3 {
+    if have < TABLES.len() as i64 {
         if let Err(e) = c.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;")) {
             let _ = c.execute_batch("ROLLBACK");
             return Err(e);
@@ -162,4 +205,220 @@ pub(crate) fn layers_for(
         })
     })?;
     rows.collect()
+}
+
+// ---- stat cache ----
+
+pub(crate) fn stat_cache_load(
+    c: &mut Connection,
+    root: &str,
+) -> rusqlite::Result<HashMap<String, StatEntry>> {
+    let mut st = c.prepare_cached(
+        "SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, hash, recorded_ns
+         FROM stat_cache WHERE root = ?1",
+    )?;
+    let rows = st.query_map([root], |r| {
+        let hash: Vec<u8> = r.get(7)?;
+        let mut h = [0u8; 32];
+        if hash.len() == 32 {
+            h.copy_from_slice(&hash);
+        }
+        Ok((
+            r.get::<_, String>(0)?,
+            StatEntry {
+                dev: r.get::<_, i64>(1)? as u64,
+                ino: r.get::<_, i64>(2)? as u64,
+                size: r.get::<_, i64>(3)? as u64,
+                mtime_ns: r.get(4)?,
+                ctime_ns: r.get(5)?,
+                mode: r.get::<_, i64>(6)? as u32,
+                hash: h,
+                // A malformed hash is never trusted.
+                recorded_ns: if hash.len() == 32 {
+                    r.get(8)?
+                } else {
+                    i64::MIN
+                },
+            },
+        ))
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn stat_cache_put_many(
+    c: &mut Connection,
+    root: &str,
+    entries: &[(String, StatEntry)],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO stat_cache
+             (root, path, dev, ino, size, mtime_ns, ctime_ns, mode, hash, recorded_ns)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        )?;
+        for (path, e) in entries {
+            st.execute(params![
+                root,
+                path,
+                e.dev as i64,
+                e.ino as i64,
+                e.size as i64,
+                e.mtime_ns,
+                e.ctime_ns,
+                e.mode as i64,
+                &e.hash[..],
+                e.recorded_ns
+            ])?;
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn stat_cache_remove(
+    c: &mut Connection,
+    root: &str,
+    paths: &[String],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached("DELETE FROM stat_cache WHERE root = ?1 AND path = ?2")?;
+        for p in paths {
+            st.execute(params![root, p])?;
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn stat_cache_roots(c: &mut Connection) -> rusqlite::Result<Vec<String>> {
+    let mut st = c.prepare("SELECT DISTINCT root FROM stat_cache")?;
+    let rows = st.query_map([], |r| r.get(0))?;
+    rows.collect()
+}
+
+pub(crate) fn stat_cache_forget_root(c: &mut Connection, root: &str) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM stat_cache WHERE root = ?1", [root])?;
+    c.execute("DELETE FROM context_listings WHERE root = ?1", [root])?;
+    Ok(())
+}
+
+// ---- context listings ----
+
+/// How many listings are kept per context root (older ones are dropped).
+const LISTINGS_PER_ROOT: i64 = 8;
+
+pub(crate) fn listing_put(
+    c: &mut Connection,
+    content_key: &str,
+    root: &str,
+    listing: &[u8],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    tx.execute(
+        "INSERT INTO context_listings (content_key, root, listing, created) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT(content_key) DO UPDATE SET created = excluded.created",
+        params![content_key, root, listing, now_nanos()],
+    )?;
+    tx.execute(
+        "DELETE FROM context_listings WHERE root = ?1 AND content_key NOT IN
+         (SELECT content_key FROM context_listings WHERE root = ?1 ORDER BY created DESC LIMIT ?2)",
+        params![root, LISTINGS_PER_ROOT],
+    )?;
+    tx.commit()
+}
+
+pub(crate) fn listing_has(c: &mut Connection, content_key: &str) -> rusqlite::Result<bool> {
+    Ok(c.query_row(
+        "SELECT 1 FROM context_listings WHERE content_key = ?1",
+        [content_key],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+pub(crate) fn listing_get(
+    c: &mut Connection,
+    content_key: &str,
+) -> rusqlite::Result<Option<Vec<u8>>> {
+    c.query_row(
+        "SELECT listing FROM context_listings WHERE content_key = ?1",
+        [content_key],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+// ---- key inputs (cache-miss explanations) ----
+
+pub(crate) fn key_inputs_load(
+    c: &mut Connection,
+    scope: &str,
+) -> rusqlite::Result<HashMap<String, (String, Vec<u8>)>> {
+    let mut st = c.prepare_cached("SELECT slot, key, inputs FROM key_inputs WHERE scope = ?1")?;
+    let rows = st.query_map([scope], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?;
+    rows.collect()
+}
+
+pub(crate) fn key_inputs_put_many(
+    c: &mut Connection,
+    scope: &str,
+    records: &[(String, String, Vec<u8>)],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR REPLACE INTO key_inputs (scope, slot, key, inputs, created)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let now = now_secs();
+        for (slot, key, inputs) in records {
+            st.execute(params![scope, slot, key, inputs, now])?;
+        }
+    }
+    tx.commit()
+}
+
+// ---- garbage collection ----
+
+pub(crate) fn cache_records(c: &mut Connection) -> rusqlite::Result<Vec<CacheRecord>> {
+    let mut st = c.prepare("SELECT key, value, last_used FROM cache ORDER BY last_used, key")?;
+    let rows = st.query_map([], |r| {
+        Ok(CacheRecord {
+            key: r.get(0)?,
+            value: r.get(1)?,
+            last_used: r.get(2)?,
+        })
+    })?;
+    rows.collect()
+}
+
+pub(crate) fn cache_remove(c: &mut Connection, keys: &[String]) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached("DELETE FROM cache WHERE key = ?1")?;
+        for k in keys {
+            st.execute([k])?;
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn forget_layer_blobs(c: &mut Connection, digests: &[String]) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached("DELETE FROM layers WHERE digest = ?1")?;
+        for d in digests {
+            st.execute([d])?;
+        }
+    }
+    tx.commit()
+}
+
+/// Nanoseconds since the epoch.
+pub(crate) fn now_nanos() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }

@@ -19,9 +19,18 @@
 //!                           so an existing final dir is always complete)
 //!   tmp/                    scratch dirs (`Store::temp_dir`): overlay upper/work dirs
 //!   meta.db (+ -wal, -shm)  SQLite metadata: tables `images(name, manifest_digest,
-//!                           created)`, `cache(key, value, last_used)` and
-//!                           `layers(diff_id, digest, size, media_type)`
+//!                           created)`, `cache(key, value, last_used)`,
+//!                           `layers(diff_id, digest, size, media_type)`, `stat_cache`
+//!                           (context files' stat identity → content hash),
+//!                           `context_listings` (per-file hashes behind recent context
+//!                           checksums) and `key_inputs` (what each build step's cache key
+//!                           was made of, to explain misses)
+//!   gc.lock                 advisory lock: builds hold it shared, prune exclusive
 //! ```
+//!
+//! Temp names carry the pid of their writer (`ingest/p<pid>-<hex>`,
+//! `snapshots/.tmp-p<pid>-…`, `tmp/p<pid>-…`), so the next process removes what a killed
+//! one left at once, not only after an hour.
 //!
 //! Everything that lands under a final name gets there by an atomic `rename` from a temp
 //! name on the same filesystem, so a crash leaves at worst a stale temp file. `open` removes
@@ -55,10 +64,13 @@ use std::sync::Mutex;
 mod apply;
 mod db;
 mod diff;
+mod gc;
 #[cfg(test)]
 mod tests;
 
 use sha2::{Digest as _, Sha256};
+
+pub use gc::{disk_usage, CacheRecord, GcLock, StatEntry};
 
 /// The layout version written to `<root>/VERSION`.
 pub const LAYOUT_VERSION: &str = "1";
@@ -226,9 +238,10 @@ pub(crate) fn sha256_hex(digest: &str) -> Option<&str> {
     (hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some(hex)
 }
 
-/// A random hex token for temp names.
+/// A random token for temp names, carrying this process's id (`p<pid>-<hex>`), so that a
+/// later process can remove what a killed one left behind without waiting for it to age.
 fn random_name() -> String {
-    format!("{:016x}", rand::random::<u64>())
+    format!("p{}-{:016x}", std::process::id(), rand::random::<u64>())
 }
 
 /// Unix seconds now.
@@ -251,17 +264,17 @@ impl Store {
         for d in [&blobs.join("sha256"), &ingest, &snapshots, &tmp] {
             std::fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        clean_stale(&ingest, |_| true);
-        clean_stale(&snapshots, |name| name.starts_with(".tmp-"));
         let db = db::open(&root.join("meta.db"))?;
-        Ok(Store {
+        let store = Store {
             root: root.to_path_buf(),
             blobs,
             ingest,
             snapshots,
             tmp,
             db: Mutex::new(db),
-        })
+        };
+        store.clean_temp();
+        Ok(store)
     }
     /// The root directory.
     pub fn root(&self) -> &Path {
@@ -271,7 +284,7 @@ impl Store {
     /// upper/work dirs can live there); removed on drop.
     pub fn temp_dir(&self, prefix: &str) -> Result<tempfile::TempDir> {
         tempfile::Builder::new()
-            .prefix(prefix)
+            .prefix(&format!("p{}-{prefix}", std::process::id()))
             .tempdir_in(&self.tmp)
             .map_err(io_err(&self.tmp))
     }
@@ -405,7 +418,7 @@ impl Store {
         }
         let blob = self.open_blob(&layer.digest)?;
         let tmp = tempfile::Builder::new()
-            .prefix(".tmp-")
+            .prefix(&format!(".tmp-p{}-", std::process::id()))
             .tempdir_in(&self.snapshots)
             .map_err(io_err(&self.snapshots))?;
         apply::extract(blob, tmp.path(), &layer.digest, &layer.diff_id)?;
@@ -498,14 +511,15 @@ fn check_version(root: &Path) -> Result<()> {
 }
 
 /// Removes entries of `dir` whose name passes `pick` and whose ctime (which `utimensat`
-/// cannot set back) is older than [`STALE_AFTER`]. Errors are ignored: another process may
-/// be cleaning the same entries.
+/// cannot set back) is older than [`STALE_AFTER`], or whose name says they belong to a
+/// process that is gone (`p<pid>-…`). Errors are ignored: another process may be cleaning
+/// the same entries.
 fn clean_stale(dir: &Path, pick: impl Fn(&str) -> bool) {
     clean_before(dir, pick, now_secs() - STALE_AFTER.as_secs() as i64)
 }
 
 /// Removes entries of `dir` whose name passes `pick` and that last changed before `cutoff`
-/// (unix seconds).
+/// (unix seconds), or, for names carrying their writer's pid, whose writer is gone.
 fn clean_before(dir: &Path, pick: impl Fn(&str) -> bool, cutoff: i64) {
     use std::os::unix::fs::MetadataExt;
     let Ok(rd) = std::fs::read_dir(dir) else {
@@ -519,7 +533,13 @@ fn clean_before(dir: &Path, pick: impl Fn(&str) -> bool, cutoff: i64) {
         let Ok(md) = ent.path().symlink_metadata() else {
             continue;
         };
-        if md.ctime().max(md.mtime()) >= cutoff {
+        // An entry naming its writer is removed exactly when the writer is gone (a RUN may
+        // keep its scratch dir for hours); others when they are old.
+        let stale = match gc::owner_pid(&name.to_string_lossy()) {
+            Some(_) => gc::owner_dead(&name.to_string_lossy()),
+            None => md.ctime().max(md.mtime()) < cutoff,
+        };
+        if !stale {
             continue;
         }
         let _ = if md.is_dir() {

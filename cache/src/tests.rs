@@ -158,7 +158,7 @@ fn layout_and_version_marker() {
         .file_name()
         .unwrap()
         .to_string_lossy()
-        .starts_with("build-"));
+        .starts_with(&format!("p{}-build-", std::process::id())));
     drop(s);
     std::fs::write(root.join("VERSION"), "99\n").unwrap();
     assert!(Store::open(&root).is_err());
@@ -781,4 +781,53 @@ fn system_tar_reads_our_layers() {
     let a = std::fs::metadata(x.path().join("bin/a")).unwrap();
     let b = std::fs::metadata(x.path().join("bin/b")).unwrap();
     assert_eq!(a.ino(), b.ino());
+}
+
+#[test]
+fn temps_of_dead_processes_go_at_once() {
+    let (_d, s) = store();
+    let root = s.root().to_path_buf();
+    // pid 0x7fffffff does not exist; our own pid does.
+    let dead = root.join("ingest/p2147483646-0000");
+    let ours = root.join(format!("ingest/p{}-0000", std::process::id()));
+    let dead_tmp = root.join("tmp/p2147483646-exec-x");
+    let dead_snap = root.join("snapshots/.tmp-p2147483646-y");
+    std::fs::write(&dead, b"x").unwrap();
+    std::fs::write(&ours, b"x").unwrap();
+    std::fs::create_dir(&dead_tmp).unwrap();
+    std::fs::create_dir(&dead_snap).unwrap();
+    drop(s);
+    let _s = Store::open(&root).unwrap();
+    assert!(!dead.exists());
+    assert!(!dead_tmp.exists());
+    assert!(!dead_snap.exists());
+    assert!(ours.exists());
+}
+
+#[test]
+fn stat_cache_round_trip_and_gc_listing() {
+    let (_d, s) = store();
+    let f = s.root().join("VERSION");
+    let md = std::fs::symlink_metadata(&f).unwrap();
+    let e = StatEntry::new(&md, [3; 32]);
+    s.stat_cache_put_many("/ctx", &[("a".into(), e.clone())])
+        .unwrap();
+    let m = s.stat_cache_get_many("/ctx").unwrap();
+    assert_eq!(m.get("a"), Some(&e));
+    assert!(s.stat_cache_get_many("/other").unwrap().is_empty());
+    // Just hashed: racy, not trusted.
+    assert!(!e.matches(&md));
+    let old = StatEntry {
+        recorded_ns: e.recorded_ns + 5_000_000_000,
+        ..e
+    };
+    assert!(old.matches(&md));
+    s.cache_put("k", b"{}").unwrap();
+    assert_eq!(s.cache_records().unwrap().len(), 1);
+    s.cache_remove(&["k".to_string()]).unwrap();
+    assert!(s.cache_records().unwrap().is_empty());
+    let (digest, _) = s.write_blob(b"hello").unwrap();
+    assert!(s.list_blobs().unwrap().iter().any(|(d, _)| *d == digest));
+    s.remove_blobs(std::slice::from_ref(&digest)).unwrap();
+    assert!(!s.has_blob(&digest));
 }

@@ -16,6 +16,16 @@
 //! context files, for `Local` ops). Because keys need no execution, a cached vertex is never
 //! executed and its inputs are never even visited: a fully cached build runs nothing.
 //!
+//! # Cache misses explained
+//! For every vertex the solver records what its key was made of (the op, its inputs' keys
+//! and names, the content key) under a *slot*: the vertex's display name up to the
+//! instruction keyword (`[builder 2/5] RUN` of `[builder 2/5] RUN make`), which stays put
+//! while the command, the files or the arguments change. When a vertex runs and its slot had a
+//! result in an earlier build, an [`Event::Explain`] (before [`Event::Started`]) says what
+//! differs: a file of the context, a build arg, the command, the base image, or the input
+//! that changed. Records go through [`CacheStorage::previous_inputs`] /
+//! [`CacheStorage::record_inputs`] (one read and one batched write per solve).
+//!
 //! # Scheduling
 //! Each vertex is one lazily-started shared future (so a vertex reached from two stages runs
 //! once); a vertex's inputs run concurrently; ops the worker marks as heavy (RUN steps) take a
@@ -39,6 +49,16 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// Progress of a solve, in the order things happen.
 #[derive(Clone, Debug)]
 pub enum Event {
+    /// Why a vertex runs although an earlier build had a result for the same step (sent
+    /// just before its [`Event::Started`], with the same number).
+    Explain {
+        /// Which vertex.
+        vertex: VertexDigest,
+        /// Its progress number.
+        number: u32,
+        /// What changed, e.g. `src/main.rs changed (and 2 more files)`.
+        reason: String,
+    },
     /// A vertex started executing.
     Started {
         /// Which vertex.
@@ -155,6 +175,19 @@ pub trait CacheStorage: Send + Sync + 'static {
     fn get(&self, key: &str) -> Option<Vec<u8>>;
     /// Records `value` under `key`.
     fn put(&self, key: &str, value: &[u8]);
+    /// What the keys of the previous builds' steps were made of: slot → (key, record).
+    /// Called once per solve.
+    fn previous_inputs(&self) -> HashMap<String, (String, Vec<u8>)> {
+        HashMap::new()
+    }
+    /// Records (slot, key, record) rows for the next build's explanations (one batch per
+    /// solve, only slots whose key changed).
+    fn record_inputs(&self, _records: Vec<(String, String, Vec<u8>)>) {}
+    /// Which files differ between two content keys (e.g. `src/main.rs changed (and 2 more
+    /// files)`), when the storage knows.
+    fn describe_content_change(&self, _old: &str, _new: &str) -> Option<String> {
+        None
+    }
 }
 
 /// A cache that remembers nothing (for tests and `--no-cache` on a read-only root).
@@ -245,6 +278,13 @@ struct Shared_<W: Worker> {
     graph: HashMap<VertexDigest, (Vertex, String)>,
     /// Vertices already reported (started or cached), so none is reported twice.
     announced: std::sync::Mutex<HashSet<VertexDigest>>,
+    /// Each vertex's slot (for explanations) and what its key is made of.
+    records: HashMap<VertexDigest, (String, explain::KeyInputs)>,
+    /// The previous builds' records, by slot.
+    previous: HashMap<String, (String, Vec<u8>)>,
+    /// Vertices below a vertex that ignores the cache (`--no-cache-filter`): their inputs
+    /// run first, even when they themselves are cached.
+    forced: HashSet<VertexDigest>,
 }
 
 /// Solves `def` with `worker`, recording results in `cache`, reporting to `events`.
@@ -305,6 +345,52 @@ pub async fn solve<W: Worker>(
         keys.insert(d.clone(), format!("blake3:{}", h.finalize().to_hex()));
     }
 
+    // What each key is made of, by slot (the display name; repeated names are numbered).
+    let mut records = HashMap::new();
+    let mut slot_uses: HashMap<&str, u32> = HashMap::new();
+    for d in &order {
+        let v = &def.vertices[d];
+        if matches!(v.op, kiln_opgraph::Op::Local { .. }) {
+            continue;
+        }
+        let base = explain::slot_of(&v.meta.name);
+        let n = slot_uses.entry(base).or_insert(0);
+        *n += 1;
+        let slot = if *n == 1 {
+            base.to_string()
+        } else {
+            format!("{base} ({n})")
+        };
+        let rec = explain::KeyInputs {
+            semantics: worker.semantics_version().to_string(),
+            op: serde_json::to_value(&v.op).unwrap_or_default(),
+            content: content_keys.get(d).cloned().flatten(),
+            inputs: v
+                .op
+                .inputs()
+                .iter()
+                .map(|i| explain::InputRecord {
+                    name: def.vertices[&i.vertex].meta.name.clone(),
+                    key: keys[&i.vertex].clone(),
+                    content: content_keys.get(&i.vertex).cloned().flatten(),
+                })
+                .collect(),
+        };
+        records.insert(d.clone(), (slot, rec));
+    }
+    let previous = cache.previous_inputs();
+    let mut forced = HashSet::new();
+    for d in &order {
+        let v = &def.vertices[d];
+        if v.op
+            .inputs()
+            .iter()
+            .any(|i| def.vertices[&i.vertex].meta.ignore_cache || forced.contains(&i.vertex))
+        {
+            forced.insert(d.clone());
+        }
+    }
+
     let shared = Arc::new(Shared_ {
         worker,
         cache,
@@ -319,6 +405,9 @@ pub async fn solve<W: Worker>(
             .map(|d| (d.clone(), (def.vertices[d].clone(), keys[d].clone())))
             .collect(),
         announced: std::sync::Mutex::new(HashSet::new()),
+        records,
+        previous,
+        forced,
     });
 
     let mut futures: HashMap<VertexDigest, VertexFuture<W::Output>> = HashMap::new();
@@ -334,6 +423,7 @@ pub async fn solve<W: Worker>(
     }
     let result = futures[&root].clone().await;
     drop(futures);
+    record_key_inputs(&shared, &keys);
     match result {
         Ok(out) => {
             let outputs =
@@ -363,7 +453,11 @@ async fn vertex_future<W: Worker>(
     inputs: Vec<VertexFuture<W::Output>>,
 ) -> Result<W::Output, Arc<SolveErrorShared>> {
     let cacheable = s.worker.cacheable(&vertex);
-    if let Some(out) = cached_output(&s, &vertex, &key) {
+    let forced = s.forced.contains(&digest);
+    if let Some(out) = (!forced)
+        .then(|| cached_output(&s, &vertex, &key))
+        .flatten()
+    {
         // Show the cached steps below this one too, as BuildKit does, without loading or
         // executing anything: only their cache records are read.
         announce_cached_ancestors(&s, &vertex);
@@ -373,6 +467,14 @@ async fn vertex_future<W: Worker>(
 
     // Inputs run concurrently; the first failure cancels the rest.
     let input_results = futures::future::try_join_all(inputs).await?;
+    if forced {
+        // An input had to run (it ignores the cache); this vertex's own result may still
+        // come from the cache.
+        if let Some(out) = cached_output(&s, &vertex, &key) {
+            announce_cached(&s, &digest, &vertex, &out);
+            return Ok(out);
+        }
+    }
 
     let _permit = if s.worker.heavy(&vertex) {
         Some(
@@ -387,6 +489,13 @@ async fn vertex_future<W: Worker>(
     };
     let number = s.counter.fetch_add(1, Ordering::Relaxed) + 1;
     if let Some(tx) = &s.events {
+        if let Some(reason) = explain_miss(&s, &digest, &vertex, &key) {
+            let _ = tx.send(Event::Explain {
+                vertex: digest.clone(),
+                number,
+                reason,
+            });
+        }
         let _ = tx.send(Event::Started {
             vertex: digest.clone(),
             number,
@@ -502,6 +611,44 @@ fn announce_cached_ancestors<W: Worker>(s: &Shared_<W>, vertex: &Vertex) {
     }
 }
 
+/// Why `vertex` runs, when its slot had a result in an earlier build.
+fn explain_miss<W: Worker>(
+    s: &Shared_<W>,
+    digest: &VertexDigest,
+    vertex: &Vertex,
+    key: &str,
+) -> Option<String> {
+    let (slot, cur) = s.records.get(digest)?;
+    let (prev_key, prev) = s.previous.get(slot)?;
+    let prev: explain::KeyInputs = serde_json::from_slice(prev).ok()?;
+    Some(explain::reason(
+        &*s.cache, vertex, prev_key, &prev, key, cur,
+    ))
+}
+
+/// Records, for the next build's explanations, what the keys of the vertices that have a
+/// result (run or cached) were made of: one batch, only the slots whose key changed.
+fn record_key_inputs<W: Worker>(s: &Shared_<W>, keys: &BTreeMap<VertexDigest, String>) {
+    let outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+    let mut batch = Vec::new();
+    for (d, (slot, rec)) in &s.records {
+        if !outputs.contains_key(d) {
+            continue;
+        }
+        let key = &keys[d];
+        if s.previous.get(slot).is_some_and(|(k, _)| k == key) {
+            continue;
+        }
+        if let Ok(bytes) = serde_json::to_vec(rec) {
+            batch.push((slot.clone(), key.clone(), bytes));
+        }
+    }
+    drop(outputs);
+    if !batch.is_empty() {
+        s.cache.record_inputs(batch);
+    }
+}
+
 fn record<W: Worker>(s: &Shared_<W>, d: &VertexDigest, out: &W::Output) {
     s.outputs
         .lock()
@@ -542,5 +689,6 @@ fn topo_order(def: &Definition, root: &VertexDigest) -> Vec<VertexDigest> {
     order
 }
 
+mod explain;
 #[cfg(test)]
 mod tests;

@@ -71,13 +71,25 @@ impl Worker for Fake {
 }
 
 #[derive(Default)]
-struct MemCache(Mutex<HashMap<String, Vec<u8>>>);
+struct MemCache(
+    Mutex<HashMap<String, Vec<u8>>>,
+    Mutex<HashMap<String, (String, Vec<u8>)>>,
+);
 impl CacheStorage for MemCache {
     fn get(&self, k: &str) -> Option<Vec<u8>> {
         self.0.lock().unwrap().get(k).cloned()
     }
     fn put(&self, k: &str, v: &[u8]) {
         self.0.lock().unwrap().insert(k.into(), v.to_vec());
+    }
+    fn previous_inputs(&self) -> HashMap<String, (String, Vec<u8>)> {
+        self.1.lock().unwrap().clone()
+    }
+    fn record_inputs(&self, records: Vec<(String, String, Vec<u8>)>) {
+        let mut m = self.1.lock().unwrap();
+        for (slot, key, rec) in records {
+            m.insert(slot, (key, rec));
+        }
     }
 }
 
@@ -302,4 +314,71 @@ async fn ignore_cache_reruns() {
     let w = Arc::new(Fake::default());
     run(&d, w.clone(), cache, 2).await.0.unwrap();
     assert_eq!(w.calls.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn reruns_are_explained_against_the_previous_build_of_the_same_step() {
+    let cache = Arc::new(MemCache::default());
+    let build = |mid: &str| {
+        let mut d = Definition::new();
+        let s = d.add(Op::Scratch, VertexMeta::default());
+        let a = exec(&mut d, s, "a");
+        let b = d.add(
+            Op::Exec(ExecOp {
+                rootfs: a,
+                args: vec![mid.into()],
+                env: vec![],
+                cwd: "/".into(),
+                user: String::new(),
+                network: NetworkMode::None,
+                mounts: vec![],
+                security: Default::default(),
+            }),
+            VertexMeta {
+                name: "[2/3] RUN mid".into(),
+                ..Default::default()
+            },
+        );
+        let c = exec(&mut d, b, "c");
+        d.root = Some(c.vertex);
+        d
+    };
+    let (_, evs) = run(&build("b1"), Arc::new(Fake::default()), cache.clone(), 2).await;
+    assert!(
+        !evs.iter().any(|e| matches!(e, Event::Explain { .. })),
+        "first build: nothing to compare"
+    );
+    let (r, evs) = run(&build("b2"), Arc::new(Fake::default()), cache.clone(), 2).await;
+    r.unwrap();
+    let explained: Vec<(u32, String)> = evs
+        .iter()
+        .filter_map(|e| match e {
+            Event::Explain { number, reason, .. } => Some((*number, reason.clone())),
+            _ => None,
+        })
+        .collect();
+    let started = |n: &str| {
+        evs.iter()
+            .find_map(|e| match e {
+                Event::Started { number, name, .. } if name == n => Some(*number),
+                _ => None,
+            })
+            .unwrap()
+    };
+    assert_eq!(
+        explained,
+        vec![
+            (started("[2/3] RUN mid"), "command changed".to_string()),
+            (
+                started("RUN c"),
+                "an input changed: [2/3] RUN mid".to_string()
+            )
+        ]
+    );
+    // The same build again is cached; then with the cache entry gone, the reason says so.
+    cache.0.lock().unwrap().clear();
+    let (_, evs) = run(&build("b2"), Arc::new(Fake::default()), cache, 2).await;
+    assert!(evs.iter().any(
+        |e| matches!(e, Event::Explain { reason, .. } if reason == "its cached result is gone (pruned)")
+    ));
 }

@@ -9,6 +9,7 @@
 mod build;
 mod images;
 mod progress;
+mod system;
 mod util;
 
 use clap::{Parser, Subcommand};
@@ -57,6 +58,10 @@ enum Command {
     History(images::RefArg),
     /// Write images to a docker archive (an OCI layout with Docker's manifest.json).
     Save(images::SaveArgs),
+    /// Manage the build cache (`builder prune`).
+    Builder(system::BuilderArgs),
+    /// Disk usage of the store (`system df`).
+    System(system::SystemArgs),
 }
 
 fn main() -> ExitCode {
@@ -111,5 +116,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(a) => images::inspect(&env, a),
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
+        Command::Builder(a) => system::builder(&env, a),
+        Command::System(a) => system::system(&env, a),
     }
 }

@@ -10,6 +10,10 @@
 //! #4 [3/3] COPY . /app
 //! #4 CACHED
 //! ```
+//!
+//! With `--explain`, a step that runs although an earlier build had a result for it gets
+//! a line saying why, right after its name: `#3 CACHE MISS: src/main.rs changed`
+//! (rawjson: `{"type": "explain", "vertex", "number", "reason"}`).
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use kiln_solver::Event;
@@ -28,7 +32,7 @@ pub enum Mode {
 }
 
 /// Consumes events until the channel closes; returns the counts (executed, cached).
-pub async fn render(mode: Mode, mut rx: mpsc::UnboundedReceiver<Event>) {
+pub async fn render(mode: Mode, explain: bool, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mode = match mode {
         Mode::Auto => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -40,17 +44,20 @@ pub async fn render(mode: Mode, mut rx: mpsc::UnboundedReceiver<Event>) {
         m => m,
     };
     match mode {
-        Mode::Tty => tty(rx).await,
+        Mode::Tty => tty(rx, explain).await,
         Mode::Quiet => while rx.recv().await.is_some() {},
         Mode::Rawjson => {
             let start = Instant::now();
             while let Some(e) = rx.recv().await {
+                if !explain && matches!(e, Event::Explain { .. }) {
+                    continue;
+                }
                 let v = raw(&e, start.elapsed());
                 let mut err = std::io::stderr().lock();
                 let _ = writeln!(err, "{v}");
             }
         }
-        _ => plain(rx).await,
+        _ => plain(rx, explain).await,
     }
 }
 
@@ -58,6 +65,13 @@ fn raw(e: &Event, t: Duration) -> serde_json::Value {
     use serde_json::json;
     let t = t.as_secs_f64();
     match e {
+        Event::Explain {
+            vertex,
+            number,
+            reason,
+        } => {
+            json!({"type": "explain", "time": t, "vertex": vertex.0, "number": number, "reason": reason})
+        }
         Event::Started {
             vertex,
             number,
@@ -106,14 +120,24 @@ struct Running {
     partial: Vec<u8>,
 }
 
-async fn plain(mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn plain(mut rx: mpsc::UnboundedReceiver<Event>, explain: bool) {
     let mut running: HashMap<u32, Running> = HashMap::new();
     let mut last: Option<u32> = None;
+    // Explanations arrive just before their step's `Started`; printed after its name.
+    let mut reasons: HashMap<u32, String> = HashMap::new();
     while let Some(e) = rx.recv().await {
         let mut out = std::io::stderr().lock();
         match e {
+            Event::Explain { number, reason, .. } => {
+                if explain {
+                    reasons.insert(number, reason);
+                }
+            }
             Event::Started { number, name, .. } => {
                 let _ = writeln!(out, "\n#{number} {name}");
+                if let Some(r) = reasons.remove(&number) {
+                    let _ = writeln!(out, "#{number} CACHE MISS: {r}");
+                }
                 running.insert(
                     number,
                     Running {
@@ -175,7 +199,7 @@ fn flush_partial(out: &mut impl Write, running: &mut HashMap<u32, Running>, numb
     }
 }
 
-async fn tty(mut rx: mpsc::UnboundedReceiver<Event>) {
+async fn tty(mut rx: mpsc::UnboundedReceiver<Event>, explain: bool) {
     let multi = MultiProgress::new();
     let spin =
         ProgressStyle::with_template("{spinner:.blue} {prefix:.bold} {wide_msg} {elapsed:>4}")
@@ -183,6 +207,11 @@ async fn tty(mut rx: mpsc::UnboundedReceiver<Event>) {
     let mut bars: HashMap<u32, (ProgressBar, String)> = HashMap::new();
     while let Some(e) = rx.recv().await {
         match e {
+            Event::Explain { number, reason, .. } => {
+                if explain {
+                    let _ = multi.println(format!("  #{number} CACHE MISS: {reason}"));
+                }
+            }
             Event::Started { number, name, .. } => {
                 let pb = multi.add(ProgressBar::new_spinner());
                 pb.set_style(spin.clone());

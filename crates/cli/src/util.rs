@@ -49,6 +49,16 @@ impl<E: std::error::Error> From<E> for Failure {
 struct ConfigFile {
     #[serde(default)]
     registry: BTreeMap<String, kiln_registry::HostConfig>,
+    #[serde(default)]
+    gc: GcConfig,
+}
+
+/// `[gc]`: `keep-storage = "10GB"` caps what the root holds; after every build the least
+/// recently used build cache is removed until the root is below it.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct GcConfig {
+    keep_storage: Option<String>,
 }
 
 /// The opened state directory and the clients built from the configuration.
@@ -56,6 +66,8 @@ pub struct Env {
     pub store: Arc<Store>,
     pub registry: kiln_registry::Client,
     pub exe: PathBuf,
+    /// `[gc] keep-storage`, in bytes.
+    gc_keep_storage: Option<u64>,
 }
 
 impl Env {
@@ -87,6 +99,15 @@ impl Env {
             .or_else(|| {
                 std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
             });
+        let gc_keep_storage = match &cfg.gc.keep_storage {
+            Some(s) => Some(crate::system::parse_size(s).map_err(|e| {
+                Failure::usage(format!(
+                    "{}: gc.keep-storage: {e}",
+                    config_path.as_deref().unwrap_or(root.as_path()).display()
+                ))
+            })?),
+            None => None,
+        };
         let registry = kiln_registry::Client::new(kiln_registry::RegistryConfig {
             hosts: cfg.registry,
             docker_config,
@@ -97,7 +118,13 @@ impl Env {
             store: Arc::new(store),
             registry,
             exe,
+            gc_keep_storage,
         })
+    }
+
+    /// The storage cap (`[gc] keep-storage`), in bytes.
+    pub fn gc_keep_storage(&self) -> Option<u64> {
+        self.gc_keep_storage
     }
 
     pub fn executor(&self) -> kiln_executor::Executor {

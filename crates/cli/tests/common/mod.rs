@@ -152,6 +152,50 @@ impl Kiln {
     }
 }
 
+impl Kiln {
+    /// Imports the busybox base image as `busybox:latest` in this root only (no registry).
+    pub fn seed_local_base(&self) -> String {
+        let tar = self.root.path().join("busybox-rootfs.tar");
+        busybox_rootfs_tar(&tar);
+        let name = "busybox:latest".to_string();
+        self.ok(&["import", "-c", "CMD [\"sh\"]", tar.to_str().unwrap(), &name]);
+        std::fs::remove_file(&tar).unwrap();
+        name
+    }
+
+    /// Runs `kiln build --progress plain ARGS… CONTEXT`; returns (success, stderr).
+    pub fn build(&self, context: &Path, args: &[&str]) -> (bool, String) {
+        let mut c = self.cmd();
+        c.args(["build", "--progress", "plain"])
+            .args(args)
+            .arg(context);
+        let out = c.output().expect("run kiln build");
+        (out.status.success(), stderr(&out))
+    }
+}
+
+/// The step names a plain build log shows as CACHED, and those it ran (`DONE`).
+pub fn cached_and_run(log: &str) -> (Vec<String>, Vec<String>) {
+    let mut names = std::collections::HashMap::new();
+    let (mut cached, mut run) = (vec![], vec![]);
+    for l in log.lines() {
+        let Some(rest) = l.strip_prefix('#') else {
+            continue;
+        };
+        let Some((n, what)) = rest.split_once(' ') else {
+            continue;
+        };
+        if what == "CACHED" {
+            cached.push(names.get(n).cloned().unwrap_or_default());
+        } else if what.starts_with("DONE ") {
+            run.push(names.get(n).cloned().unwrap_or_default());
+        } else if what.starts_with('[') {
+            names.insert(n.to_string(), what.to_string());
+        }
+    }
+    (cached, run)
+}
+
 /// Writes the base rootfs the conformance corpus describes: /bin/busybox, a symlink per
 /// applet, /etc/passwd and /etc/group with root, empty standard dirs.
 pub fn busybox_rootfs_tar(out: &Path) {

@@ -1,0 +1,500 @@
+//! `kiln builder prune`, `kiln system df`, and the storage cap (`[gc] keep-storage`)
+//! applied after every build.
+//!
+//! What is live: every blob and snapshot an image name reaches (manifest, config, layers)
+//! and every layer of a remaining build cache record. Prune removes cache records (all,
+//! older than a duration, unusable ones, or least recently used first until the root fits
+//! a size), then every blob and snapshot nothing live references. It holds the root's GC
+//! lock exclusive while doing so: builds hold it shared for their whole run, because a
+//! build in progress references blobs the database does not know yet.
+
+use crate::util::{Env, Failure};
+use clap::{Args, Subcommand};
+use kiln_cache::Store;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct BuilderArgs {
+    #[command(subcommand)]
+    cmd: BuilderCmd,
+}
+
+#[derive(Subcommand)]
+enum BuilderCmd {
+    /// Remove build cache (and the blobs and snapshots only it references).
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct SystemArgs {
+    #[command(subcommand)]
+    cmd: SystemCmd,
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Show disk usage: images, build cache, the rest, and what prune can reclaim.
+    Df(DfArgs),
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Remove all build cache, not only unusable records and unreferenced data.
+    #[arg(short, long)]
+    all: bool,
+    /// Remove least recently used build cache until the root holds at most SIZE
+    /// (e.g. 10GB, 512MB, 1.5GiB, bytes).
+    #[arg(long)]
+    keep_storage: Option<String>,
+    /// `until=DURATION` (e.g. 24h, 30m, 7d, 1h30m): remove cache not used for that long.
+    #[arg(long)]
+    filter: Vec<String>,
+    /// Do not ask for confirmation (kiln never asks; accepted for docker compatibility).
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct DfArgs {
+    /// Output format: table (default) or json.
+    #[arg(long, default_value = "table", value_parser = ["table", "json"])]
+    format: String,
+}
+
+pub fn builder(env: &Env, a: BuilderArgs) -> Result<u8, Failure> {
+    match a.cmd {
+        BuilderCmd::Prune(p) => prune(env, p),
+    }
+}
+
+pub fn system(env: &Env, a: SystemArgs) -> Result<u8, Failure> {
+    match a.cmd {
+        SystemCmd::Df(d) => df(env, d),
+    }
+}
+
+/// `10GB`, `512MB`, `1.5GiB`, `100kb`, `4096` (bytes). Decimal units are powers of 1000,
+/// binary ones (`KiB`, `MiB`, …) of 1024, as docker does.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a size (e.g. 10GB, 512MB)"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "ki" | "kib" => 1024.0,
+        "mi" | "mib" => 1024.0 * 1024.0,
+        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
+    };
+    Ok((n * mult) as u64)
+}
+
+/// `24h`, `30m`, `45s`, `7d`, `1h30m`, `1.5h`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("`{s}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)");
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().map_err(|_| bad())?;
+        num.clear();
+        total += n * match c {
+            's' => 1.0,
+            'm' => 60.0,
+            'h' => 3600.0,
+            'd' => 86400.0,
+            'w' => 7.0 * 86400.0,
+            _ => return Err(bad()),
+        };
+        any = true;
+    }
+    if !num.is_empty() {
+        // A bare number is seconds.
+        total += num.parse::<f64>().map_err(|_| bad())?;
+        any = true;
+    }
+    if !any {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(total))
+}
+
+/// Human size, docker style (powers of 1000).
+pub fn human(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{n}B")
+    } else {
+        let num = format!("{v:.2}");
+        let num = num.trim_end_matches('0').trim_end_matches('.');
+        format!("{num}{}", units[i])
+    }
+}
+
+/// How to choose the cache records to remove.
+#[derive(Default, Clone, Debug)]
+pub struct PrunePolicy {
+    pub all: bool,
+    pub until: Option<Duration>,
+    pub keep_storage: Option<u64>,
+}
+
+/// What a prune did.
+#[derive(Default, Debug)]
+pub struct PruneReport {
+    pub records: usize,
+    pub blobs: usize,
+    pub snapshots: usize,
+    pub before: u64,
+    pub after: u64,
+}
+
+/// The blobs (digests) and snapshots (diff ids) a set of roots references.
+#[derive(Default)]
+struct Refs {
+    blobs: HashSet<String>,
+    diffs: HashSet<String>,
+}
+
+/// What images reference: manifests, configs, layers, snapshots.
+fn image_refs(store: &Store) -> Result<(Refs, usize), Failure> {
+    let mut r = Refs::default();
+    let images = store.list_images()?;
+    for img in &images {
+        r.blobs.insert(img.manifest_digest.clone());
+        if let Ok(blobs) = kiln_exporter::image_blobs(store, &img.manifest_digest) {
+            r.blobs.extend(blobs.into_iter().map(|(d, _, _)| d));
+        }
+        if let Ok(layers) = kiln_exporter::image_layers(store, &img.manifest_digest) {
+            for l in layers {
+                r.blobs.insert(l.digest);
+                r.diffs.insert(l.diff_id);
+            }
+        }
+    }
+    Ok((r, images.len()))
+}
+
+/// The layers of a cache record (a `kiln_worker::Output` as JSON).
+fn record_layers(value: &[u8]) -> Vec<kiln_oci::Layer> {
+    serde_json::from_slice::<kiln_worker::Output>(value)
+        .map(|o| o.layers().to_vec())
+        .unwrap_or_default()
+}
+
+/// Removes cache records per `policy`, then every blob and snapshot nothing references.
+/// The caller holds the GC lock exclusive.
+pub fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, Failure> {
+    let root = store.root().to_path_buf();
+    let before = kiln_cache::disk_usage(&root);
+    let (pinned, _) = image_refs(store)?;
+    let blobs: HashMap<String, u64> = store.list_blobs()?.into_iter().collect();
+    let snaps: HashMap<String, u64> = store.list_snapshots()?.into_iter().collect();
+    let records = store.cache_records()?; // least recently used first
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+
+    let mut remove: Vec<String> = Vec::new();
+    let mut keep: Vec<(String, Vec<kiln_oci::Layer>)> = Vec::new();
+    for r in records {
+        let layers = record_layers(&r.value);
+        let usable = layers.iter().all(|l| blobs.contains_key(&l.digest));
+        let old = policy
+            .until
+            .is_some_and(|u| r.last_used < now - u.as_secs() as i64);
+        if policy.all || old || !usable {
+            remove.push(r.key);
+        } else {
+            keep.push((r.key, layers));
+        }
+    }
+
+    // LRU until the root fits: count references, drop the oldest records first, and count
+    // what each drop frees (blobs and snapshots no image and no other record references).
+    if let Some(cap) = policy.keep_storage {
+        let mut blob_refs: HashMap<&str, u32> = HashMap::new();
+        let mut diff_refs: HashMap<&str, u32> = HashMap::new();
+        for (_, layers) in &keep {
+            for l in layers {
+                *blob_refs.entry(l.digest.as_str()).or_default() += 1;
+                *diff_refs.entry(l.diff_id.as_str()).or_default() += 1;
+            }
+        }
+        // What removing the already chosen records and the orphans frees.
+        let mut freed: u64 = 0;
+        for (d, size) in &blobs {
+            if !pinned.blobs.contains(d) && !blob_refs.contains_key(d.as_str()) {
+                freed += size;
+            }
+        }
+        for (d, size) in &snaps {
+            if !pinned.diffs.contains(d) && !diff_refs.contains_key(d.as_str()) {
+                freed += size;
+            }
+        }
+        let mut n = 0;
+        while before.saturating_sub(freed) > cap && n < keep.len() {
+            for l in &keep[n].1 {
+                if let Some(c) = blob_refs.get_mut(l.digest.as_str()) {
+                    *c -= 1;
+                    if *c == 0 && !pinned.blobs.contains(&l.digest) {
+                        freed += blobs.get(&l.digest).copied().unwrap_or(0);
+                    }
+                }
+                if let Some(c) = diff_refs.get_mut(l.diff_id.as_str()) {
+                    *c -= 1;
+                    if *c == 0 && !pinned.diffs.contains(&l.diff_id) {
+                        freed += snaps.get(&l.diff_id).copied().unwrap_or(0);
+                    }
+                }
+            }
+            n += 1;
+        }
+        remove.extend(keep.drain(..n).map(|(k, _)| k));
+    }
+
+    // Records first (a crash after this leaves only unreferenced files, collected next
+    // time), then the files nothing live references.
+    store.cache_remove(&remove)?;
+    let mut live = pinned;
+    for (_, layers) in &keep {
+        for l in layers {
+            live.blobs.insert(l.digest.clone());
+            live.diffs.insert(l.diff_id.clone());
+        }
+    }
+    let dead_blobs: Vec<String> = blobs
+        .keys()
+        .filter(|d| !live.blobs.contains(*d))
+        .cloned()
+        .collect();
+    store.remove_blobs(&dead_blobs)?;
+    let mut nsnap = 0;
+    for d in snaps.keys().filter(|d| !live.diffs.contains(*d)) {
+        store.remove_snapshot(d)?;
+        nsnap += 1;
+    }
+    store.clean_temp();
+    let _ = store.stat_cache_forget_missing_roots();
+    let _ = store.compact_db();
+    Ok(PruneReport {
+        records: remove.len(),
+        blobs: dead_blobs.len(),
+        snapshots: nsnap,
+        before,
+        after: kiln_cache::disk_usage(&root),
+    })
+}
+
+fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
+    let _ = a.force;
+    let mut policy = PrunePolicy {
+        all: a.all,
+        ..Default::default()
+    };
+    if let Some(k) = &a.keep_storage {
+        policy.keep_storage =
+            Some(parse_size(k).map_err(|e| Failure::usage(format!("--keep-storage: {e}")))?);
+    }
+    for f in &a.filter {
+        match f.split_once('=') {
+            Some(("until", d)) => {
+                policy.until =
+                    Some(parse_duration(d).map_err(|e| Failure::usage(format!("--filter: {e}")))?)
+            }
+            _ => {
+                return Err(Failure::usage(format!(
+                    "--filter `{f}`: only until=DURATION is supported"
+                )))
+            }
+        }
+    }
+    let lock = match env.store.try_lock_gc_exclusive()? {
+        Some(l) => l,
+        None => {
+            eprintln!("waiting for running builds to finish…");
+            env.store.lock_gc_exclusive()?
+        }
+    };
+    let r = prune_locked(&env.store, &policy)?;
+    drop(lock);
+    println!(
+        "Deleted {} build cache records, {} blobs, {} snapshots",
+        r.records, r.blobs, r.snapshots
+    );
+    println!(
+        "Total reclaimed space: {}",
+        human(r.before.saturating_sub(r.after))
+    );
+    Ok(0)
+}
+
+/// After a build: trim the root below `[gc] keep-storage` (least recently used cache
+/// first). Skipped when another build holds the GC lock (the last one to finish trims).
+pub fn gc_after_build(env: &Env) {
+    let Some(cap) = env.gc_keep_storage() else {
+        return;
+    };
+    let Ok(Some(lock)) = env.store.try_lock_gc_exclusive() else {
+        return;
+    };
+    if kiln_cache::disk_usage(env.store.root()) <= cap {
+        return;
+    }
+    let policy = PrunePolicy {
+        keep_storage: Some(cap),
+        ..Default::default()
+    };
+    if let Err(e) = prune_locked(&env.store, &policy) {
+        eprintln!(
+            "warning: trimming the store to gc.keep-storage failed: {}",
+            e.message
+        );
+    }
+    drop(lock);
+}
+
+/// Disk usage by category.
+#[derive(serde::Serialize)]
+struct Usage {
+    images: usize,
+    images_size: u64,
+    images_reclaimable: u64,
+    build_cache: usize,
+    build_cache_size: u64,
+    build_cache_reclaimable: u64,
+    other_size: u64,
+    total: u64,
+}
+
+fn usage(store: &Store) -> Result<Usage, Failure> {
+    // The write-ahead log is folded into the database first, so that what is counted is
+    // what stays on disk once kiln exits (SQLite removes the log on the last close).
+    let _ = store.compact_db();
+    let (pinned, nimages) = image_refs(store)?;
+    let blobs = store.list_blobs()?;
+    let snaps = store.list_snapshots()?;
+    let records = store.cache_records()?;
+    let total = kiln_cache::disk_usage(store.root());
+    let mut images_size = 0;
+    let mut cache_size = 0;
+    for (d, size) in &blobs {
+        if pinned.blobs.contains(d) {
+            images_size += size;
+        } else {
+            cache_size += size;
+        }
+    }
+    for (d, size) in &snaps {
+        if pinned.diffs.contains(d) {
+            images_size += size;
+        } else {
+            cache_size += size;
+        }
+    }
+    Ok(Usage {
+        images: nimages,
+        images_size,
+        // No container keeps an image in use once `kiln run` exits: every image can be
+        // removed with `kiln rmi` (then `builder prune` frees its data).
+        images_reclaimable: images_size,
+        build_cache: records.len(),
+        build_cache_size: cache_size,
+        build_cache_reclaimable: cache_size,
+        other_size: total.saturating_sub(images_size + cache_size),
+        total,
+    })
+}
+
+fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
+    let u = usage(&env.store)?;
+    if a.format == "json" {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&u).map_err(|e| Failure::new(1, e.to_string()))?
+        );
+        return Ok(0);
+    }
+    let pct = |r: u64, s: u64| {
+        if s == 0 {
+            0
+        } else {
+            (r as f64 * 100.0 / s as f64).round() as u64
+        }
+    };
+    println!(
+        "{:<16}{:<8}{:<8}{:<12}RECLAIMABLE",
+        "TYPE", "TOTAL", "ACTIVE", "SIZE"
+    );
+    println!(
+        "{:<16}{:<8}{:<8}{:<12}{} ({}%)",
+        "Images",
+        u.images,
+        0,
+        human(u.images_size),
+        human(u.images_reclaimable),
+        pct(u.images_reclaimable, u.images_size)
+    );
+    println!(
+        "{:<16}{:<8}{:<8}{:<12}{} ({}%)",
+        "Build Cache",
+        u.build_cache,
+        0,
+        human(u.build_cache_size),
+        human(u.build_cache_reclaimable),
+        pct(u.build_cache_reclaimable, u.build_cache_size)
+    );
+    println!(
+        "{:<16}{:<8}{:<8}{:<12}0B",
+        "Metadata/other",
+        "-",
+        "-",
+        human(u.other_size)
+    );
+    println!("\nTotal on disk: {} ({} bytes)", human(u.total), u.total);
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
+        assert_eq!(parse_size("1.5GiB").unwrap(), 1_610_612_736);
+        assert_eq!(parse_size("512mb").unwrap(), 512_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("ten").is_err());
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604800));
+        assert!(parse_duration("soon").is_err());
+        assert_eq!(human(999), "999B");
+        assert_eq!(human(1_500_000), "1.5MB");
+        assert_eq!(human(2_000_000_000), "2GB");
+    }
+}

@@ -1,0 +1,346 @@
+//! Cache keys, crash safety, concurrency, prune, df and parallelism, end to end on a local
+//! busybox base. Needs root and busybox-static.
+
+mod common;
+use common::*;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn du(p: &Path) -> u64 {
+    let o = std::process::Command::new("du")
+        .arg("-sb")
+        .arg(p)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn df(k: &Kiln) -> serde_json::Value {
+    serde_json::from_str(&k.ok(&["system", "df", "--format", "json"])).unwrap()
+}
+
+#[test]
+fn ignored_edits_hit_the_cache_and_copied_edits_rerun_from_the_copy() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(c, ".dockerignore", "notes.txt\n");
+    write(c, "notes.txt", "1");
+    write(c, "app/main.sh", "echo 1");
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nRUN echo before > /before\nCOPY app/ /app/\nRUN cat /app/main.sh > /after\n",
+    );
+    let (ok, log) = k.build(c, &[]);
+    assert!(ok, "{log}");
+    write(c, "notes.txt", "2");
+    let (ok, log) = k.build(c, &[]);
+    assert!(ok, "{log}");
+    let (cached, run) = cached_and_run(&log);
+    assert!(
+        run.is_empty(),
+        "an ignored file changed: nothing runs\n{log}"
+    );
+    assert_eq!(cached.len(), 4, "{log}");
+    write(c, "app/main.sh", "echo 2");
+    let (ok, log) = k.build(c, &[]);
+    assert!(ok, "{log}");
+    let (cached, mut run) = cached_and_run(&log);
+    run.retain(|n| !n.starts_with("[internal]"));
+    assert_eq!(
+        run,
+        vec![
+            "[3/4] COPY app/ /app/",
+            "[4/4] RUN cat /app/main.sh > /after"
+        ],
+        "{log}"
+    );
+    assert!(
+        cached.iter().any(|n| n.contains("RUN echo before")),
+        "{log}"
+    );
+    // --no-cache-filter on the (only, unnamed target) stage is accepted; a named stage:
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest AS base\nRUN echo before > /before\nFROM base\nCOPY app/ /app/\n",
+    );
+    assert!(k.build(c, &[]).0);
+    let (ok, log) = k.build(c, &["--no-cache-filter", "base"]);
+    assert!(ok, "{log}");
+    let (cached, mut run) = cached_and_run(&log);
+    run.retain(|n| !n.starts_with("[internal]"));
+    assert_eq!(
+        run,
+        vec![
+            "[base 1/2] FROM busybox:latest",
+            "[base 2/2] RUN echo before > /before"
+        ],
+        "{log}"
+    );
+    assert!(cached.iter().any(|n| n.contains("COPY app/")), "{log}");
+}
+
+fn wait_for(path: &Path, needle: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .contains(needle)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+#[test]
+fn kill_9_mid_build_leaves_a_consistent_store() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    // A big file, so the kill can land in the COPY too.
+    let big = vec![7u8; 64 << 20];
+    std::fs::write(c.join("big.bin"), &big).unwrap();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nARG T=30\nCOPY big.bin /big.bin\nRUN echo started; sleep $T\n",
+    );
+    let logf = k.root.path().join("killed.log");
+    for delay in [None, Some(Duration::from_millis(150))] {
+        let mut child = k
+            .cmd()
+            .args(["build", "--progress", "plain"])
+            .arg(c)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&logf).unwrap())
+            .spawn()
+            .unwrap();
+        match delay {
+            // During the RUN.
+            None => assert!(wait_for(&logf, "started", Duration::from_secs(60))),
+            // Early: context hashing or the COPY.
+            Some(d) => std::thread::sleep(d),
+        }
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        // A new file so the COPY runs again next time.
+        std::fs::write(c.join("big.bin"), &big[1..]).unwrap();
+    }
+    let (ok, log) = k.build(c, &["--build-arg", "T=0", "-t", "after"]);
+    assert!(ok, "{log}");
+    let d = df(&k);
+    assert!(d["total"].as_u64().unwrap() > 0);
+    assert!(files_below(&k.root.path().join("ingest")).is_empty());
+    assert!(
+        files_below(&k.root.path().join("snapshots"))
+            .iter()
+            .all(|n| !n.starts_with(".tmp-")),
+        "no half-extracted snapshot left"
+    );
+    assert_eq!(
+        k.ok(&["run", "--rm", "after", "wc", "-c", "/big.bin"])
+            .trim(),
+        format!("{} /big.bin", (64 << 20) - 1)
+    );
+    k.ok(&["builder", "prune", "--all"]);
+    assert_eq!(k.ok(&["run", "--rm", "after", "echo", "ok"]), "ok\n");
+}
+
+#[test]
+fn two_builds_at_once_on_one_root() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(c, "f", "x");
+    write(
+        c,
+        "A.Dockerfile",
+        "FROM busybox:latest\nCOPY f /f\nRUN sleep 1; echo a > /a\n",
+    );
+    write(
+        c,
+        "B.Dockerfile",
+        "FROM busybox:latest\nCOPY f /f\nRUN sleep 1; echo b > /b\n",
+    );
+    for (fa, fb) in [("A", "B"), ("A", "A")] {
+        // Fresh cache each round: the same steps run in both processes at once.
+        k.ok(&["builder", "prune", "--all"]);
+        let spawn = |f: &str, tag: &str| {
+            k.cmd()
+                .args(["build", "--progress", "plain", "-t", tag, "-f"])
+                .arg(c.join(format!("{f}.Dockerfile")))
+                .arg(c)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let a = spawn(fa, "one");
+        let b = spawn(fb, "two");
+        for ch in [a, b] {
+            let out = ch.wait_with_output().unwrap();
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        assert_eq!(k.ok(&["run", "--rm", "two", "cat", "/f"]), "x");
+    }
+}
+
+#[test]
+fn prune_keeps_images_and_frees_what_only_cache_or_removed_images_held() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nRUN head -c 300000 /dev/urandom > /r\nRUN echo hi > /hi\n",
+    );
+    assert!(k.build(c, &["-t", "keep"]).0);
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nRUN head -c 400000 /dev/urandom > /s\n",
+    );
+    assert!(k.build(c, &["-t", "gone"]).0);
+    let blobs = |k: &Kiln| files_below(&k.root.path().join("blobs/sha256")).len();
+    let before = blobs(&k);
+    k.ok(&["builder", "prune", "--all"]);
+    assert_eq!(df(&k)["build_cache"], 0);
+    assert_eq!(k.ok(&["run", "--rm", "keep", "cat", "/hi"]), "hi\n");
+    assert_eq!(
+        k.ok(&["run", "--rm", "gone", "wc", "-c", "/s"]),
+        "400000 /s\n"
+    );
+    assert_eq!(blobs(&k), before, "images keep all their blobs");
+    k.ok(&["rmi", "gone"]);
+    k.ok(&["builder", "prune"]);
+    // gone's manifest, config and layer are gone; keep still runs.
+    assert_eq!(blobs(&k), before - 3);
+    assert_eq!(k.ok(&["run", "--rm", "keep", "cat", "/hi"]), "hi\n");
+    // df and du agree within 5%.
+    let total = df(&k)["total"].as_u64().unwrap();
+    let d = du(k.root.path());
+    assert!(
+        (total as f64 - d as f64).abs() <= 0.05 * d as f64,
+        "df {total} du {d}"
+    );
+    // --filter until and --keep-storage parse and run.
+    k.ok(&["builder", "prune", "--filter", "until=24h"]);
+    k.ok(&["builder", "prune", "--keep-storage", "1GB"]);
+}
+
+#[test]
+fn gc_keep_storage_holds_after_every_build() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let base = du(k.root.path());
+    let cap = base + 3_000_000;
+    std::fs::write(
+        k.root.path().join("config.toml"),
+        format!("[gc]\nkeep-storage = \"{cap}\"\n"),
+    )
+    .unwrap();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    for i in 0..4 {
+        write(
+            c,
+            "Dockerfile",
+            &format!("FROM busybox:latest\nRUN head -c 1000000 /dev/urandom > /r{i}\n"),
+        );
+        let (ok, log) = k.build(c, &[]);
+        assert!(ok, "{log}");
+        let d = du(k.root.path());
+        assert!(d <= cap, "build {i}: {d} bytes on disk, cap {cap}");
+        let total = df(&k)["total"].as_u64().unwrap();
+        assert!(
+            (total as f64 - d as f64).abs() <= 0.05 * d as f64,
+            "df {total} du {d}"
+        );
+    }
+}
+
+#[test]
+fn independent_stages_overlap() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest AS a\nRUN sleep 1; echo a > /a\nFROM busybox:latest AS b\nRUN sleep 1; echo b > /b\nFROM busybox:latest\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+    );
+    let out = k.run(&[
+        "build",
+        "--progress",
+        "rawjson",
+        "--jobs",
+        "2",
+        c.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let mut spans: std::collections::HashMap<u64, (f64, f64)> = Default::default();
+    let mut sleeps = vec![];
+    for l in stderr(&out).lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(l) else {
+            continue;
+        };
+        let n = v["number"].as_u64().unwrap_or(0);
+        let t = v["time"].as_f64().unwrap_or(0.0);
+        match v["type"].as_str() {
+            Some("started") => {
+                if v["name"].as_str().unwrap_or("").contains("sleep 1") {
+                    sleeps.push(n);
+                }
+                spans.entry(n).or_default().0 = t;
+            }
+            Some("completed") => spans.entry(n).or_default().1 = t,
+            _ => {}
+        }
+    }
+    assert_eq!(sleeps.len(), 2);
+    let (a, b) = (spans[&sleeps[0]], spans[&sleeps[1]]);
+    assert!(
+        a.0 < b.1 && b.0 < a.1,
+        "the two stages overlap: {a:?} {b:?}"
+    );
+}
