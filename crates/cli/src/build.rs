@@ -31,6 +31,13 @@ pub struct BuildArgs {
     /// Do not use the cache.
     #[arg(long)]
     no_cache: bool,
+    /// Do not use the cache for the steps of this stage (repeatable).
+    #[arg(long = "no-cache-filter")]
+    no_cache_filter: Vec<String>,
+    /// Say why each step that runs could not come from the cache (what changed since the
+    /// previous build of the same step).
+    #[arg(long)]
+    explain: bool,
     /// Always look up base images in their registry.
     #[arg(long)]
     pull: bool,
@@ -71,9 +78,21 @@ pub struct BuildArgs {
     /// implemented yet.
     #[arg(long = "cache-to")]
     cache_to: Vec<String>,
+    /// Allow an entitlement: `security.insecure` (RUN --security=insecure) or `network.host`.
+    #[arg(long = "allow", value_parser = ["security.insecure", "network.host"])]
+    allow: Vec<String>,
     /// Target platform (only the native linux/amd64).
     #[arg(long)]
     platform: Option<String>,
+    /// Only run the Dockerfile checks (BuildKit's build checks) and print the warnings.
+    #[arg(long)]
+    check: bool,
+    /// Extra named context NAME=DIR or NAME=docker-image://REF; repeatable.
+    #[arg(long = "build-context")]
+    build_contexts: Vec<String>,
+    /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR; repeatable.
+    #[arg(long = "secret")]
+    secrets: Vec<String>,
 }
 
 /// Resolves FROM images: the local store first (unless --pull), then the registry.
@@ -91,11 +110,13 @@ impl ImageResolver for Resolver<'_> {
             if let Some(rec) = store.get_image(&r.to_string()).map_err(|e| e.to_string())? {
                 let cfg = kiln_exporter::image_config(store, &rec.manifest_digest)
                     .map_err(|e| e.to_string())?;
+                let onbuild = onbuild_triggers(&cfg);
                 let config = serde_json::from_value(cfg).map_err(|e| e.to_string())?;
                 return Ok(ResolvedImage {
                     reference: r.to_string(),
                     digest: rec.manifest_digest,
                     config,
+                    onbuild,
                 });
             }
         }
@@ -103,12 +124,32 @@ impl ImageResolver for Resolver<'_> {
             self.handle.block_on(self.env.registry.resolve(&r, store))
         })
         .map_err(|e| e.to_string())?;
+        // oci-spec's config drops OnBuild: read it from the raw config blob.
+        let onbuild = store
+            .read_blob(pulled.manifest.config().digest().as_ref())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| onbuild_triggers(&v))
+            .unwrap_or_default();
         Ok(ResolvedImage {
             reference: r.to_string(),
             digest: pulled.manifest_digest,
             config: pulled.config,
+            onbuild,
         })
     }
+}
+
+/// `config.OnBuild` of a raw image config.
+fn onbuild_triggers(cfg: &serde_json::Value) -> Vec<String> {
+    cfg["config"]["OnBuild"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 enum Export {
@@ -159,6 +200,121 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
             )))
         }
     })
+}
+
+/// Parses `--build-context NAME=DIR|docker-image://REF` values (directories made absolute).
+pub fn parse_build_contexts(
+    items: &[String],
+) -> Result<BTreeMap<String, kiln_frontend::NamedContext>, Failure> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        let Some((name, value)) = i.split_once('=') else {
+            return Err(Failure::usage(format!(
+                "--build-context `{i}`: expected NAME=DIR or NAME=docker-image://REF"
+            )));
+        };
+        if name.is_empty() || name == "context" {
+            return Err(Failure::usage(format!(
+                "--build-context `{i}`: invalid context name `{name}`"
+            )));
+        }
+        let ctx = if let Some(r) = value.strip_prefix("docker-image://") {
+            Reference::parse(r)
+                .map_err(|e| Failure::usage(format!("--build-context {name}: {e}")))?;
+            kiln_frontend::NamedContext::Image(r.to_string())
+        } else if value.contains("://") || value.starts_with("target:") {
+            return Err(Failure::usage(format!(
+                "--build-context {name}={value}: only directories and docker-image:// references are supported"
+            )));
+        } else {
+            let dir = std::fs::canonicalize(value)
+                .ok()
+                .filter(|d| d.is_dir())
+                .ok_or_else(|| {
+                    Failure::usage(format!("--build-context {name}={value}: not a directory"))
+                })?;
+            kiln_frontend::NamedContext::Dir(dir)
+        };
+        m.insert(name.to_string(), ctx);
+    }
+    Ok(m)
+}
+
+/// Parses `--secret id=ID[,src=FILE|,env=VAR]` values into each secret's content (read now,
+/// so a missing file is a usage error before any work). Without `src`/`env`, the
+/// environment variable named ID is used. For `WorkerConfig.secrets`.
+pub fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, Vec<u8>>, Failure> {
+    let mut m = BTreeMap::new();
+    for i in items {
+        let mut kv = BTreeMap::new();
+        for part in i.split(',') {
+            let (k, v) = part.split_once('=').ok_or_else(|| {
+                Failure::usage(format!("--secret `{i}`: `{part}` is not KEY=VALUE"))
+            })?;
+            kv.insert(k.trim().to_string(), v.to_string());
+        }
+        let id = kv
+            .get("id")
+            .cloned()
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| Failure::usage(format!("--secret `{i}`: id=ID is required")))?;
+        let typ = kv.get("type").map(String::as_str);
+        let src = kv.get("src").or_else(|| kv.get("source"));
+        let value = match (typ, src, kv.get("env")) {
+            (Some("env"), s, e) | (None, s @ None, e @ Some(_)) => {
+                let var = e.or(s).cloned().unwrap_or_else(|| id.clone());
+                std::env::var_os(&var)
+                    .map(|v| v.into_encoded_bytes())
+                    .ok_or_else(|| {
+                        Failure::usage(format!(
+                            "--secret id={id}: environment variable {var} is not set"
+                        ))
+                    })?
+            }
+            (Some("file") | None, Some(f), _) => std::fs::read(f)
+                .map_err(|e| Failure::usage(format!("--secret id={id}: {f}: {e}")))?,
+            (None, None, None) => std::env::var_os(&id)
+                .map(|v| v.into_encoded_bytes())
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "--secret id={id}: give src=FILE or env=VAR (no environment variable {id} either)"
+                    ))
+                })?,
+            (Some(t), _, _) => {
+                return Err(Failure::usage(format!(
+                    "--secret `{i}`: unknown type `{t}` (use file or env)"
+                )))
+            }
+        };
+        m.insert(id, value);
+    }
+    Ok(m)
+}
+
+/// `kiln build --check`: prints BuildKit's build-check warnings; exit status 1 when the
+/// Dockerfile asks for it (`# check=error=true`) and there are warnings.
+fn check(dockerfile: &str, file_name: &str) -> Result<u8, Failure> {
+    let warnings = kiln_frontend::lint::lint(dockerfile, file_name).map_err(frontend_failure)?;
+    for w in &warnings {
+        eprintln!(
+            "{w}
+"
+        );
+    }
+    let n = warnings.len();
+    if n == 0 {
+        eprintln!("Check complete, no warnings found.");
+        return Ok(0);
+    }
+    let msg = format!(
+        "Check complete, {n} warning{} found!",
+        if n == 1 { " has been" } else { "s have been" }
+    );
+    if kiln_frontend::lint::check_directive(dockerfile).error {
+        return Err(Failure::new(1, msg));
+    }
+    eprintln!("{msg}");
+    Ok(0)
 }
 
 fn key_values(items: &[String], from_env: bool) -> Result<BTreeMap<String, String>, Failure> {
@@ -229,6 +385,10 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             )));
         }
     }
+    // Held for the whole build: a prune (exclusive) waits, so it never removes what this
+    // build wrote but has not recorded yet.
+    let gc_lock = env.store.lock_gc_shared()?;
+    kiln_worker::context::use_stat_cache(env.store.clone());
     let context = std::fs::canonicalize(&a.context).map_err(|e| {
         Failure::new(
             1,
@@ -269,6 +429,11 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             (s, name, Some(p))
         }
     };
+    if a.check {
+        return check(&dockerfile, &file_name);
+    }
+    let named_contexts = parse_build_contexts(&a.build_contexts)?;
+    let secrets = parse_secrets(&a.secrets)?;
     let ignore_text = dockerfile_path
         .as_ref()
         .and_then(|p| std::fs::read_to_string(format!("{}.dockerignore", p.display())).ok())
@@ -287,14 +452,17 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         },
         excludes,
         no_cache: a.no_cache,
+        named_contexts: named_contexts.clone(),
     };
     let resolver = Resolver {
         env,
         pull: a.pull,
         handle: tokio::runtime::Handle::current(),
     };
-    let fe = tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
-        .map_err(frontend_failure)?;
+    let mut fe =
+        tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
+            .map_err(frontend_failure)?;
+    no_cache_filter(&mut fe.definition, &a.no_cache_filter);
 
     let worker = Arc::new(BuildWorker::new(WorkerConfig {
         store: env.store.clone(),
@@ -304,17 +472,37 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             env.exe.clone().into_os_string(),
             kiln_worker::fileop::HELPER_ARG.into(),
         ],
-        locals: BTreeMap::from([("context".to_string(), context.clone())]),
+        locals: named_contexts
+            .iter()
+            .filter_map(|(n, c)| match c {
+                kiln_frontend::NamedContext::Dir(d) => Some((n.clone(), d.clone())),
+                kiln_frontend::NamedContext::Image(_) => None,
+            })
+            .chain([("context".to_string(), context.clone())])
+            .collect(),
         hostname: "kiln".into(),
+        secrets,
+        allow_insecure: a.allow.iter().any(|x| x == "security.insecure"),
     }));
-    let cache = Arc::new(StoreCache(env.store.clone()));
+    // Explanations compare a step with the previous build of the same step in the same
+    // project: context dir, Dockerfile and target.
+    let scope = format!(
+        "{}\0{}\0{}",
+        context.display(),
+        dockerfile_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "-".into()),
+        a.target.as_deref().unwrap_or("")
+    );
+    let cache = Arc::new(StoreCache(env.store.clone(), scope));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mode = if a.quiet {
         progress::Mode::Quiet
     } else {
         a.progress
     };
-    let printer = tokio::spawn(progress::render(mode, rx));
+    let printer = tokio::spawn(progress::render(mode, a.explain, rx));
     let solve_opts = kiln_solver::SolveOptions {
         jobs: a
             .jobs
@@ -430,10 +618,31 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             }
         );
     }
+    drop(gc_lock);
+    crate::system::gc_after_build(env);
     Ok(0)
 }
 
-struct StoreCache(Arc<kiln_cache::Store>);
+/// `--no-cache-filter STAGE`: the steps of those stages ignore the cache. Coupled to the
+/// frontend's display names: a stage's steps are named `[STAGE n/m] …` (`stage-N` for
+/// unnamed non-target stages).
+fn no_cache_filter(def: &mut kiln_opgraph::Definition, stages: &[String]) {
+    if stages.is_empty() {
+        return;
+    }
+    let prefixes: Vec<String> = stages
+        .iter()
+        .map(|s| format!("[{} ", s.to_ascii_lowercase()))
+        .collect();
+    for v in def.vertices.values_mut() {
+        let name = v.meta.name.to_ascii_lowercase();
+        if prefixes.iter().any(|p| name.starts_with(p)) {
+            v.meta.ignore_cache = true;
+        }
+    }
+}
+
+struct StoreCache(Arc<kiln_cache::Store>, String);
 impl kiln_solver::CacheStorage for StoreCache {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
         self.0.cache_get(key).ok().flatten()
@@ -442,6 +651,16 @@ impl kiln_solver::CacheStorage for StoreCache {
         if let Err(e) = self.0.cache_put(key, value) {
             eprintln!("warning: cannot record a cache entry: {e}");
         }
+    }
+    fn previous_inputs(&self) -> std::collections::HashMap<String, (String, Vec<u8>)> {
+        self.0.key_inputs_get_many(&self.1).unwrap_or_default()
+    }
+    fn record_inputs(&self, records: Vec<(String, String, Vec<u8>)>) {
+        // Only explanations depend on these: failing to record them must not fail a build.
+        let _ = self.0.key_inputs_put_many(&self.1, &records);
+    }
+    fn describe_content_change(&self, old: &str, new: &str) -> Option<String> {
+        kiln_worker::context::describe_change(&self.0, old, new)
     }
 }
 

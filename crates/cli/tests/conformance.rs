@@ -7,20 +7,7 @@ mod common;
 use common::*;
 use std::process::Command;
 
-const KNOWN_FAILURES: &[(&str, &str)] = &[
-    (
-        "run-mount-bind",
-        "RUN --mount=type=bind is not implemented yet (issue 4)",
-    ),
-    (
-        "run-mount-cache",
-        "RUN --mount=type=cache is not implemented yet (issue 5)",
-    ),
-    (
-        "run-mount-tmpfs",
-        "RUN --mount=type=tmpfs is not implemented yet (issue 4)",
-    ),
-];
+const KNOWN_FAILURES: &[(&str, &str)] = &[];
 
 #[test]
 fn conformance_corpus() {

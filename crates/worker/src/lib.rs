@@ -88,6 +88,10 @@ pub struct WorkerConfig {
     pub locals: BTreeMap<String, PathBuf>,
     /// Hostname of RUN sandboxes.
     pub hostname: String,
+    /// `--secret` values by id (for `RUN --mount=type=secret`).
+    pub secrets: BTreeMap<String, Vec<u8>>,
+    /// `--allow security.insecure`.
+    pub allow_insecure: bool,
 }
 
 /// The worker.
@@ -293,10 +297,7 @@ impl kiln_solver::Worker for BuildWorker {
                 checksum,
                 filename,
             } => self.http(url, checksum.as_deref(), filename).await,
-            Op::Exec(e) => {
-                let base = inputs.first().ok_or("exec without a rootfs")?;
-                self.run_exec(ctx, e, base.layers()).await
-            }
+            Op::Exec(e) => self.run_exec(ctx, e, inputs).await,
             Op::File(f) => self.file(f, inputs).await,
         }
     }
