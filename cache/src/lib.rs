@@ -114,6 +114,9 @@ pub enum Error {
     },
 }
 
+/// The writer a layer's uncompressed tar goes into: hashed (diff id), then gzip, then the blob.
+type GzTarWriter = kiln_oci::Sha256Writer<flate2::write::GzEncoder<BlobWriter>>;
+
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -367,29 +370,28 @@ impl Store {
             return Ok(None);
         }
         let w = self.blob_writer()?;
-        let temp = w.temp.clone();
-        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
-        let tar_w = kiln_oci::Sha256Writer::new(gz);
-        let tar_w = diff::write_upper(upper, tar_w)?;
-        let (gz, diff_id, _) = tar_w.finish();
-        let w = gz.finish().map_err(io_err(&temp))?;
-        let (digest, size) = w.commit(None)?;
-        let layer = kiln_oci::Layer {
-            diff_id,
-            digest,
-            size,
-            media_type: kiln_oci::media::OCI_LAYER_GZIP.to_string(),
-        };
-        self.record_layer(&layer)?;
+        let layer = self.gzip_layer(w, |tar_w, _| diff::write_upper(upper, tar_w))?;
         Ok(Some(layer))
     }
     /// Stores an uncompressed tar stream (e.g. a rootfs for `kiln import`) as a gzip layer.
     pub fn import_layer(&self, tar: &mut dyn Read) -> Result<kiln_oci::Layer> {
         let w = self.blob_writer()?;
+        self.gzip_layer(w, |mut tar_w, temp| {
+            std::io::copy(tar, &mut tar_w).map_err(io_err(temp))?;
+            Ok(tar_w)
+        })
+    }
+
+    /// Streams a tar through sha256 (the diff id) and gzip into `w`, commits the blob and
+    /// records the layer. `fill` writes the uncompressed tar.
+    fn gzip_layer(
+        &self,
+        w: BlobWriter,
+        fill: impl FnOnce(GzTarWriter, &Path) -> Result<GzTarWriter>,
+    ) -> Result<kiln_oci::Layer> {
         let temp = w.temp.clone();
         let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
-        let mut tar_w = kiln_oci::Sha256Writer::new(gz);
-        std::io::copy(tar, &mut tar_w).map_err(io_err(&temp))?;
+        let tar_w = fill(kiln_oci::Sha256Writer::new(gz), &temp)?;
         let (gz, diff_id, _) = tar_w.finish();
         let w = gz.finish().map_err(io_err(&temp))?;
         let (digest, size) = w.commit(None)?;
@@ -434,6 +436,25 @@ impl Store {
             Err(_) if dest.is_dir() => Ok(dest),
             Err(e) => Err(io_err(&dest)(e)),
         }
+    }
+    /// [`Store::diff_to_layer`], then the upper dir itself becomes the layer's snapshot: it is
+    /// already in overlay form (whiteouts as 0:0 devices, opaque xattrs), so the next step
+    /// uses it as a lower dir without decompressing and extracting the blob. The dir is
+    /// synced before it is renamed into place, as an extraction is.
+    pub fn commit_upper(&self, upper: &Path) -> Result<Option<kiln_oci::Layer>> {
+        let Some(layer) = self.diff_to_layer(upper)? else {
+            return Ok(None);
+        };
+        if let Some(diff_hex) = sha256_hex(&layer.diff_id) {
+            let dest = self.snapshots.join(diff_hex);
+            if !dest.is_dir() {
+                syncfs(upper)?;
+                if std::fs::rename(upper, &dest).is_ok() {
+                    fsync_dir(&self.snapshots)?;
+                }
+            }
+        }
+        Ok(Some(layer))
     }
     /// A stored layer blob carrying `diff_id` (recorded by [`Store::diff_to_layer`] or
     /// [`Store::import_layer`], or [`Store::record_layer`]) whose blob is present.

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 /// The default PATH BuildKit adds to Linux images without one.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
-const PROXY_ARGS: &[&str] = &[
+pub(crate) const PROXY_ARGS: &[&str] = &[
     "HTTP_PROXY",
     "http_proxy",
     "HTTPS_PROXY",
@@ -29,7 +29,7 @@ const PROXY_ARGS: &[&str] = &[
     "all_proxy",
 ];
 
-fn platform_args() -> Vec<(&'static str, &'static str)> {
+pub(crate) fn platform_args() -> Vec<(&'static str, &'static str)> {
     vec![
         ("TARGETPLATFORM", "linux/amd64"),
         ("TARGETOS", "linux"),
@@ -40,6 +40,11 @@ fn platform_args() -> Vec<(&'static str, &'static str)> {
         ("BUILDARCH", "amd64"),
         ("BUILDVARIANT", ""),
     ]
+}
+
+/// Whether `name` is an argument BuildKit predefines (proxy and platform args).
+pub(crate) fn is_predefined_arg(name: &str) -> bool {
+    PROXY_ARGS.contains(&name) || platform_args().iter().any(|(k, _)| *k == name)
 }
 
 /// The image config fields the Dockerfile changes, including those `oci-spec` lacks.

@@ -204,27 +204,6 @@ fn is_secret_name(k: &str) -> bool {
     lower.split(['_', '-']).any(|p| TOKENS.contains(&p))
 }
 
-const PREDEFINED: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-    "TARGETPLATFORM",
-    "TARGETOS",
-    "TARGETARCH",
-    "TARGETVARIANT",
-    "BUILDPLATFORM",
-    "BUILDOS",
-    "BUILDARCH",
-    "BUILDVARIANT",
-];
-
 /// Runs every rule on a Dockerfile. A Dockerfile that does not parse is an error.
 pub fn lint(dockerfile: &str, file_name: &str) -> Result<Vec<Warning>, Error> {
     let lines: Vec<&str> = dockerfile.lines().collect();
@@ -427,7 +406,7 @@ fn lint_from(
     }
     let mut undeclared = false;
     for v in referenced_vars(&base, esc) {
-        if !global.contains_key(&v) && !PREDEFINED.contains(&v.as_str()) {
+        if !global.contains_key(&v) && !crate::convert::is_predefined_arg(&v) {
             undeclared = true;
             cx.warn(
                 "UndefinedArgInFrom",
@@ -484,7 +463,7 @@ fn lint_in_stage(
             return;
         }
         for v in referenced_vars(word, esc) {
-            if !s.vars.contains(&v) && !PREDEFINED.contains(&v.as_str()) {
+            if !s.vars.contains(&v) && !crate::convert::is_predefined_arg(&v) {
                 let known: Vec<&String> = s.vars.iter().collect();
                 let mut msg = format!("Usage of undefined variable '${v}'");
                 if let Some(best) = crate::suggest(&v, &known) {

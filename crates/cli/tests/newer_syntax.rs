@@ -280,6 +280,45 @@ fn add_url_with_checksum() {
     assert!(stderr(&out).contains("digest mismatch"), "{}", stderr(&out));
 }
 
+/// Like [`serve`], with a body the test can change.
+fn serve_changing(body: std::sync::Arc<std::sync::Mutex<Vec<u8>>>) -> String {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let b = body.lock().unwrap().clone();
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                b.len()
+            );
+            let _ = s.write_all(&b);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn add_url_without_checksum_refetches_changed_content() {
+    let Some(e) = setup() else { return };
+    let body = std::sync::Arc::new(std::sync::Mutex::new(b"one\n".to_vec()));
+    let url = serve_changing(body.clone());
+    let df = format!("FROM BASE\nADD {url}/f.txt /f.txt\n");
+    let r = e.build("addurl-a", &df, &[], &[]);
+    assert_eq!(read(&r, "/f.txt"), "one\n");
+    *body.lock().unwrap() = b"two\n".to_vec();
+    let r = e.build("addurl-b", &df, &[], &[]);
+    assert_eq!(
+        read(&r, "/f.txt"),
+        "two\n",
+        "a changed URL body is fetched again"
+    );
+}
+
 #[test]
 fn add_extracts_bzip2_and_xz_tars() {
     let Some(e) = setup() else { return };

@@ -91,8 +91,9 @@ impl PatternMatcher {
     }
 }
 
-/// Go's `filepath.Clean` for relative slash paths, also dropping a leading `/` or `./`.
-fn clean(p: &str) -> String {
+/// Go's `filepath.Clean` for relative slash paths, also dropping a leading `/` or `./`; a
+/// `..` never climbs above the root.
+pub fn clean(p: &str) -> String {
     let mut out: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {

@@ -218,7 +218,7 @@ impl BuildWorker {
                 tail: tail.lines(),
             }));
         }
-        let layer = tokio::task::spawn_blocking(move || store.diff_to_layer(&upper)).await??;
+        let layer = tokio::task::spawn_blocking(move || store.commit_upper(&upper)).await??;
         drop(tmp);
         let mut chain = base;
         chain.extend(layer);

@@ -320,17 +320,7 @@ fn has_glob(s: &str) -> bool {
 /// Cleans a source path the way Docker does: relative to the source root, no `.`/`..`
 /// escaping it.
 fn clean_src(s: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in s.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
+    kiln_opgraph::pattern::clean(s)
 }
 
 /// A named source after glob expansion.

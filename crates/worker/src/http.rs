@@ -16,7 +16,7 @@ use tokio::io::AsyncWriteExt;
 
 /// What [`download`] fetched.
 #[derive(Debug)]
-#[allow(dead_code)] // `digest` and `size` are for callers and tests.
+#[allow(dead_code)] // `size` is for callers and tests.
 pub struct Downloaded {
     /// `sha256:<hex>` of the body.
     pub digest: String,
@@ -107,7 +107,7 @@ impl BuildWorker {
             let ft = filetime::FileTime::from_system_time(t);
             filetime::set_file_times(&target, ft, ft)?;
         }
-        let layer = tokio::task::spawn_blocking(move || store.diff_to_layer(&upper)).await??;
+        let layer = tokio::task::spawn_blocking(move || store.commit_upper(&upper)).await??;
         drop(tmp);
         Ok(Output::Layers(layer.into_iter().collect()))
     }

@@ -226,7 +226,7 @@ impl BuildWorker {
             actions,
         };
         fileop::run(&self.cfg.fileop_helper, &spec).await?;
-        let layer = tokio::task::spawn_blocking(move || store.diff_to_layer(&upper)).await??;
+        let layer = tokio::task::spawn_blocking(move || store.commit_upper(&upper)).await??;
         drop(tmp);
         let mut chain = base_layers;
         chain.extend(layer);
@@ -253,6 +253,21 @@ impl kiln_solver::Worker for BuildWorker {
                 .await??;
                 Ok(Some(key))
             }
+            // ADD <url>: the --checksum, or else what the URL serves now (its content and
+            // Last-Modified, which becomes the file's mtime). Without a checksum the file is
+            // fetched here and again when the step runs.
+            Op::Http { url, checksum, .. } => match checksum {
+                Some(c) => Ok(Some(format!("checksum:{c}"))),
+                None => {
+                    let tmp = self.cfg.store.temp_dir("http-key-")?;
+                    let got = http::download(url, None, &tmp.path().join("body")).await?;
+                    let mtime = got
+                        .last_modified
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs());
+                    Ok(Some(format!("content:{}:{mtime:?}", got.digest)))
+                }
+            },
             _ => Ok(None),
         }
     }
