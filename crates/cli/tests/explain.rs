@@ -2,18 +2,11 @@
 
 mod common;
 use common::*;
-use std::path::Path;
 
 fn misses(log: &str) -> Vec<String> {
     log.lines()
         .filter_map(|l| l.split_once(" CACHE MISS: ").map(|(_, r)| r.to_string()))
         .collect()
-}
-
-fn write(dir: &Path, name: &str, text: &str) {
-    let p = dir.join(name);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, text).unwrap();
 }
 
 #[test]

@@ -7,22 +7,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root");
-        false
-    }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            return;
-        }
-    };
-}
+mod common;
 
 struct Fixture {
     _dir: tempfile::TempDir,

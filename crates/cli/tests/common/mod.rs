@@ -254,3 +254,10 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     }
     v
 }
+
+/// Writes `text` to `dir/name`, creating parent directories.
+pub fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
