@@ -151,6 +151,11 @@ const RUNTIME_ENV: &str = "KILN_SANDBOX_RUNTIME";
 /// Environment variable with the sandbox's id (cgroup and OCI container names).
 const ID_ENV: &str = "KILN_SANDBOX_ID";
 
+/// Environment variable naming the inherited fd the helper reads its JSON spec from. The spec
+/// never travels in argv, where `ps` on the host and `/proc/1/cmdline` in the sandbox would
+/// show it (environment values, host paths).
+const SPEC_FD_ENV: &str = "KILN_SANDBOX_SPEC_FD";
+
 /// The root filesystem of a sandbox.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RootFs {

@@ -3,7 +3,7 @@
 use crate::cgroup::Cgroup;
 use crate::{
     Error, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV, ERROR_FD_ENV, ID_ENV,
-    RUNTIME_ENV, SETUP_FAILED_EXIT,
+    RUNTIME_ENV, SETUP_FAILED_EXIT, SPEC_FD_ENV,
 };
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -79,10 +79,14 @@ pub(crate) async fn run(
     let (err_read, err_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| spawn_err(io::Error::from(e)))?;
     let err_write_fd = err_write.as_raw_fd();
+    // The spec goes over a pipe, never in argv (see SPEC_FD_ENV); same inheritance rule.
+    let (spec_read, spec_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| spawn_err(io::Error::from(e)))?;
+    let spec_read_fd = spec_read.as_raw_fd();
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(helper_args)
-        .arg(&json)
+        .env(SPEC_FD_ENV, spec_read_fd.to_string())
         .env(ERROR_FD_ENV, err_write_fd.to_string())
         .env(ID_ENV, &id)
         .kill_on_drop(true);
@@ -110,7 +114,9 @@ pub(crate) async fn run(
     // SAFETY: only async-signal-safe calls (fcntl, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::fcntl(err_write_fd, libc::F_SETFD, 0) < 0 {
+            if libc::fcntl(err_write_fd, libc::F_SETFD, 0) < 0
+                || libc::fcntl(spec_read_fd, libc::F_SETFD, 0) < 0
+            {
                 return Err(io::Error::last_os_error());
             }
             // Captured sandboxes get their own session: no controlling terminal, and the
@@ -123,6 +129,15 @@ pub(crate) async fn run(
     }
     let mut child = cmd.spawn().map_err(spawn_err)?;
     drop(err_write);
+    drop(spec_read);
+    // Written from a blocking thread: a large spec does not fit a pipe buffer, and the helper
+    // reads it only once it runs. A helper that died early makes this fail with EPIPE, which
+    // its exit status reports better.
+    let json = json.into_bytes();
+    tokio::task::spawn_blocking(move || {
+        let mut f = std::fs::File::from(spec_write);
+        let _ = std::io::Write::write_all(&mut f, &json);
+    });
 
     let status = match capture {
         None => child.wait().await,

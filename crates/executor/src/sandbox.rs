@@ -4,6 +4,7 @@
 
 use crate::cgroup::Cgroup;
 use crate::sys::{self, cstr, status_code, write_all_fd};
+use crate::SPEC_FD_ENV;
 use crate::{
     Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, RUNTIME_ENV,
     SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
@@ -96,11 +97,28 @@ pub(crate) fn main(args: &[OsString]) -> ! {
             ERROR_FD.store(fd, Ordering::Relaxed);
         }
     }
-    if args.len() != 2 || args[0] != HELPER_ARG {
-        fail("arguments", format!("usage: {HELPER_ARG} SPEC_JSON"));
-    }
+    // The spec comes on the fd named by SPEC_FD_ENV (how `Executor::run` sends it), or as
+    // the argument (for running the helper by hand).
+    let spec_fd = std::env::var(SPEC_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<libc::c_int>().ok());
+    let spec_bytes: Vec<u8> = match (spec_fd, args) {
+        (Some(fd), [a]) if a == HELPER_ARG => {
+            use std::io::Read;
+            use std::os::fd::FromRawFd;
+            // SAFETY: the fd was inherited for exactly this and is read once, here.
+            let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf)
+                .or_fail(|| "reading the run spec".into());
+            buf
+        }
+        (None, [a, json]) if a == HELPER_ARG => json.as_bytes().to_vec(),
+        _ => fail("arguments", format!("usage: {HELPER_ARG} SPEC_JSON")),
+    };
+    std::env::remove_var(SPEC_FD_ENV);
     let spec: RunSpec =
-        serde_json::from_slice(args[1].as_bytes()).or_fail(|| "parsing the run spec".into());
+        serde_json::from_slice(&spec_bytes).or_fail(|| "parsing the run spec".into());
     if spec.args.is_empty() {
         fail("run spec", "no command");
     }

@@ -205,6 +205,24 @@ async fn hostname_is_set() {
 }
 
 #[tokio::test]
+async fn the_spec_is_not_in_any_command_line() {
+    require_root!();
+    let fx = fixture();
+    let mut spec = fx.spec(&["cat", "/proc/1/cmdline"]);
+    spec.env.push("SECRET_MARKER=do-not-show-me".into());
+    let init = ok(&spec).await.stdout;
+    assert!(
+        !init.contains("do-not-show-me"),
+        "pid 1's argv holds the spec: {init:?}"
+    );
+    assert!(!init.contains("lowers"), "{init:?}");
+    // The process itself still gets the variable.
+    let mut spec = fx.spec(&["sh", "-c", "echo $SECRET_MARKER"]);
+    spec.env.push("SECRET_MARKER=do-not-show-me".into());
+    assert_eq!(ok(&spec).await.stdout, "do-not-show-me\n");
+}
+
+#[tokio::test]
 async fn pid_namespace_shows_only_the_sandbox() {
     require_root!();
     let fx = fixture();
