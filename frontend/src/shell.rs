@@ -135,6 +135,21 @@ impl ShellWord<'_> {
         r
     }
 
+    /// A word up to `stop`; when the input ends first, the error is `missing` (the lexer's
+    /// own error otherwise).
+    fn word_until(
+        &mut self,
+        stop: char,
+        raw_escapes: bool,
+        missing: &str,
+    ) -> Result<String, String> {
+        match self.process_stop_on(Some(stop), raw_escapes) {
+            Ok((w, _)) => Ok(w),
+            Err(_) if self.peek().is_none() => Err(missing.to_string()),
+            Err(e) => Err(e),
+        }
+    }
+
     fn process_stop_on_inner(
         &mut self,
         stop: Option<char>,
@@ -313,15 +328,7 @@ impl ShellWord<'_> {
                 if null_is_unset && raw {
                     return Err(format!("unsupported modifier ({}) in substitution", chs));
                 }
-                let word = match self.process_stop_on(Some('}'), raw) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
+                let word = self.word_until('}', raw, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{}{}{}}}", name, chs, word));
@@ -378,24 +385,8 @@ impl ShellWord<'_> {
                 if all {
                     self.next();
                 }
-                let pattern = match self.process_stop_on(Some('/'), true) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '/' in ${}".into());
-                        }
-                        return Err(e);
-                    }
-                };
-                let repl = match self.process_stop_on(Some('}'), true) {
-                    Ok((w, _)) => w,
-                    Err(e) => {
-                        if self.peek().is_none() {
-                            return Err("syntax error: missing '}'".into());
-                        }
-                        return Err(e);
-                    }
-                };
+                let pattern = self.word_until('/', true, "syntax error: missing '/' in ${}")?;
+                let repl = self.word_until('}', true, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{}/{}/{}}}", name, pattern, repl));
