@@ -52,6 +52,20 @@ struct PendingDir {
     mtime: i64,
 }
 
+/// The uncompressed stream of a layer blob: gzip and zstd are recognised by their magic
+/// bytes, anything else is read as a plain tar.
+pub(crate) fn decompress(blob: File) -> io::Result<Box<dyn Read + Send>> {
+    let mut r = BufReader::with_capacity(256 * 1024, blob);
+    let magic = r.fill_buf()?;
+    Ok(if magic.starts_with(&[0x1f, 0x8b]) {
+        Box::new(flate2::read::MultiGzDecoder::new(r))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::Decoder::with_buffer(r)?)
+    } else {
+        Box::new(r)
+    })
+}
+
 /// Extracts the layer blob `blob` (gzip, zstd or plain tar) into the empty dir `dst`,
 /// checking that the uncompressed stream hashes to `diff_id`.
 pub(crate) fn extract(blob: File, dst: &Path, digest: &str, diff_id: &str) -> Result<()> {
@@ -59,15 +73,7 @@ pub(crate) fn extract(blob: File, dst: &Path, digest: &str, diff_id: &str) -> Re
         digest: digest.to_string(),
         message,
     };
-    let mut r = BufReader::with_capacity(256 * 1024, blob);
-    let magic = r.fill_buf().map_err(|e| bad(format!("read: {e}")))?;
-    let decoded: Box<dyn Read> = if magic.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::read::MultiGzDecoder::new(r))
-    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::Decoder::with_buffer(r).map_err(|e| bad(format!("zstd: {e}")))?)
-    } else {
-        Box::new(r)
-    };
+    let decoded = decompress(blob).map_err(|e| bad(format!("read: {e}")))?;
     let hr = HashReader {
         inner: decoded,
         hasher: Sha256::new(),

@@ -13,8 +13,9 @@
 //!   blobs/sha256/<hex>      content store: one file per blob, named by its sha256
 //!   ingest/<random>         blobs being written (fsync'd, digest checked, then renamed
 //!                           into blobs/; a dropped writer removes its file)
-//!   snapshots/<diffid-hex>/ extracted layers, usable as overlay lower dirs (OCI
-//!                           whiteouts turned into overlay whiteouts)
+//!   snapshots/<diffid-hex>/ layers as overlay lower dirs (OCI whiteouts turned into
+//!                           overlay whiteouts): extracted from a blob, or a build step's
+//!                           committed upper dir (then the only copy of that layer)
 //!   snapshots/.tmp-<rand>/  a snapshot being extracted (renamed into place when done,
 //!                           so an existing final dir is always complete)
 //!   tmp/                    scratch dirs (`Store::temp_dir`): overlay upper/work dirs
@@ -39,7 +40,14 @@
 //!
 //! # Layers
 //!
-//! [`Store::diff_to_layer`] walks an overlayfs upper dir in byte-sorted order (directories
+//! A build step's layer is committed lazily ([`Store::commit_upper`]): the upper dir's tar
+//! is hashed for its diff id and the dir itself becomes the snapshot; no blob is written.
+//! Such a layer is described as an uncompressed tar whose digest is its diff id, and is
+//! compressed only when an exporter or a push asks, once per compression type
+//! ([`Store::compressed_layer`], module `compress`). Pulled and imported layers keep the
+//! blobs they came with.
+//!
+//! The tar writer ([`Store::diff_to_layer`] eagerly, or over a snapshot later) walks an overlayfs upper dir in byte-sorted order (directories
 //! before their contents, names relative without `./`) and streams a GNU tar (GNU long-name
 //! records for long paths, PAX `SCHILY.xattr.*` records for xattrs) through gzip into a blob;
 //! the same upper dir always gives the same layer. The overlay must be mounted with the
@@ -62,6 +70,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 mod apply;
+mod compress;
 mod db;
 mod diff;
 mod gc;
@@ -70,6 +79,7 @@ mod tests;
 
 use sha2::{Digest as _, Sha256};
 
+pub use compress::Compression;
 pub use gc::{disk_usage, CacheRecord, GcLock, StatEntry};
 
 /// The layout version written to `<root>/VERSION`.
@@ -437,21 +447,37 @@ impl Store {
             Err(e) => Err(io_err(&dest)(e)),
         }
     }
-    /// [`Store::diff_to_layer`], then the upper dir itself becomes the layer's snapshot: it is
-    /// already in overlay form (whiteouts as 0:0 devices, opaque xattrs), so the next step
-    /// uses it as a lower dir without decompressing and extracting the blob. The dir is
-    /// synced before it is renamed into place, as an extraction is.
+    /// Commits an overlayfs upper dir as a build step's layer, without compressing it: the
+    /// upper dir's tar is hashed (its diff id; the tar itself is not stored) and the dir
+    /// becomes the layer's snapshot, in overlay form already (whiteouts as 0:0 devices,
+    /// opaque xattrs), so the next step uses it as a lower dir as it is. The layer is
+    /// described as an uncompressed tar whose digest is its diff id; exporters and pushes
+    /// get a blob with [`Store::compressed_layer`]. The dir is synced before it is renamed
+    /// into place, as an extraction is. Returns `None` when the upper dir is empty.
     pub fn commit_upper(&self, upper: &Path) -> Result<Option<kiln_oci::Layer>> {
-        let Some(layer) = self.diff_to_layer(upper)? else {
+        let mut entries = std::fs::read_dir(upper).map_err(io_err(upper))?;
+        if entries.next().is_none() {
             return Ok(None);
+        }
+        let hashed = diff::write_upper(upper, kiln_oci::Sha256Writer::new(std::io::sink()))?;
+        let (_, diff_id, size) = hashed.finish();
+        let layer = kiln_oci::Layer {
+            digest: diff_id.clone(),
+            diff_id,
+            size,
+            media_type: kiln_oci::media::OCI_LAYER_TAR.to_string(),
         };
-        if let Some(diff_hex) = sha256_hex(&layer.diff_id) {
-            let dest = self.snapshots.join(diff_hex);
-            if !dest.is_dir() {
-                syncfs(upper)?;
-                if std::fs::rename(upper, &dest).is_ok() {
-                    fsync_dir(&self.snapshots)?;
-                }
+        let dest = self.snapshot_dir(&layer).ok_or_else(|| Error::BadLayer {
+            digest: layer.digest.clone(),
+            message: "not a sha256 diff id".into(),
+        })?;
+        if !dest.is_dir() {
+            syncfs(upper)?;
+            match std::fs::rename(upper, &dest) {
+                Ok(()) => fsync_dir(&self.snapshots)?,
+                // Another build committed the same content first.
+                Err(_) if dest.is_dir() => {}
+                Err(e) => return Err(io_err(&dest)(e)),
             }
         }
         Ok(Some(layer))

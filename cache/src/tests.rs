@@ -831,3 +831,86 @@ fn stat_cache_round_trip_and_gc_listing() {
     s.remove_blobs(std::slice::from_ref(&digest)).unwrap();
     assert!(!s.has_blob(&digest));
 }
+
+#[test]
+fn commit_is_lazy_and_compression_happens_once_per_type() {
+    if !is_root() {
+        return;
+    }
+    let (_d, s) = store();
+    let up = s.temp_dir("upper-").unwrap();
+    make_upper(up.path());
+    let layer = s.commit_upper(up.path()).unwrap().unwrap();
+    assert_eq!(layer.digest, layer.diff_id);
+    assert_eq!(layer.media_type, kiln_oci::media::OCI_LAYER_TAR);
+    assert!(!up.path().exists(), "the upper dir became the snapshot");
+    assert_eq!(s.list_blobs().unwrap(), vec![], "commit wrote no blob");
+    assert!(s.layer_available(&layer));
+    assert!(!s.has_blob(&layer.digest));
+
+    // The eager path over the snapshot gives the same diff id (and records its blob).
+    let eager = s
+        .diff_to_layer(&s.snapshot(&layer).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(eager.diff_id, layer.diff_id);
+    let blobs_before = s.list_blobs().unwrap();
+
+    // The eager blob is already recorded for this diff id: reused, not remade.
+    let gz = s.compressed_layer(&layer, Compression::Gzip).unwrap();
+    assert_eq!(gz, eager);
+    assert_eq!(s.list_blobs().unwrap(), blobs_before);
+
+    // zstd: made once from the snapshot, then found again.
+    let zst = s.compressed_layer(&layer, Compression::Zstd).unwrap();
+    assert_eq!(zst.media_type, kiln_oci::media::OCI_LAYER_ZSTD);
+    assert_eq!(zst.diff_id, layer.diff_id);
+    let f = s.open_blob(&zst.digest).unwrap();
+    let mut tar = Vec::new();
+    zstd::Decoder::new(f)
+        .unwrap()
+        .read_to_end(&mut tar)
+        .unwrap();
+    assert_eq!(kiln_oci::sha256_hex_digest(&tar), layer.diff_id);
+    assert_eq!(tar.len() as u64, layer.size);
+    let n = s.list_blobs().unwrap().len();
+    assert_eq!(s.compressed_layer(&layer, Compression::Zstd).unwrap(), zst);
+    assert_eq!(
+        s.list_blobs().unwrap().len(),
+        n,
+        "second zstd request reused the blob"
+    );
+
+    // Uncompressed: the blob's digest is the diff id.
+    let plain = s
+        .compressed_layer(&layer, Compression::Uncompressed)
+        .unwrap();
+    assert_eq!(plain.digest, layer.diff_id);
+    assert!(s.has_blob(&plain.digest));
+    let mut again = Vec::new();
+    s.layer_tar(&layer)
+        .unwrap()
+        .read_to_end(&mut again)
+        .unwrap();
+    assert_eq!(again, tar);
+}
+
+#[test]
+fn a_changed_snapshot_is_refused_not_exported() {
+    let (_d, s) = store();
+    let up = s.temp_dir("upper-").unwrap();
+    std::fs::write(up.path().join("f"), b"one").unwrap();
+    let layer = s.commit_upper(up.path()).unwrap().unwrap();
+    let snap = s.snapshot(&layer).unwrap();
+    std::fs::write(snap.join("f"), b"two").unwrap();
+    let err = s.compressed_layer(&layer, Compression::Gzip).unwrap_err();
+    assert!(err.to_string().contains("content changed"), "{err}");
+    assert_eq!(s.list_blobs().unwrap(), vec![], "no blob left behind");
+    // Gone snapshot: not available, and asking for a blob says what is missing.
+    s.remove_snapshot(&layer.diff_id).unwrap();
+    assert!(!s.layer_available(&layer));
+    assert!(matches!(
+        s.compressed_layer(&layer, Compression::Gzip),
+        Err(Error::NotFound(_))
+    ));
+}

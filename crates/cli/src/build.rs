@@ -3,6 +3,7 @@
 use crate::progress;
 use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
+use kiln_cache::Compression;
 use kiln_exporter::HistoryEntry;
 use kiln_frontend::{ErrorKind, ImageResolver, ResolvedImage};
 use kiln_oci::Reference;
@@ -53,7 +54,8 @@ pub struct BuildArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     quiet: bool,
-    /// Output: type=oci|docker|local|tar|image,dest=PATH|name=REF[,push=true][,tar=false].
+    /// Output: type=oci|docker|local|tar|image,dest=PATH|name=REF[,push=true][,tar=false]
+    /// [,compression=gzip|zstd|uncompressed].
     #[arg(short = 'o', long = "output")]
     outputs: Vec<String>,
     /// Push the image (shorthand for type=image,push=true).
@@ -157,12 +159,14 @@ enum Export {
         format: kiln_exporter::layout::Format,
         dest: PathBuf,
         dir: bool,
+        compression: Compression,
     },
     Local(PathBuf),
     Tar(PathBuf),
     Image {
         name: Option<String>,
         push: bool,
+        compression: Compression,
     },
 }
 
@@ -173,6 +177,14 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
         kv.insert(k.trim().to_string(), v.trim().to_string());
     }
     let typ = kv.get("type").cloned().unwrap_or_else(|| "local".into());
+    let compression = match kv.get("compression") {
+        None => Compression::Gzip,
+        Some(c) => Compression::parse(c).ok_or_else(|| {
+            Failure::usage(format!(
+                "output compression `{c}`: use gzip, zstd or uncompressed"
+            ))
+        })?,
+    };
     let dest = || {
         kv.get("dest")
             .map(PathBuf::from)
@@ -187,12 +199,14 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
             },
             dest: dest()?,
             dir: kv.get("tar").map(|t| t == "false").unwrap_or(false),
+            compression,
         },
         "local" => Export::Local(dest()?),
         "tar" => Export::Tar(dest()?),
         "image" | "registry" => Export::Image {
             name: kv.get("name").cloned(),
             push: typ == "registry" || kv.get("push").map(|p| p == "true").unwrap_or(false),
+            compression,
         },
         other => {
             return Err(Failure::usage(format!(
@@ -371,6 +385,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         exports.push(Export::Image {
             name: None,
             push: true,
+            compression: Compression::Gzip,
         });
     }
     let tags: Vec<Reference> = a
@@ -545,19 +560,32 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         }
     }
     let first_name = tags.first().map(|t| t.to_string());
+    // The manifest digest of what was pushed (layers compressed), which is what the
+    // registry and `--metadata-file` users know the image by.
+    let mut pushed: Option<String> = None;
     for e in &exports {
         match e {
-            Export::Layout { format, dest, dir } => kiln_exporter::layout::write(
+            Export::Layout {
+                format,
+                dest,
+                dir,
+                compression,
+            } => kiln_exporter::layout::write(
                 &env.store,
                 &image,
                 first_name.as_deref(),
                 *format,
                 dest,
                 *dir,
+                *compression,
             )?,
             Export::Local(d) => kiln_exporter::rootfs::write_dir(&env.store, &layers, d)?,
             Export::Tar(d) => kiln_exporter::rootfs::write_tar(&env.store, &layers, d)?,
-            Export::Image { name, push } => {
+            Export::Image {
+                name,
+                push,
+                compression,
+            } => {
                 let names: Vec<Reference> = match name {
                     Some(n) => n
                         .split(',')
@@ -575,9 +603,8 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                         .set_image(&n.to_string(), &image.manifest_digest)?;
                     if *push {
                         eprintln!("pushing {n}");
-                        env.registry
-                            .push(&env.store, &image.manifest_digest, n)
-                            .await?;
+                        pushed =
+                            Some(crate::images::push_image(env, &image, n, *compression).await?);
                     }
                 }
             }
@@ -589,7 +616,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     }
     if let Some(p) = &a.metadata_file {
         let md = serde_json::json!({
-            "containerimage.digest": image.manifest_digest,
+            "containerimage.digest": pushed.as_deref().unwrap_or(&image.manifest_digest),
             "containerimage.config.digest": image.config_digest,
             "image.name": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
         });

@@ -336,9 +336,31 @@ pub async fn pull(env: &Env, a: RefArg) -> Result<u8, Failure> {
 
 pub async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
-    let digest = env.registry.push(&env.store, &manifest, &r).await?;
+    let image = kiln_exporter::stored_image(&env.store, &manifest)?;
+    let digest = push_image(env, &image, &r, kiln_cache::Compression::Gzip).await?;
     println!("{}: digest: {digest}", r.familiar());
     Ok(0)
+}
+
+/// Pushes a stored image as `r`, its build-step layers compressed as `compression` first
+/// (once: the blobs are kept for the next push). Returns the pushed manifest's digest.
+pub async fn push_image(
+    env: &Env,
+    image: &kiln_exporter::StoredImage,
+    r: &Reference,
+    compression: kiln_cache::Compression,
+) -> Result<String, Failure> {
+    let store = env.store.clone();
+    let image = image.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        kiln_exporter::distributable(&store, &image, compression)
+    })
+    .await
+    .map_err(|e| Failure::new(1, e.to_string()))??;
+    Ok(env
+        .registry
+        .push(&env.store, &out.manifest_digest, r)
+        .await?)
 }
 
 pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
@@ -445,16 +467,7 @@ pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         return Err(Failure::usage("kiln save takes one image for now"));
     }
     let (r, manifest) = env.local_image(&a.references[0])?;
-    let size = env.store.blob_size(&manifest)?;
-    let m = kiln_exporter::read_manifest(&env.store, &manifest)?;
-    let image = kiln_exporter::StoredImage {
-        manifest_digest: manifest,
-        manifest_size: size,
-        config_digest: m["config"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-    };
+    let image = kiln_exporter::stored_image(&env.store, &manifest)?;
     kiln_exporter::layout::write(
         &env.store,
         &image,
@@ -462,6 +475,7 @@ pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         kiln_exporter::layout::Format::Docker,
         &a.output,
         false,
+        kiln_cache::Compression::Gzip,
     )?;
     Ok(0)
 }

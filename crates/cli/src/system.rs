@@ -204,7 +204,9 @@ fn record_layers(value: &[u8]) -> Vec<kiln_oci::Layer> {
 }
 
 /// Removes cache records per `policy`, then every blob and snapshot nothing references.
-/// The caller holds the GC lock exclusive.
+/// Compressed blobs made for pushes and exports of build-step layers are referenced by no
+/// image or record (those name the layer's snapshot), so a prune drops them: they are
+/// remade from the snapshot when next needed. The caller holds the GC lock exclusive.
 pub fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, Failure> {
     let root = store.root().to_path_buf();
     let before = kiln_cache::disk_usage(&root);
@@ -221,7 +223,7 @@ pub fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, 
     let mut keep: Vec<(String, Vec<kiln_oci::Layer>)> = Vec::new();
     for r in records {
         let layers = record_layers(&r.value);
-        let usable = layers.iter().all(|l| blobs.contains_key(&l.digest));
+        let usable = layers.iter().all(|l| store.layer_available(l));
         let old = policy
             .until
             .is_some_and(|u| r.last_used < now - u.as_secs() as i64);

@@ -229,7 +229,13 @@ fn prune_keeps_images_and_frees_what_only_cache_or_removed_images_held() {
     );
     assert!(k.build(c, &["-t", "gone"]).0);
     let blobs = |k: &Kiln| files_below(&k.root.path().join("blobs/sha256")).len();
+    let snapshots = |k: &Kiln| {
+        std::fs::read_dir(k.root.path().join("snapshots"))
+            .unwrap()
+            .count()
+    };
     let before = blobs(&k);
+    let snapshots_before = snapshots(&k);
     k.ok(&["builder", "prune", "--all"]);
     assert_eq!(df(&k)["build_cache"], 0);
     assert_eq!(k.ok(&["run", "--rm", "keep", "cat", "/hi"]), "hi\n");
@@ -240,8 +246,10 @@ fn prune_keeps_images_and_frees_what_only_cache_or_removed_images_held() {
     assert_eq!(blobs(&k), before, "images keep all their blobs");
     k.ok(&["rmi", "gone"]);
     k.ok(&["builder", "prune"]);
-    // gone's manifest, config and layer are gone; keep still runs.
-    assert_eq!(blobs(&k), before - 3);
+    // gone's manifest and config are gone, and its layer (a build step's, held only as
+    // its snapshot: layers are compressed when pushed or exported); keep still runs.
+    assert_eq!(blobs(&k), before - 2);
+    assert_eq!(snapshots(&k), snapshots_before - 1);
     assert_eq!(k.ok(&["run", "--rm", "keep", "cat", "/hi"]), "hi\n");
     // df and du agree within 5%.
     let total = df(&k)["total"].as_u64().unwrap();
@@ -336,5 +344,100 @@ fn independent_stages_overlap() {
     assert!(
         a.0 < b.1 && b.0 < a.1,
         "the two stages overlap: {a:?} {b:?}"
+    );
+}
+
+#[test]
+fn layers_are_compressed_only_when_exported_and_once_per_type() {
+    if !can_run(&["busybox", "skopeo"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nRUN head -c 200000 /dev/urandom > /r\nCOPY a /a\n",
+    );
+    write(c, "a", "a\n");
+    let blobs = |k: &Kiln| files_below(&k.root.path().join("blobs/sha256")).len();
+    let before = blobs(&k);
+    assert!(k.build(c, &["-t", "lazy"]).0);
+    assert_eq!(
+        blobs(&k),
+        before + 2,
+        "a local build stores its manifest and config, and no layer blob"
+    );
+    let out = tempfile::tempdir().unwrap();
+    let layout = |name: &str, extra: &str| {
+        let dest = out.path().join(name);
+        let o = format!("type=oci,dest={}{extra}", dest.display());
+        assert!(k.build(c, &["-t", "lazy", "-o", &o]).0);
+        dest
+    };
+    let manifest_of = |dir: &Path| -> serde_json::Value {
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+        let d = index["manifests"][0]["digest"].as_str().unwrap();
+        let p = dir.join("blobs").join(d.replacen(':', "/", 1));
+        serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
+    };
+    // gzip (the default): the two new layers get blobs, once.
+    let gz = layout("gz", ",tar=false");
+    let after_gz = blobs(&k);
+    assert_eq!(
+        after_gz,
+        before + 2 + 2 + 1,
+        "two gzip layers and the export's manifest"
+    );
+    layout("gz-again", ",tar=false");
+    assert_eq!(
+        blobs(&k),
+        after_gz,
+        "a second export reuses the compressed blobs"
+    );
+    let m = manifest_of(&gz);
+    let types: Vec<&str> = m["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        vec!["application/vnd.oci.image.layer.v1.tar+gzip"; 3],
+        "{m}"
+    );
+    // zstd on request; skopeo reads the layout and checks every blob's digest on copy.
+    let zst = layout("zst", ",tar=false,compression=zstd");
+    let m = manifest_of(&zst);
+    let layers = m["layers"].as_array().unwrap();
+    assert_eq!(
+        layers[1]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(
+        layers[2]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    for dir in [&gz, &zst] {
+        let copy = std::process::Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}", dir.display()))
+            .arg(format!("dir:{}-copy", dir.display()))
+            .output()
+            .unwrap();
+        assert!(copy.status.success(), "skopeo: {}", stderr(&copy));
+    }
+    // Bad compression names are a usage error.
+    let o = format!("type=oci,dest={}/x,compression=lz4", out.path().display());
+    let r = k.run(&["build", "-o", &o, c.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+    assert!(
+        stderr(&r).contains("gzip, zstd or uncompressed"),
+        "{}",
+        stderr(&r)
     );
 }

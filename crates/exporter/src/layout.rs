@@ -19,7 +19,8 @@ pub enum Format {
     Docker,
 }
 
-/// Writes `image` to `dest` as a tar (or a directory when `as_dir`). `name` (a full
+/// Writes `image` to `dest` as a tar (or a directory when `as_dir`), with the layers that
+/// have no blob yet compressed as `compression` ([`crate::distributable`]). `name` (a full
 /// reference) is recorded as the ref name / repo tag when given.
 pub fn write(
     store: &Store,
@@ -28,7 +29,9 @@ pub fn write(
     format: Format,
     dest: &Path,
     as_dir: bool,
+    compression: kiln_cache::Compression,
 ) -> Result<()> {
+    let image = &crate::distributable(store, image, compression)?;
     let blobs = image_blobs(store, &image.manifest_digest)?;
     let mut desc = json!({
         "mediaType": media::OCI_MANIFEST,

@@ -117,6 +117,81 @@ pub fn store_image(
     })
 }
 
+/// The image as it leaves the machine (push, OCI layout, docker archive): the same config,
+/// and a manifest whose layers are all compressed blobs. Layers that a build step
+/// committed (held as snapshots only, see [`kiln_cache::Store::compressed_layer`]) are
+/// compressed as `compression`, several at once; layers that already have a compressed
+/// blob (a pulled base image's) are kept as they are, so their digests stay the ones
+/// registries already hold. Returns `image` itself when nothing needed compressing.
+pub fn distributable(
+    store: &Store,
+    image: &StoredImage,
+    compression: kiln_cache::Compression,
+) -> Result<StoredImage> {
+    let mut m = read_manifest(store, &image.manifest_digest)?;
+    let layers = image_layers(store, &image.manifest_digest)?;
+    let todo: Vec<usize> = layers
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| {
+            !store.has_blob(&l.digest)
+                || (kiln_cache::Compression::of_media_type(&l.media_type)
+                    == Some(kiln_cache::Compression::Uncompressed)
+                    && compression != kiln_cache::Compression::Uncompressed)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    if todo.is_empty() {
+        return Ok(image.clone());
+    }
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(todo.len());
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let done: std::sync::Mutex<Vec<(usize, Result<Layer>)>> = Default::default();
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&i) = todo.get(k) else { break };
+                let r = store
+                    .compressed_layer(&layers[i], compression)
+                    .map_err(Error::from);
+                done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
+        }
+    });
+    let mut out = layers;
+    for (i, r) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        out[i] = r?;
+    }
+    m["layers"] = json!(out
+        .iter()
+        .map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
+        .collect::<Vec<_>>());
+    let bytes = serde_json::to_vec(&m).map_err(|e| Error::Config(e.to_string()))?;
+    let (manifest_digest, manifest_size) = store.write_blob(&bytes)?;
+    Ok(StoredImage {
+        manifest_digest,
+        manifest_size,
+        config_digest: image.config_digest.clone(),
+    })
+}
+
+/// A stored image by its manifest digest.
+pub fn stored_image(store: &Store, manifest_digest: &str) -> Result<StoredImage> {
+    let m = read_manifest(store, manifest_digest)?;
+    Ok(StoredImage {
+        manifest_digest: manifest_digest.to_string(),
+        manifest_size: store.blob_size(manifest_digest)?,
+        config_digest: m["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
 /// The manifest (parsed JSON) of a stored image.
 pub fn read_manifest(store: &Store, manifest_digest: &str) -> Result<Value> {
     serde_json::from_slice(&store.read_blob(manifest_digest)?)

@@ -4,7 +4,6 @@
 use crate::{io_err, Result};
 use kiln_cache::Store;
 use kiln_oci::Layer;
-use std::io::Read;
 use std::path::{Component, Path};
 
 /// Applies `layers` onto `dest` (created when missing).
@@ -45,17 +44,7 @@ pub fn write_tar(store: &Store, layers: &[Layer], dest: &Path) -> Result<()> {
 }
 
 fn apply_layer(store: &Store, layer: &Layer, dest: &Path) -> Result<()> {
-    let f = store.open_blob(&layer.digest)?;
-    let mut head = [0u8; 4];
-    let mut probe = store.open_blob(&layer.digest)?;
-    let n = probe.read(&mut head).map_err(io_err(dest))?;
-    let reader: Box<dyn Read> = if n >= 2 && head[..2] == [0x1f, 0x8b] {
-        Box::new(flate2::read::GzDecoder::new(f))
-    } else if n >= 4 && head == [0x28, 0xb5, 0x2f, 0xfd] {
-        Box::new(zstd::stream::read::Decoder::new(f).map_err(io_err(dest))?)
-    } else {
-        Box::new(f)
-    };
+    let reader = store.layer_tar(layer)?;
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_ownerships(true);
     for entry in ar.entries().map_err(io_err(dest))? {

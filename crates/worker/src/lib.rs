@@ -288,7 +288,7 @@ impl kiln_solver::Worker for BuildWorker {
         output
             .layers()
             .iter()
-            .all(|l| self.cfg.store.has_blob(&l.digest))
+            .all(|l| self.cfg.store.layer_available(l))
     }
 
     async fn exec(
