@@ -29,7 +29,8 @@
 //! # Scheduling
 //! Each vertex is one lazily-started shared future (so a vertex reached from two stages runs
 //! once); a vertex's inputs run concurrently; ops the worker marks as heavy (RUN steps) take a
-//! permit from a semaphore of `jobs` permits. When a vertex fails, the first error is
+//! slot: `jobs` of them, plus extra ones while CPUs sit idle when the caller allows it (module
+//! `slots`: RUN steps that sleep or wait leave CPUs unused). When a vertex fails, the first error is
 //! returned and every future still running is dropped, which cancels its work (the executor
 //! kills sandboxes on drop).
 #![deny(missing_docs)]
@@ -41,7 +42,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
+
+mod slots;
+pub use slots::IdleProbe;
 
 /// An error from a worker; the CLI downcasts it to the worker's concrete types.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -240,16 +244,37 @@ pub struct Solved<O> {
 /// Solver settings.
 #[derive(Clone, Debug)]
 pub struct SolveOptions {
-    /// Concurrent heavy ops.
+    /// Heavy ops that may always run at once.
     pub jobs: usize,
+    /// When set, more heavy ops may start, up to this many at once in all, one per sampling
+    /// interval while at least one CPU's worth of time is going idle (see the `slots`
+    /// module). `None`: `jobs` is a strict bound.
+    pub idle_jobs: Option<usize>,
+    /// What says a CPU is idle (default: `/proc/stat` sampling).
+    pub idle_probe: Option<IdleProbe>,
+}
+
+impl SolveOptions {
+    /// A strict bound of `jobs` heavy ops (what an explicit `--jobs N` asks for).
+    pub fn strict(jobs: usize) -> SolveOptions {
+        SolveOptions {
+            jobs,
+            idle_jobs: None,
+            idle_probe: None,
+        }
+    }
 }
 
 impl Default for SolveOptions {
+    /// As many heavy ops as CPUs, and up to four times as many while CPUs sit idle.
     fn default() -> Self {
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
         Self {
-            jobs: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            jobs: cpus,
+            idle_jobs: Some(cpus * 4),
+            idle_probe: None,
         }
     }
 }
@@ -269,7 +294,7 @@ struct Shared_<W: Worker> {
     worker: Arc<W>,
     cache: Arc<dyn CacheStorage>,
     events: Option<mpsc::UnboundedSender<Event>>,
-    jobs: Arc<Semaphore>,
+    jobs: slots::Slots,
     counter: AtomicU32,
     executed: AtomicU32,
     cached: AtomicU32,
@@ -395,7 +420,7 @@ pub async fn solve<W: Worker>(
         worker,
         cache,
         events,
-        jobs: Arc::new(Semaphore::new(opts.jobs.max(1))),
+        jobs: slots::Slots::new(opts.jobs, opts.idle_jobs, opts.idle_probe.clone()),
         counter: AtomicU32::new(0),
         executed: AtomicU32::new(0),
         cached: AtomicU32::new(0),
@@ -479,8 +504,7 @@ async fn vertex_future<W: Worker>(
     let _permit = if s.worker.heavy(&vertex) {
         Some(
             s.jobs
-                .clone()
-                .acquire_owned()
+                .acquire()
                 .await
                 .map_err(|e| fail(&digest, &vertex, Box::new(e) as BoxError))?,
         )

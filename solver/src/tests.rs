@@ -140,7 +140,7 @@ async fn run(
     jobs: usize,
 ) -> (Result<Solved<Vec<String>>, SolveError>, Vec<Event>) {
     let (tx, mut rx) = mpsc::unbounded_channel();
-    let r = solve(d, w, c, Some(tx), &SolveOptions { jobs }).await;
+    let r = solve(d, w, c, Some(tx), &SolveOptions::strict(jobs)).await;
     let mut evs = vec![];
     while let Ok(e) = rx.try_recv() {
         evs.push(e);
@@ -381,4 +381,63 @@ async fn reruns_are_explained_against_the_previous_build_of_the_same_step() {
     assert!(evs.iter().any(
         |e| matches!(e, Event::Explain { reason, .. } if reason == "its cached result is gone (pruned)")
     ));
+}
+
+fn four_sleeps() -> Definition {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let xs: Vec<Input> = (0..4)
+        .map(|i| exec(&mut d, s.clone(), &format!("sleep:{}", 300 + i)))
+        .collect();
+    let root = merge(&mut d, s, xs);
+    d.root = Some(root.vertex);
+    d
+}
+
+/// The most heavy ops the fake worker had running at once.
+fn most_at_once(w: &Fake) -> usize {
+    let spans = w.spans.lock().unwrap();
+    spans
+        .iter()
+        .map(|a| spans.iter().filter(|b| b.1 <= a.1 && a.1 < b.2).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn idle_cpus_admit_more_heavy_ops_than_jobs_and_busy_ones_do_not() {
+    let d = four_sleeps();
+    let opts = |idle: bool| SolveOptions {
+        jobs: 1,
+        idle_jobs: Some(3),
+        idle_probe: Some(IdleProbe::new(move || idle)),
+    };
+    // CPUs idle: one slot plus two extra ones, so three run at once (never four).
+    let w = Arc::new(Fake::default());
+    solve(
+        &d,
+        w.clone(),
+        Arc::new(MemCache::default()),
+        None,
+        &opts(true),
+    )
+    .await
+    .unwrap();
+    assert_eq!(most_at_once(&w), 3);
+    // CPUs busy: the one slot only, as with a strict bound.
+    let w = Arc::new(Fake::default());
+    solve(
+        &d,
+        w.clone(),
+        Arc::new(MemCache::default()),
+        None,
+        &opts(false),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        most_at_once(&w),
+        1,
+        "busy CPUs: heavy ops ran one at a time"
+    );
 }

@@ -70,7 +70,9 @@ pub struct BuildArgs {
     /// Write build metadata (JSON) to this file.
     #[arg(long)]
     metadata_file: Option<PathBuf>,
-    /// Concurrent RUN steps (default: number of CPUs).
+    /// Concurrent RUN steps. Default: the number of CPUs, and up to four times as many
+    /// while CPUs sit idle (steps that sleep or wait on I/O); a given number is a strict
+    /// bound.
     #[arg(long)]
     jobs: Option<usize>,
     /// Import build cache (type=registry,ref=REF | type=local,src=DIR): not implemented yet.
@@ -518,10 +520,9 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         a.progress
     };
     let printer = tokio::spawn(progress::render(mode, a.explain, rx));
-    let solve_opts = kiln_solver::SolveOptions {
-        jobs: a
-            .jobs
-            .unwrap_or_else(|| kiln_solver::SolveOptions::default().jobs),
+    let solve_opts = match a.jobs {
+        Some(n) => kiln_solver::SolveOptions::strict(n),
+        None => kiln_solver::SolveOptions::default(),
     };
     let solved = tokio::select! {
         r = kiln_solver::solve(&fe.definition, worker, cache.clone(), Some(tx), &solve_opts) => r,

@@ -1,0 +1,151 @@
+//! Admission of heavy ops (RUN steps).
+//!
+//! `jobs` slots are always there. With [`crate::SolveOptions::idle_jobs`] set (kiln's
+//! default), a heavy op that finds every slot taken may still start while the machine's
+//! CPUs sit idle: RUN steps that sleep, wait on the network or on a disk leave CPUs unused,
+//! and holding the next step back then only makes the build longer (BuildKit runs every
+//! ready step at once). At most one extra op is admitted per sampling interval, so a
+//! newly started CPU-hungry step shows in the next sample before another one joins, and
+//! never more than `idle_jobs` heavy ops run in all.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How often a waiting heavy op asks whether a CPU is idle.
+pub(crate) const INTERVAL: Duration = Duration::from_millis(40);
+
+/// Says whether at least one CPU's worth of time went idle since it was last asked.
+#[derive(Clone)]
+pub struct IdleProbe(Arc<dyn Fn() -> bool + Send + Sync>);
+
+impl IdleProbe {
+    /// A probe from a function (tests inject fixed answers).
+    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> IdleProbe {
+        IdleProbe(Arc::new(f))
+    }
+
+    /// Samples `/proc/stat`: idle (and iowait) time of all CPUs between two calls, as a
+    /// number of CPUs, compared with one. Without `/proc/stat` it never says idle.
+    pub fn proc_stat() -> IdleProbe {
+        let last = Mutex::new(cpu_times());
+        IdleProbe::new(move || {
+            let now = cpu_times();
+            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
+            let idle = match (*last, now) {
+                (Some((i0, t0)), Some((i1, t1))) if t1 > t0 => {
+                    let cpus = std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1) as f64;
+                    (i1 - i0) as f64 / (t1 - t0) as f64 * cpus >= 1.0
+                }
+                _ => false,
+            };
+            *last = now;
+            idle
+        })
+    }
+
+    fn idle(&self) -> bool {
+        (self.0)()
+    }
+}
+
+impl std::fmt::Debug for IdleProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("IdleProbe")
+    }
+}
+
+/// (idle + iowait, total) jiffies of all CPUs, from the first line of `/proc/stat`.
+fn cpu_times() -> Option<(u64, u64)> {
+    let s = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = s.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if v.len() < 5 {
+        return None;
+    }
+    Some((v[3] + v[4], v.iter().sum()))
+}
+
+struct Extra {
+    /// Heavy ops running in all may not exceed this.
+    max: usize,
+    probe: IdleProbe,
+    in_use: Arc<AtomicUsize>,
+    last_grant: Mutex<Option<Instant>>,
+}
+
+/// The slots of one solve.
+pub(crate) struct Slots {
+    jobs: usize,
+    sem: Arc<Semaphore>,
+    extra: Option<Extra>,
+}
+
+/// A held slot; dropping it frees the slot.
+pub(crate) enum Permit {
+    /// One of the `jobs` slots.
+    Slot(#[allow(dead_code)] OwnedSemaphorePermit),
+    /// An extra slot granted while CPUs were idle.
+    Extra(Arc<AtomicUsize>),
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if let Permit::Extra(n) = self {
+            n.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Slots {
+    pub(crate) fn new(jobs: usize, idle_jobs: Option<usize>, probe: Option<IdleProbe>) -> Slots {
+        let jobs = jobs.max(1);
+        Slots {
+            jobs,
+            sem: Arc::new(Semaphore::new(jobs)),
+            extra: idle_jobs.filter(|&m| m > jobs).map(|max| Extra {
+                max,
+                probe: probe.unwrap_or_else(IdleProbe::proc_stat),
+                in_use: Arc::new(AtomicUsize::new(0)),
+                last_grant: Mutex::new(None),
+            }),
+        }
+    }
+
+    /// Waits for a slot: a free one of the `jobs`, or an extra one while CPUs are idle.
+    pub(crate) async fn acquire(&self) -> Result<Permit, tokio::sync::AcquireError> {
+        let Some(x) = &self.extra else {
+            return Ok(Permit::Slot(self.sem.clone().acquire_owned().await?));
+        };
+        loop {
+            tokio::select! {
+                p = self.sem.clone().acquire_owned() => return Ok(Permit::Slot(p?)),
+                _ = tokio::time::sleep(INTERVAL) => {
+                    if self.grant_extra(x) {
+                        return Ok(Permit::Extra(x.in_use.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn grant_extra(&self, x: &Extra) -> bool {
+        let mut last = x.last_grant.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < INTERVAL) {
+            return false;
+        }
+        let running = self.jobs - self.sem.available_permits() + x.in_use.load(Ordering::SeqCst);
+        if running >= x.max || !x.probe.idle() {
+            return false;
+        }
+        x.in_use.fetch_add(1, Ordering::SeqCst);
+        *last = Some(Instant::now());
+        true
+    }
+}
