@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS key_inputs (
     created INTEGER NOT NULL,
     PRIMARY KEY (scope, slot)
 );
+CREATE TABLE IF NOT EXISTS file_pool (
+    hash BLOB NOT NULL,
+    diff_id TEXT NOT NULL,
+    path TEXT NOT NULL,
+    PRIMARY KEY (hash, diff_id, path)
+);
 ";
 
 /// Tables [`SCHEMA`] creates (an older database gets the missing ones on open).
@@ -64,6 +70,7 @@ const TABLES: &[&str] = &[
     "stat_cache",
     "context_listings",
     "key_inputs",
+    "file_pool",
 ];
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
@@ -421,4 +428,37 @@ pub(crate) fn now_nanos() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0)
+}
+
+// ---- file pool ----
+
+pub(crate) fn file_pool_get(
+    c: &mut Connection,
+    hash: &[u8; 32],
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let mut st = c.prepare_cached("SELECT diff_id, path FROM file_pool WHERE hash = ?1")?;
+    let rows = st.query_map([&hash[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+pub(crate) fn file_pool_put(
+    c: &mut Connection,
+    diff_id: &str,
+    entries: &[([u8; 32], String)],
+) -> rusqlite::Result<()> {
+    let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT OR IGNORE INTO file_pool (hash, diff_id, path) VALUES (?1, ?2, ?3)",
+        )?;
+        for (hash, path) in entries {
+            st.execute(params![&hash[..], diff_id, path])?;
+        }
+    }
+    tx.commit()
+}
+
+pub(crate) fn file_pool_forget(c: &mut Connection, diff_id: &str) -> rusqlite::Result<()> {
+    c.execute("DELETE FROM file_pool WHERE diff_id = ?1", [diff_id])
+        .map(|_| ())
 }

@@ -15,7 +15,7 @@
 use crate::{db, io_err, sha256_hex, Error, Result, Store};
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A build cache record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub struct CacheRecord {
 
 /// What the stat cache knows about one context file: its `lstat` identity when it was
 /// hashed, and the blake3 of its content.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StatEntry {
     /// Device.
     pub dev: u64,
@@ -104,7 +104,12 @@ pub struct GcLock {
 /// directories count their own size, hard links count once). Errors (entries vanishing
 /// while walking) are ignored.
 pub fn disk_usage(path: &Path) -> u64 {
-    let mut seen = HashSet::new();
+    disk_usage_once(path, &mut HashSet::new())
+}
+
+/// [`disk_usage`], counting no multiply-linked inode in `seen` (and adding those it counts),
+/// so that sizes of several trees sharing files add up to what they hold together.
+fn disk_usage_once(path: &Path, seen: &mut HashSet<(u64, u64)>) -> u64 {
     let mut total = 0u64;
     for e in walkdir::WalkDir::new(path).into_iter().flatten() {
         let Ok(md) = e.metadata() else { continue };
@@ -218,6 +223,33 @@ impl Store {
         self.with_db(|c| db::listing_get(c, content_key))
     }
 
+    // ---- file pool (large files of committed snapshots, by content) ----
+    /// Files of committed snapshots whose content hashes (blake3) to `hash`: absolute
+    /// paths, which may be gone or changed since (callers check before use).
+    pub fn file_pool_get(&self, hash: &[u8; 32]) -> Result<Vec<PathBuf>> {
+        let rows = self.with_db(|c| db::file_pool_get(c, hash))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(diff_id, path)| {
+                let hex = sha256_hex(&diff_id)?;
+                let rel = Path::new(&path);
+                // Only plain relative paths inside the snapshot.
+                rel.components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)))
+                    .then(|| self.snapshots.join(hex).join(rel))
+            })
+            .collect())
+    }
+    /// Records files (content hash, path relative to the snapshot) of the snapshot of
+    /// `diff_id`, so later copies of the same content can hard-link them instead of
+    /// writing them again.
+    pub fn file_pool_put(&self, diff_id: &str, entries: &[([u8; 32], String)]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.with_db(|c| db::file_pool_put(c, diff_id, entries))
+    }
+
     // ---- key inputs (for explaining cache misses) ----
     /// The last recorded (key, inputs) of every slot of a scope (one query).
     pub fn key_inputs_get_many(&self, scope: &str) -> Result<HashMap<String, (String, Vec<u8>)>> {
@@ -263,9 +295,12 @@ impl Store {
         v.sort();
         Ok(v)
     }
-    /// Every extracted snapshot: (diff id `sha256:…`, size on disk as `du -sb` counts it).
+    /// Every snapshot: (diff id `sha256:…`, size on disk as `du -sb` counts it). A file
+    /// that several snapshots share (hard links of the file pool) counts in the first one
+    /// only, so the sizes add up to what the snapshots hold together.
     pub fn list_snapshots(&self) -> Result<Vec<(String, u64)>> {
         let mut v = Vec::new();
+        let mut seen = HashSet::new();
         for e in std::fs::read_dir(&self.snapshots)
             .map_err(io_err(&self.snapshots))?
             .flatten()
@@ -275,7 +310,7 @@ impl Store {
             if sha256_hex(&diff_id).is_none() {
                 continue;
             }
-            v.push((diff_id, disk_usage(&e.path())));
+            v.push((diff_id, disk_usage_once(&e.path(), &mut seen)));
         }
         v.sort();
         Ok(v)
@@ -299,6 +334,7 @@ impl Store {
         let Some(hex) = sha256_hex(diff_id) else {
             return Err(Error::NotFound(diff_id.to_string()));
         };
+        self.with_db(|c| db::file_pool_forget(c, diff_id))?;
         let dir = self.snapshots.join(hex);
         if !dir.exists() {
             return Ok(());

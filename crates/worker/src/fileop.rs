@@ -8,6 +8,20 @@
 //!
 //! Every path inside a root filesystem is resolved with [`resolve_in`], which follows
 //! symlinks *within* that root: an absolute symlink in an image never reaches the host.
+//!
+//! # The file pool
+//! Large context files (at least [`POOL_MIN_SIZE`]) that a COPY writes are reported back
+//! ([`Report`]) with their content hash, and the worker records them in the store's file
+//! pool once the layer is committed. When a later COPY takes a file whose content the stat
+//! cache vouches for ([`PoolHint`]) and a committed snapshot holds a file with that content
+//! and exactly the metadata this COPY would give it (mode, owner, mtime), the new layer gets
+//! a hard link to that file instead of a copy: snapshots are never written once committed,
+//! so sharing the inode is safe, and a rebuild after a small edit does not rewrite a large
+//! unchanged file. Hard links cannot cross into the overlay, so the COPY writes an empty
+//! placeholder through it (which keeps parent directories, whiteouts and copy-up exactly as
+//! a copy would) and the placeholder is swapped for the link in the upper dir once the
+//! overlay is unmounted, the parent directory's mtime restored. Only the spec's last action
+//! defers links, so no later action can touch a placeholder.
 
 use kiln_opgraph::pattern::{glob_match, PatternMatcher};
 use kiln_opgraph::{Chown, CopyAction};
@@ -31,6 +45,9 @@ pub enum Source {
         path: PathBuf,
         /// `.dockerignore` patterns.
         exclude: Vec<String>,
+        /// Large files of the directory that committed snapshots may already hold.
+        #[serde(default)]
+        pool: Vec<PoolHint>,
     },
     /// A filesystem made of these snapshot dirs (top first), mounted read-only.
     Layers(Vec<PathBuf>),
@@ -68,6 +85,32 @@ pub enum Action {
     },
 }
 
+/// Context files at least this large are pooled (see the module docs).
+pub const POOL_MIN_SIZE: u64 = 1 << 20;
+
+/// A large context file the store has hashed, and committed files with the same content.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PoolHint {
+    /// Its path relative to the context root.
+    pub rel: String,
+    /// Its `lstat` identity and content hash when it was hashed (trusted only while the
+    /// file still matches it).
+    pub entry: kiln_cache::StatEntry,
+    /// Files in committed snapshots with that content (they may have gone or differ in
+    /// metadata: checked before use).
+    pub candidates: Vec<PathBuf>,
+}
+
+/// What the helper did, for the worker.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// Large context files now in the upper dir: (content hash, path relative to the
+    /// upper dir), to record in the file pool once committed.
+    pub pooled: Vec<([u8; 32], String)>,
+    /// How many of them are hard links to committed files rather than copies.
+    pub linked: usize,
+}
+
 /// What the helper does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Spec {
@@ -84,7 +127,7 @@ pub struct Spec {
 }
 
 /// Runs the helper on `spec`; a failure's message is the helper's stderr.
-pub async fn run(helper: &[OsString], spec: &Spec) -> Result<(), kiln_solver::BoxError> {
+pub async fn run(helper: &[OsString], spec: &Spec) -> Result<Report, kiln_solver::BoxError> {
     let json = serde_json::to_string(spec)?;
     let (prog, args) = helper.split_first().ok_or("no file-op helper configured")?;
     let out = tokio::process::Command::new(prog)
@@ -96,7 +139,8 @@ pub async fn run(helper: &[OsString], spec: &Spec) -> Result<(), kiln_solver::Bo
         .await
         .map_err(|e| format!("cannot start the file-op helper: {e}"))?;
     if out.status.success() {
-        return Ok(());
+        let text = String::from_utf8_lossy(&out.stdout);
+        return Ok(serde_json::from_str(text.trim()).unwrap_or_default());
     }
     let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
     Err(Box::new(crate::StepError(if msg.is_empty() {
@@ -114,7 +158,10 @@ pub fn helper_main(args: &[OsString]) -> ! {
         .and_then(|a| serde_json::from_str::<Spec>(&a.to_string_lossy()).map_err(|e| e.to_string()))
         .and_then(|spec| apply(&spec));
     match result {
-        Ok(()) => std::process::exit(0),
+        Ok(report) => {
+            println!("{}", serde_json::to_string(&report).unwrap_or_default());
+            std::process::exit(0)
+        }
         Err(e) => {
             eprintln!("{e}");
             std::process::exit(1)
@@ -122,13 +169,15 @@ pub fn helper_main(args: &[OsString]) -> ! {
     }
 }
 
-fn apply(spec: &Spec) -> Result<(), String> {
+fn apply(spec: &Spec) -> Result<Report, String> {
     kiln_executor::mount::private_mount_namespace()
         .map_err(|e| format!("cannot make a private mount namespace: {e}"))?;
     let root = spec.scratch.join("root");
     fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     kiln_executor::mount::overlay(&spec.lowers, Some((&spec.upper, &spec.work)), &root)
         .map_err(|e| format!("cannot mount the build filesystem: {e}"))?;
+    let mut report = Report::default();
+    let mut deferred: Vec<Deferred> = Vec::new();
     for (i, action) in spec.actions.iter().enumerate() {
         match action {
             Action::Mkfile {
@@ -152,8 +201,12 @@ fn apply(spec: &Spec) -> Result<(), String> {
                 mkdir_p(&root, path, *mode, owner).map_err(|e| format!("mkdir {path}: {e}"))?;
             }
             Action::Copy { copy, source } => {
-                let (src_root, exclude, from_context) = match source {
-                    Source::Dir { path, exclude } => (path.clone(), exclude.clone(), true),
+                let (src_root, exclude, from_context, pool) = match source {
+                    Source::Dir {
+                        path,
+                        exclude,
+                        pool,
+                    } => (path.clone(), exclude.clone(), true, pool.as_slice()),
                     Source::Layers(lowers) => {
                         let mnt = spec.scratch.join(format!("src-{i}"));
                         fs::create_dir_all(&mnt).map_err(|e| e.to_string())?;
@@ -161,14 +214,94 @@ fn apply(spec: &Spec) -> Result<(), String> {
                             kiln_executor::mount::overlay(lowers, None, &mnt)
                                 .map_err(|e| format!("cannot mount the copy source: {e}"))?;
                         }
-                        (mnt, vec![], false)
+                        (mnt, vec![], false, &[][..])
                     }
                 };
-                Copier::new(&root, &src_root, &exclude, from_context, copy)?.run()?;
+                let mut copier = Copier::new(&root, &src_root, &exclude, from_context, copy)?;
+                copier.pool = pool.iter().map(|h| (h.rel.as_str(), h)).collect();
+                copier.defer_links = i + 1 == spec.actions.len();
+                copier.run()?;
+                let (pooled, links) = (copier.pooled, copier.deferred);
+                for (hash, target) in pooled {
+                    if let Ok(rel) = target.strip_prefix(&root) {
+                        report
+                            .pooled
+                            .push((hash, rel.to_string_lossy().into_owned()));
+                    }
+                }
+                deferred.extend(links);
             }
         }
     }
-    Ok(())
+    if !deferred.is_empty() {
+        nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH)
+            .map_err(|e| format!("cannot unmount the build filesystem: {e}"))?;
+        for d in deferred {
+            let Ok(rel) = d.target.strip_prefix(&root) else {
+                continue;
+            };
+            let path = spec.upper.join(rel);
+            link_placeholder(&path, &d.candidate)
+                .map_err(|e| format!("linking {}: {e}", rel.display()))?;
+            report.linked += 1;
+            report
+                .pooled
+                .push((d.hash, rel.to_string_lossy().into_owned()));
+        }
+    }
+    Ok(report)
+}
+
+/// A placeholder written through the overlay, to become a hard link to `candidate`.
+struct Deferred {
+    target: PathBuf,
+    candidate: PathBuf,
+    hash: [u8; 32],
+}
+
+/// Whether `candidate` (a committed file) is exactly what copying a file with `md` and
+/// the wanted owner and mode would make. (Pooled files were written by COPYs, which set no
+/// xattrs, so there are none to compare.)
+fn same_file(candidate: &Path, md: &fs::Metadata, mode: u32, owner: (u32, u32)) -> bool {
+    fs::symlink_metadata(candidate).is_ok_and(|c| {
+        c.is_file()
+            && c.size() == md.size()
+            && c.mode() & 0o7777 == mode
+            && (c.uid(), c.gid()) == owner
+            && c.mtime() == md.mtime()
+            && c.mtime_nsec() == md.mtime_nsec()
+    })
+}
+
+/// Replaces the placeholder at `path` (in the upper dir, the overlay unmounted) with a hard
+/// link to `candidate`, keeping the parent directory's timestamps. When the link cannot be
+/// made (another filesystem, too many links), the content is copied into the placeholder.
+fn link_placeholder(path: &Path, candidate: &Path) -> io::Result<()> {
+    let parent = path.parent().unwrap_or(Path::new("/"));
+    let pmd = fs::symlink_metadata(parent)?;
+    let mut name = OsString::from(".kiln-link-");
+    name.push(path.file_name().unwrap_or_default());
+    let tmp = parent.join(name);
+    match fs::hard_link(candidate, &tmp) {
+        Ok(()) => {
+            if let Err(e) = fs::rename(&tmp, path) {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        }
+        Err(_) => {
+            let md = fs::symlink_metadata(path)?;
+            let mut to = fs::OpenOptions::new().write(true).open(path)?;
+            io::copy(&mut fs::File::open(candidate)?, &mut to)?;
+            let t = filetime::FileTime::from_last_modification_time(&md);
+            filetime::set_file_times(path, t, t)?;
+        }
+    }
+    filetime::set_file_times(
+        parent,
+        filetime::FileTime::from_last_access_time(&pmd),
+        filetime::FileTime::from_last_modification_time(&pmd),
+    )
 }
 
 /// Resolves `path` (absolute or relative to `root`) inside `root`, following symlinks as if
@@ -347,6 +480,37 @@ struct Copier<'a> {
     owner: Option<(u32, u32)>,
     /// (dev, ino) of a copied source file → where it went, to keep hard links.
     links: HashMap<(u64, u64), PathBuf>,
+    /// Large context files the stat cache knows, by path relative to the context.
+    pool: HashMap<&'a str, &'a PoolHint>,
+    /// Whether pooled files may become deferred hard links (the spec's last action only).
+    defer_links: bool,
+    /// Large context files copied: (content hash, target).
+    pooled: Vec<([u8; 32], PathBuf)>,
+    /// Placeholders to turn into hard links.
+    deferred: Vec<Deferred>,
+    /// Regular files of the current source, copied in parallel by [`Copier::flush`].
+    jobs: Vec<FileJob>,
+    /// Hard links within the current source, made after its copies: (first path, new path).
+    link_jobs: Vec<(PathBuf, PathBuf)>,
+    /// Directories of the current source whose metadata is set once their contents exist,
+    /// deepest first.
+    dir_meta: Vec<(PathBuf, fs::Metadata)>,
+}
+
+/// A regular file to copy.
+struct FileJob {
+    src: PathBuf,
+    rel: String,
+    target: PathBuf,
+    md: fs::Metadata,
+}
+
+/// What copying a regular file leaves for the report.
+enum Outcome {
+    /// A pooled file was copied: (content hash, target).
+    Pooled([u8; 32], PathBuf),
+    /// A placeholder for a hard link was written.
+    Deferred(Deferred),
 }
 
 impl<'a> Copier<'a> {
@@ -372,7 +536,118 @@ impl<'a> Copier<'a> {
             copy,
             owner,
             links: HashMap::new(),
+            pool: HashMap::new(),
+            defer_links: false,
+            pooled: Vec::new(),
+            deferred: Vec::new(),
+            jobs: Vec::new(),
+            link_jobs: Vec::new(),
+            dir_meta: Vec::new(),
         })
+    }
+
+    /// The owner and mode a copy of a file with `md` gets.
+    fn wanted(&self, md: &fs::Metadata) -> ((u32, u32), u32) {
+        let owner = match self.owner {
+            Some(o) => o,
+            None if self.from_context => (0, 0),
+            None => (md.uid(), md.gid()),
+        };
+        (owner, self.copy.chmod.unwrap_or(md.mode() & 0o7777))
+    }
+
+    /// Copies one regular file. A large context file the stat cache vouches for becomes a
+    /// placeholder for a deferred hard link when a committed file has its content and
+    /// metadata, else a copy that is reported for the pool.
+    fn copy_file(&self, j: &FileJob) -> io::Result<Option<Outcome>> {
+        let hint = self.pool.get(j.rel.as_str()).copied().filter(|h| {
+            // A multiply-linked source keeps its links through `links` instead.
+            self.from_context
+                && j.md.size() >= POOL_MIN_SIZE
+                && j.md.nlink() == 1
+                && h.entry.matches(&j.md)
+        });
+        if let Some(h) = hint.filter(|_| self.defer_links) {
+            let (owner, mode) = self.wanted(&j.md);
+            if let Some(c) = h
+                .candidates
+                .iter()
+                .find(|c| same_file(c, &j.md, mode, owner))
+            {
+                let f = fs::File::create(&j.target)?;
+                self.set_file_meta(&f, &j.md)?;
+                return Ok(Some(Outcome::Deferred(Deferred {
+                    target: j.target.clone(),
+                    candidate: c.clone(),
+                    hash: h.entry.hash,
+                })));
+            }
+        }
+        let mut from = fs::File::open(&j.src)?;
+        let mut to = fs::File::create(&j.target)?;
+        io::copy(&mut from, &mut to)?;
+        self.set_file_meta(&to, &j.md)?;
+        Ok(hint.map(|h| Outcome::Pooled(h.entry.hash, j.target.clone())))
+    }
+
+    /// Finishes the current source: copies its regular files (on several threads when
+    /// there are many: creating small files through the overlay is most of a COPY's time),
+    /// then makes its hard links, then sets its directories' metadata, deepest first, so
+    /// creating their entries does not change their mtimes afterwards.
+    fn flush(&mut self) -> io::Result<()> {
+        let jobs = std::mem::take(&mut self.jobs);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .min(jobs.len() / 64 + 1);
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || -> io::Result<Vec<Outcome>> {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(j) = jobs.get(i) else {
+                    return Ok(out);
+                };
+                match self.copy_file(j) {
+                    Ok(o) => out.extend(o),
+                    Err(e) => {
+                        // Stop the other threads too.
+                        next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
+                        let rel = &j.rel;
+                        return Err(io::Error::new(e.kind(), format!("/{rel}: {e}")));
+                    }
+                }
+            }
+        };
+        let results: Vec<io::Result<Vec<Outcome>>> = if threads <= 1 {
+            vec![work()]
+        } else {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+                handles
+                    .into_iter()
+                    .map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")))
+                    })
+                    .collect()
+            })
+        };
+        for r in results {
+            for o in r? {
+                match o {
+                    Outcome::Pooled(hash, target) => self.pooled.push((hash, target)),
+                    Outcome::Deferred(d) => self.deferred.push(d),
+                }
+            }
+        }
+        for (first, target) in std::mem::take(&mut self.link_jobs) {
+            fs::hard_link(first, target)?;
+        }
+        for (dir, md) in std::mem::take(&mut self.dir_meta) {
+            self.set_meta(&dir, &md, false)?;
+        }
+        Ok(())
     }
 
     fn excluded(&self, rel: &str) -> bool {
@@ -522,7 +797,7 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    fn run(mut self) -> Result<(), String> {
+    fn run(&mut self) -> Result<(), String> {
         let sources = self.sources()?;
         if self.copy.parents {
             return self.run_parents(sources);
@@ -570,14 +845,15 @@ impl<'a> Copier<'a> {
                 }
                 self.copy_entry(&src, &rel, &target, true)
             };
-            res.map_err(|e| format!("copying /{rel} to {dest}: {e}"))?;
+            res.and_then(|()| self.flush())
+                .map_err(|e| format!("copying /{rel} to {dest}: {e}"))?;
         }
         Ok(())
     }
 
     /// `COPY --parents`: each source lands at `dest/<its path after the pivot>`, its parent
     /// directories created as needed.
-    fn run_parents(mut self, sources: Vec<Src>) -> Result<(), String> {
+    fn run_parents(&mut self, sources: Vec<Src>) -> Result<(), String> {
         let dest = self.copy.dest.trim_end_matches('/').to_string();
         self.ensure_dir(&format!("{dest}/"))
             .map_err(|e| format!("{dest}: {e}"))?;
@@ -608,7 +884,8 @@ impl<'a> Copier<'a> {
                     self.copy_entry(&path, &rel, &tp, true)
                 }
             })();
-            res.map_err(|e| format!("copying /{rel} to {target}: {e}"))?;
+            res.and_then(|()| self.flush())
+                .map_err(|e| format!("copying /{rel} to {target}: {e}"))?;
         }
         Ok(())
     }
@@ -620,8 +897,9 @@ impl<'a> Copier<'a> {
     }
 
     /// Creates `dest` for the contents of a source dir: a missing dest gets the source
-    /// dir's mode.
-    fn ensure_dir_like(&self, dest: &str, md: &fs::Metadata) -> io::Result<()> {
+    /// dir's metadata (mode, owner, mtime), once the contents are in (as BuildKit's copier),
+    /// so the layer does not depend on when it was built.
+    fn ensure_dir_like(&mut self, dest: &str, md: &fs::Metadata) -> io::Result<()> {
         let p = resolve_in(self.root, dest, true)?;
         if fs::symlink_metadata(&p).is_ok() {
             return Ok(());
@@ -630,7 +908,8 @@ impl<'a> Copier<'a> {
             self.ensure_dir(&parent.to_string_lossy())?;
         }
         fs::create_dir(&p)?;
-        self.set_meta(&p, md, false)
+        self.dir_meta.push((p, md.clone()));
+        Ok(())
     }
 
     fn copy_dir_contents(&mut self, src: &Path, rel: &str, dest: &Path) -> io::Result<()> {
@@ -678,15 +957,18 @@ impl<'a> Copier<'a> {
                     false
                 }
             };
+            let queued = self.jobs.len() + self.link_jobs.len();
             self.copy_dir_contents(src, rel, target)?;
             // An excluded directory only exists when an exception re-included something in it.
             if !existed
                 && ((self.from_context && self.excluded(rel)) || self.copy_excluded(rel))
+                && self.jobs.len() + self.link_jobs.len() == queued
                 && fs::read_dir(target)?.next().is_none()
             {
                 return fs::remove_dir(target);
             }
-            return self.set_meta(target, &md, false);
+            self.dir_meta.push((target.to_path_buf(), md));
+            return Ok(());
         }
         if (self.from_context && self.excluded(rel)) || self.copy_excluded(rel) {
             return Ok(());
@@ -705,15 +987,19 @@ impl<'a> Copier<'a> {
         if ft.is_file() {
             if md.nlink() > 1 {
                 if let Some(first) = self.links.get(&(md.dev(), md.ino())) {
-                    return fs::hard_link(first, target);
+                    self.link_jobs.push((first.clone(), target.to_path_buf()));
+                    return Ok(());
                 }
                 self.links
                     .insert((md.dev(), md.ino()), target.to_path_buf());
             }
-            let mut from = fs::File::open(src)?;
-            let mut to = fs::File::create(target)?;
-            io::copy(&mut from, &mut to)?;
-            return self.set_meta(target, &md, false);
+            self.jobs.push(FileJob {
+                src: src.to_path_buf(),
+                rel: rel.to_string(),
+                target: target.to_path_buf(),
+                md,
+            });
+            return Ok(());
         }
         // Devices, fifos, sockets: recreate with mknod.
         let kind = if ft.is_char_device() {
@@ -735,18 +1021,23 @@ impl<'a> Copier<'a> {
         self.set_meta(target, &md, false)
     }
 
+    /// [`Copier::set_meta`] for a regular file open for writing, through its descriptor
+    /// (no path lookups through the overlay).
+    fn set_file_meta(&self, f: &fs::File, md: &fs::Metadata) -> io::Result<()> {
+        let ((uid, gid), mode) = self.wanted(md);
+        std::os::unix::fs::fchown(f, Some(uid), Some(gid))?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        let mtime = filetime::FileTime::from_last_modification_time(md);
+        filetime::set_file_handle_times(f, Some(mtime), Some(mtime))
+    }
+
     fn set_meta(&self, target: &Path, md: &fs::Metadata, is_link: bool) -> io::Result<()> {
-        let (uid, gid) = match self.owner {
-            Some(o) => o,
-            None if self.from_context => (0, 0),
-            None => (md.uid(), md.gid()),
-        };
+        let ((uid, gid), mode) = self.wanted(md);
         std::os::unix::fs::lchown(target, Some(uid), Some(gid))?;
         let mtime = filetime::FileTime::from_last_modification_time(md);
         if is_link {
             return filetime::set_symlink_file_times(target, mtime, mtime);
         }
-        let mode = self.copy.chmod.unwrap_or(md.mode() & 0o7777);
         fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
         filetime::set_file_times(target, mtime, mtime)
     }
@@ -906,6 +1197,28 @@ mod tests {
             .run()
             .unwrap();
         root
+    }
+
+    #[test]
+    fn a_placeholder_becomes_a_link_and_its_directory_keeps_its_mtime() {
+        let d = tempfile::tempdir().unwrap();
+        let committed = d.path().join("committed");
+        fs::write(&committed, b"content").unwrap();
+        let dir = d.path().join("upper/app");
+        fs::create_dir_all(&dir).unwrap();
+        let placeholder = dir.join("big.bin");
+        fs::write(&placeholder, b"").unwrap();
+        let old = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+        filetime::set_file_times(&dir, old, old).unwrap();
+        link_placeholder(&placeholder, &committed).unwrap();
+        assert_eq!(fs::read(&placeholder).unwrap(), b"content");
+        assert_eq!(
+            fs::metadata(&placeholder).unwrap().ino(),
+            fs::metadata(&committed).unwrap().ino()
+        );
+        let md = fs::metadata(&dir).unwrap();
+        assert_eq!(filetime::FileTime::from_last_modification_time(&md), old);
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 1, "no temp name left");
     }
 
     #[test]

@@ -112,6 +112,24 @@ impl BuildWorker {
             .ok_or_else(|| format!("no local source named `{name}` was given").into())
     }
 
+    /// Large files of a context dir that the stat cache has hashed, with the committed
+    /// files holding the same content (see the file pool in [`fileop`]).
+    fn pool_hints(&self, dir: &std::path::Path) -> Vec<fileop::PoolHint> {
+        let store = &self.cfg.store;
+        let known = store
+            .stat_cache_get_many(&dir.to_string_lossy())
+            .unwrap_or_default();
+        known
+            .into_iter()
+            .filter(|(_, e)| e.size >= fileop::POOL_MIN_SIZE)
+            .map(|(rel, entry)| fileop::PoolHint {
+                candidates: store.file_pool_get(&entry.hash).unwrap_or_default(),
+                rel,
+                entry,
+            })
+            .collect()
+    }
+
     fn lowers(&self, layers: &[Layer]) -> Result<Vec<PathBuf>, BoxError> {
         let mut v = Vec::with_capacity(layers.len());
         for l in layers.iter().rev() {
@@ -187,10 +205,14 @@ impl BuildWorker {
                 kiln_opgraph::FileAction::Copy(c) => {
                     let src = it.next().ok_or("copy without a source")?;
                     let source = match &src {
-                        Output::Local { name, exclude } => fileop::Source::Dir {
-                            path: self.local_dir(name)?.clone(),
-                            exclude: exclude.clone(),
-                        },
+                        Output::Local { name, exclude } => {
+                            let path = self.local_dir(name)?.clone();
+                            fileop::Source::Dir {
+                                pool: self.pool_hints(&path),
+                                path,
+                                exclude: exclude.clone(),
+                            }
+                        }
                         Output::Layers(l) => fileop::Source::Layers(self.lowers(l)?),
                     };
                     actions.push(fileop::Action::Copy {
@@ -225,8 +247,16 @@ impl BuildWorker {
             scratch: tmp.path().to_path_buf(),
             actions,
         };
-        fileop::run(&self.cfg.fileop_helper, &spec).await?;
-        let layer = tokio::task::spawn_blocking(move || store.commit_upper(&upper)).await??;
+        let report = fileop::run(&self.cfg.fileop_helper, &spec).await?;
+        let layer = tokio::task::spawn_blocking(move || -> Result<_, kiln_cache::Error> {
+            let layer = store.commit_upper(&upper)?;
+            if let Some(l) = &layer {
+                // The pool is an optimisation: failing to record it must not fail the step.
+                let _ = store.file_pool_put(&l.diff_id, &report.pooled);
+            }
+            Ok(layer)
+        })
+        .await??;
         drop(tmp);
         let mut chain = base_layers;
         chain.extend(layer);
