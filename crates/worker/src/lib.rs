@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 /// Version of what the ops do (see [`kiln_solver::Worker::semantics_version`]). Bump it in
 /// any commit that changes an op's result for the same definition.
-pub const SEMANTICS_VERSION: &str = "kiln-worker-2";
+pub const SEMANTICS_VERSION: &str = "kiln-worker-3";
 
 /// A vertex's result.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
