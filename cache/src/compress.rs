@@ -91,23 +91,38 @@ impl Store {
         sha256_hex(&layer.diff_id).map(|hex| self.snapshots.join(hex))
     }
 
-    /// Whether the store can produce `layer`: its blob is present, or it is a build step's
-    /// layer whose snapshot is present.
-    pub fn layer_available(&self, layer: &kiln_oci::Layer) -> bool {
-        self.has_blob(&layer.digest)
-            || snapshot_only(layer) && self.snapshot_dir(layer).is_some_and(|d| d.is_dir())
+    /// A present blob carrying `layer`'s diff id: the layer's own blob, or another one
+    /// recorded for the same diff id (a compressed variant, or a blob fetched from an
+    /// imported cache).
+    pub(crate) fn blob_for(&self, layer: &kiln_oci::Layer) -> Option<kiln_oci::Layer> {
+        if self.has_blob(&layer.digest) {
+            return Some(layer.clone());
+        }
+        let known = self
+            .with_db(|c| crate::db::layers_for(c, &layer.diff_id))
+            .ok()?;
+        known.into_iter().find(|l| self.has_blob(&l.digest))
     }
 
-    /// The uncompressed tar of a layer, streamed: from its blob (decompressed) when present,
-    /// else regenerated from its snapshot.
+    /// Whether the store can produce `layer`: its snapshot or a blob carrying its diff id
+    /// is present.
+    pub fn layer_available(&self, layer: &kiln_oci::Layer) -> bool {
+        self.snapshot_dir(layer).is_some_and(|d| d.is_dir()) || self.blob_for(layer).is_some()
+    }
+
+    /// The uncompressed tar of a layer, streamed: from a blob carrying it (decompressed)
+    /// when there is one, else regenerated from its snapshot (a build step's layer).
     pub fn layer_tar(&self, layer: &kiln_oci::Layer) -> Result<Box<dyn Read + Send>> {
-        if self.has_blob(&layer.digest) || !snapshot_only(layer) {
-            let f = self.open_blob(&layer.digest)?;
-            let path = self.blob_path(&layer.digest);
+        let snapshot = self
+            .snapshot_dir(layer)
+            .filter(|d| snapshot_only(layer) && d.is_dir());
+        let Some(dir) = snapshot else {
+            let blob = self
+                .blob_for(layer)
+                .ok_or_else(|| Error::NotFound(layer.digest.clone()))?;
+            let f = self.open_blob(&blob.digest)?;
+            let path = self.blob_path(&blob.digest);
             return crate::apply::decompress(f).map_err(io_err(path));
-        }
-        let Some(dir) = self.snapshot_dir(layer).filter(|d| d.is_dir()) else {
-            return Err(Error::NotFound(layer.digest.clone()));
         };
         let (reader, writer) = io::pipe().map_err(io_err(&dir))?;
         let handle = std::thread::spawn(move || {

@@ -428,6 +428,11 @@ impl Store {
         if dest.is_dir() {
             return Ok(dest);
         }
+        // The layer's own blob, or any blob recorded for its diff id (a build step's layer
+        // whose snapshot is gone but which was compressed, or fetched from a cache).
+        let layer = &self
+            .blob_for(layer)
+            .ok_or_else(|| Error::NotFound(layer.digest.clone()))?;
         let blob = self.open_blob(&layer.digest)?;
         let tmp = tempfile::Builder::new()
             .prefix(&format!(".tmp-p{}-", std::process::id()))

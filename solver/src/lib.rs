@@ -164,6 +164,12 @@ pub trait Worker: Send + Sync + 'static {
     /// Whether a cached result can still be used (its blobs are still in the store).
     fn usable(&self, output: &Self::Output) -> bool;
 
+    /// Makes a cached result that is not [`Worker::usable`] usable again when it can (e.g. by
+    /// fetching its blobs from an imported cache); `false` (the default) runs the op.
+    async fn restore(&self, _output: &Self::Output) -> bool {
+        false
+    }
+
     /// Executes the op on its inputs' results (in [`kiln_opgraph::Op::inputs`] order).
     async fn exec(
         &self,
@@ -479,10 +485,12 @@ async fn vertex_future<W: Worker>(
 ) -> Result<W::Output, Arc<SolveErrorShared>> {
     let cacheable = s.worker.cacheable(&vertex);
     let forced = s.forced.contains(&digest);
-    if let Some(out) = (!forced)
-        .then(|| cached_output(&s, &vertex, &key))
-        .flatten()
-    {
+    let cached = if forced {
+        None
+    } else {
+        lookup(&s, &vertex, &key).await
+    };
+    if let Some(out) = cached {
         // Show the cached steps below this one too, as BuildKit does, without loading or
         // executing anything: only their cache records are read.
         announce_cached_ancestors(&s, &vertex);
@@ -495,7 +503,7 @@ async fn vertex_future<W: Worker>(
     if forced {
         // An input had to run (it ignores the cache); this vertex's own result may still
         // come from the cache.
-        if let Some(out) = cached_output(&s, &vertex, &key) {
+        if let Some(out) = lookup(&s, &vertex, &key).await {
             announce_cached(&s, &digest, &vertex, &out);
             return Ok(out);
         }
@@ -565,13 +573,28 @@ async fn vertex_future<W: Worker>(
 }
 
 /// The usable cached result of a vertex, if there is one.
+/// The cached result of a vertex when it is recorded and usable as it is.
 fn cached_output<W: Worker>(s: &Shared_<W>, vertex: &Vertex, key: &str) -> Option<W::Output> {
+    recorded(s, vertex, key).filter(|out| s.worker.usable(out))
+}
+
+fn recorded<W: Worker>(s: &Shared_<W>, vertex: &Vertex, key: &str) -> Option<W::Output> {
     if !s.worker.cacheable(vertex) || vertex.meta.ignore_cache {
         return None;
     }
     let bytes = s.cache.get(key)?;
-    let out = serde_json::from_slice::<W::Output>(&bytes).ok()?;
-    s.worker.usable(&out).then_some(out)
+    serde_json::from_slice::<W::Output>(&bytes).ok()
+}
+
+/// The cached result of a vertex that is about to be used: a recorded result that is not
+/// usable as it is gets a chance to be restored ([`Worker::restore`]).
+async fn lookup<W: Worker>(s: &Shared_<W>, vertex: &Vertex, key: &str) -> Option<W::Output> {
+    let out = recorded(s, vertex, key)?;
+    if s.worker.usable(&out) || s.worker.restore(&out).await {
+        Some(out)
+    } else {
+        None
+    }
 }
 
 /// Reports a cache hit (once per vertex) and keeps its result.

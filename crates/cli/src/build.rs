@@ -75,11 +75,12 @@ pub struct BuildArgs {
     /// bound.
     #[arg(long)]
     jobs: Option<usize>,
-    /// Import build cache (type=registry,ref=REF | type=local,src=DIR): not implemented yet.
+    /// Import build cache exported by `--cache-to` on this or another machine
+    /// (type=registry,ref=REF | type=local,src=DIR | REF); repeatable.
     #[arg(long = "cache-from")]
     cache_from: Vec<String>,
-    /// Export build cache (type=registry,ref=REF | type=local,dest=DIR | type=inline): not
-    /// implemented yet.
+    /// Export the build cache (type=registry,ref=REF | type=local,dest=DIR), with
+    /// mode=min (default: the final image's steps) or mode=max (every step); repeatable.
     #[arg(long = "cache-to")]
     cache_to: Vec<String>,
     /// Allow an entitlement: `security.insecure` (RUN --security=insecure) or `network.host`.
@@ -373,11 +374,17 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
 pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
     // Usage errors first, before any work.
-    if !a.cache_from.is_empty() || !a.cache_to.is_empty() {
-        return Err(Failure::usage(
-            "--cache-from/--cache-to: sharing build cache through a registry or directory is not implemented yet",
-        ));
-    }
+    let cache_usage = |e: kiln_remotecache::Error| Failure::usage(e.to_string());
+    let cache_from = a
+        .cache_from
+        .iter()
+        .map(|c| kiln_remotecache::parse_from(c).map_err(cache_usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cache_to = a
+        .cache_to
+        .iter()
+        .map(|c| kiln_remotecache::ExportSpec::parse(c).map_err(cache_usage))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut exports = a
         .outputs
         .iter()
@@ -481,6 +488,20 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             .map_err(frontend_failure)?;
     no_cache_filter(&mut fe.definition, &a.no_cache_filter);
 
+    // Imported caches: manifests and configs now, blobs when a hit is used. A cache that
+    // cannot be read is a warning, as with BuildKit: the build goes on without it.
+    let mut imported = Vec::new();
+    for from in &cache_from {
+        match kiln_remotecache::import(&env.store, &env.registry, from).await {
+            Ok(c) => {
+                if !a.quiet {
+                    eprintln!("importing cache from {from}: {} records", c.len());
+                }
+                imported.push(Arc::new(c));
+            }
+            Err(e) => eprintln!("warning: cannot import cache from {from}: {e}"),
+        }
+    }
     let worker = Arc::new(BuildWorker::new(WorkerConfig {
         store: env.store.clone(),
         registry: env.registry.clone(),
@@ -500,6 +521,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         hostname: "kiln".into(),
         secrets,
         allow_insecure: a.allow.iter().any(|x| x == "security.insecure"),
+        imported: imported.clone(),
     }));
     // Explanations compare a step with the previous build of the same step in the same
     // project: context dir, Dockerfile and target.
@@ -512,7 +534,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             .unwrap_or_else(|| "-".into()),
         a.target.as_deref().unwrap_or("")
     );
-    let cache = Arc::new(StoreCache(env.store.clone(), scope));
+    let cache = Arc::new(StoreCache(env.store.clone(), scope, imported));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mode = if a.quiet {
         progress::Mode::Quiet
@@ -533,6 +555,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     };
     let _ = printer.await;
     let solved = solved.map_err(solve_failure)?;
+    cache.keep_imported_hits(&solved);
 
     // The image: config + history (empty_layer decided from the solved layer counts).
     let layers = solved.root.layers().to_vec();
@@ -611,6 +634,15 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             }
         }
     }
+    for spec in &cache_to {
+        let records = cache.export_records(&fe.definition, &solved, spec.max);
+        if !a.quiet {
+            eprintln!("exporting cache to {}: {} records", spec.to, records.len());
+        }
+        kiln_remotecache::export(&env.store, &env.registry, &spec.to, records)
+            .await
+            .map_err(|e| Failure::new(1, format!("exporting cache to {}: {e}", spec.to)))?;
+    }
     if let Some(p) = &a.iidfile {
         std::fs::write(p, &image.config_digest)
             .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
@@ -670,10 +702,78 @@ fn no_cache_filter(def: &mut kiln_opgraph::Definition, stages: &[String]) {
     }
 }
 
-struct StoreCache(Arc<kiln_cache::Store>, String);
+/// The store's cache records (scope: see `build`), then those of imported caches.
+struct StoreCache(
+    Arc<kiln_cache::Store>,
+    String,
+    Vec<Arc<kiln_remotecache::Imported>>,
+);
+
+impl StoreCache {
+    /// Records locally the imported results this build used, so the next build on this
+    /// machine hits them without `--cache-from`.
+    fn keep_imported_hits(&self, solved: &kiln_solver::Solved<Output>) {
+        if self.2.is_empty() {
+            return;
+        }
+        for (d, out) in &solved.outputs {
+            let Some(key) = solved.keys.get(d) else {
+                continue;
+            };
+            if matches!(self.0.cache_get(key), Ok(None))
+                && self.2.iter().any(|c| c.get(key).is_some())
+            {
+                if let Ok(v) = serde_json::to_vec(out) {
+                    let _ = self.0.cache_put(key, &v);
+                }
+            }
+        }
+    }
+
+    /// The records to export: every step's (`max`), or the steps whose layers the result
+    /// holds (`min`), among those whose layers this machine has.
+    fn export_records(
+        &self,
+        def: &kiln_opgraph::Definition,
+        solved: &kiln_solver::Solved<Output>,
+        max: bool,
+    ) -> Vec<kiln_remotecache::Record> {
+        let root = solved.root.layers();
+        let mut out = Vec::new();
+        for (d, key) in &solved.keys {
+            if matches!(
+                def.vertices.get(d).map(|v| &v.op),
+                Some(Op::Local { .. }) | None
+            ) {
+                continue;
+            }
+            let Some(value) = self.0.cache_get(key).ok().flatten() else {
+                continue;
+            };
+            let Ok(output) = serde_json::from_slice::<Output>(&value) else {
+                continue;
+            };
+            let layers = output.layers().to_vec();
+            let in_result = layers.len() <= root.len() && root[..layers.len()] == layers[..];
+            if (max || in_result) && layers.iter().all(|l| self.0.layer_available(l)) {
+                out.push(kiln_remotecache::Record {
+                    key: key.clone(),
+                    value,
+                    layers,
+                });
+            }
+        }
+        out
+    }
+}
+
 impl kiln_solver::CacheStorage for StoreCache {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0.cache_get(key).ok().flatten()
+        self.0
+            .cache_get(key)
+            .ok()
+            .flatten()
+            .or_else(|| self.2.iter().find_map(|c| c.get(key)))
     }
     fn put(&self, key: &str, value: &[u8]) {
         if let Err(e) = self.0.cache_put(key, value) {

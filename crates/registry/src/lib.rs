@@ -408,12 +408,27 @@ impl Client {
         manifest: &kiln_oci::spec::ImageManifest,
         store: &Store,
     ) -> Result<()> {
-        let mut seen = BTreeSet::new();
-        let wanted: Vec<(String, u64)> = manifest
+        let blobs: Vec<(String, u64)> = manifest
             .layers()
             .iter()
             .map(|l| (l.digest().to_string(), l.size()))
+            .collect();
+        self.fetch_blobs(reference, &blobs, store).await
+    }
+
+    /// Fetches blobs (digest, size) of `reference`'s repository that are missing from
+    /// `store`, several at once, each streamed to disk with its digest verified.
+    pub async fn fetch_blobs(
+        &self,
+        reference: &Reference,
+        blobs: &[(String, u64)],
+        store: &Store,
+    ) -> Result<()> {
+        let mut seen = BTreeSet::new();
+        let wanted: Vec<(String, u64)> = blobs
+            .iter()
             .filter(|(d, _)| seen.insert(d.clone()) && !store.has_blob(d))
+            .cloned()
             .collect();
         if wanted.is_empty() {
             return Ok(());

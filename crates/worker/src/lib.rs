@@ -92,6 +92,9 @@ pub struct WorkerConfig {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--allow security.insecure`.
     pub allow_insecure: bool,
+    /// Caches imported with `--cache-from`: their blobs are fetched when a step that hit
+    /// one of their records is needed.
+    pub imported: Vec<Arc<kiln_remotecache::Imported>>,
 }
 
 /// The worker.
@@ -312,6 +315,21 @@ impl kiln_solver::Worker for BuildWorker {
 
     fn heavy(&self, vertex: &Vertex) -> bool {
         matches!(vertex.op, Op::Exec(_))
+    }
+
+    async fn restore(&self, output: &Output) -> bool {
+        for cache in &self.cfg.imported {
+            match cache
+                .fetch(&self.cfg.store, &self.cfg.registry, output.layers())
+                .await
+            {
+                Ok(true) => return true,
+                Ok(false) => {}
+                // A cache that cannot deliver is a miss, not a failure: the step runs.
+                Err(e) => eprintln!("warning: fetching from the imported cache failed: {e}"),
+            }
+        }
+        false
     }
 
     fn usable(&self, output: &Output) -> bool {
