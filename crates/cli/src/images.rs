@@ -65,13 +65,14 @@ pub struct RunArgs {
     /// Container name.
     #[arg(long)]
     name: Option<String>,
-    /// Run in the background (not supported yet).
+    /// Run in the background and print the container ID.
     #[arg(short, long)]
     detach: bool,
-    /// Keep stdin open.
+    /// Keep stdin open (with -d: open without data, so a shell waiting for input keeps
+    /// running).
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a TTY (not supported yet; stdio is passed through).
+    /// Allocate a TTY (not supported yet; stdio is passed through, or logged with -d).
     #[arg(short, long)]
     tty: bool,
     /// Environment K=V (or K from the caller's environment); repeatable.
@@ -163,8 +164,11 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
 }
 
 pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
-    if a.detach {
-        return Err(Failure::usage("kiln run -d is not supported yet"));
+    if a.detach && a.runtime.is_some() {
+        return Err(Failure::usage(
+            "kiln run -d does not support --runtime yet (kiln exec and the shim need the \
+             sandbox's own pid 1)",
+        ));
     }
     let tmpfs = a
         .tmpfs
@@ -236,6 +240,8 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         },
         mounts,
         hostname: a.hostname,
+        detach: a.detach,
+        interactive: a.interactive,
         extra: kiln_executor::SandboxOptions {
             tmpfs,
             resources: kiln_executor::Resources {
@@ -247,19 +253,30 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             create_etc_files: true,
         },
     };
+    // Failures of kiln itself (not of the container's command) exit 125, as docker run's.
+    let run_failure = |e: kiln_runtime::Error| Failure::new(125, e.to_string());
+    let _ = a.tty;
+    if a.detach {
+        let shim = [
+            env.exe.clone().into_os_string(),
+            kiln_runtime::SHIM_ARG.into(),
+        ];
+        let c = kiln_runtime::run_detached(&env.store, &a.image, &layers, &config, &opts, &shim)
+            .map_err(run_failure)?;
+        println!("{}", c.id());
+        return Ok(0);
+    }
     let mut executor = env.executor();
     if let Some(r) = a.runtime {
         executor = executor.with_runtime(r);
     }
-    let _ = a.interactive;
-    let _ = a.tty;
-    let code = kiln_runtime::run(&env.store, &executor, &layers, &config, &opts)
+    let result = kiln_runtime::run(&env.store, &executor, &a.image, &layers, &config, &opts)
         .await
-        .map_err(|e| match e {
-            kiln_runtime::Error::NoCommand => Failure::new(125, "no command specified"),
-            other => Failure::new(125, other.to_string()),
-        })?;
-    Ok(code.clamp(0, 255) as u8)
+        .map_err(run_failure)?;
+    if result.oom_killed {
+        eprintln!("kiln: the container was killed: out of memory (--memory limit)");
+    }
+    Ok(result.exit_code.clamp(0, 255) as u8)
 }
 
 pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {

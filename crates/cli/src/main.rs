@@ -7,6 +7,7 @@
 //! error).
 
 mod build;
+mod containers;
 mod images;
 mod progress;
 mod system;
@@ -62,6 +63,20 @@ enum Command {
     Builder(system::BuilderArgs),
     /// Disk usage of the store (`system df`).
     System(system::SystemArgs),
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Show a container's output.
+    Logs(containers::LogsArgs),
+    /// Stop running containers (the stop signal, then SIGKILL).
+    Stop(containers::StopArgs),
+    /// Send a signal to running containers.
+    Kill(containers::KillArgs),
+    /// Wait for containers to stop and print their exit codes.
+    Wait(containers::WaitArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
 }
 
 fn main() -> ExitCode {
@@ -73,6 +88,21 @@ fn main() -> ExitCode {
         }
         if first == kiln_worker::fileop::HELPER_ARG {
             kiln_worker::fileop::helper_main(&args[1..]);
+        }
+        if first == kiln_runtime::SHIM_ARG {
+            // A detached container's supervisor (`kiln run -d`); it runs its own runtime.
+            let executor = match std::env::current_exe() {
+                Ok(exe) => kiln_executor::Executor::new(vec![
+                    exe.into_os_string(),
+                    kiln_executor::HELPER_ARG.into(),
+                ]),
+                Err(e) => {
+                    eprintln!("error: cannot find the kiln binary: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            let code = kiln_runtime::shim_main(&args[2..], executor);
+            return ExitCode::from(code.clamp(0, 255) as u8);
         }
     }
     let cli = match Cli::try_parse() {
@@ -118,5 +148,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Save(a) => images::save(&env, a),
         Command::Builder(a) => system::builder(&env, a),
         Command::System(a) => system::system(&env, a),
+        Command::Ps(a) => containers::ps(&env, a),
+        Command::Logs(a) => containers::logs(&env, a),
+        Command::Stop(a) => containers::stop(&env, a),
+        Command::Kill(a) => containers::kill(&env, a),
+        Command::Wait(a) => containers::wait(&env, a),
+        Command::Rm(a) => containers::rm(&env, a),
+        Command::Exec(a) => containers::exec(&env, a).await,
     }
 }

@@ -93,6 +93,46 @@ fn own_dir(m: &Mount, key: &str) -> io::Result<PathBuf> {
     Ok(m.point.join(rel))
 }
 
+/// `(controllers, path)` for each hierarchy in a `/proc/PID/cgroup` text (the v2 line has no
+/// controllers).
+fn membership(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            Some((ctrls.to_string(), path.to_string()))
+        })
+        .collect()
+}
+
+/// Moves the calling process into every cgroup process `pid` is in (for a process joining
+/// a running sandbox). Hierarchies where both are already in the same cgroup are left
+/// alone; hierarchies that are not mounted cannot be joined and are skipped.
+pub(crate) fn join_cgroups_of(pid: libc::pid_t) -> io::Result<()> {
+    let theirs = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let ours = membership(&std::fs::read_to_string("/proc/self/cgroup")?);
+    let mounts = mounts()?;
+    for (ctrls, path) in membership(&theirs) {
+        if ours.iter().any(|(c, p)| *c == ctrls && *p == path) {
+            continue;
+        }
+        let mount = if ctrls.is_empty() {
+            mounts.iter().find(|m| m.fstype == "cgroup2")
+        } else {
+            mounts.iter().find(|m| {
+                m.fstype == "cgroup" && ctrls.split(',').all(|c| m.options.iter().any(|o| o == c))
+            })
+        };
+        let Some(m) = mount else { continue };
+        let rel = path
+            .strip_prefix(m.root.trim_end_matches('/'))
+            .unwrap_or(&path)
+            .trim_start_matches('/');
+        write(&m.point.join(rel), "cgroup.procs", "0")?;
+    }
+    Ok(())
+}
+
 fn needed(res: &Resources) -> Vec<&'static str> {
     let mut v = Vec::new();
     if res.memory.is_some() {

@@ -1,9 +1,11 @@
-//! The caller's side: spawning the helper and collecting its output and status.
+//! The caller's side: spawning the helper (to create a sandbox or to join one) and
+//! collecting its output and status.
 
 use crate::cgroup::Cgroup;
+use crate::exec::ExecRequest;
 use crate::{
-    Error, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV, ERROR_FD_ENV, ID_ENV,
-    RUNTIME_ENV, SETUP_FAILED_EXIT, SPEC_FD_ENV,
+    Error, ExecSpec, HostProcess, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV,
+    ERROR_FD_ENV, ID_ENV, MODE_ENV, RUNTIME_ENV, SETUP_FAILED_EXIT, SPEC_FD_ENV, START_FD_ENV,
 };
 use std::ffi::OsString;
 use std::io::{self, Read};
@@ -14,6 +16,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::oneshot;
 
 /// Removes the sandbox's cgroup when dropped (a background thread waits for the last
 /// processes to go when the `run` future was dropped early).
@@ -46,22 +49,9 @@ pub(crate) async fn run(
     runtime: Option<&Path>,
     spec: &RunSpec,
     output: Output,
+    started: Option<oneshot::Sender<HostProcess>>,
 ) -> Result<RunResult> {
-    let helper_name = helper
-        .first()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let spawn_err = |source: io::Error| Error::Spawn {
-        helper: helper_name.clone(),
-        source,
-    };
-    let Some((program, helper_args)) = helper.split_first() else {
-        return Err(spawn_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "empty helper command",
-        )));
-    };
-    let json = serde_json::to_string(spec).map_err(|e| spawn_err(io::Error::other(e)))?;
+    let json = serde_json::to_vec(spec).map_err(|e| spawn_error(helper, io::Error::other(e)))?;
     let id = sandbox_id();
     let cgroup = match runtime {
         Some(_) => None,
@@ -70,9 +60,70 @@ pub(crate) async fn run(
     };
     let cgroup_json = cgroup
         .as_ref()
-        .map(|c| serde_json::to_string(c).map_err(|e| spawn_err(io::Error::other(e))))
+        .map(|c| serde_json::to_string(c).map_err(|e| spawn_error(helper, io::Error::other(e))))
         .transpose()?;
     let mut guard = CgroupGuard(cgroup);
+    let mut env = vec![(ID_ENV, id)];
+    if let Some(c) = cgroup_json {
+        env.push((CGROUP_ENV, c));
+    }
+    if let Some(r) = runtime {
+        env.push((RUNTIME_ENV, r.to_string_lossy().into_owned()));
+    }
+    let launched = launch(helper, json, env, output, started).await;
+    let mut oom_killed = false;
+    if let Some(cg) = guard.0.take() {
+        oom_killed =
+            matches!(launched, Ok(code) if code == 128 + libc::SIGKILL) && cg.oom_kills() > 0;
+        let _ = tokio::task::spawn_blocking(move || cg.remove(Duration::from_secs(5))).await;
+    }
+    Ok(RunResult {
+        exit_code: launched?,
+        oom_killed,
+    })
+}
+
+pub(crate) async fn exec(
+    helper: &[OsString],
+    init: &HostProcess,
+    spec: &ExecSpec,
+    output: Output,
+) -> Result<i32> {
+    let request = ExecRequest {
+        init: *init,
+        spec: spec.clone(),
+    };
+    let json =
+        serde_json::to_vec(&request).map_err(|e| spawn_error(helper, io::Error::other(e)))?;
+    launch(helper, json, vec![(MODE_ENV, "exec".into())], output, None).await
+}
+
+fn spawn_error(helper: &[OsString], source: io::Error) -> Error {
+    Error::Spawn {
+        helper: helper
+            .first()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        source,
+    }
+}
+
+/// Starts the helper with `payload` on its spec pipe and `env`, waits for it, and returns its
+/// exit code (or the setup error it reported).
+async fn launch(
+    helper: &[OsString],
+    payload: Vec<u8>,
+    env: Vec<(&str, String)>,
+    output: Output,
+    started: Option<oneshot::Sender<HostProcess>>,
+) -> Result<i32> {
+    let spawn_err = |source: io::Error| spawn_error(helper, source);
+    let Some((program, helper_args)) = helper.split_first() else {
+        return Err(spawn_err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "empty helper command",
+        )));
+    };
 
     // Setup errors come back on this pipe; both ends are close-on-exec here, the write end is
     // made inheritable only in the forked child, so concurrent spawns never inherit it.
@@ -83,39 +134,46 @@ pub(crate) async fn run(
     let (spec_read, spec_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| spawn_err(io::Error::from(e)))?;
     let spec_read_fd = spec_read.as_raw_fd();
+    // The started sandbox's pid 1 comes back on this one (see START_FD_ENV).
+    let start_pipe = match &started {
+        Some(_) => Some(
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| spawn_err(io::Error::from(e)))?,
+        ),
+        None => None,
+    };
+    let start_write_fd = start_pipe.as_ref().map_or(-1, |(_, w)| w.as_raw_fd());
 
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(helper_args)
         .env(SPEC_FD_ENV, spec_read_fd.to_string())
         .env(ERROR_FD_ENV, err_write_fd.to_string())
-        .env(ID_ENV, &id)
         .kill_on_drop(true);
-    if let Some(c) = &cgroup_json {
-        cmd.env(CGROUP_ENV, c);
+    for (k, v) in env {
+        cmd.env(k, v);
     }
-    if let Some(r) = runtime {
-        cmd.env(RUNTIME_ENV, r);
+    if start_write_fd >= 0 {
+        cmd.env(START_FD_ENV, start_write_fd.to_string());
     }
-    let capture = match output {
-        Output::Inherit => {
-            cmd.stdin(Stdio::inherit())
-                .stdout(Stdio::inherit())
-                .stderr(Stdio::inherit());
-            None
-        }
-        Output::Capture(tx) => {
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped());
-            Some(tx)
-        }
+    let (stdin, capture) = match output {
+        Output::Inherit => (Stdio::inherit(), None),
+        Output::InheritNoStdin => (Stdio::null(), None),
+        Output::Capture(tx) => (Stdio::null(), Some(tx)),
+        Output::CaptureOpenStdin(tx) => (Stdio::piped(), Some(tx)),
     };
+    cmd.stdin(stdin);
+    if capture.is_some() {
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else {
+        cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
+    }
     let new_session = capture.is_some();
     // SAFETY: only async-signal-safe calls (fcntl, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::fcntl(err_write_fd, libc::F_SETFD, 0) < 0
                 || libc::fcntl(spec_read_fd, libc::F_SETFD, 0) < 0
+                || (start_write_fd >= 0 && libc::fcntl(start_write_fd, libc::F_SETFD, 0) < 0)
             {
                 return Err(io::Error::last_os_error());
             }
@@ -130,14 +188,25 @@ pub(crate) async fn run(
     let mut child = cmd.spawn().map_err(spawn_err)?;
     drop(err_write);
     drop(spec_read);
+    if let (Some((start_read, start_write)), Some(tx)) = (start_pipe, started) {
+        drop(start_write);
+        // Blocking reads on a thread of their own: it ends at `ready` or when every writer
+        // (the outer helper and pid 1) is gone.
+        tokio::task::spawn_blocking(move || {
+            if let Some(init) = read_started(std::fs::File::from(start_read)) {
+                let _ = tx.send(init);
+            }
+        });
+    }
     // Written from a blocking thread: a large spec does not fit a pipe buffer, and the helper
     // reads it only once it runs. A helper that died early makes this fail with EPIPE, which
     // its exit status reports better.
-    let json = json.into_bytes();
     tokio::task::spawn_blocking(move || {
         let mut f = std::fs::File::from(spec_write);
-        let _ = std::io::Write::write_all(&mut f, &json);
+        let _ = std::io::Write::write_all(&mut f, &payload);
     });
+    // Held (never written) until the process ends: see Output::CaptureOpenStdin.
+    let _stdin = child.stdin.take();
 
     let status = match capture {
         None => child.wait().await,
@@ -159,11 +228,6 @@ pub(crate) async fn run(
         (None, Some(sig)) => 128 + sig,
         (None, None) => 255,
     };
-    let mut oom_killed = false;
-    if let Some(cg) = guard.0.take() {
-        oom_killed = code == 128 + libc::SIGKILL && cg.oom_kills() > 0;
-        let _ = tokio::task::spawn_blocking(move || cg.remove(Duration::from_secs(5))).await;
-    }
     if code == SETUP_FAILED_EXIT {
         let message = read_available(err_read.into());
         let message = message.trim();
@@ -171,10 +235,40 @@ pub(crate) async fn run(
             return Err(Error::Setup(message.to_string()));
         }
     }
-    Ok(RunResult {
-        exit_code: code,
-        oom_killed,
-    })
+    Ok(code)
+}
+
+/// Reads the start pipe: `pid PID START_TIME` from the outer helper and `ready` from pid 1,
+/// in either order. `None` when the pipe closes before both came.
+fn read_started(mut f: std::fs::File) -> Option<HostProcess> {
+    let mut text = String::new();
+    let mut buf = [0u8; 256];
+    loop {
+        let mut init = None;
+        let mut ready = false;
+        for line in text.lines() {
+            let mut w = line.split_whitespace();
+            match (w.next(), w.next(), w.next()) {
+                (Some("pid"), Some(pid), Some(start)) => {
+                    init = Some(HostProcess {
+                        pid: pid.parse().ok()?,
+                        start_time: start.parse().ok()?,
+                    })
+                }
+                (Some("ready"), None, None) => ready = true,
+                _ => {}
+            }
+        }
+        if let (Some(init), true) = (init, ready) {
+            return Some(init);
+        }
+        match f.read(&mut buf) {
+            Ok(0) => return None,
+            Ok(n) => text.push_str(&String::from_utf8_lossy(&buf[..n])),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
 }
 
 async fn pump(

@@ -4,10 +4,9 @@
 
 use crate::cgroup::Cgroup;
 use crate::sys::{self, cstr, status_code, write_all_fd};
-use crate::SPEC_FD_ENV;
 use crate::{
-    Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, RUNTIME_ENV,
-    SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
+    Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, MODE_ENV, RUNTIME_ENV,
+    SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT, SPEC_FD_ENV, START_FD_ENV,
 };
 use std::collections::VecDeque;
 use std::ffi::{CString, OsString};
@@ -22,6 +21,8 @@ use std::sync::atomic::{AtomicI32, Ordering};
 static ERROR_FD: AtomicI32 = AtomicI32::new(-1);
 /// Where the signal handler forwards signals to.
 static FORWARD_TO: AtomicI32 = AtomicI32::new(0);
+/// Where a started sandbox is reported (-1: nowhere; see [`START_FD_ENV`]).
+static START_FD: AtomicI32 = AtomicI32::new(-1);
 
 const FORWARDED_SIGNALS: [libc::c_int; 6] = [
     libc::SIGTERM,
@@ -30,6 +31,31 @@ const FORWARDED_SIGNALS: [libc::c_int; 6] = [
     libc::SIGQUIT,
     libc::SIGUSR1,
     libc::SIGUSR2,
+];
+
+/// What the sandbox's pid 1 forwards to the command: every signal a process may want to
+/// handle (as tini does), so that `kiln kill -s SIG` reaches the command. Not the ones that
+/// report a fault of pid 1 itself, not SIGCHLD (pid 1 reaps), and not the job-control stops
+/// (a stopped pid 1 would stop nothing else). Signals from the host without a handler in pid 1
+/// are dropped by the kernel, and SIGKILL kills the whole namespace.
+const INIT_FORWARDED_SIGNALS: [libc::c_int; 17] = [
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGHUP,
+    libc::SIGQUIT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGPIPE,
+    libc::SIGALRM,
+    libc::SIGWINCH,
+    libc::SIGCONT,
+    libc::SIGURG,
+    libc::SIGIO,
+    libc::SIGPWR,
+    libc::SIGVTALRM,
+    libc::SIGPROF,
+    libc::SIGXCPU,
+    libc::SIGXFSZ,
 ];
 
 /// `si_code` of signals the kernel sends on its own behalf, e.g. a terminal's ^C.
@@ -97,6 +123,16 @@ pub(crate) fn main(args: &[OsString]) -> ! {
             ERROR_FD.store(fd, Ordering::Relaxed);
         }
     }
+    if let Some(fd) = std::env::var(START_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<libc::c_int>().ok())
+    {
+        // SAFETY: fcntl on an inherited fd; invalid fds just fail.
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0 {
+            START_FD.store(fd, Ordering::Relaxed);
+        }
+    }
+    std::env::remove_var(START_FD_ENV);
     // The spec comes on the fd named by SPEC_FD_ENV (how `Executor::run` sends it), or as
     // the argument (for running the helper by hand).
     let spec_fd = std::env::var(SPEC_FD_ENV)
@@ -117,6 +153,10 @@ pub(crate) fn main(args: &[OsString]) -> ! {
         _ => fail("arguments", format!("usage: {HELPER_ARG} SPEC_JSON")),
     };
     std::env::remove_var(SPEC_FD_ENV);
+    if std::env::var_os(MODE_ENV).is_some_and(|m| m == "exec") {
+        std::env::remove_var(MODE_ENV);
+        crate::exec::main(&spec_bytes);
+    }
     let spec: RunSpec =
         serde_json::from_slice(&spec_bytes).or_fail(|| "parsing the run spec".into());
     if spec.args.is_empty() {
@@ -167,6 +207,18 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     }
     // SAFETY: closing our copy of the read end.
     unsafe { libc::close(death[0]) };
+    let start_fd = START_FD.swap(-1, Ordering::Relaxed);
+    if start_fd >= 0 {
+        // Our child cannot be reaped before we wait for it, so its stat is its own.
+        if let Ok(init) = crate::HostProcess::of(child) {
+            write_all_fd(
+                start_fd,
+                format!("pid {} {}\n", init.pid, init.start_time).as_bytes(),
+            );
+        }
+        // SAFETY: closing our copy; pid 1 keeps its own until it is ready.
+        unsafe { libc::close(start_fd) };
+    }
     FORWARD_TO.store(child, Ordering::Relaxed);
     install_forwarders();
     restore_signals(&old_mask);
@@ -179,7 +231,7 @@ pub(crate) fn main(args: &[OsString]) -> ! {
 
 /// Waits for pid 1; kills it when the caller goes away (the read end of the error pipe is
 /// closed: the caller died without dropping the `run` future).
-fn wait_outer(child: libc::pid_t) -> libc::c_int {
+pub(crate) fn wait_outer(child: libc::pid_t) -> libc::c_int {
     let errfd = ERROR_FD.load(Ordering::Relaxed);
     // SAFETY: plain system call.
     let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, child, 0) } as libc::c_int;
@@ -242,8 +294,12 @@ extern "C" fn forward_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _: *m
     }
 }
 
-fn install_forwarders() {
-    for sig in FORWARDED_SIGNALS {
+pub(crate) fn install_forwarders() {
+    install_forwarders_for(&FORWARDED_SIGNALS);
+}
+
+fn install_forwarders_for(signals: &[libc::c_int]) {
+    for &sig in signals {
         // SAFETY: a zeroed sigaction with a valid handler and flags.
         unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
@@ -255,7 +311,7 @@ fn install_forwarders() {
     }
 }
 
-fn block_signals() -> libc::sigset_t {
+pub(crate) fn block_signals() -> libc::sigset_t {
     // SAFETY: sigset operations on local sets.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
@@ -269,9 +325,15 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
-fn restore_signals(old: &libc::sigset_t) {
+pub(crate) fn restore_signals(old: &libc::sigset_t) {
     // SAFETY: valid sigset.
     unsafe { libc::sigprocmask(libc::SIG_SETMASK, old, std::ptr::null_mut()) };
+}
+
+/// Forwards the usual signals to `pid` (see [`install_forwarders`]) from now on.
+pub(crate) fn forward_signals_to(pid: libc::pid_t) {
+    FORWARD_TO.store(pid, Ordering::Relaxed);
+    install_forwarders();
 }
 
 /// Runs `program args` as a child, forwarding signals to it, and returns its wait status.
@@ -341,16 +403,14 @@ fn init(
     std::fs::create_dir_all(cwd).or_fail(|| format!("creating the working directory {cwd}"));
     std::env::set_current_dir(cwd).or_fail(|| format!("chdir {cwd}"));
 
-    let mut env = spec.env.clone();
-    let has = |env: &[String], key: &str| {
-        env.iter()
-            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-    };
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", user.home));
+    let env = process_env(&spec.env, &user);
+
+    // The sandbox is set up: report it (Executor::run_observed), before the command exists.
+    let start_fd = START_FD.swap(-1, Ordering::Relaxed);
+    if start_fd >= 0 {
+        write_all_fd(start_fd, b"ready\n");
+        // SAFETY: closing our fd; the command must not inherit it.
+        unsafe { libc::close(start_fd) };
     }
 
     // SAFETY: single-threaded process.
@@ -364,10 +424,10 @@ fn init(
         // SAFETY: plain system call.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         restore_signals(old_mask);
-        exec_main(spec, &user, &env);
+        exec_process(&spec.args, spec.extra.privileged, &user, &env, false);
     }
     FORWARD_TO.store(main, Ordering::Relaxed);
-    install_forwarders();
+    install_forwarders_for(&INIT_FORWARDED_SIGNALS);
     restore_signals(old_mask);
     loop {
         let mut status = 0;
@@ -780,7 +840,24 @@ pub(crate) struct User {
     pub home: String,
 }
 
-fn resolve_user(user: &str) -> Result<User, String> {
+/// `env` plus a default `PATH` and the user's `HOME` when absent.
+pub(crate) fn process_env(env: &[String], user: &User) -> Vec<String> {
+    let mut env = env.to_vec();
+    let has = |env: &[String], key: &str| {
+        env.iter()
+            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
+    };
+    if !has(&env, "PATH") {
+        env.push(format!("PATH={DEFAULT_PATH}"));
+    }
+    if !has(&env, "HOME") {
+        env.push(format!("HOME={}", user.home));
+    }
+    env
+}
+
+/// Resolves `user` against the current root's /etc/passwd and /etc/group.
+pub(crate) fn resolve_user(user: &str) -> Result<User, String> {
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = std::fs::read_to_string("/etc/group").unwrap_or_default();
     resolve_user_in(user, &passwd, &group)
@@ -869,9 +946,18 @@ pub(crate) fn resolve_user_in(user: &str, passwd: &str, group: &str) -> Result<U
     })
 }
 
-/// The main process: drop privileges, set the environment, exec.
-fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
-    let privileged = spec.extra.privileged;
+/// A sandboxed process (a sandbox's command, or one started in it by
+/// [`crate::Executor::exec_in`]): drop privileges, set the environment, exec `args`. With
+/// `die_with_parent`, the process gets `PR_SET_PDEATHSIG(SIGKILL)` once it has its final
+/// credentials (a credential change clears it), for a parent outside its pid namespace
+/// (`getppid()` is 0 while that parent lives).
+pub(crate) fn exec_process(
+    args: &[String],
+    privileged: bool,
+    user: &User,
+    env: &[String],
+    die_with_parent: bool,
+) -> ! {
     drop_capabilities(privileged);
     let seccomp = if privileged {
         Vec::new()
@@ -890,6 +976,19 @@ fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
         if libc::setuid(user.uid) < 0 {
             fail("setuid", io::Error::last_os_error());
         }
+        if die_with_parent {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            if libc::getppid() != 0 {
+                // Reparented to the sandbox's pid 1: the parent is already gone.
+                exit(128 + libc::SIGKILL);
+            }
+        }
         // Nothing of ours leaks into the process (stdio excepted).
         libc::syscall(
             libc::SYS_close_range,
@@ -899,7 +998,7 @@ fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
         );
     }
 
-    let cmd = &spec.args[0];
+    let cmd = &args[0];
     let path_var = env
         .iter()
         .rev()
@@ -924,7 +1023,7 @@ fn exec_main(spec: &RunSpec, user: &User, env: &[String]) -> ! {
             )
         })
     };
-    let argv: Vec<CString> = spec.args.iter().map(|a| to_c(a)).collect();
+    let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
     let program_c =
         cstr(&program).unwrap_or_else(|_| exec_failed("kiln: exec: NUL in path\n", 126));

@@ -611,3 +611,157 @@ fn signals_are_forwarded_to_the_process() {
     assert_eq!(out.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("kiln-sandbox-error: "));
 }
+
+async fn exec_capture(
+    init: &kiln_executor::HostProcess,
+    spec: &kiln_executor::ExecSpec,
+) -> Result<Captured, Error> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let code = executor().exec_in(init, spec, Output::Capture(tx)).await?;
+    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+    while let Ok((stream, chunk)) = rx.try_recv() {
+        match stream {
+            Stream::Stdout => stdout.extend_from_slice(&chunk),
+            Stream::Stderr => stderr.extend_from_slice(&chunk),
+        }
+    }
+    Ok(Captured {
+        code,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    })
+}
+
+fn exec_spec(args: &[&str]) -> kiln_executor::ExecSpec {
+    kiln_executor::ExecSpec {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec!["FROM_EXEC=1".into()],
+        cwd: "/".into(),
+        user: String::new(),
+        privileged: false,
+    }
+}
+
+/// The lines of /proc/self/status that describe a process's isolation.
+fn isolation(status: &str) -> Vec<&str> {
+    status
+        .lines()
+        .filter(|l| {
+            [
+                "CapInh",
+                "CapPrm",
+                "CapEff",
+                "CapBnd",
+                "CapAmb",
+                "NoNewPrivs",
+                "Seccomp:",
+            ]
+            .iter()
+            .any(|k| l.starts_with(k))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn exec_joins_a_running_sandbox_with_the_same_isolation() {
+    require_root!();
+    let fx = fixture();
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "echo from-run > /tmp/f; cat /proc/self/status > /tmp/status; exec sleep 1000",
+    ]);
+    spec.hostname = "exec-host".into();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(async move {
+        executor()
+            .run_observed(&spec, Output::Capture(out_tx), tx)
+            .await
+    });
+    let init = rx.await.expect("the sandbox starts");
+    assert!(init.is_alive());
+    // The command runs once pid 1 is ready; wait for what it writes.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c = exec_capture(&init, &exec_spec(&["cat", "/tmp/status"]))
+            .await
+            .unwrap();
+        if c.code == 0 && c.stdout.contains("Seccomp:") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command never ran: {}",
+            c.stderr
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let c = exec_capture(&init, &exec_spec(&["cat", "/tmp/f"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        (c.code, c.stdout.as_str()),
+        (0, "from-run\n"),
+        "{}",
+        c.stderr
+    );
+    let c = exec_capture(&init, &exec_spec(&["hostname"]))
+        .await
+        .unwrap();
+    assert_eq!(c.stdout, "exec-host\n");
+    let c = exec_capture(
+        &init,
+        &exec_spec(&["sh", "-c", "echo $FROM_EXEC; ls /proc"]),
+    )
+    .await
+    .unwrap();
+    let mut lines = c.stdout.lines();
+    assert_eq!(lines.next(), Some("1"));
+    let pids: Vec<u32> = lines.filter_map(|l| l.parse().ok()).collect();
+    assert!(pids.contains(&1) && pids.len() <= 4, "{}", c.stdout);
+    let c = exec_capture(&init, &exec_spec(&["cat", "/proc/self/status"]))
+        .await
+        .unwrap();
+    let run_status = exec_capture(&init, &exec_spec(&["cat", "/tmp/status"]))
+        .await
+        .unwrap()
+        .stdout;
+    assert_eq!(isolation(&c.stdout), isolation(&run_status));
+    assert!(
+        isolation(&c.stdout).contains(&"NoNewPrivs:\t1"),
+        "{}",
+        c.stdout
+    );
+
+    let c = exec_capture(&init, &exec_spec(&["sh", "-c", "exit 5"]))
+        .await
+        .unwrap();
+    assert_eq!(c.code, 5);
+    let c = exec_capture(&init, &exec_spec(&["no-such-command"]))
+        .await
+        .unwrap();
+    assert_eq!(c.code, 127, "{}", c.stderr);
+    let mut nobody = exec_spec(&["sh", "-c", "id -u; touch /etc/passwd"]);
+    nobody.user = "nobody".into();
+    let c = exec_capture(&init, &nobody).await.unwrap();
+    assert_eq!(c.stdout, "65534\n");
+    assert_ne!(c.code, 0);
+    let mut cwd = exec_spec(&["pwd"]);
+    cwd.cwd = "/no/such/dir".into();
+    let err = exec_capture(&init, &cwd)
+        .await
+        .err()
+        .expect("missing cwd fails");
+    assert!(err.to_string().contains("/no/such/dir"), "{err}");
+
+    init.signal(libc::SIGKILL).unwrap();
+    let result = run.await.unwrap().unwrap();
+    assert_eq!(result.exit_code, 128 + libc::SIGKILL);
+    let err = exec_capture(&init, &exec_spec(&["true"]))
+        .await
+        .err()
+        .expect("exec into a stopped sandbox fails");
+    assert!(err.to_string().contains("not running"), "{err}");
+}

@@ -1,17 +1,81 @@
 //! kiln's container runtime: runs containers from images in the local store, on the same
-//! executor as build steps.
+//! executor as build steps, and keeps track of them without a daemon.
 //!
-//! A container lives in `ROOT/containers/<id>/` (`upper/`, `work/` for its overlay, and
-//! `config.json`); `--rm` removes that directory when the process exits. Which process runs
-//! follows `docker run`: `--entrypoint` replaces the image's entrypoint and drops its CMD,
-//! arguments after the image replace CMD, `-e` overrides the image's Env by key.
+//! # On disk
+//!
+//! A container lives in `ROOT/containers/<id>/` (64 hex digits): `upper/` and `work/` for its
+//! overlay, `config.json` (what it runs: the executor's [`kiln_executor::RunSpec`], its name,
+//! image and options; written once) and `state.json` (created / running / exited, its
+//! supervisor and pid 1 as [`kiln_executor::HostProcess`]es, start and end times, exit code;
+//! always rewritten atomically, a temporary file then a rename). `ROOT/containers.lock` is
+//! held while a container is created, so names stay unique. See [`Containers`] and
+//! [`Container`]; [`LAYOUT_VERSION`] versions the layout.
+//!
+//! Which process runs follows `docker run`: `--entrypoint` replaces the image's entrypoint
+//! and drops its CMD, arguments after the image replace CMD, `-e` overrides the image's Env
+//! by key.
+//!
+//! # Supervisors, and the shim
+//!
+//! Every running container has a *supervisor*, the process that runs it on the executor and
+//! records its end: `kiln run` itself in the foreground, a shim for `kiln run -d`. A
+//! container is running while its state says so *and* its supervisor is alive, checked by
+//! pid and start time (`/proc/PID/stat`), so a supervisor killed with SIGKILL never leaves a
+//! container "Up" forever ([`Container::refresh`] records it as exited with 255; the
+//! executor's helper kills the sandbox when its caller dies anyway).
+//!
+//! The shim is the `kiln` binary again (`kiln __kiln-shim DIR`, [`SHIM_ARG`],
+//! [`shim_main`]), started by [`Container::start_detached`] with `setsid` in a session of
+//! its own, stdin/stdout on /dev/null, so that it outlives the `kiln run -d` that started
+//! it. It runs the container with [`kiln_executor::Executor::run_observed`]; once the
+//! sandbox is set up it writes the state (running, its own identity, the sandbox's pid 1)
+//! and then reports `ok` on a pipe inherited from `kiln run -d` (or `error: MESSAGE` when the
+//! start failed), which only then prints the id and exits: right after `kiln run -d`
+//! returns, `kiln exec` and `kiln stop` work. At the end it records the exit code and time
+//! (or removes the container with `--rm`). The shim is our own binary rather than, say,
+//! `conmon`: no extra package, and the same executor code as every other run.
+//!
+//! # Logs
+//!
+//! A detached container's stdout and stderr go to `container.log` in the CRI log format of
+//! containerd and CRI-O (`TIME STREAM F|P CONTENT`, see `logs.rs`), not docker's json-file:
+//! the content is stored as raw bytes (json-file must turn output that is not UTF-8 into
+//! replacement characters), every record is one line (so `--tail N` and `-f` are simple
+//! byte scans), and it stays readable with plain tools. Foreground containers pass stdio
+//! through and have no log.
+//!
+//! # exec, kill, stop
+//!
+//! `exec` joins the sandbox's pid 1 recorded in the state through
+//! [`kiln_executor::Executor::exec_in`] (namespaces, cgroup, capabilities, seccomp and
+//! `no_new_privs` as the container's own process). Signals go to pid 1, which forwards them
+//! to the command; see `kill.rs`.
 #![deny(missing_docs)]
 
 use kiln_cache::Store;
-use kiln_executor::{BindMount, Executor, Network, Output, RootFs, RunSpec, SandboxOptions};
+use kiln_executor::{BindMount, Executor, Network, RunResult, SandboxOptions};
 use kiln_oci::Layer;
 use serde_json::Value;
+use std::ffi::OsString;
 use std::path::PathBuf;
+
+mod container;
+mod create;
+mod delete;
+mod exec;
+mod kill;
+mod logs;
+mod start;
+
+pub use container::{now_millis, Config, Container, Containers, State, Status, LAYOUT_VERSION};
+pub use exec::ExecOptions;
+pub use kill::parse_signal;
+pub use logs::{LogOptions, LOG_FILE};
+pub use start::{shim_main, SHIM_ARG};
+
+/// The exit code recorded for a container whose start failed (as `docker run`'s own
+/// failures).
+pub const START_FAILED_EXIT: i32 = 125;
 
 /// Errors from the runtime.
 #[derive(Debug, thiserror::Error)]
@@ -25,7 +89,7 @@ pub enum Error {
     /// The sandbox failed.
     #[error(transparent)]
     Executor(#[from] kiln_executor::Error),
-    /// Container state could not be written.
+    /// Container state could not be read or written.
     #[error("{path}: {source}")]
     Io {
         /// Path.
@@ -33,6 +97,53 @@ pub enum Error {
         /// Cause.
         source: std::io::Error,
     },
+    /// No container has this id, name or id prefix.
+    #[error("No such container: {0}")]
+    NoSuchContainer(String),
+    /// Several containers' ids start with this prefix.
+    #[error("multiple containers match the id prefix `{0}`: give more of the id")]
+    AmbiguousContainer(String),
+    /// `--name` names another container.
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". \
+         You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameInUse {
+        /// The name.
+        name: String,
+        /// The container that has it.
+        id: String,
+    },
+    /// `--name` is not a valid name.
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    /// The container is not running (exec, kill).
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The container is running (rm without force).
+    #[error(
+        "cannot remove container {0}: container is running: stop the container before \
+         removing or force remove (-f)"
+    )]
+    Running(String),
+    /// The container's pid 1 is not known.
+    #[error(
+        "container {0} has no known pid 1 (it runs through an external OCI runtime, or is \
+         still starting): exec and signals are not available"
+    )]
+    NoInit(String),
+    /// The container ran in the foreground.
+    #[error(
+        "container {0} ran in the foreground: its output went to the terminal and was not \
+         recorded (use kiln run -d)"
+    )]
+    NoLogs(String),
+    /// The shim could not be started or died before starting the container.
+    #[error("{0}")]
+    Shim(String),
+    /// The shim could not start the container.
+    #[error("{0}")]
+    StartFailed(String),
 }
 
 /// Result alias.
@@ -65,6 +176,10 @@ pub struct RunOptions {
     /// (`create_etc_files` is always set: containers get /etc/hosts, /etc/hostname and
     /// /etc/resolv.conf).
     pub extra: SandboxOptions,
+    /// `-d`.
+    pub detach: bool,
+    /// `-i` (with `-d`: stdin stays open, without data, instead of /dev/null).
+    pub interactive: bool,
 }
 
 /// The process a container runs: (argv, env, cwd, user), from the image config and options.
@@ -120,63 +235,43 @@ pub fn process(
     Ok((argv, env, cwd, user))
 }
 
-/// Runs a container from an image (its `layers` and `config`) in the foreground, with the
-/// caller's stdio, and returns its exit code.
+/// Runs a container from an image (its `layers` and `config`, named `image` by the user) in
+/// the foreground, with the caller's stdio, and returns how it ended. The container is
+/// listed while it runs; it stays (exited) afterwards unless `opts.remove`.
 pub async fn run(
     store: &Store,
     executor: &Executor,
+    image: &str,
     layers: &[Layer],
     config: &Value,
     opts: &RunOptions,
-) -> Result<i32> {
-    let (args, env, cwd, user) = process(config, opts)?;
-    let mut lowers = Vec::with_capacity(layers.len());
-    for l in layers.iter().rev() {
-        lowers.push(store.snapshot(l)?);
+) -> Result<RunResult> {
+    let containers = Containers::new(store.root());
+    let mut container = containers.create(store, image, layers, config, opts)?;
+    container.run_foreground(executor).await
+}
+
+/// Creates a container and starts it in the background under a shim (`shim`: the command
+/// line that reaches [`shim_main`]); returns it once it runs.
+pub fn run_detached(
+    store: &Store,
+    image: &str,
+    layers: &[Layer],
+    config: &Value,
+    opts: &RunOptions,
+    shim: &[OsString],
+) -> Result<Container> {
+    let containers = Containers::new(store.root());
+    let mut container = containers.create(store, image, layers, config, opts)?;
+    match container.start_detached(shim) {
+        Ok(()) => Ok(container),
+        Err(e) => {
+            if opts.remove {
+                let _ = container.remove_dir();
+            }
+            Err(e)
+        }
     }
-    let id = hex::encode(rand::random::<[u8; 32]>());
-    let dir = store.root().join("containers").join(&id);
-    let io = |path: &PathBuf| {
-        let path = path.clone();
-        move |source| Error::Io { path, source }
-    };
-    let (upper, work) = (dir.join("upper"), dir.join("work"));
-    std::fs::create_dir_all(&upper).map_err(io(&upper))?;
-    std::fs::create_dir_all(&work).map_err(io(&work))?;
-    let state = serde_json::json!({
-        "id": id, "name": opts.name, "args": args, "image_config": config,
-    });
-    std::fs::write(dir.join("config.json"), state.to_string()).map_err(io(&dir))?;
-    let spec = RunSpec {
-        rootfs: RootFs {
-            lowers,
-            upper,
-            work,
-        },
-        args,
-        env,
-        cwd,
-        user,
-        hostname: opts
-            .hostname
-            .clone()
-            .unwrap_or_else(|| id[..12].to_string()),
-        network: opts.network,
-        mounts: opts.mounts.clone(),
-        extra: SandboxOptions {
-            create_etc_files: true,
-            ..opts.extra.clone()
-        },
-    };
-    let result = executor.run_detailed(&spec, Output::Inherit).await;
-    if opts.remove {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    let result = result?;
-    if result.oom_killed {
-        eprintln!("kiln: the container was killed: out of memory (--memory limit)");
-    }
-    Ok(result.exit_code)
 }
 
 #[cfg(test)]

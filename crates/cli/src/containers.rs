@@ -1,0 +1,386 @@
+//! Container commands: ps, logs, stop, kill, wait, rm, exec (`kiln run` is in images.rs).
+//!
+//! Exit codes follow docker's CLI: 1 when a container is unknown or not in the right state
+//! (commands taking several containers go on with the others and exit 1 at the end); for
+//! `exec`, the command's own exit code, 126 when it could not be started in the container
+//! (and when it is not executable), 127 when it is not found.
+
+use crate::util::{Env, Failure};
+use clap::Args;
+use kiln_runtime::{Container, Containers, ExecOptions, LogOptions, Status};
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// Show all containers (default: only running ones).
+    #[arg(short, long)]
+    all: bool,
+    /// Only show container IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate IDs and commands.
+    #[arg(long)]
+    no_trunc: bool,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Follow the output until the container stops.
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end (or `all`).
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show timestamps.
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Container (id, id prefix or name).
+    container: String,
+}
+
+#[derive(Args)]
+pub struct StopArgs {
+    /// Seconds to wait for the container to stop before killing it.
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct KillArgs {
+    /// Signal to send (name or number).
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct WaitArgs {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Kill and remove a running container.
+    #[arg(short, long)]
+    force: bool,
+    /// Remove anonymous volumes too (kiln creates none, so there is nothing more to remove).
+    #[arg(short, long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    /// Keep stdin open (pass the caller's stdin through).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-terminal (not supported yet: fails with a message).
+    #[arg(short, long)]
+    tty: bool,
+    /// Environment K=V (or K from the caller's environment); repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// User (name or uid[:gid]; default: the container's).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Working directory (default: the container's).
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// Container (id, id prefix or name).
+    container: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    args: Vec<String>,
+}
+
+fn failure(e: kiln_runtime::Error) -> Failure {
+    Failure::new(1, e.to_string())
+}
+
+fn find(env: &Env, what: &str) -> Result<Container, Failure> {
+    Containers::new(env.store.root())
+        .find(what)
+        .map_err(failure)
+}
+
+/// Runs `f` for each named container, printing errors and going on; exit 1 if any failed.
+fn each(
+    env: &Env,
+    names: &[String],
+    mut f: impl FnMut(Container, &str) -> Result<(), Failure>,
+) -> u8 {
+    let mut code = 0;
+    for name in names {
+        if let Err(e) = find(env, name).and_then(|c| f(c, name)) {
+            e.print();
+            code = 1;
+        }
+    }
+    code
+}
+
+/// Docker's `units.HumanDuration`.
+pub fn human_duration(d: Duration) -> String {
+    let seconds = d.as_secs();
+    let minutes = seconds / 60;
+    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    match () {
+        _ if seconds < 1 => "Less than a second".into(),
+        _ if seconds == 1 => "1 second".into(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".into(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".into(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", seconds / 3600 / 24 / 365),
+    }
+}
+
+fn since(now: i64, then: i64) -> Duration {
+    Duration::from_millis(now.saturating_sub(then).max(0) as u64)
+}
+
+/// The STATUS column: `Up 3 seconds`, `Exited (0) 2 seconds ago`, `Created`.
+fn status(c: &Container, now: i64) -> String {
+    let s = &c.state;
+    match s.status {
+        Status::Running => format!(
+            "Up {}",
+            human_duration(since(now, s.started.unwrap_or(c.config.created)))
+        ),
+        Status::Exited => format!(
+            "Exited ({}) {} ago",
+            s.exit_code.unwrap_or(255),
+            human_duration(since(now, s.finished.unwrap_or(now)))
+        ),
+        Status::Created => "Created".into(),
+    }
+}
+
+/// The COMMAND column: the command line, truncated to 20 characters, quoted.
+fn command(c: &Container, truncate: bool) -> String {
+    let cmd = c.config.spec.args.join(" ");
+    let cmd = if truncate && cmd.chars().count() > 20 {
+        let mut t: String = cmd.chars().take(19).collect();
+        t.push('…');
+        t
+    } else {
+        cmd
+    };
+    format!("{cmd:?}")
+}
+
+pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
+    let list = Containers::new(env.store.root()).list().map_err(failure)?;
+    let now = kiln_runtime::now_millis();
+    let shown = list
+        .iter()
+        .filter(|c| a.all || c.state.status == Status::Running);
+    let id = |c: &Container| {
+        if a.no_trunc {
+            c.id().to_string()
+        } else {
+            c.short_id().to_string()
+        }
+    };
+    if a.quiet {
+        for c in shown {
+            println!("{}", id(c));
+        }
+        return Ok(0);
+    }
+    let mut rows: Vec<[String; 6]> = vec![[
+        "CONTAINER ID".into(),
+        "IMAGE".into(),
+        "COMMAND".into(),
+        "CREATED".into(),
+        "STATUS".into(),
+        "NAMES".into(),
+    ]];
+    for c in shown {
+        rows.push([
+            id(c),
+            c.config.image.clone(),
+            command(c, !a.no_trunc),
+            format!("{} ago", human_duration(since(now, c.config.created))),
+            status(c, now),
+            c.config.name.clone(),
+        ]);
+    }
+    print!("{}", table(&rows));
+    Ok(0)
+}
+
+/// Columns padded to the widest cell plus three spaces (docker's tabwriter layout).
+fn table<const N: usize>(rows: &[[String; N]]) -> String {
+    let mut widths = [0usize; N];
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < N {
+                let pad = widths[i] - cell.chars().count() + 3;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+pub fn logs(env: &Env, a: LogsArgs) -> Result<u8, Failure> {
+    let tail = match a.tail.as_str() {
+        "all" => None,
+        n => Some(n.parse::<usize>().map_err(|_| {
+            Failure::usage(format!("invalid --tail `{n}`: give a number or `all`"))
+        })?),
+    };
+    let c = find(env, &a.container)?;
+    let opts = LogOptions {
+        follow: a.follow,
+        tail,
+        timestamps: a.timestamps,
+    };
+    let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+    match c.logs(&opts, &mut out, &mut err) {
+        Ok(()) => Ok(0),
+        // The reader went away (`kiln logs … | head`).
+        Err(kiln_runtime::Error::Io { source, .. })
+            if source.kind() == std::io::ErrorKind::BrokenPipe =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(failure(e)),
+    }
+}
+
+pub fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
+    Ok(each(env, &a.containers, |mut c, name| {
+        c.stop(Duration::from_secs(a.time)).map_err(failure)?;
+        println!("{name}");
+        Ok(())
+    }))
+}
+
+pub fn kill(env: &Env, a: KillArgs) -> Result<u8, Failure> {
+    let signal = kiln_runtime::parse_signal(&a.signal)
+        .ok_or_else(|| Failure::usage(format!("invalid signal: {}", a.signal)))?;
+    Ok(each(env, &a.containers, |mut c, name| {
+        c.kill(signal).map_err(failure)?;
+        println!("{name}");
+        Ok(())
+    }))
+}
+
+pub fn wait(env: &Env, a: WaitArgs) -> Result<u8, Failure> {
+    Ok(each(env, &a.containers, |mut c, _| {
+        match c.wait().map_err(failure)? {
+            Some(code) => println!("{code}"),
+            None => {
+                return Err(Failure::new(
+                    1,
+                    format!(
+                        "container {} was removed before its exit code could be read",
+                        c.id()
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }))
+}
+
+pub fn rm(env: &Env, a: RmArgs) -> Result<u8, Failure> {
+    let _ = a.volumes;
+    Ok(each(env, &a.containers, |c, name| {
+        c.remove(a.force).map_err(failure)?;
+        println!("{name}");
+        Ok(())
+    }))
+}
+
+pub async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
+    if a.tty {
+        return Err(Failure::usage(
+            "kiln exec -t is not supported yet (no pseudo-terminal allocation); run without -t \
+             (-i passes your stdin through)",
+        ));
+    }
+    let mut c = find(env, &a.container)?;
+    let opts = ExecOptions {
+        args: a.args,
+        env: a
+            .env
+            .iter()
+            .filter_map(|e| {
+                if e.contains('=') {
+                    Some(e.clone())
+                } else {
+                    std::env::var(e).ok().map(|v| format!("{e}={v}"))
+                }
+            })
+            .collect(),
+        user: a.user,
+        workdir: a.workdir,
+    };
+    let output = if a.interactive {
+        kiln_executor::Output::Inherit
+    } else {
+        kiln_executor::Output::InheritNoStdin
+    };
+    match c.exec(&env.executor(), &opts, output).await {
+        Ok(code) => Ok(code.clamp(0, 255) as u8),
+        Err(e @ kiln_runtime::Error::Executor(_)) => Err(Failure::new(126, e.to_string())),
+        Err(e) => Err(failure(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_docker() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
+        assert_eq!(human_duration(s(1)), "1 second");
+        assert_eq!(human_duration(s(42)), "42 seconds");
+        assert_eq!(human_duration(s(90)), "About a minute");
+        assert_eq!(human_duration(s(600)), "10 minutes");
+        assert_eq!(human_duration(s(3600)), "About an hour");
+        assert_eq!(human_duration(s(5 * 3600)), "5 hours");
+        assert_eq!(human_duration(s(3 * 86400)), "3 days");
+    }
+
+    #[test]
+    fn tables_pad_like_tabwriter() {
+        let rows = [
+            ["A".to_string(), "BB".to_string()],
+            ["ccc".to_string(), "d".to_string()],
+        ];
+        assert_eq!(table(&rows), "A     BB\nccc   d\n");
+    }
+}

@@ -1,0 +1,404 @@
+//! Containers through the real `kiln` binary: `run -d`, `ps`, `logs`, `stop`, `kill`,
+//! `wait`, `rm`, `exec`. Needs root and Debian's busybox-static (the base image is imported
+//! locally, no registry or network); skipped with a message otherwise.
+
+mod common;
+use common::*;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// A state directory with the busybox base image, whose containers are removed (`rm -f`)
+/// when the test ends, whatever happened.
+struct Root {
+    k: Kiln,
+}
+
+impl Root {
+    fn new() -> Option<Root> {
+        if !can_run(&[]) {
+            return None;
+        }
+        let k = Kiln::new();
+        k.seed_local_base();
+        Some(Root { k })
+    }
+
+    /// `kiln run -d ARGS…`: returns the id it printed.
+    fn run_d(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d"];
+        all.extend_from_slice(args);
+        let id = self.k.ok(&all).trim().to_string();
+        assert!(
+            id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "run -d prints the full id: {id:?}"
+        );
+        id
+    }
+
+    fn dir(&self, id: &str) -> PathBuf {
+        self.k.root.path().join("containers").join(id)
+    }
+
+    /// The state file's field `key` (e.g. the shim's pid).
+    fn state(&self, id: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.dir(id).join("state.json")).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// `kiln ps` (with `-a`) as (id, status, name) rows.
+    fn ps(&self, all: bool) -> Vec<(String, String, String)> {
+        let out = if all {
+            self.k.ok(&["ps", "-a"])
+        } else {
+            self.k.ok(&["ps"])
+        };
+        let mut lines = out.lines();
+        let header = lines.next().expect("a header line");
+        let col = |name: &str| header.find(name).unwrap();
+        let (status, names) = (col("STATUS"), col("NAMES"));
+        lines
+            .map(|l| {
+                (
+                    l[..12].to_string(),
+                    l[status..names].trim().to_string(),
+                    l[names..].trim().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn status_of(&self, id: &str) -> Option<String> {
+        self.ps(true)
+            .into_iter()
+            .find(|(i, _, _)| id.starts_with(i.as_str()))
+            .map(|(_, s, _)| s)
+    }
+}
+
+impl Drop for Root {
+    fn drop(&mut self) {
+        let ids = self.k.run(&["ps", "-aq"]);
+        for id in stdout(&ids).lines() {
+            let _ = self.k.run(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// Polls `f` every 10 ms until it is true; panics with `what` after 10 s.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn pid_alive(pid: i64) -> bool {
+    // A zombie is dead too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            let state = s
+                .rsplit_once(')')
+                .map(|(_, r)| r.trim_start())
+                .unwrap_or("");
+            !state.starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn detached_container_is_up_in_ps_and_its_output_in_logs() {
+    let Some(r) = Root::new() else { return };
+    let start = Instant::now();
+    let id = r.run_d(&[
+        "--name",
+        "web",
+        "busybox",
+        "sh",
+        "-c",
+        // The streams are separate pipes: only a pause orders records across them.
+        "echo to-out; echo to-err >&2; sleep 0.2; echo second; exec sleep 1000",
+    ]);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "run -d returns at once"
+    );
+    let rows = r.ps(false);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].0, id[..12]);
+    assert!(rows[0].1.starts_with("Up "), "{rows:?}");
+    assert_eq!(rows[0].2, "web");
+    assert_eq!(r.k.ok(&["ps", "-q"]).trim(), &id[..12]);
+
+    eventually("the output is logged", || {
+        r.k.ok(&["logs", "web"]).contains("second")
+    });
+    let logs = r.k.run(&["logs", "web"]);
+    assert_eq!(stdout(&logs), "to-out\nsecond\n");
+    assert_eq!(stderr(&logs), "to-err\n");
+    let tail = r.k.run(&["logs", "--tail", "1", &id[..8]]);
+    assert_eq!(stdout(&tail), "second\n", "the last record, by id prefix");
+    assert_eq!(stderr(&tail), "");
+}
+
+#[test]
+fn logs_follow_prints_output_until_the_container_exits() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&[
+        "busybox",
+        "sh",
+        "-c",
+        "echo first; sleep 0.5; echo second; echo late-err >&2; exit 2",
+    ]);
+    let start = Instant::now();
+    let follow = r.k.run(&["logs", "-f", &id]);
+    assert!(follow.status.success(), "{}", stderr(&follow));
+    assert_eq!(stdout(&follow), "first\nsecond\n");
+    assert_eq!(stderr(&follow), "late-err\n");
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert!(r.status_of(&id).unwrap().starts_with("Exited (2) "));
+    let stamped = r.k.ok(&["logs", "-t", &id]);
+    let (time, line) = stamped.lines().next().unwrap().split_once(' ').unwrap();
+    assert_eq!(line, "first");
+    assert!(time.ends_with('Z') && time.contains('T'), "{stamped}");
+}
+
+#[test]
+fn stop_records_the_exit_code_and_ps_all_shows_it() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&[
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 3' TERM; trap 'echo got-winch' WINCH; echo ready; \
+         while :; do sleep 0.05; done",
+    ]);
+    eventually("the trap is set", || {
+        r.k.ok(&["logs", &id]).contains("ready")
+    });
+    // Any signal a process may handle reaches the command (through the sandbox's pid 1).
+    assert_eq!(r.k.ok(&["kill", "-s", "SIGWINCH", &id]).trim(), id);
+    eventually("the command got SIGWINCH", || {
+        r.k.ok(&["logs", &id]).contains("got-winch")
+    });
+    assert!(r.status_of(&id).unwrap().starts_with("Up "));
+    let start = Instant::now();
+    assert_eq!(r.k.ok(&["stop", &id]).trim(), id);
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "SIGTERM stopped it, no SIGKILL after the timeout"
+    );
+    assert!(r.ps(false).is_empty(), "stopped: not in ps");
+    let status = r.status_of(&id).expect("ps -a lists it");
+    assert!(status.starts_with("Exited (3) "), "{status}");
+    assert_eq!(r.k.ok(&["wait", &id]).trim(), "3");
+    assert!(r.k.ok(&["logs", &id]).contains("got-term"));
+
+    // SIGTERM ignored: SIGKILL after -t seconds.
+    let id = r.run_d(&[
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    ]);
+    eventually("the trap is set", || {
+        r.k.ok(&["logs", &id]).contains("ready")
+    });
+    r.k.ok(&["stop", "-t", "1", &id]);
+    assert!(r.status_of(&id).unwrap().starts_with("Exited (137) "));
+}
+
+#[test]
+fn exec_runs_in_the_containers_filesystem_hostname_and_pid_namespace() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&[
+        "--name",
+        "box",
+        "-e",
+        "FROM_RUN=yes",
+        "busybox",
+        "sh",
+        "-c",
+        "echo written-by-the-container > /tmp/file; \
+         echo nobody:x:65534:65534:nobody:/:/bin/sh >> /etc/passwd; \
+         echo secret > /root-owned; chmod 644 /root-owned; exec sleep 1000",
+    ]);
+    eventually("the container wrote its files", || {
+        r.k.run(&["exec", "box", "test", "-e", "/root-owned"])
+            .status
+            .success()
+    });
+    assert_eq!(
+        r.k.ok(&["exec", "box", "cat", "/tmp/file"]),
+        "written-by-the-container\n"
+    );
+    assert_eq!(r.k.ok(&["exec", "box", "hostname"]).trim(), &id[..12]);
+    assert_eq!(
+        r.k.ok(&[
+            "exec",
+            "-e",
+            "FROM_EXEC=1",
+            "box",
+            "sh",
+            "-c",
+            "echo $FROM_RUN $FROM_EXEC"
+        ]),
+        "yes 1\n",
+        "the container's environment plus -e"
+    );
+
+    // The container's pid namespace: its pid 1, its sleep, and the exec'd ls.
+    let procs = r.k.ok(&["exec", "box", "ls", "/proc"]);
+    let pids: Vec<u32> = procs.lines().filter_map(|l| l.parse().ok()).collect();
+    assert!(pids.contains(&1), "{procs}");
+    assert!(pids.len() <= 4, "only the container's processes: {pids:?}");
+    let ps = r.k.ok(&["exec", "box", "ps"]);
+    assert!(ps.contains("sleep 1000"), "{ps}");
+    assert!(
+        !ps.contains("__kiln-shim"),
+        "the host's processes are not visible: {ps}"
+    );
+
+    // Exit codes: the command's own; 127 not found; 126 not executable.
+    assert_eq!(
+        r.k.run(&["exec", "box", "sh", "-c", "exit 42"])
+            .status
+            .code(),
+        Some(42)
+    );
+    let missing = r.k.run(&["exec", "box", "no-such-command"]);
+    assert_eq!(missing.status.code(), Some(127), "{}", stderr(&missing));
+    assert!(stderr(&missing).contains("executable file not found"));
+    assert_eq!(
+        r.k.run(&["exec", "box", "/etc/passwd"]).status.code(),
+        Some(126)
+    );
+
+    // -u: a user of the container's /etc/passwd (added by the container itself), without
+    // write access to a root-owned file.
+    let nobody = r.k.run(&[
+        "exec",
+        "-u",
+        "nobody",
+        "box",
+        "sh",
+        "-c",
+        "id -u; echo x >> /root-owned",
+    ]);
+    assert_eq!(stdout(&nobody), "65534\n");
+    assert_ne!(nobody.status.code(), Some(0));
+    assert!(
+        stderr(&nobody).contains("Permission denied"),
+        "{}",
+        stderr(&nobody)
+    );
+    assert_eq!(r.k.ok(&["exec", "box", "cat", "/root-owned"]), "secret\n");
+
+    // stdin only with -i.
+    let mut c = r.k.cmd();
+    c.args(["exec", "-i", "box", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"piped\n").unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "piped\n");
+
+    // A stopped container and an unknown one fail clearly, with exit 1.
+    r.k.ok(&["kill", "box"]);
+    eventually("the container is down", || {
+        r.status_of(&id)
+            .is_some_and(|s| s.starts_with("Exited (137)"))
+    });
+    let stopped = r.k.run(&["exec", "box", "true"]);
+    assert_eq!(stopped.status.code(), Some(1));
+    assert!(
+        stderr(&stopped).contains("is not running"),
+        "{}",
+        stderr(&stopped)
+    );
+    let unknown = r.k.run(&["exec", "nothing-like-this", "true"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(stderr(&unknown).contains("No such container: nothing-like-this"));
+}
+
+#[test]
+fn a_killed_shim_does_not_leave_the_container_up() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["busybox", "sleep", "1000"]);
+    let state = r.state(&id);
+    let shim = state["supervisor"]["pid"].as_i64().unwrap();
+    let init = state["init"]["pid"].as_i64().unwrap();
+    assert!(r.status_of(&id).unwrap().starts_with("Up "));
+    // SAFETY: plain system call on a pid of ours.
+    assert_eq!(unsafe { libc::kill(shim as i32, libc::SIGKILL) }, 0);
+    eventually("the shim is gone", || !pid_alive(shim));
+    assert!(r.ps(false).is_empty(), "not Up without its shim");
+    let status = r.status_of(&id).unwrap();
+    assert!(status.starts_with("Exited (255) "), "{status}");
+    eventually("the sandbox died with its shim", || !pid_alive(init));
+    let exec = r.k.run(&["exec", &id, "true"]);
+    assert_eq!(exec.status.code(), Some(1));
+
+    // With --rm, the container is removed once its dead shim is noticed.
+    let id = r.run_d(&["--rm", "busybox", "sleep", "1000"]);
+    let shim = r.state(&id)["supervisor"]["pid"].as_i64().unwrap();
+    // SAFETY: plain system call on a pid of ours.
+    assert_eq!(unsafe { libc::kill(shim as i32, libc::SIGKILL) }, 0);
+    eventually("the shim is gone", || !pid_alive(shim));
+    assert!(r.status_of(&id).is_none(), "{:?}", r.ps(true));
+    assert!(!r.dir(&id).exists());
+}
+
+#[test]
+fn rm_refuses_a_running_container_unless_forced() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "victim", "busybox", "sleep", "1000"]);
+    let init = r.state(&id)["init"]["pid"].as_i64().unwrap();
+    let refused = r.k.run(&["rm", "victim"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("container is running"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(r.dir(&id).is_dir());
+    assert_eq!(r.k.ok(&["rm", "-f", "victim"]).trim(), "victim");
+    assert!(!r.dir(&id).exists(), "its directory is removed");
+    assert!(!pid_alive(init), "its processes are killed");
+    assert!(r.ps(true).is_empty());
+    assert!(files_below(&r.k.root.path().join("containers")).is_empty());
+}
+
+#[test]
+fn rm_with_detach_removes_the_container_when_it_exits() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--rm", "busybox", "sh", "-c", "sleep 0.2; exit 4"]);
+    assert_eq!(
+        r.k.ok(&["wait", &id]).trim(),
+        "4",
+        "wait reads the code before removal"
+    );
+    eventually("the container removed itself", || !r.dir(&id).exists());
+    assert!(r.ps(true).is_empty());
+}
+
+#[test]
+fn duplicate_names_are_rejected() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "same", "busybox", "sleep", "1000"]);
+    let dup = r.k.run(&["run", "-d", "--name", "same", "busybox", "true"]);
+    assert_eq!(dup.status.code(), Some(125));
+    assert!(
+        stderr(&dup).contains("\"/same\" is already in use by container"),
+        "{}",
+        stderr(&dup)
+    );
+    assert_eq!(r.ps(true).len(), 1, "nothing was created");
+    let foreground =
+        r.k.run(&["run", "--rm", "--name", "same", "busybox", "true"]);
+    assert_eq!(foreground.status.code(), Some(125));
+    r.k.ok(&["rm", "-f", &id]);
+    r.run_d(&["--name", "same", "busybox", "true"]);
+}

@@ -1,0 +1,331 @@
+//! A container on disk: `config.json` (what it runs, fixed at creation) and `state.json`
+//! (where it is in its life, rewritten atomically), and the set of containers of a root.
+
+use crate::{Error, Result};
+use kiln_executor::{HostProcess, RunSpec};
+use serde::{Deserialize, Serialize};
+use std::fs;
+use std::io::{self, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Version of the on-disk layout of a container directory. Bump it when `config.json` or
+/// `state.json` change incompatibly; directories of other versions are not listed.
+pub const LAYOUT_VERSION: u32 = 1;
+
+/// What a container runs, written once when it is created (`config.json`).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Config {
+    /// [`LAYOUT_VERSION`].
+    pub version: u32,
+    /// 64 hex digits.
+    pub id: String,
+    /// Unique among the root's containers (generated when not given).
+    pub name: String,
+    /// The image as the user named it.
+    pub image: String,
+    /// Creation time, milliseconds since the Unix epoch.
+    pub created: i64,
+    /// The sandbox: root filesystem, process, hostname, network, mounts, limits.
+    pub spec: RunSpec,
+    /// `--rm`.
+    pub remove: bool,
+    /// `-d`: run under a supervisor of its own with its output in the log.
+    pub detach: bool,
+    /// `-i` (with `-d`: stdin stays open, without data).
+    pub interactive: bool,
+    /// The image's config (for `StopSignal`, and for `inspect` later).
+    pub image_config: serde_json::Value,
+}
+
+/// Where a container is in its life.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Created, not started (or its start failed: see [`State::error`]).
+    #[default]
+    Created,
+    /// Started; running as long as its supervisor lives (see [`Container::is_running`]).
+    Running,
+    /// Its process ended.
+    Exited,
+}
+
+/// A container's changing state (`state.json`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// Status.
+    pub status: Status,
+    /// The process that runs the container and records its end: the shim of a detached
+    /// container, the `kiln run` process of a foreground one.
+    pub supervisor: Option<HostProcess>,
+    /// The sandbox's pid 1 (what `exec` joins and signals go to); unknown for containers
+    /// run through an external OCI runtime.
+    pub init: Option<HostProcess>,
+    /// Start time, milliseconds since the Unix epoch.
+    pub started: Option<i64>,
+    /// End time, milliseconds since the Unix epoch.
+    pub finished: Option<i64>,
+    /// Exit code (128+N when killed by signal N; 255 when the supervisor died first).
+    pub exit_code: Option<i32>,
+    /// Killed by the OOM killer because of its memory limit.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// Why the container could not start, or why its end was not recorded.
+    pub error: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes `value` as JSON to `path` atomically: a temporary file next to it, then a rename.
+pub(crate) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<()> {
+    let data = serde_json::to_vec(value).map_err(|e| Error::Io {
+        path: path.to_path_buf(),
+        source: io::Error::other(e),
+    })?;
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    let write = || -> io::Result<()> {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(&data)?;
+        fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = fs::remove_file(&tmp);
+        io_err(path)(e)
+    })
+}
+
+/// A container: its directory, config and last read state.
+#[derive(Clone, Debug)]
+pub struct Container {
+    /// `ROOT/containers/<id>`.
+    pub dir: PathBuf,
+    /// `config.json`.
+    pub config: Config,
+    /// `state.json` as last read or written.
+    pub state: State,
+}
+
+impl Container {
+    /// Reads the container in `dir`.
+    pub fn load(dir: &Path) -> Result<Container> {
+        let read = |name: &str| -> Result<Vec<u8>> {
+            let p = dir.join(name);
+            fs::read(&p).map_err(io_err(&p))
+        };
+        let parse_err = |name: &str, e: serde_json::Error| Error::Io {
+            path: dir.join(name),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        };
+        let config: Config = serde_json::from_slice(&read("config.json")?)
+            .map_err(|e| parse_err("config.json", e))?;
+        if config.version != LAYOUT_VERSION {
+            return Err(parse_err(
+                "config.json",
+                serde::de::Error::custom(format!("layout version {}", config.version)),
+            ));
+        }
+        let state: State =
+            serde_json::from_slice(&read("state.json")?).map_err(|e| parse_err("state.json", e))?;
+        Ok(Container {
+            dir: dir.to_path_buf(),
+            config,
+            state,
+        })
+    }
+
+    /// The full id.
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The first 12 characters of the id.
+    pub fn short_id(&self) -> &str {
+        &self.config.id[..12.min(self.config.id.len())]
+    }
+
+    /// Locks the container directory (`flock` on it): shared while someone waits for the
+    /// container's end ([`Container::wait`]), exclusive before a `--rm` run removes it, so
+    /// that waiters read the exit code first. `None` when the directory is gone.
+    pub(crate) fn lock_dir(&self, exclusive: bool) -> Result<Option<fs::File>> {
+        let f = match fs::File::open(&self.dir) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let op = if exclusive {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_SH
+        };
+        // SAFETY: flock on an fd we own.
+        while unsafe { libc::flock(f.as_raw_fd(), op) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err(&self.dir)(e));
+            }
+        }
+        Ok(Some(f))
+    }
+
+    /// Writes [`Container::state`] (atomically).
+    pub fn save_state(&self) -> Result<()> {
+        write_json_atomic(&self.dir.join("state.json"), &self.state)
+    }
+
+    /// Re-reads `state.json`.
+    pub fn reload(&mut self) -> Result<()> {
+        let p = self.dir.join("state.json");
+        let data = fs::read(&p).map_err(io_err(&p))?;
+        self.state = serde_json::from_slice(&data).map_err(|e| Error::Io {
+            path: p,
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+        Ok(())
+    }
+
+    /// Whether the container runs: its state says so and its supervisor is alive.
+    pub fn is_running(&self) -> bool {
+        self.state.status == Status::Running && self.state.supervisor.is_some_and(|s| s.is_alive())
+    }
+
+    /// Brings the state up to date: a container whose state says running but whose
+    /// supervisor is gone (killed, or its machine rebooted) without recording the end is
+    /// recorded as exited with code 255 now, and removed if it was run with `--rm` (its
+    /// directory is then gone). The state is read again after the supervisor was found dead,
+    /// so an end it recorded just before exiting wins.
+    pub fn refresh(&mut self) -> Result<()> {
+        if self.state.status != Status::Running || self.is_running() {
+            return Ok(());
+        }
+        self.reload()?;
+        if self.state.status != Status::Running || self.is_running() {
+            return Ok(());
+        }
+        let pid = self.state.supervisor.map_or(0, |s| s.pid);
+        self.state.status = Status::Exited;
+        self.state.exit_code = Some(255);
+        self.state.finished = Some(now_millis());
+        self.state.error = Some(format!(
+            "the container's supervisor (pid {pid}) died without recording its end"
+        ));
+        self.save_state()?;
+        if self.config.remove {
+            self.remove_dir()?;
+        }
+        Ok(())
+    }
+}
+
+/// The containers of a root: `ROOT/containers/<id>/`, and `ROOT/containers.lock`, which
+/// serialises creations (names are unique).
+#[derive(Clone, Debug)]
+pub struct Containers {
+    dir: PathBuf,
+    lock: PathBuf,
+}
+
+/// An exclusive lock on the set of containers (released on drop).
+pub(crate) struct Lock(#[allow(dead_code)] fs::File);
+
+impl Containers {
+    /// The containers of the state directory `root`.
+    pub fn new(root: &Path) -> Containers {
+        Containers {
+            dir: root.join("containers"),
+            lock: root.join("containers.lock"),
+        }
+    }
+
+    /// `ROOT/containers`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn lock(&self) -> Result<Lock> {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&self.lock)
+            .map_err(io_err(&self.lock))?;
+        // SAFETY: flock on an fd we own.
+        while unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(io_err(&self.lock)(e));
+            }
+        }
+        Ok(Lock(f))
+    }
+
+    /// Every container, newest first, with its state brought up to date
+    /// ([`Container::refresh`]). Directories that are not (or no longer, or not yet) a
+    /// container of this layout are skipped.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with('.') || name.len() != 64 {
+                continue;
+            }
+            let Ok(mut c) = Container::load(&entry.path()) else {
+                continue;
+            };
+            // A container removed meanwhile (or now, see refresh) is simply gone; one whose
+            // state cannot be brought up to date is listed as it is.
+            let _ = c.refresh();
+            if !c.dir.exists() {
+                continue;
+            }
+            out.push(c);
+        }
+        out.sort_by(|a, b| {
+            b.config
+                .created
+                .cmp(&a.config.created)
+                .then_with(|| a.config.id.cmp(&b.config.id))
+        });
+        Ok(out)
+    }
+
+    /// The container `what` names, as docker resolves it: a full id, then a name (with or
+    /// without a leading `/`), then a unique id prefix.
+    pub fn find(&self, what: &str) -> Result<Container> {
+        let all = self.list()?;
+        let name = what.strip_prefix('/').unwrap_or(what);
+        if let Some(c) = all.iter().find(|c| c.config.id == what) {
+            return Ok(c.clone());
+        }
+        if let Some(c) = all.iter().find(|c| c.config.name == name) {
+            return Ok(c.clone());
+        }
+        let lower = what.to_ascii_lowercase();
+        let mut matches = all
+            .iter()
+            .filter(|c| !lower.is_empty() && c.config.id.starts_with(&lower));
+        match (matches.next(), matches.next()) {
+            (Some(c), None) => Ok(c.clone()),
+            (Some(_), Some(_)) => Err(Error::AmbiguousContainer(what.to_string())),
+            _ => Err(Error::NoSuchContainer(what.to_string())),
+        }
+    }
+}

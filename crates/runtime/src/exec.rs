@@ -1,0 +1,66 @@
+//! Running another process in a running container: `kiln exec`.
+
+use crate::container::Container;
+use crate::{Error, Result};
+use kiln_executor::{ExecSpec, Executor, Output};
+
+/// `kiln exec` options.
+#[derive(Clone, Debug, Default)]
+pub struct ExecOptions {
+    /// Command and arguments.
+    pub args: Vec<String>,
+    /// `-e K=V`: added to the container's environment (replacing a variable of the same
+    /// name).
+    pub env: Vec<String>,
+    /// `-u`: default, the container's user.
+    pub user: Option<String>,
+    /// `-w`: default, the container's working directory.
+    pub workdir: Option<String>,
+}
+
+impl Container {
+    /// The process `opts` describes, as the container would run it: its environment plus
+    /// `-e`, its user and working directory unless overridden, its privileges.
+    pub fn exec_spec(&self, opts: &ExecOptions) -> ExecSpec {
+        let spec = &self.config.spec;
+        let mut env = spec.env.clone();
+        for e in &opts.env {
+            let key = e.split('=').next().unwrap_or(e);
+            env.retain(|x| x.split('=').next() != Some(key));
+            env.push(e.clone());
+        }
+        ExecSpec {
+            args: opts.args.clone(),
+            env,
+            cwd: opts.workdir.clone().unwrap_or_else(|| spec.cwd.clone()),
+            user: opts.user.clone().unwrap_or_else(|| spec.user.clone()),
+            privileged: spec.extra.privileged,
+        }
+    }
+
+    /// Runs `opts` in the running container with `output` (see
+    /// [`Executor::exec_in`]) and returns its exit code.
+    pub async fn exec(
+        &mut self,
+        executor: &Executor,
+        opts: &ExecOptions,
+        output: Output,
+    ) -> Result<i32> {
+        if opts.args.is_empty() {
+            return Err(Error::NoCommand);
+        }
+        self.refresh()?;
+        if !self.is_running() {
+            return Err(Error::NotRunning(self.config.id.clone()));
+        }
+        let Some(init) = self.state.init else {
+            return Err(Error::NoInit(self.config.id.clone()));
+        };
+        if !init.is_alive() {
+            return Err(Error::NotRunning(self.config.id.clone()));
+        }
+        Ok(executor
+            .exec_in(&init, &self.exec_spec(opts), output)
+            .await?)
+    }
+}

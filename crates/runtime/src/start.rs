@@ -1,0 +1,252 @@
+//! Starting a container: in the foreground (`kiln run`: the calling process supervises it,
+//! stdio passed through) or detached (`kiln run -d`: a shim supervises it, output to the
+//! log). See the crate docs for the shim's protocol.
+
+use crate::container::{io_err, now_millis, Container, Status};
+use crate::logs::{LogWriter, LOG_FILE};
+use crate::{Error, Result};
+use kiln_executor::{Executor, HostProcess, Output, RunResult};
+use std::ffi::OsString;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Stdio;
+
+/// First argument that makes the `kiln` binary act as a container's shim:
+/// `kiln __kiln-shim CONTAINER_DIR` (see [`shim_main`]).
+pub const SHIM_ARG: &str = "__kiln-shim";
+
+/// Environment variable naming the fd on which the shim reports the start (`ok`, or
+/// `error: MESSAGE`) to `kiln run -d`.
+const READY_FD_ENV: &str = "KILN_SHIM_READY_FD";
+
+/// File name of the shim's own stderr (panics, if any) in the container directory.
+const SHIM_LOG: &str = "shim.log";
+
+impl Container {
+    /// Records that the sandbox is up (its pid 1 is `init`), supervised by `supervisor`.
+    fn record_started(&mut self, supervisor: HostProcess, init: Option<HostProcess>) -> Result<()> {
+        self.state.status = Status::Running;
+        self.state.supervisor = Some(supervisor);
+        self.state.init = init;
+        if self.state.started.is_none() {
+            self.state.started = Some(now_millis());
+        }
+        self.save_state()
+    }
+
+    /// Records how the run ended: an exit code, or a start that failed.
+    fn record_end(&mut self, result: &Result<RunResult>) -> Result<()> {
+        match result {
+            Ok(r) => {
+                self.state.status = Status::Exited;
+                self.state.exit_code = Some(r.exit_code);
+                self.state.oom_killed = r.oom_killed;
+            }
+            Err(e) => {
+                // Docker leaves a container whose start failed in "created".
+                self.state.status = Status::Created;
+                self.state.exit_code = Some(crate::START_FAILED_EXIT);
+                self.state.error = Some(e.to_string());
+            }
+        }
+        self.state.finished = Some(now_millis());
+        self.save_state()
+    }
+
+    /// Records the end of a run; after a `--rm` run, then waits until nobody waits for it
+    /// any more ([`Container::lock_dir`]) and removes it.
+    fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
+        self.record_end(result)?;
+        if self.config.remove {
+            let _lock = self.lock_dir(true)?;
+            self.remove_dir()?;
+        }
+        Ok(())
+    }
+
+    /// Removes the container directory after a `--rm` run (renamed away first, so that it
+    /// disappears from listings at once).
+    pub(crate) fn remove_dir(&self) -> Result<()> {
+        let Some(parent) = self.dir.parent() else {
+            return Ok(());
+        };
+        let trash = parent.join(format!(".removing-{}", self.config.id));
+        match std::fs::rename(&self.dir, &trash) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(io_err(&self.dir)(e)),
+        }
+        match std::fs::remove_dir_all(&trash) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&trash)(e)),
+        }
+    }
+
+    /// Runs the container in the foreground with the caller's stdio; the calling process is
+    /// its supervisor. Returns its exit code. With an external runtime the container is
+    /// recorded as running without a pid 1 (no `exec`).
+    pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
+        let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
+        self.record_started(me, None)?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spec = self.config.spec.clone();
+        let run = executor.run_observed(&spec, Output::Inherit, tx);
+        tokio::pin!(run);
+        let result = tokio::select! {
+            r = &mut run => r,
+            Ok(init) = rx => {
+                self.record_started(me, Some(init))?;
+                run.await
+            }
+        };
+        let result = result.map_err(Error::from);
+        self.finish(&result)?;
+        result
+    }
+
+    /// Starts the container under a shim (`shim` is the command line that reaches
+    /// [`shim_main`], e.g. `[current_exe, SHIM_ARG]`) and returns once it runs: the shim
+    /// recorded its pid 1 in the state. A failed start is returned as the error, as the shim
+    /// reported it.
+    pub fn start_detached(&mut self, shim: &[OsString]) -> Result<()> {
+        let Some((program, args)) = shim.split_first() else {
+            return Err(Error::Shim("empty shim command".into()));
+        };
+        let shim_log = self.dir.join(SHIM_LOG);
+        let stderr = std::fs::File::create(&shim_log).map_err(io_err(&shim_log))?;
+        let (ready_read, ready_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Shim(format!("pipe: {e}")))?;
+        let ready_fd = ready_write.as_raw_fd();
+        let mut cmd = std::process::Command::new(program);
+        cmd.args(args)
+            .arg(&self.dir)
+            .env(READY_FD_ENV, ready_fd.to_string())
+            .current_dir("/")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr);
+        // SAFETY: only async-signal-safe calls (fcntl, setsid) between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                if libc::fcntl(ready_fd, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // A session of its own: no terminal, and it outlives whoever started it.
+                if libc::setsid() < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // Not waited for: the shim outlives this process (and is reparented when it exits).
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::Shim(format!("cannot start {}: {e}", program.to_string_lossy())))?;
+        drop(child);
+        drop(ready_write);
+        let mut report = String::new();
+        let _ = std::fs::File::from(ready_read).read_to_string(&mut report);
+        let report = report.trim();
+        if report == "ok" {
+            self.reload()?;
+            return Ok(());
+        }
+        if let Some(e) = report.strip_prefix("error: ") {
+            return Err(Error::StartFailed(e.to_string()));
+        }
+        let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
+        Err(Error::Shim(format!(
+            "the container's shim exited before starting it{}",
+            if log.trim().is_empty() {
+                String::new()
+            } else {
+                format!(": {}", log.trim())
+            }
+        )))
+    }
+}
+
+/// The shim: `args` are the arguments after [`SHIM_ARG`] (the container directory).
+/// Started by [`Container::start_detached`] in a session of its own, it runs the container
+/// on `executor`, writes its output to the log, records its start and its end in the state,
+/// removes it after a `--rm` run, and returns its own exit code.
+pub fn shim_main(args: &[OsString], executor: Executor) -> i32 {
+    let ready = std::env::var(READY_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        // Close-on-exec again: the sandbox helpers must not hold it open.
+        // SAFETY: fcntl on an inherited fd; an invalid one just fails.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } == 0)
+        // SAFETY: the fd was inherited for exactly this and is owned here alone.
+        .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
+    std::env::remove_var(READY_FD_ENV);
+    let mut ready = ready;
+    let mut report = |msg: &str| {
+        if let Some(mut f) = ready.take() {
+            let _ = f.write_all(msg.as_bytes());
+        }
+    };
+    let [dir] = args else {
+        report("error: usage: kiln __kiln-shim CONTAINER_DIR\n");
+        return 2;
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Shim(format!("cannot start the async runtime: {e}")))
+        .and_then(|rt| rt.block_on(supervise(Path::new(dir), &executor, &mut report)));
+    match result {
+        Ok(()) => 0,
+        Err(e) => {
+            report(&format!("error: {e}\n"));
+            eprintln!("kiln shim: {e}");
+            1
+        }
+    }
+}
+
+async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)) -> Result<()> {
+    let mut c = Container::load(dir)?;
+    let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
+    let mut log = LogWriter::create(&dir.join(LOG_FILE))?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let output = if c.config.interactive {
+        Output::CaptureOpenStdin(tx)
+    } else {
+        Output::Capture(tx)
+    };
+    let spec = c.config.spec.clone();
+    let run = executor.run_observed(&spec, output, started_tx);
+    let write_log = async {
+        while let Some((stream, data)) = rx.recv().await {
+            // A full disk loses output, not the container.
+            let _ = log.write(stream, &data);
+        }
+    };
+    let mut start_error = None;
+    let started = async {
+        if let Ok(init) = started_rx.await {
+            match c.record_started(me, Some(init)) {
+                Ok(()) => report("ok\n"),
+                Err(e) => {
+                    // A container nobody can find or stop must not run: report, kill.
+                    report(&format!("error: {e}\n"));
+                    let _ = init.signal(libc::SIGKILL);
+                    start_error = Some(e);
+                }
+            }
+        }
+    };
+    let (result, (), ()) = tokio::join!(run, write_log, started);
+    if let Some(e) = start_error {
+        return Err(e);
+    }
+    let result = result.map_err(Error::from);
+    if let Err(e) = &result {
+        report(&format!("error: {e}\n"));
+    }
+    c.finish(&result)
+}
