@@ -177,7 +177,7 @@ struct Refs {
     diffs: HashSet<String>,
 }
 
-/// What images reference: manifests, configs, layers, snapshots.
+/// What images and containers reference: manifests, configs, layers, snapshots.
 fn image_refs(store: &Store) -> Result<(Refs, usize), Failure> {
     let mut r = Refs::default();
     let images = store.list_images()?;
@@ -190,6 +190,17 @@ fn image_refs(store: &Store) -> Result<(Refs, usize), Failure> {
             for l in layers {
                 r.blobs.insert(l.digest);
                 r.diffs.insert(l.diff_id);
+            }
+        }
+    }
+    // Containers, running or stopped, keep the snapshots their root filesystems stack:
+    // pruning must not pull layers from under them (even after `rmi` of their image).
+    if let Ok(containers) = kiln_runtime::Containers::new(store.root()).list() {
+        for c in containers {
+            for lower in &c.config.spec.rootfs.lowers {
+                if let Some(hex) = lower.file_name() {
+                    r.diffs.insert(format!("sha256:{}", hex.to_string_lossy()));
+                }
             }
         }
     }

@@ -402,3 +402,29 @@ fn duplicate_names_are_rejected() {
     r.k.ok(&["rm", "-f", &id]);
     r.run_d(&["--name", "same", "busybox", "true"]);
 }
+
+#[test]
+fn prune_keeps_the_layers_of_containers_whose_image_is_gone() {
+    let Some(r) = Root::new() else { return };
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox:latest\nRUN echo mine > /mine\n",
+    );
+    assert!(r.k.build(ctx.path(), &["-t", "app"]).0);
+    let id = r.run_d(&["--name", "keeper", "app", "sleep", "30"]);
+    r.k.ok(&["rmi", "app"]);
+    r.k.ok(&["builder", "prune", "--all"]);
+    assert_eq!(r.k.ok(&["exec", &id, "cat", "/mine"]), "mine\n");
+    r.k.ok(&["rm", "-f", &id]);
+    // Once the container is gone, so is what only it held.
+    let before = std::fs::read_dir(r.k.root.path().join("snapshots"))
+        .unwrap()
+        .count();
+    r.k.ok(&["builder", "prune", "--all"]);
+    let after = std::fs::read_dir(r.k.root.path().join("snapshots"))
+        .unwrap()
+        .count();
+    assert!(after < before, "{before} → {after}");
+}
