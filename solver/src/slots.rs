@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How often a waiting heavy op asks whether a CPU is idle.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(40);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(10);
 
 /// Says whether at least one CPU's worth of time went idle since it was last asked.
 #[derive(Clone)]
@@ -26,24 +26,18 @@ impl IdleProbe {
         IdleProbe(Arc::new(f))
     }
 
-    /// Samples `/proc/stat`: idle (and iowait) time of all CPUs between two calls, as a
-    /// number of CPUs, compared with one. Without `/proc/stat` it never says idle.
+    /// Reads `procs_running` in `/proc/stat` (tasks running or ready to run right now, the
+    /// asking thread included): a CPU is idle when fewer tasks than CPUs want one besides
+    /// the asker, on this sample and on the one before (so a momentary dip, e.g. a step
+    /// between two processes, does not count). Without `/proc/stat` it never says idle.
     pub fn proc_stat() -> IdleProbe {
-        let last = Mutex::new(cpu_times());
+        let cpus = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1) as u64;
+        let before = std::sync::atomic::AtomicBool::new(false);
         IdleProbe::new(move || {
-            let now = cpu_times();
-            let mut last = last.lock().unwrap_or_else(|e| e.into_inner());
-            let idle = match (*last, now) {
-                (Some((i0, t0)), Some((i1, t1))) if t1 > t0 => {
-                    let cpus = std::thread::available_parallelism()
-                        .map(|n| n.get())
-                        .unwrap_or(1) as f64;
-                    (i1 - i0) as f64 / (t1 - t0) as f64 * cpus >= 1.0
-                }
-                _ => false,
-            };
-            *last = now;
-            idle
+            let now = procs_running().is_some_and(|n| n <= cpus);
+            before.swap(now, Ordering::SeqCst) && now
         })
     }
 
@@ -58,18 +52,12 @@ impl std::fmt::Debug for IdleProbe {
     }
 }
 
-/// (idle + iowait, total) jiffies of all CPUs, from the first line of `/proc/stat`.
-fn cpu_times() -> Option<(u64, u64)> {
+/// `procs_running` from `/proc/stat`.
+fn procs_running() -> Option<u64> {
     let s = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = s.lines().next()?.strip_prefix("cpu ")?;
-    let v: Vec<u64> = line
-        .split_whitespace()
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if v.len() < 5 {
-        return None;
-    }
-    Some((v[3] + v[4], v.iter().sum()))
+    s.lines()
+        .find_map(|l| l.strip_prefix("procs_running "))
+        .and_then(|n| n.trim().parse().ok())
 }
 
 struct Extra {
