@@ -147,6 +147,19 @@ impl Store {
         layer: &kiln_oci::Layer,
         compression: Compression,
     ) -> Result<kiln_oci::Layer> {
+        self.compressed_layer_at(layer, compression, None)
+    }
+
+    /// [`Store::compressed_layer`] at a compression level (gzip 0–9, zstd 1–22; the
+    /// default when `None`: gzip 6, zstd 3). The level applies when a blob is made: an
+    /// existing blob of the same compression is reused whatever its level (as BuildKit
+    /// does without `force-compression`).
+    pub fn compressed_layer_at(
+        &self,
+        layer: &kiln_oci::Layer,
+        compression: Compression,
+        level: Option<i32>,
+    ) -> Result<kiln_oci::Layer> {
         let wanted = |l: &kiln_oci::Layer| {
             Compression::of_media_type(&l.media_type) == Some(compression)
                 && self.has_blob(&l.digest)
@@ -171,14 +184,18 @@ impl Store {
                 (w, d)
             }
             Compression::Gzip => {
-                let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+                let level = level.map_or(flate2::Compression::default(), |l| {
+                    flate2::Compression::new(l.clamp(0, 9) as u32)
+                });
+                let gz = flate2::write::GzEncoder::new(w, level);
                 let mut h = kiln_oci::Sha256Writer::new(gz);
                 copy(&mut tar, &mut h)?;
                 let (gz, d, _) = h.finish();
                 (gz.finish().map_err(io_err(&temp))?, d)
             }
             Compression::Zstd => {
-                let z = zstd::Encoder::new(w, 3).map_err(io_err(&temp))?;
+                let z = zstd::Encoder::new(w, level.unwrap_or(3).clamp(1, 22))
+                    .map_err(io_err(&temp))?;
                 let mut h = kiln_oci::Sha256Writer::new(z);
                 copy(&mut tar, &mut h)?;
                 let (z, d, _) = h.finish();

@@ -55,7 +55,7 @@ pub struct BuildArgs {
     #[arg(short, long)]
     quiet: bool,
     /// Output: type=oci|docker|local|tar|image,dest=PATH|name=REF[,push=true][,tar=false]
-    /// [,compression=gzip|zstd|uncompressed].
+    /// [,compression=gzip|zstd|uncompressed][,compression-level=N].
     #[arg(short = 'o', long = "output")]
     outputs: Vec<String>,
     /// Push the image (shorthand for type=image,push=true).
@@ -163,6 +163,7 @@ enum Export {
         dest: PathBuf,
         dir: bool,
         compression: Compression,
+        level: Option<i32>,
     },
     Local(PathBuf),
     Tar(PathBuf),
@@ -170,6 +171,7 @@ enum Export {
         name: Option<String>,
         push: bool,
         compression: Compression,
+        level: Option<i32>,
     },
 }
 
@@ -188,6 +190,12 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
             ))
         })?,
     };
+    let level = match kv.get("compression-level") {
+        None => None,
+        Some(l) => Some(l.parse::<i32>().map_err(|_| {
+            Failure::usage(format!("output compression-level `{l}`: not a number"))
+        })?),
+    };
     let dest = || {
         kv.get("dest")
             .map(PathBuf::from)
@@ -203,6 +211,7 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
             dest: dest()?,
             dir: kv.get("tar").map(|t| t == "false").unwrap_or(false),
             compression,
+            level,
         },
         "local" => Export::Local(dest()?),
         "tar" => Export::Tar(dest()?),
@@ -210,6 +219,7 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
             name: kv.get("name").cloned(),
             push: typ == "registry" || kv.get("push").map(|p| p == "true").unwrap_or(false),
             compression,
+            level,
         },
         other => {
             return Err(Failure::usage(format!(
@@ -395,6 +405,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             name: None,
             push: true,
             compression: Compression::Gzip,
+            level: None,
         });
     }
     let tags: Vec<Reference> = a
@@ -594,6 +605,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 dest,
                 dir,
                 compression,
+                level,
             } => kiln_exporter::layout::write(
                 &env.store,
                 &image,
@@ -602,6 +614,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 dest,
                 *dir,
                 *compression,
+                *level,
             )?,
             Export::Local(d) => kiln_exporter::rootfs::write_dir(&env.store, &layers, d)?,
             Export::Tar(d) => kiln_exporter::rootfs::write_tar(&env.store, &layers, d)?,
@@ -609,6 +622,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 name,
                 push,
                 compression,
+                level,
             } => {
                 let names: Vec<Reference> = match name {
                     Some(n) => n
@@ -627,8 +641,9 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                         .set_image(&n.to_string(), &image.manifest_digest)?;
                     if *push {
                         eprintln!("pushing {n}");
-                        pushed =
-                            Some(crate::images::push_image(env, &image, n, *compression).await?);
+                        pushed = Some(
+                            crate::images::push_image(env, &image, n, *compression, *level).await?,
+                        );
                     }
                 }
             }

@@ -354,7 +354,7 @@ pub async fn pull(env: &Env, a: RefArg) -> Result<u8, Failure> {
 pub async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
     let image = kiln_exporter::stored_image(&env.store, &manifest)?;
-    let digest = push_image(env, &image, &r, kiln_cache::Compression::Gzip).await?;
+    let digest = push_image(env, &image, &r, kiln_cache::Compression::Gzip, None).await?;
     println!("{}: digest: {digest}", r.familiar());
     Ok(0)
 }
@@ -366,11 +366,12 @@ pub async fn push_image(
     image: &kiln_exporter::StoredImage,
     r: &Reference,
     compression: kiln_cache::Compression,
+    level: Option<i32>,
 ) -> Result<String, Failure> {
     let store = env.store.clone();
     let image = image.clone();
     let out = tokio::task::spawn_blocking(move || {
-        kiln_exporter::distributable(&store, &image, compression)
+        kiln_exporter::distributable(&store, &image, compression, level)
     })
     .await
     .map_err(|e| Failure::new(1, e.to_string()))??;
@@ -493,6 +494,7 @@ pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         &a.output,
         false,
         kiln_cache::Compression::Gzip,
+        None,
     )?;
     Ok(0)
 }

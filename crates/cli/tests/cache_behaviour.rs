@@ -511,3 +511,49 @@ fn an_unchanged_large_file_is_linked_not_copied_again() {
     };
     assert_eq!(files(&k), files(&fresh));
 }
+
+#[test]
+fn compression_level_applies_when_a_blob_is_made() {
+    if !can_run(&["busybox"]) {
+        return;
+    }
+    let ctx = tempfile::tempdir().unwrap();
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nRUN seq 1 300000 > /s\n",
+    );
+    let out = tempfile::tempdir().unwrap();
+    let layer_size = |level: &str| -> u64 {
+        let k = Kiln::new();
+        k.seed_local_base();
+        let dest = out.path().join(level);
+        let o = format!(
+            "type=oci,dest={},tar=false,compression-level={level}",
+            dest.display()
+        );
+        let (ok, log) = k.build(c, &["-o", &o]);
+        assert!(ok, "{log}");
+        let index: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dest.join("index.json")).unwrap()).unwrap();
+        let d = index["manifests"][0]["digest"].as_str().unwrap();
+        let m: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dest.join("blobs").join(d.replacen(':', "/", 1))).unwrap(),
+        )
+        .unwrap();
+        m["layers"][1]["size"].as_u64().unwrap()
+    };
+    let (fast, small) = (layer_size("1"), layer_size("9"));
+    assert!(
+        small < fast,
+        "level 9 ({small} B) smaller than level 1 ({fast} B)"
+    );
+    let k = Kiln::new();
+    let o = format!(
+        "type=oci,dest={}/x,compression-level=high",
+        out.path().display()
+    );
+    let r = k.run(&["build", "-o", &o, c.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
+}

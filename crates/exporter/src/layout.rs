@@ -30,8 +30,9 @@ pub fn write(
     dest: &Path,
     as_dir: bool,
     compression: kiln_cache::Compression,
+    level: Option<i32>,
 ) -> Result<()> {
-    let image = &crate::distributable(store, image, compression)?;
+    let image = &crate::distributable(store, image, compression, level)?;
     let blobs = image_blobs(store, &image.manifest_digest)?;
     let mut desc = json!({
         "mediaType": media::OCI_MANIFEST,

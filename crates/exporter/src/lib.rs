@@ -122,11 +122,13 @@ pub fn store_image(
 /// committed (held as snapshots only, see [`kiln_cache::Store::compressed_layer`]) are
 /// compressed as `compression`, several at once; layers that already have a compressed
 /// blob (a pulled base image's) are kept as they are, so their digests stay the ones
-/// registries already hold. Returns `image` itself when nothing needed compressing.
+/// registries already hold. `level`: see [`Store::compressed_layer_at`]. Returns `image`
+/// itself when nothing needed compressing.
 pub fn distributable(
     store: &Store,
     image: &StoredImage,
     compression: kiln_cache::Compression,
+    level: Option<i32>,
 ) -> Result<StoredImage> {
     let mut m = read_manifest(store, &image.manifest_digest)?;
     let layers = image_layers(store, &image.manifest_digest)?;
@@ -156,7 +158,7 @@ pub fn distributable(
                 let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let Some(&i) = todo.get(k) else { break };
                 let r = store
-                    .compressed_layer(&layers[i], compression)
+                    .compressed_layer_at(&layers[i], compression, level)
                     .map_err(Error::from);
                 done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
             });
