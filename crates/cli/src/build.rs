@@ -4,7 +4,7 @@ use crate::progress;
 use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
 use kiln_cache::Compression;
-use kiln_exporter::HistoryEntry;
+use kiln_exporter::{Compress, HistoryEntry};
 use kiln_frontend::{ErrorKind, ImageResolver, ResolvedImage};
 use kiln_oci::Reference;
 use kiln_opgraph::{NetworkMode, Op, VertexDigest};
@@ -162,16 +162,14 @@ enum Export {
         format: kiln_exporter::layout::Format,
         dest: PathBuf,
         dir: bool,
-        compression: Compression,
-        level: Option<i32>,
+        compress: Compress,
     },
     Local(PathBuf),
     Tar(PathBuf),
     Image {
         name: Option<String>,
         push: bool,
-        compression: Compression,
-        level: Option<i32>,
+        compress: Compress,
     },
 }
 
@@ -210,16 +208,14 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
             },
             dest: dest()?,
             dir: kv.get("tar").map(|t| t == "false").unwrap_or(false),
-            compression,
-            level,
+            compress: Compress { compression, level },
         },
         "local" => Export::Local(dest()?),
         "tar" => Export::Tar(dest()?),
         "image" | "registry" => Export::Image {
             name: kv.get("name").cloned(),
             push: typ == "registry" || kv.get("push").map(|p| p == "true").unwrap_or(false),
-            compression,
-            level,
+            compress: Compress { compression, level },
         },
         other => {
             return Err(Failure::usage(format!(
@@ -404,8 +400,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         exports.push(Export::Image {
             name: None,
             push: true,
-            compression: Compression::Gzip,
-            level: None,
+            compress: Compress::default(),
         });
     }
     let tags: Vec<Reference> = a
@@ -604,8 +599,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 format,
                 dest,
                 dir,
-                compression,
-                level,
+                compress,
             } => kiln_exporter::layout::write(
                 &env.store,
                 &image,
@@ -613,16 +607,14 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 *format,
                 dest,
                 *dir,
-                *compression,
-                *level,
+                *compress,
             )?,
             Export::Local(d) => kiln_exporter::rootfs::write_dir(&env.store, &layers, d)?,
             Export::Tar(d) => kiln_exporter::rootfs::write_tar(&env.store, &layers, d)?,
             Export::Image {
                 name,
                 push,
-                compression,
-                level,
+                compress,
             } => {
                 let names: Vec<Reference> = match name {
                     Some(n) => n
@@ -641,9 +633,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                         .set_image(&n.to_string(), &image.manifest_digest)?;
                     if *push {
                         eprintln!("pushing {n}");
-                        pushed = Some(
-                            crate::images::push_image(env, &image, n, *compression, *level).await?,
-                        );
+                        pushed = Some(crate::images::push_image(env, &image, n, *compress).await?);
                     }
                 }
             }

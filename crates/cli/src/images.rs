@@ -354,27 +354,25 @@ pub async fn pull(env: &Env, a: RefArg) -> Result<u8, Failure> {
 pub async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
     let image = kiln_exporter::stored_image(&env.store, &manifest)?;
-    let digest = push_image(env, &image, &r, kiln_cache::Compression::Gzip, None).await?;
+    let digest = push_image(env, &image, &r, Default::default()).await?;
     println!("{}: digest: {digest}", r.familiar());
     Ok(0)
 }
 
-/// Pushes a stored image as `r`, its build-step layers compressed as `compression` first
+/// Pushes a stored image as `r`, its build-step layers compressed as `compress` says first
 /// (once: the blobs are kept for the next push). Returns the pushed manifest's digest.
 pub async fn push_image(
     env: &Env,
     image: &kiln_exporter::StoredImage,
     r: &Reference,
-    compression: kiln_cache::Compression,
-    level: Option<i32>,
+    compress: kiln_exporter::Compress,
 ) -> Result<String, Failure> {
     let store = env.store.clone();
     let image = image.clone();
-    let out = tokio::task::spawn_blocking(move || {
-        kiln_exporter::distributable(&store, &image, compression, level)
-    })
-    .await
-    .map_err(|e| Failure::new(1, e.to_string()))??;
+    let out =
+        tokio::task::spawn_blocking(move || kiln_exporter::distributable(&store, &image, compress))
+            .await
+            .map_err(|e| Failure::new(1, e.to_string()))??;
     Ok(env
         .registry
         .push(&env.store, &out.manifest_digest, r)
@@ -493,8 +491,7 @@ pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         kiln_exporter::layout::Format::Docker,
         &a.output,
         false,
-        kiln_cache::Compression::Gzip,
-        None,
+        Default::default(),
     )?;
     Ok(0)
 }

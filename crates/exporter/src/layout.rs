@@ -20,7 +20,7 @@ pub enum Format {
 }
 
 /// Writes `image` to `dest` as a tar (or a directory when `as_dir`), with the layers that
-/// have no blob yet compressed as `compression` ([`crate::distributable`]). `name` (a full
+/// have no blob yet compressed as `compress` says ([`crate::distributable`]). `name` (a full
 /// reference) is recorded as the ref name / repo tag when given.
 pub fn write(
     store: &Store,
@@ -29,10 +29,9 @@ pub fn write(
     format: Format,
     dest: &Path,
     as_dir: bool,
-    compression: kiln_cache::Compression,
-    level: Option<i32>,
+    compress: crate::Compress,
 ) -> Result<()> {
-    let image = &crate::distributable(store, image, compression, level)?;
+    let image = &crate::distributable(store, image, compress)?;
     let blobs = image_blobs(store, &image.manifest_digest)?;
     let mut desc = json!({
         "mediaType": media::OCI_MANIFEST,

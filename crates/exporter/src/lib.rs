@@ -117,19 +117,36 @@ pub fn store_image(
     })
 }
 
+/// How build-step layers are compressed when an image leaves the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Compress {
+    /// gzip (the default), zstd or none.
+    pub compression: kiln_cache::Compression,
+    /// The level (see [`Store::compressed_layer_at`]); `None`: the codec's default.
+    pub level: Option<i32>,
+}
+
+impl Default for Compress {
+    fn default() -> Self {
+        Compress {
+            compression: kiln_cache::Compression::Gzip,
+            level: None,
+        }
+    }
+}
+
 /// The image as it leaves the machine (push, OCI layout, docker archive): the same config,
 /// and a manifest whose layers are all compressed blobs. Layers that a build step
 /// committed (held as snapshots only, see [`kiln_cache::Store::compressed_layer`]) are
 /// compressed as `compression`, several at once; layers that already have a compressed
 /// blob (a pulled base image's) are kept as they are, so their digests stay the ones
-/// registries already hold. `level`: see [`Store::compressed_layer_at`]. Returns `image`
-/// itself when nothing needed compressing.
+/// registries already hold. Returns `image` itself when nothing needed compressing.
 pub fn distributable(
     store: &Store,
     image: &StoredImage,
-    compression: kiln_cache::Compression,
-    level: Option<i32>,
+    compress: Compress,
 ) -> Result<StoredImage> {
+    let Compress { compression, level } = compress;
     let mut m = read_manifest(store, &image.manifest_digest)?;
     let layers = image_layers(store, &image.manifest_digest)?;
     let todo: Vec<usize> = layers
