@@ -27,12 +27,9 @@ fn df(k: &Kiln) -> serde_json::Value {
 
 #[test]
 fn ignored_edits_hit_the_cache_and_copied_edits_rerun_from_the_copy() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     write(c, ".dockerignore", "notes.txt\n");
     write(c, "notes.txt", "1");
@@ -108,12 +105,9 @@ fn wait_for(path: &Path, needle: &str, timeout: Duration) -> bool {
 
 #[test]
 fn kill_9_mid_build_leaves_a_consistent_store() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     // A big file, so the kill can land in the COPY too.
     let big = vec![7u8; 64 << 20];
@@ -166,12 +160,9 @@ fn kill_9_mid_build_leaves_a_consistent_store() {
 
 #[test]
 fn two_builds_at_once_on_one_root() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     write(c, "f", "x");
     write(
@@ -209,12 +200,9 @@ fn two_builds_at_once_on_one_root() {
 
 #[test]
 fn prune_keeps_images_and_frees_what_only_cache_or_removed_images_held() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     write(
         c,
@@ -299,12 +287,9 @@ fn gc_keep_storage_holds_after_every_build() {
 
 #[test]
 fn independent_stages_overlap() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     write(
         c,
@@ -349,12 +334,9 @@ fn independent_stages_overlap() {
 
 #[test]
 fn layers_are_compressed_only_when_exported_and_once_per_type() {
-    if !can_run(&["busybox", "skopeo"]) {
+    let Some((k, ctx)) = local_project(&["busybox", "skopeo"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     write(
         c,
@@ -458,12 +440,9 @@ fn find_named(dir: &Path, name: &str, out: &mut Vec<(std::path::PathBuf, u64)>) 
 
 #[test]
 fn an_unchanged_large_file_is_linked_not_copied_again() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     write(c, "Dockerfile", "FROM busybox:latest\nCOPY . /app/\n");
     write(c, "small.txt", "one\n");

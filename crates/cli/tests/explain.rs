@@ -11,12 +11,9 @@ fn misses(log: &str) -> Vec<String> {
 
 #[test]
 fn explain_names_what_changed() {
-    if !can_run(&["busybox"]) {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let ctx = tempfile::tempdir().unwrap();
+    };
     let c = ctx.path();
     for f in ["src/a.rs", "src/b.rs", "src/c.rs", "src/main.rs"] {
         write(c, f, f);

@@ -174,6 +174,17 @@ impl Kiln {
     }
 }
 
+/// A root with the local busybox base image and an empty context dir, when the tools a
+/// test needs are there (`can_run`).
+pub fn local_project(tools: &[&str]) -> Option<(Kiln, tempfile::TempDir)> {
+    if !can_run(tools) {
+        return None;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    Some((k, tempfile::tempdir().unwrap()))
+}
+
 /// The step names a plain build log shows as CACHED, and those it ran (`DONE`).
 pub fn cached_and_run(log: &str) -> (Vec<String>, Vec<String>) {
     let mut names = std::collections::HashMap::new();
