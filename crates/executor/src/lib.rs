@@ -26,10 +26,10 @@
 //!
 //! - **cgroup namespace**: pid 1 unshares `CLONE_NEWCGROUP` after joining its cgroup, so
 //!   `/proc/self/cgroup` shows `/`.
-//! - **Limits** ([`Resources`]): a cgroup `kiln/<id>` below the caller's own cgroup, v1 or v2
-//!   (see `cgroup.rs`), created and joined by pid 1 before anything else runs, removed by the
-//!   caller afterwards; [`Executor::run_detailed`] reports OOM kills. pid 1 counts against
-//!   `pids`.
+//! - **Limits** ([`Resources`]): a cgroup `kiln/<id>` below the caller's own cgroup, v2 for
+//!   the controllers cgroup v2 offers and v1 for the others (see `cgroup.rs`), created and
+//!   joined by pid 1 before anything else runs, removed by the caller afterwards;
+//!   [`Executor::run_detailed`] reports OOM kills. pid 1 counts against `pids`.
 //! - **Capabilities**: Docker's default set (bounding set too; inheritable and ambient sets
 //!   cleared). **`no_new_privs`** is set (setuid binaries do not elevate) and **Docker's
 //!   default seccomp profile** (`seccomp.rs`, an allow-list with `EPERM` as the default, built
@@ -47,8 +47,9 @@
 //!   `pasta` (Debian package `passt`; see `net.rs`). We chose pasta over `slirp4netns` (both
 //!   install and work here) because it needs no TAP device setup helper or API socket of its
 //!   own, copies the host's addresses, routes and resolvers (so /etc/resolv.conf can be the
-//!   host's), is what Podman uses by default today, and configured the namespace in about
-//!   60 ms here. Without pasta the sandbox fails with an error naming the package.
+//!   host's), is what Podman uses by default today, and adds about 4 ms to a sandbox here
+//!   (started in parallel with the sandbox's setup; see `net.rs` for where the 60-90 ms
+//!   of a naive start go). Without pasta the sandbox fails with an error naming the package.
 //!
 //! # Process and namespace sequence
 //!
@@ -144,8 +145,9 @@ pub mod perf {
     //!
     //! So `kiln run` takes about 0.52 × `runc run` on the same rootfs, and a RUN step's
     //! sandbox setup + teardown stays under 15 ms. Through `--runtime runc` kiln pays runc's
-    //! cost plus the bundle. `Network::Default` adds pasta's start (about 60 ms here);
-    //! resource limits add a cgroup mkdir/rmdir per controller (well under 1 ms each).
+    //! cost plus the bundle. `Network::Default` adds about 4 ms (pasta starts in parallel
+    //! with the sandbox; see `net.rs`); resource limits add a cgroup mkdir/rmdir per
+    //! controller (well under 1 ms each).
     //! Under load (parallel builds on the 2 cores) every number above grows 2-4×.
 }
 

@@ -177,7 +177,7 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWPID | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
     // The user-mode network stack is started in the new network namespace before the pid
-    // namespace exists (it must not become a member of it).
+    // namespace exists (it must not become a member of it); pid 1 waits for it.
     let net_helper = host_netns.map(|host| {
         sys::unshare(libc::CLONE_NEWNET).or_fail(|| "unshare(CLONE_NEWNET)".into());
         crate::net::start(host)
@@ -203,7 +203,13 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     if child == 0 {
         // SAFETY: closing our copy of the write end.
         unsafe { libc::close(death[1]) };
-        init(&spec, cgroup.as_ref(), death[0], &old_mask);
+        init(
+            &spec,
+            cgroup.as_ref(),
+            net_helper.as_ref(),
+            death[0],
+            &old_mask,
+        );
     }
     // SAFETY: closing our copy of the read end.
     unsafe { libc::close(death[0]) };
@@ -357,6 +363,7 @@ pub(crate) fn spawn_and_wait(program: &Path, args: &[&std::ffi::OsStr]) -> libc:
 fn init(
     spec: &RunSpec,
     cgroup: Option<&Cgroup>,
+    net: Option<&crate::net::NetHelper>,
     death_pipe: libc::c_int,
     old_mask: &libc::sigset_t,
 ) -> ! {
@@ -413,6 +420,10 @@ fn init(
         unsafe { libc::close(start_fd) };
     }
 
+    // pasta configured the namespace in parallel with the setup above.
+    if let Some(net) = net {
+        net.wait_ready();
+    }
     // SAFETY: single-threaded process.
     let main = unsafe { libc::fork() };
     if main < 0 {
