@@ -4,7 +4,7 @@
 //! The outer helper opens its (host) network namespace before unsharing a new one, then
 //! forks a child that keeps an fd of the *new* namespace, returns to the host namespace with
 //! `setns` and execs `pasta --config-net --netns /proc/self/fd/N -f -q --runas 0 -t none -u
-//! none -T none -U none -P /proc/self/fd/M` (an fd of the namespace, because pasta drops its
+//! none -T none -U none --no-map-gw -P /proc/self/fd/M` (an fd of the namespace, because pasta drops its
 //! capabilities before opening it and `/proc/PID/ns/net` of a fully privileged process would
 //! then be refused). pasta copies the host's addresses, routes and resolvers into the
 //! namespace (same interface name), so the host's `/etc/resolv.conf` is right inside too.
@@ -23,8 +23,9 @@
 //!   every second) to forward bound ports in either direction: host ports to servers in the
 //!   sandbox, and the sandbox's `127.0.0.1:PORT` to the host's loopback. A sandbox publishes
 //!   no ports and its loopback is its own, as under Docker's default network, so all four
-//!   are `none`. (pasta still maps the gateway address to the host's loopback, its default
-//!   `--map-gw`.)
+//!   are `none`. `--no-map-gw` too: by default pasta maps connections to the gateway
+//!   address to the host's loopback, which would let a build step reach services the host
+//!   binds to 127.0.0.1 only; a Docker container cannot.
 //! - **Waiting for pasta to exit, ~40 ms.** pasta's exit closes its tap device, and the
 //!   kernel's unregistering of a network device waits for RCU grace periods (20-40 ms here;
 //!   `ip link del` of a tap costs the same). [`NetHelper::stop`] therefore sends `SIGTERM`
@@ -270,6 +271,8 @@ pub(crate) fn start(host: HostNet) -> NetHelper {
         "none",
         "-U",
         "none",
+        // The gateway address is not the host's loopback (see the module docs).
+        "--no-map-gw",
         "-P",
         &pid_arg,
     ]

@@ -303,3 +303,32 @@ fn pasta_failure_is_a_setup_error() {
         other => panic!("expected a setup error, got {other:?}"),
     }
 }
+
+#[test]
+fn host_loopback_services_are_not_reachable_through_the_gateway() {
+    if !can_run() {
+        return;
+    }
+    let fs = Rootfs::new();
+    in_private_netns(move || {
+        fake_host_network();
+        // A service the "host" binds to its loopback only, and one on an outside address.
+        let inside = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = inside.local_addr().unwrap().port();
+        let server = accept_one(inside);
+        let spec = fs.spec(
+            Network::Default,
+            &format!(
+                "echo via-gateway | nc -w 2 10.123.0.1 {port} && echo reached; \
+                 echo via-loopback | nc -w 2 127.0.0.1 {port} && echo reached; echo done"
+            ),
+        );
+        let c = run(&spec).unwrap();
+        assert_eq!(c.stdout, "done\n", "stderr: {}", c.stderr);
+        assert_eq!(
+            server.join().unwrap(),
+            None,
+            "the host's loopback was reached"
+        );
+    });
+}
