@@ -187,7 +187,7 @@ impl Store {
                 let level = level.map_or(flate2::Compression::default(), |l| {
                     flate2::Compression::new(l.clamp(0, 9) as u32)
                 });
-                let gz = flate2::write::GzEncoder::new(w, level);
+                let gz = crate::gzip::AdaptiveGzip::new(w, level).map_err(io_err(&temp))?;
                 let mut h = kiln_oci::Sha256Writer::new(gz);
                 copy(&mut tar, &mut h)?;
                 let (gz, d, _) = h.finish();

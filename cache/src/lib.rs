@@ -74,6 +74,7 @@ mod compress;
 mod db;
 mod diff;
 mod gc;
+mod gzip;
 #[cfg(test)]
 mod tests;
 
@@ -125,7 +126,7 @@ pub enum Error {
 }
 
 /// The writer a layer's uncompressed tar goes into: hashed (diff id), then gzip, then the blob.
-type GzTarWriter = kiln_oci::Sha256Writer<flate2::write::GzEncoder<BlobWriter>>;
+type GzTarWriter = kiln_oci::Sha256Writer<gzip::AdaptiveGzip<BlobWriter>>;
 
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -400,7 +401,8 @@ impl Store {
         fill: impl FnOnce(GzTarWriter, &Path) -> Result<GzTarWriter>,
     ) -> Result<kiln_oci::Layer> {
         let temp = w.temp.clone();
-        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+        let gz =
+            gzip::AdaptiveGzip::new(w, flate2::Compression::default()).map_err(io_err(&temp))?;
         let tar_w = fill(kiln_oci::Sha256Writer::new(gz), &temp)?;
         let (gz, diff_id, _) = tar_w.finish();
         let w = gz.finish().map_err(io_err(&temp))?;
