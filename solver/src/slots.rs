@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// How often a waiting heavy op asks whether a CPU is idle.
-pub(crate) const INTERVAL: Duration = Duration::from_millis(10);
+pub(crate) const INTERVAL: Duration = Duration::from_millis(5);
 
 /// Says whether at least one CPU's worth of time went idle since it was last asked.
 #[derive(Clone)]
@@ -26,17 +26,19 @@ impl IdleProbe {
         IdleProbe(Arc::new(f))
     }
 
-    /// Reads `procs_running` in `/proc/stat` (tasks running or ready to run right now, the
-    /// asking thread included): a CPU is idle when fewer tasks than CPUs want one besides
-    /// the asker, on this sample and on the one before (so a momentary dip, e.g. a step
-    /// between two processes, does not count). Without `/proc/stat` it never says idle.
+    /// Reads `procs_running` in `/proc/stat` (tasks running or ready to run right now) and
+    /// leaves out this process's own threads (those running to ask, among them): a CPU is
+    /// idle when fewer other tasks than CPUs want one, on this sample and on the one before
+    /// (so a momentary dip, e.g. a step between two processes, does not count). Without
+    /// `/proc/stat` it never says idle.
     pub fn proc_stat() -> IdleProbe {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u64;
         let before = std::sync::atomic::AtomicBool::new(false);
         IdleProbe::new(move || {
-            let now = procs_running().is_some_and(|n| n <= cpus);
+            let now =
+                procs_running().is_some_and(|n| n.saturating_sub(own_running_threads()) < cpus);
             before.swap(now, Ordering::SeqCst) && now
         })
     }
@@ -50,6 +52,23 @@ impl std::fmt::Debug for IdleProbe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("IdleProbe")
     }
+}
+
+/// How many threads of this process are running or runnable now.
+fn own_running_threads() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            // `pid (comm) S …`: the state follows the last `)`.
+            std::fs::read_to_string(t.path().join("stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, rest)| rest.trim_start().starts_with('R'))
+            })
+        })
+        .count() as u64
 }
 
 /// `procs_running` from `/proc/stat`.
