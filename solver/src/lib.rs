@@ -38,7 +38,7 @@
 use futures::future::{BoxFuture, FutureExt, Shared};
 use kiln_opgraph::{Definition, Vertex, VertexDigest};
 use serde::{de::DeserializeOwned, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -218,6 +218,9 @@ pub enum SolveError {
     /// The definition has no root.
     #[error("the build graph has no result")]
     NoRoot,
+    /// The definition is not acyclic (a vertex depends on itself).
+    #[error("invalid build graph: vertex {0} depends on itself")]
+    Cycle(VertexDigest),
     /// A vertex failed.
     #[error("{name}: {source}")]
     Vertex {
@@ -328,7 +331,7 @@ pub async fn solve<W: Worker>(
 ) -> Result<Solved<W::Output>, SolveError> {
     def.validate()?;
     let root = def.root.clone().ok_or(SolveError::NoRoot)?;
-    let order = topo_order(def, &root);
+    let order = topo_order(def, &root)?;
 
     // Content keys of every reachable vertex that reads from outside the graph, in parallel.
     let content = futures::future::join_all(order.iter().map(|d| {
@@ -713,27 +716,34 @@ fn fail(d: &VertexDigest, v: &Vertex, e: BoxError) -> Arc<SolveErrorShared> {
 }
 
 /// The vertices reachable from `root`, inputs before the vertices that read them.
-fn topo_order(def: &Definition, root: &VertexDigest) -> Vec<VertexDigest> {
-    let mut order = Vec::new();
-    let mut seen = BTreeSet::new();
-    // Iterative DFS post-order (graphs can be deep: 50+ chained RUNs).
-    let mut stack: Vec<(VertexDigest, bool)> = vec![(root.clone(), false)];
-    while let Some((d, expanded)) = stack.pop() {
-        if expanded {
-            order.push(d);
-            continue;
-        }
-        if !seen.insert(d.clone()) {
-            continue;
-        }
-        stack.push((d.clone(), true));
-        for i in def.vertices[&d].op.inputs().into_iter().rev() {
-            if !seen.contains(&i.vertex) {
-                stack.push((i.vertex.clone(), false));
+/// The vertices `root` depends on (itself included), inputs before the vertices that use
+/// them: a petgraph DAG of the reachable vertices (edges from input to user), sorted
+/// topologically, so a malformed definition with a cycle is an error, not a hang.
+fn topo_order(def: &Definition, root: &VertexDigest) -> Result<Vec<VertexDigest>, SolveError> {
+    let mut g = petgraph::graph::DiGraph::<VertexDigest, ()>::new();
+    let mut index = HashMap::new();
+    let mut node = |g: &mut petgraph::graph::DiGraph<VertexDigest, ()>, d: &VertexDigest| {
+        *index
+            .entry(d.clone())
+            .or_insert_with(|| g.add_node(d.clone()))
+    };
+    node(&mut g, root);
+    // Iterative walk (graphs can be deep: 50+ chained RUNs).
+    let mut stack = vec![root.clone()];
+    let mut seen = HashSet::from([root.clone()]);
+    while let Some(d) = stack.pop() {
+        let user = node(&mut g, &d);
+        for i in def.vertices[&d].op.inputs() {
+            let input = node(&mut g, &i.vertex);
+            g.update_edge(input, user, ());
+            if seen.insert(i.vertex.clone()) {
+                stack.push(i.vertex.clone());
             }
         }
     }
-    order
+    petgraph::algo::toposort(&g, None)
+        .map(|order| order.into_iter().map(|n| g[n].clone()).collect())
+        .map_err(|cycle| SolveError::Cycle(g[cycle.node_id()].clone()))
 }
 
 mod explain;

@@ -4,9 +4,9 @@
 //! default), a heavy op that finds every slot taken may still start while the machine's
 //! CPUs sit idle: RUN steps that sleep, wait on the network or on a disk leave CPUs unused,
 //! and holding the next step back then only makes the build longer (BuildKit runs every
-//! ready step at once). At most one extra op is admitted per sampling interval, so a
-//! newly started CPU-hungry step shows in the next sample before another one joins, and
-//! never more than `idle_jobs` heavy ops run in all.
+//! ready step at once). Each sampling interval admits at most as many extra ops as CPUs
+//! were idle in its sample, so newly started CPU-hungry steps show in the next sample
+//! before others join, and never more than `idle_jobs` heavy ops run in all.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,34 +16,35 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 /// How often a waiting heavy op asks whether a CPU is idle.
 pub(crate) const INTERVAL: Duration = Duration::from_millis(5);
 
-/// Says whether at least one CPU's worth of time went idle since it was last asked.
+/// Says how many CPUs are idle now.
 #[derive(Clone)]
-pub struct IdleProbe(Arc<dyn Fn() -> bool + Send + Sync>);
+pub struct IdleProbe(Arc<dyn Fn() -> usize + Send + Sync>);
 
 impl IdleProbe {
     /// A probe from a function (tests inject fixed answers).
-    pub fn new(f: impl Fn() -> bool + Send + Sync + 'static) -> IdleProbe {
+    pub fn new(f: impl Fn() -> usize + Send + Sync + 'static) -> IdleProbe {
         IdleProbe(Arc::new(f))
     }
 
     /// Reads `procs_running` in `/proc/stat` (tasks running or ready to run right now) and
-    /// leaves out this process's own threads (those running to ask, among them): a CPU is
-    /// idle when fewer other tasks than CPUs want one, on this sample and on the one before
-    /// (so a momentary dip, e.g. a step between two processes, does not count). Without
-    /// `/proc/stat` it never says idle.
+    /// leaves out this process's own threads (those running to ask, among them): the CPUs
+    /// that other tasks leave free, on this sample and on the one before (the fewer of the
+    /// two, so a momentary dip, e.g. a step between two processes, does not count). Without
+    /// `/proc/stat` no CPU is idle.
     pub fn proc_stat() -> IdleProbe {
         let cpus = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1) as u64;
-        let before = std::sync::atomic::AtomicBool::new(false);
+        let before = AtomicUsize::new(0);
         IdleProbe::new(move || {
-            let now =
-                procs_running().is_some_and(|n| n.saturating_sub(own_running_threads()) < cpus);
-            before.swap(now, Ordering::SeqCst) && now
+            let now = procs_running().map_or(0, |n| {
+                cpus.saturating_sub(n.saturating_sub(own_running_threads())) as usize
+            });
+            before.swap(now, Ordering::SeqCst).min(now)
         })
     }
 
-    fn idle(&self) -> bool {
+    fn idle_cpus(&self) -> usize {
         (self.0)()
     }
 }
@@ -84,7 +85,8 @@ struct Extra {
     max: usize,
     probe: IdleProbe,
     in_use: Arc<AtomicUsize>,
-    last_grant: Mutex<Option<Instant>>,
+    /// When the probe was last asked, and how many extra ops its answer still admits.
+    window: Mutex<(Option<Instant>, usize)>,
 }
 
 /// The slots of one solve.
@@ -120,7 +122,7 @@ impl Slots {
                 max,
                 probe: probe.unwrap_or_else(IdleProbe::proc_stat),
                 in_use: Arc::new(AtomicUsize::new(0)),
-                last_grant: Mutex::new(None),
+                window: Mutex::new((None, 0)),
             }),
         }
     }
@@ -143,16 +145,16 @@ impl Slots {
     }
 
     fn grant_extra(&self, x: &Extra) -> bool {
-        let mut last = x.last_grant.lock().unwrap_or_else(|e| e.into_inner());
-        if last.is_some_and(|t| t.elapsed() < INTERVAL) {
-            return false;
+        let mut window = x.window.lock().unwrap_or_else(|e| e.into_inner());
+        if window.0.is_none_or(|t| t.elapsed() >= INTERVAL) {
+            *window = (Some(Instant::now()), x.probe.idle_cpus());
         }
         let running = self.jobs - self.sem.available_permits() + x.in_use.load(Ordering::SeqCst);
-        if running >= x.max || !x.probe.idle() {
+        if running >= x.max || window.1 == 0 {
             return false;
         }
+        window.1 -= 1;
         x.in_use.fetch_add(1, Ordering::SeqCst);
-        *last = Some(Instant::now());
         true
     }
 }

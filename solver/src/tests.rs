@@ -410,7 +410,7 @@ async fn idle_cpus_admit_more_heavy_ops_than_jobs_and_busy_ones_do_not() {
     let opts = |idle: bool| SolveOptions {
         jobs: 1,
         idle_jobs: Some(3),
-        idle_probe: Some(IdleProbe::new(move || idle)),
+        idle_probe: Some(IdleProbe::new(move || usize::from(idle))),
     };
     // CPUs idle: one slot plus two extra ones, so three run at once (never four).
     let w = Arc::new(Fake::default());
@@ -440,4 +440,25 @@ async fn idle_cpus_admit_more_heavy_ops_than_jobs_and_busy_ones_do_not() {
         1,
         "busy CPUs: heavy ops ran one at a time"
     );
+}
+
+#[tokio::test]
+async fn a_cycle_is_an_error_not_a_hang() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let a = exec(&mut d, s, "a");
+    let b = exec(&mut d, a.clone(), "b");
+    // Tamper with a deserialised definition: a now reads b, which reads a.
+    if let Some(Op::Exec(e)) = d.vertices.get_mut(&a.vertex).map(|v| &mut v.op) {
+        e.rootfs = b.clone();
+    }
+    d.root = Some(b.vertex);
+    let (r, _) = run(
+        &d,
+        Arc::new(Fake::default()),
+        Arc::new(MemCache::default()),
+        1,
+    )
+    .await;
+    assert!(matches!(r, Err(SolveError::Cycle(_))), "{:?}", r.err());
 }
