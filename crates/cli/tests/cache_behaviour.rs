@@ -536,3 +536,91 @@ fn compression_level_applies_when_a_blob_is_made() {
     let r = k.run(&["build", "-o", &o, c.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(2), "{}", stderr(&r));
 }
+
+/// Pids of processes whose command line contains `needle`.
+fn pids_running(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                String::from_utf8_lossy(&c)
+                    .replace('\0', " ")
+                    .contains(needle)
+            })
+        })
+        .collect()
+}
+
+/// Kills the child when dropped (a failing assertion must not leave a build running).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn ctrl_c_cancels_running_steps_and_exits_130() {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let c = ctx.path();
+    // Two stages sleeping at once; durations unique to this run find their processes.
+    let (ta, tb) = (
+        format!("31.{}1", std::process::id()),
+        format!("31.{}2", std::process::id()),
+    );
+    write(
+        c,
+        "Dockerfile",
+        &format!(
+            "FROM busybox:latest AS a\nRUN echo up-$((40+2))a; sleep {ta}\n\
+             FROM busybox:latest AS b\nRUN echo up-$((40+2))b; sleep {tb}\n\
+             FROM busybox:latest\nCOPY --from=a /etc/passwd /a\nCOPY --from=b /etc/passwd /b\n"
+        ),
+    );
+    let logf = k.root.path().join("interrupted.log");
+    let mut child = KillOnDrop(
+        k.cmd()
+            .args(["build", "--progress", "plain", "-t", "never"])
+            .arg(c)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&logf).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    // The steps' output (their command lines in the log say `$((40+2))`).
+    assert!(wait_for(&logf, "up-42a", Duration::from_secs(60)));
+    assert!(wait_for(&logf, "up-42b", Duration::from_secs(60)));
+    let sleeping =
+        || pids_running(&format!("sleep {ta}")).len() + pids_running(&format!("sleep {tb}")).len();
+    assert!(sleeping() >= 2, "both steps run");
+    let sent = Instant::now();
+    let sigint = std::process::Command::new("kill")
+        .args(["-INT", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        sent.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        sent.elapsed()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while sleeping() > 0 {
+        assert!(Instant::now() < deadline, "sandboxes left running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!k.ok(&["images"]).contains("never"));
+    assert!(files_below(&k.root.path().join("ingest")).is_empty());
+    assert!(
+        files_below(&k.root.path().join("tmp")).is_empty(),
+        "no scratch dirs left"
+    );
+}
