@@ -207,6 +207,22 @@ fn image_refs(store: &Store) -> Result<(Refs, usize), Failure> {
     Ok((r, images.len()))
 }
 
+/// A live layer whose snapshot is not extracted (one fetched from an imported cache, say)
+/// lives in a blob recorded for its diff id: that blob is live too.
+fn pin_unextracted(store: &Store, refs: &mut Refs, snaps: &HashMap<String, u64>) {
+    let missing: Vec<String> = refs
+        .diffs
+        .iter()
+        .filter(|d| !snaps.contains_key(*d))
+        .cloned()
+        .collect();
+    for d in missing {
+        if let Ok(Some(l)) = store.find_layer(&d) {
+            refs.blobs.insert(l.digest);
+        }
+    }
+}
+
 /// The layers of a cache record (a `kiln_worker::Output` as JSON).
 fn record_layers(value: &[u8]) -> Vec<kiln_oci::Layer> {
     serde_json::from_slice::<kiln_worker::Output>(value)
@@ -299,6 +315,7 @@ pub fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, 
             live.diffs.insert(l.diff_id.clone());
         }
     }
+    pin_unextracted(store, &mut live, &snaps);
     let dead_blobs: Vec<String> = blobs
         .keys()
         .filter(|d| !live.blobs.contains(*d))
@@ -407,9 +424,10 @@ fn usage(store: &Store) -> Result<Usage, Failure> {
     // The write-ahead log is folded into the database first, so that what is counted is
     // what stays on disk once kiln exits (SQLite removes the log on the last close).
     let _ = store.compact_db();
-    let (pinned, nimages) = image_refs(store)?;
+    let (mut pinned, nimages) = image_refs(store)?;
     let blobs = store.list_blobs()?;
     let snaps = store.list_snapshots()?;
+    pin_unextracted(store, &mut pinned, &snaps.iter().cloned().collect());
     let records = store.cache_records()?;
     let total = kiln_cache::disk_usage(store.root());
     let mut images_size = 0;

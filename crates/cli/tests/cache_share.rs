@@ -96,6 +96,11 @@ fn another_machine_reuses_the_cache_through_a_registry_and_a_directory() {
         cached.iter().any(|c| c.contains("RUN cat /out")),
         "{cached:?}"
     );
+    // What was fetched for the image stays through a prune (nothing was extracted yet).
+    let b2 = Kiln::new();
+    build(&b2, ctx.path(), &["-t", "app", "--cache-from", &max]);
+    b2.ok(&["builder", "prune", "--all"]);
+    assert_eq!(b2.ok(&["run", "--rm", "app", "cat", "/stamp"]), stamp);
     assert_eq!(b.ok(&["run", "--rm", "app", "cat", "/stamp"]), stamp);
     // The hits were kept: the next build there needs no --cache-from.
     let (_, run) = build(&b, ctx.path(), &["-t", "app"]);
