@@ -624,3 +624,22 @@ fn ctrl_c_cancels_running_steps_and_exits_130() {
         "no scratch dirs left"
     );
 }
+
+#[test]
+fn an_image_built_here_is_a_base_for_the_next_build() {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\nRUN echo one > /one\n",
+    );
+    assert!(k.build(c, &["-t", "localbase"]).0);
+    // Its build-step layer is a snapshot with no blob: FROM must use it, not a registry.
+    write(c, "Dockerfile", "FROM localbase\nRUN cat /one > /two\n");
+    let (ok, log) = k.build(c, &["-t", "child"]);
+    assert!(ok, "{log}");
+    assert_eq!(k.ok(&["run", "--rm", "child", "cat", "/two"]), "one\n");
+}

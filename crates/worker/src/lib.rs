@@ -156,14 +156,6 @@ impl BuildWorker {
         };
         let config: kiln_oci::spec::ImageConfiguration =
             serde_json::from_slice(&store.read_blob(manifest.config().digest().as_ref())?)?;
-        if manifest
-            .layers()
-            .iter()
-            .any(|l| !store.has_blob(l.digest().as_ref()))
-        {
-            let r = kiln_oci::Reference::parse(reference)?;
-            self.cfg.registry.fetch_layers(&r, &manifest, store).await?;
-        }
         let diff_ids = config.rootfs().diff_ids();
         if diff_ids.len() != manifest.layers().len() {
             return Err(format!(
@@ -173,19 +165,23 @@ impl BuildWorker {
             )
             .into());
         }
-        Ok(Output::Layers(
-            manifest
-                .layers()
-                .iter()
-                .zip(diff_ids)
-                .map(|(l, d)| Layer {
-                    diff_id: d.clone(),
-                    digest: l.digest().to_string(),
-                    size: l.size(),
-                    media_type: l.media_type().to_string(),
-                })
-                .collect(),
-        ))
+        let layers: Vec<Layer> = manifest
+            .layers()
+            .iter()
+            .zip(diff_ids)
+            .map(|(l, d)| Layer {
+                diff_id: d.clone(),
+                digest: l.digest().to_string(),
+                size: l.size(),
+                media_type: l.media_type().to_string(),
+            })
+            .collect();
+        // A local image built here holds its build steps' layers as snapshots, not blobs.
+        if layers.iter().any(|l| !store.layer_available(l)) {
+            let r = kiln_oci::Reference::parse(reference)?;
+            self.cfg.registry.fetch_layers(&r, &manifest, store).await?;
+        }
+        Ok(Output::Layers(layers))
     }
 
     async fn file(
