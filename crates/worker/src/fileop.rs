@@ -63,26 +63,9 @@ pub enum Action {
         /// From where.
         source: Source,
     },
-    /// `COPY <<EOF`: a file with this content.
-    Mkfile {
-        /// Absolute path.
-        path: String,
-        /// Content.
-        data: String,
-        /// Mode.
-        mode: u32,
-        /// Owner.
-        chown: Option<Chown>,
-    },
-    /// WORKDIR.
-    Mkdir {
-        /// Absolute path.
-        path: String,
-        /// Mode.
-        mode: u32,
-        /// Owner.
-        chown: Option<Chown>,
-    },
+    /// `COPY <<EOF` (`Mkfile`) or WORKDIR (`Mkdir`), as the op graph says; a `Copy` here
+    /// is refused (it needs its source: [`Action::Copy`]).
+    Op(kiln_opgraph::FileAction),
 }
 
 /// Context files at least this large are pooled (see the module docs).
@@ -180,12 +163,12 @@ fn apply(spec: &Spec) -> Result<Report, String> {
     let mut deferred: Vec<Deferred> = Vec::new();
     for (i, action) in spec.actions.iter().enumerate() {
         match action {
-            Action::Mkfile {
+            Action::Op(kiln_opgraph::FileAction::Mkfile {
                 path,
                 data,
                 mode,
                 chown,
-            } => {
+            }) => {
                 let owner = chown
                     .as_ref()
                     .map(|c| resolve_owner(&root, c))
@@ -193,12 +176,15 @@ fn apply(spec: &Spec) -> Result<Report, String> {
                 mkfile(&root, path, data.as_bytes(), *mode, owner)
                     .map_err(|e| format!("creating {path}: {e}"))?;
             }
-            Action::Mkdir { path, mode, chown } => {
+            Action::Op(kiln_opgraph::FileAction::Mkdir { path, mode, chown }) => {
                 let owner = chown
                     .as_ref()
                     .map(|c| resolve_owner(&root, c))
                     .transpose()?;
                 mkdir_p(&root, path, *mode, owner).map_err(|e| format!("mkdir {path}: {e}"))?;
+            }
+            Action::Op(kiln_opgraph::FileAction::Copy(_)) => {
+                return Err("a copy without its source".into());
             }
             Action::Copy { copy, source } => {
                 let (src_root, exclude, from_context, pool) = match source {

@@ -219,24 +219,7 @@ impl BuildWorker {
                         source,
                     });
                 }
-                kiln_opgraph::FileAction::Mkfile {
-                    path,
-                    data,
-                    mode,
-                    chown,
-                } => actions.push(fileop::Action::Mkfile {
-                    path: path.clone(),
-                    data: data.clone(),
-                    mode: *mode,
-                    chown: chown.clone(),
-                }),
-                kiln_opgraph::FileAction::Mkdir { path, mode, chown } => {
-                    actions.push(fileop::Action::Mkdir {
-                        path: path.clone(),
-                        mode: *mode,
-                        chown: chown.clone(),
-                    })
-                }
+                other => actions.push(fileop::Action::Op(other.clone())),
             }
         }
         let spec = fileop::Spec {
