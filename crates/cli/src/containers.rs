@@ -2,8 +2,8 @@
 //!
 //! Exit codes follow docker's CLI: 1 when a container is unknown or not in the right state
 //! (commands taking several containers go on with the others and exit 1 at the end); for
-//! `exec`, the command's own exit code, 126 when it could not be started in the container
-//! (and when it is not executable), 127 when it is not found.
+//! `exec`, the command's own exit code, or 126 when it could not be started in the container
+//! (not found, not executable), as `docker exec`.
 
 use crate::util::{Env, Failure};
 use clap::Args;

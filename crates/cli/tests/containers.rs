@@ -259,15 +259,22 @@ fn exec_runs_in_the_containers_filesystem_hostname_and_pid_namespace() {
         "the host's processes are not visible: {ps}"
     );
 
-    // Exit codes: the command's own; 127 not found; 126 not executable.
+    // Exit codes: the command's own (127 from a shell included); 126 when it cannot be
+    // started, found or not (as docker exec).
     assert_eq!(
         r.k.run(&["exec", "box", "sh", "-c", "exit 42"])
             .status
             .code(),
         Some(42)
     );
+    assert_eq!(
+        r.k.run(&["exec", "box", "sh", "-c", "no-such-command"])
+            .status
+            .code(),
+        Some(127)
+    );
     let missing = r.k.run(&["exec", "box", "no-such-command"]);
-    assert_eq!(missing.status.code(), Some(127), "{}", stderr(&missing));
+    assert_eq!(missing.status.code(), Some(126), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("executable file not found"));
     assert_eq!(
         r.k.run(&["exec", "box", "/etc/passwd"]).status.code(),

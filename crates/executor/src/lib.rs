@@ -417,7 +417,8 @@ impl Executor {
     /// resolved against the sandbox's /etc/passwd, docker's default capabilities,
     /// `no_new_privs` and the seccomp profile unless `spec.privileged`. Unlike
     /// [`RunSpec::cwd`], a missing working directory is an error, as with `docker exec -w`.
-    /// A sandbox that is gone is a [`Error::Setup`] error.
+    /// A command that cannot be started (not found, not executable) exits 126, as with
+    /// `docker exec`. A sandbox that is gone is a [`Error::Setup`] error.
     pub async fn exec_in(
         &self,
         init: &HostProcess,

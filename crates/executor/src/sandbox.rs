@@ -1063,9 +1063,15 @@ pub(crate) fn exec_process(
     )
 }
 
+/// The exit code of a command that cannot be started, when one code serves every reason:
+/// `docker exec` exits 126 whether the command is missing or not executable. 0: 127 for a
+/// command not found and 126 otherwise, as `docker run`.
+pub(crate) static START_FAILURE_EXIT: AtomicI32 = AtomicI32::new(0);
+
 fn exec_failed(msg: &str, code: i32) -> ! {
     write_all_fd(2, msg.as_bytes());
-    exit(code)
+    let fixed = START_FAILURE_EXIT.load(Ordering::Relaxed);
+    exit(if fixed != 0 { fixed } else { code })
 }
 
 /// `cmd` in the colon-separated `path` (an empty entry is the working directory).
