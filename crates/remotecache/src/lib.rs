@@ -15,6 +15,12 @@
 //!
 //! Cache keys carry nothing machine-specific (contexts are keyed by content, images by
 //! digest), so a record made on one machine hits on another.
+//!
+//! Why a crate of its own rather than part of `exporter` (where `../shared/STYLE.md` puts
+//! cache export/import): the import side is used by the worker while steps run (its
+//! `restore` fetches blobs on demand), and the worker must not depend on the exporters;
+//! and the exporters stay free of the registry client (pushing images is the CLI's
+//! wiring of `exporter` + `registry`). This crate depends on `cache` and `registry` only.
 #![deny(missing_docs)]
 
 use kiln_cache::{Compression, Store};
