@@ -435,3 +435,31 @@ fn prune_keeps_the_layers_of_containers_whose_image_is_gone() {
         .count();
     assert!(after < before, "{before} → {after}");
 }
+
+#[test]
+fn run_passes_stdin_only_with_i() {
+    let Some(r) = Root::new() else { return };
+    let with = |args: &[&str]| {
+        let mut child =
+            r.k.cmd()
+                .args(args)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+        std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"piped\n").unwrap();
+        drop(child.stdin.take());
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        with(&["run", "--rm", "-i", "busybox:latest", "cat"]),
+        "piped\n"
+    );
+    assert_eq!(
+        with(&["run", "--rm", "busybox:latest", "cat"]),
+        "",
+        "no -i: empty stdin"
+    );
+}

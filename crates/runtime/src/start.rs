@@ -84,7 +84,8 @@ impl Container {
         }
     }
 
-    /// Runs the container in the foreground with the caller's stdio; the calling process is
+    /// Runs the container in the foreground with the caller's stdout and stderr (and stdin
+    /// with `-i`); the calling process is
     /// its supervisor. Returns its exit code. With an external runtime the container is
     /// recorded as running without a pid 1 (no `exec`).
     pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
@@ -92,7 +93,13 @@ impl Container {
         self.record_started(me, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
-        let run = executor.run_observed(&spec, Output::Inherit, tx);
+        // Without -i the container's stdin is empty, as with `docker run`.
+        let output = if self.config.interactive {
+            Output::Inherit
+        } else {
+            Output::InheritNoStdin
+        };
+        let run = executor.run_observed(&spec, output, tx);
         tokio::pin!(run);
         let result = tokio::select! {
             r = &mut run => r,
