@@ -739,10 +739,16 @@ async fn exec_joins_a_running_sandbox_with_the_same_isolation() {
         .await
         .unwrap();
     assert_eq!(c.code, 5);
+    // A command that cannot be started: 126, as docker exec (a sandbox's own command: 127).
     let c = exec_capture(&init, &exec_spec(&["no-such-command"]))
         .await
         .unwrap();
-    assert_eq!(c.code, 127, "{}", c.stderr);
+    assert_eq!(c.code, 126, "{}", c.stderr);
+    assert!(
+        c.stderr.contains("executable file not found"),
+        "{}",
+        c.stderr
+    );
     let mut nobody = exec_spec(&["sh", "-c", "id -u; touch /etc/passwd"]);
     nobody.user = "nobody".into();
     let c = exec_capture(&init, &nobody).await.unwrap();
