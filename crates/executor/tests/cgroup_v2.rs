@@ -15,8 +15,7 @@
 //! The fake-cgroupfs unit tests in `src/cgroup.rs` cover which files get which values on
 //! every host.
 
-use kiln_executor::{Executor, Network, Output, RootFs, RunResult, RunSpec, Stream, HELPER_ARG};
-use std::ffi::OsString;
+use kiln_executor::{Network, Output, RootFs, RunResult, RunSpec};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -24,12 +23,6 @@ mod common;
 
 /// The tests look for the sandbox's directory under `kiln/`: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
 
 /// This process's cgroup in the cgroup2 hierarchy, when one is mounted.
 fn own_v2_cgroup() -> Option<PathBuf> {
@@ -56,7 +49,7 @@ fn v2_offering(controllers: &[&str]) -> Option<PathBuf> {
     if !common::is_root() {
         return None;
     }
-    if which("busybox").is_none() {
+    if common::which("busybox").is_none() {
         eprintln!("skipped: busybox is not installed");
         return None;
     }
@@ -98,7 +91,7 @@ fn fixture() -> Fixture {
     for d in [&upper, &work] {
         std::fs::create_dir_all(d).unwrap();
     }
-    std::fs::copy(which("busybox").unwrap(), lower.join("bin/busybox")).unwrap();
+    std::fs::copy(common::which("busybox").unwrap(), lower.join("bin/busybox")).unwrap();
     for applet in ["sh", "sleep", "seq", "head", "tail", "echo", "cat", "wc"] {
         std::os::unix::fs::symlink("busybox", lower.join("bin").join(applet)).unwrap();
     }
@@ -140,26 +133,17 @@ struct Captured {
 }
 
 async fn capture(spec: RunSpec) -> Captured {
-    let executor = Executor::new(vec![
-        OsString::from(env!("CARGO_BIN_EXE_kiln-sandbox-test-helper")),
-        OsString::from(HELPER_ARG),
-    ]);
+    let executor = common::executor();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let result = executor
         .run_detailed(&spec, Output::Capture(tx))
         .await
         .unwrap();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Ok((stream, chunk)) = rx.try_recv() {
-        match stream {
-            Stream::Stdout => stdout.extend_from_slice(&chunk),
-            Stream::Stderr => stderr.extend_from_slice(&chunk),
-        }
-    }
+    let (stdout, stderr) = common::drain(&mut rx);
     Captured {
         result,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout,
+        stderr,
     }
 }
 

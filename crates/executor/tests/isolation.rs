@@ -4,19 +4,12 @@
 
 use kiln_executor::{
     BindMount, Executor, Network, Output, Resources, RootFs, RunResult, RunSpec, SandboxOptions,
-    Stream, TmpfsMount, HELPER_ARG,
+    TmpfsMount,
 };
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
 
 struct Fixture {
     dir: tempfile::TempDir,
@@ -36,7 +29,7 @@ fn fixture() -> Fixture {
     for d in [&upper, &work] {
         std::fs::create_dir_all(d).unwrap();
     }
-    let busybox = which("busybox").expect("busybox (Debian's busybox-static) is needed");
+    let busybox = common::which("busybox").expect("busybox (Debian's busybox-static) is needed");
     std::fs::copy(&busybox, lower.join("bin/busybox")).unwrap();
     let list = std::process::Command::new(&busybox)
         .arg("--list")
@@ -94,13 +87,6 @@ impl Fixture {
     }
 }
 
-fn executor() -> Executor {
-    Executor::new(vec![
-        OsString::from(env!("CARGO_BIN_EXE_kiln-sandbox-test-helper")),
-        OsString::from(HELPER_ARG),
-    ])
-}
-
 #[derive(Debug)]
 struct Captured {
     result: RunResult,
@@ -120,22 +106,16 @@ async fn capture_with(executor: &Executor, spec: &RunSpec) -> Captured {
         .run_detailed(spec, Output::Capture(tx))
         .await
         .unwrap();
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Ok((stream, chunk)) = rx.try_recv() {
-        match stream {
-            Stream::Stdout => stdout.extend_from_slice(&chunk),
-            Stream::Stderr => stderr.extend_from_slice(&chunk),
-        }
-    }
+    let (stdout, stderr) = common::drain(&mut rx);
     Captured {
         result,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout,
+        stderr,
     }
 }
 
 async fn capture(spec: &RunSpec) -> Captured {
-    capture_with(&executor(), spec).await
+    capture_with(&common::executor(), spec).await
 }
 
 /// Runs `script`, which must fail with "Operation not permitted" (EPERM) or
@@ -418,7 +398,7 @@ async fn cpu_quota_is_applied() {
     // The quota is visible in the sandbox's cgroup while it runs.
     let mut s = fx.spec("sleep 2");
     s.extra.resources.cpus = Some(1.5);
-    let exec = executor();
+    let exec = common::executor();
     let run = tokio::spawn(async move { capture_with(&exec, &s).await });
     let mut quota = None;
     for _ in 0..100 {
@@ -450,7 +430,7 @@ async fn signals_reach_the_process_and_orphans_are_reaped() {
 #[tokio::test]
 async fn network_default_has_outbound_interface() {
     require_root!();
-    if which("pasta").is_none() {
+    if common::which("pasta").is_none() {
         eprintln!("skipped: pasta (Debian's passt) is not installed");
         return;
     }
@@ -475,7 +455,7 @@ async fn network_none_sees_only_lo() {
 #[tokio::test]
 async fn external_oci_runtime_runs_the_same_sandbox() {
     require_root!();
-    let Some(runc) = which("runc") else {
+    let Some(runc) = common::which("runc") else {
         eprintln!("skipped: runc is not installed");
         return;
     };
@@ -503,7 +483,7 @@ async fn external_oci_runtime_runs_the_same_sandbox() {
         },
         ..Default::default()
     };
-    let exec = executor().with_runtime(runc);
+    let exec = common::executor().with_runtime(runc);
     let c = capture_with(&exec, &s).await;
     assert_eq!(c.code(), 3, "{c:?}");
     assert!(c.stdout.starts_with("hi\n0\nsandbox\nbound\n"), "{c:?}");

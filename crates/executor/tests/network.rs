@@ -9,22 +9,15 @@
 //! *other* address, 10.123.1.1, is reachable from the sandbox only through pasta, as any
 //! outside server would be. Nothing depends on, or touches, the real host's network.
 
-use kiln_executor::{Error, Executor, Network, Output, RootFs, RunSpec, Stream, HELPER_ARG};
-use std::ffi::OsString;
+use kiln_executor::{Error, Network, Output, RootFs, RunSpec};
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod common;
-
-fn which(tool: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .map(|d| d.join(tool))
-        .find(|p| p.is_file())
-}
 
 /// Root, pasta and busybox are there (else says why not).
 fn can_run() -> bool {
@@ -32,7 +25,7 @@ fn can_run() -> bool {
         return false;
     }
     for tool in ["pasta", "busybox"] {
-        if which(tool).is_none() {
+        if common::which(tool).is_none() {
             eprintln!("skipped: {tool} is not installed");
             return false;
         }
@@ -54,7 +47,7 @@ impl Rootfs {
         for d in ["bin", "etc", "proc", "sys", "dev", "tmp", "root"] {
             std::fs::create_dir_all(lower.join(d)).unwrap();
         }
-        std::fs::copy(which("busybox").unwrap(), lower.join("bin/busybox")).unwrap();
+        std::fs::copy(common::which("busybox").unwrap(), lower.join("bin/busybox")).unwrap();
         for applet in ["sh", "echo", "ip", "nc", "cat", "grep"] {
             std::os::unix::fs::symlink("busybox", lower.join("bin").join(applet)).unwrap();
         }
@@ -101,23 +94,14 @@ fn run(spec: &RunSpec) -> Result<Captured, Error> {
         .build()
         .unwrap();
     rt.block_on(async {
-        let executor = Executor::new(vec![
-            OsString::from(env!("CARGO_BIN_EXE_kiln-sandbox-test-helper")),
-            OsString::from(HELPER_ARG),
-        ]);
+        let executor = common::executor();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let code = executor.run(spec, Output::Capture(tx)).await?;
-        let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-        while let Ok((stream, chunk)) = rx.try_recv() {
-            match stream {
-                Stream::Stdout => stdout.extend_from_slice(&chunk),
-                Stream::Stderr => stderr.extend_from_slice(&chunk),
-            }
-        }
+        let (stdout, stderr) = common::drain(&mut rx);
         Ok(Captured {
             code,
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+            stdout,
+            stderr,
         })
     })
 }

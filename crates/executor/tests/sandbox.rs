@@ -1,9 +1,6 @@
 //! Sandbox tests: need root (overlayfs, namespaces); print "skipped: needs root" otherwise.
 
-use kiln_executor::{
-    BindMount, Error, Executor, Network, Output, RootFs, RunSpec, Stream, HELPER_ARG,
-};
-use std::ffi::OsString;
+use kiln_executor::{BindMount, Error, Network, Output, RootFs, RunSpec, HELPER_ARG};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -73,13 +70,6 @@ impl Fixture {
     }
 }
 
-fn executor() -> Executor {
-    Executor::new(vec![
-        OsString::from(env!("CARGO_BIN_EXE_kiln-sandbox-test-helper")),
-        OsString::from(HELPER_ARG),
-    ])
-}
-
 struct Captured {
     code: i32,
     stdout: String,
@@ -88,18 +78,12 @@ struct Captured {
 
 async fn capture(spec: &RunSpec) -> Result<Captured, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let code = executor().run(spec, Output::Capture(tx)).await?;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Ok((stream, chunk)) = rx.try_recv() {
-        match stream {
-            Stream::Stdout => stdout.extend_from_slice(&chunk),
-            Stream::Stderr => stderr.extend_from_slice(&chunk),
-        }
-    }
+    let code = common::executor().run(spec, Output::Capture(tx)).await?;
+    let (stdout, stderr) = common::drain(&mut rx);
     Ok(Captured {
         code,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout,
+        stderr,
     })
 }
 
@@ -385,7 +369,7 @@ async fn setup_errors_are_reported() {
 async fn inherit_output_runs() {
     require_root!();
     let fx = fixture();
-    let code = executor()
+    let code = common::executor()
         .run(&fx.spec(&["true"]), Output::Inherit)
         .await
         .unwrap();
@@ -415,7 +399,7 @@ async fn dropping_the_future_kills_the_sandbox() {
     let spec = fx.spec(&["sleep", "4243"]);
     let task = tokio::spawn(async move {
         let (tx, _rx) = tokio::sync::mpsc::unbounded_channel();
-        executor().run(&spec, Output::Capture(tx)).await
+        common::executor().run(&spec, Output::Capture(tx)).await
     });
     let cmdline = b"sleep\x004243\x00";
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -617,18 +601,14 @@ async fn exec_capture(
     spec: &kiln_executor::ExecSpec,
 ) -> Result<Captured, Error> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let code = executor().exec_in(init, spec, Output::Capture(tx)).await?;
-    let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
-    while let Ok((stream, chunk)) = rx.try_recv() {
-        match stream {
-            Stream::Stdout => stdout.extend_from_slice(&chunk),
-            Stream::Stderr => stderr.extend_from_slice(&chunk),
-        }
-    }
+    let code = common::executor()
+        .exec_in(init, spec, Output::Capture(tx))
+        .await?;
+    let (stdout, stderr) = common::drain(&mut rx);
     Ok(Captured {
         code,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        stdout,
+        stderr,
     })
 }
 
@@ -675,7 +655,7 @@ async fn exec_joins_a_running_sandbox_with_the_same_isolation() {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
     let run = tokio::spawn(async move {
-        executor()
+        common::executor()
             .run_observed(&spec, Output::Capture(out_tx), tx)
             .await
     });
