@@ -90,8 +90,13 @@ pub(crate) fn main(request: &[u8]) -> ! {
         // SAFETY: plain system call.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         sandbox::restore_signals(&old_mask);
-        sandbox::START_FAILURE_EXIT.store(126, std::sync::atomic::Ordering::Relaxed);
-        sandbox::exec_process(&spec.args, spec.privileged, &user, &env, true);
+        sandbox::exec_process(
+            &spec.args,
+            spec.privileged,
+            &user,
+            &env,
+            sandbox::Launch::Exec,
+        );
     }
     sandbox::forward_signals_to(child);
     sandbox::restore_signals(&old_mask);

@@ -435,7 +435,13 @@ fn init(
         // SAFETY: plain system call.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         restore_signals(old_mask);
-        exec_process(&spec.args, spec.extra.privileged, &user, &env, false);
+        exec_process(
+            &spec.args,
+            spec.extra.privileged,
+            &user,
+            &env,
+            Launch::Command,
+        );
     }
     FORWARD_TO.store(main, Ordering::Relaxed);
     install_forwarders_for(&INIT_FORWARDED_SIGNALS);
@@ -957,17 +963,26 @@ pub(crate) fn resolve_user_in(user: &str, passwd: &str, group: &str) -> Result<U
     })
 }
 
-/// A sandboxed process (a sandbox's command, or one started in it by
-/// [`crate::Executor::exec_in`]): drop privileges, set the environment, exec `args`. With
-/// `die_with_parent`, the process gets `PR_SET_PDEATHSIG(SIGKILL)` once it has its final
-/// credentials (a credential change clears it), for a parent outside its pid namespace
-/// (`getppid()` is 0 while that parent lives).
+/// How a sandboxed process is started.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Launch {
+    /// The sandbox's own command: a command that cannot be started exits 127 when it is
+    /// not found and 126 otherwise, as with `docker run`.
+    Command,
+    /// A process started in a running sandbox by [`crate::Executor::exec_in`]: it gets
+    /// `PR_SET_PDEATHSIG(SIGKILL)` once it has its final credentials (a credential change
+    /// clears it), for a parent outside its pid namespace (`getppid()` is 0 while that
+    /// parent lives), and exits 126 for any start failure, as with `docker exec`.
+    Exec,
+}
+
+/// A sandboxed process (see [`Launch`]): drop privileges, set the environment, exec `args`.
 pub(crate) fn exec_process(
     args: &[String],
     privileged: bool,
     user: &User,
     env: &[String],
-    die_with_parent: bool,
+    launch: Launch,
 ) -> ! {
     drop_capabilities(privileged);
     let seccomp = if privileged {
@@ -987,7 +1002,7 @@ pub(crate) fn exec_process(
         if libc::setuid(user.uid) < 0 {
             fail("setuid", io::Error::last_os_error());
         }
-        if die_with_parent {
+        if launch == Launch::Exec {
             libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
@@ -1021,6 +1036,7 @@ pub(crate) fn exec_process(
         match lookup(cmd, path_var) {
             Some(p) => p,
             None => exec_failed(
+                launch,
                 &format!("kiln: exec: {cmd:?}: executable file not found in $PATH\n"),
                 127,
             ),
@@ -1029,6 +1045,7 @@ pub(crate) fn exec_process(
     let to_c = |s: &str| {
         cstr(s).unwrap_or_else(|_| {
             exec_failed(
+                launch,
                 "kiln: exec: argument or environment contains a NUL byte\n",
                 126,
             )
@@ -1037,7 +1054,7 @@ pub(crate) fn exec_process(
     let argv: Vec<CString> = args.iter().map(|a| to_c(a)).collect();
     let envp: Vec<CString> = env.iter().map(|e| to_c(e)).collect();
     let program_c =
-        cstr(&program).unwrap_or_else(|_| exec_failed("kiln: exec: NUL in path\n", 126));
+        cstr(&program).unwrap_or_else(|_| exec_failed(launch, "kiln: exec: NUL in path\n", 126));
     let mut argv_p: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
@@ -1058,20 +1075,15 @@ pub(crate) fn exec_process(
         _ => (e.to_string(), 126),
     };
     exec_failed(
+        launch,
         &format!("kiln: exec: {:?}: {what}\n", program.display().to_string()),
         code,
     )
 }
 
-/// The exit code of a command that cannot be started, when one code serves every reason:
-/// `docker exec` exits 126 whether the command is missing or not executable. 0: 127 for a
-/// command not found and 126 otherwise, as `docker run`.
-pub(crate) static START_FAILURE_EXIT: AtomicI32 = AtomicI32::new(0);
-
-fn exec_failed(msg: &str, code: i32) -> ! {
+fn exec_failed(launch: Launch, msg: &str, code: i32) -> ! {
     write_all_fd(2, msg.as_bytes());
-    let fixed = START_FAILURE_EXIT.load(Ordering::Relaxed);
-    exit(if fixed != 0 { fixed } else { code })
+    exit(if launch == Launch::Exec { 126 } else { code })
 }
 
 /// `cmd` in the colon-separated `path` (an empty entry is the working directory).
