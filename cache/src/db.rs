@@ -219,12 +219,13 @@ pub(crate) fn layers_for(
 pub(crate) fn stat_cache_load(
     c: &mut Connection,
     root: &str,
+    min_size: u64,
 ) -> rusqlite::Result<HashMap<String, StatEntry>> {
     let mut st = c.prepare_cached(
         "SELECT path, dev, ino, size, mtime_ns, ctime_ns, mode, hash, recorded_ns
-         FROM stat_cache WHERE root = ?1",
+         FROM stat_cache WHERE root = ?1 AND size >= ?2",
     )?;
-    let rows = st.query_map([root], |r| {
+    let rows = st.query_map(params![root, min_size as i64], |r| {
         let hash: Vec<u8> = r.get(7)?;
         let mut h = [0u8; 32];
         if hash.len() == 32 {

@@ -179,7 +179,15 @@ impl Store {
     /// Every stat cache entry of one context root (absolute path), by relative path: one
     /// query.
     pub fn stat_cache_get_many(&self, root: &str) -> Result<HashMap<String, StatEntry>> {
-        self.with_db(|c| db::stat_cache_load(c, root))
+        self.stat_cache_get_large(root, 0)
+    }
+    /// The entries of a context root for files of at least `min_size` bytes.
+    pub fn stat_cache_get_large(
+        &self,
+        root: &str,
+        min_size: u64,
+    ) -> Result<HashMap<String, StatEntry>> {
+        self.with_db(|c| db::stat_cache_load(c, root, min_size))
     }
     /// Records entries for a context root, in one transaction.
     pub fn stat_cache_put_many(&self, root: &str, entries: &[(String, StatEntry)]) -> Result<()> {

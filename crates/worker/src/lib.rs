@@ -120,11 +120,10 @@ impl BuildWorker {
     fn pool_hints(&self, dir: &std::path::Path) -> Vec<fileop::PoolHint> {
         let store = &self.cfg.store;
         let known = store
-            .stat_cache_get_many(&dir.to_string_lossy())
+            .stat_cache_get_large(&dir.to_string_lossy(), fileop::POOL_MIN_SIZE)
             .unwrap_or_default();
         known
             .into_iter()
-            .filter(|(_, e)| e.size >= fileop::POOL_MIN_SIZE)
             .map(|(rel, entry)| fileop::PoolHint {
                 candidates: store.file_pool_get(&entry.hash).unwrap_or_default(),
                 rel,
