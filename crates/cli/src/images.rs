@@ -14,6 +14,15 @@ pub struct RefArg {
 }
 
 #[derive(Args)]
+pub struct PullArgs {
+    /// Image reference.
+    reference: String,
+    /// Print only the image's name.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
 pub struct ImagesArgs {
     /// Show only image IDs.
     #[arg(short, long)]
@@ -342,12 +351,37 @@ fn human_size(n: u64) -> String {
     }
 }
 
-pub async fn pull(env: &Env, a: RefArg) -> Result<u8, Failure> {
+/// `kiln pull`: fetches the image and, as `docker pull` does, unpacks its layers, so that
+/// the first build or run from it starts at once.
+pub async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
     let pulled = env.registry.pull(&r, &env.store).await?;
+    let layers: Vec<kiln_oci::Layer> = pulled
+        .manifest
+        .layers()
+        .iter()
+        .zip(pulled.config.rootfs().diff_ids())
+        .map(|(l, d)| kiln_oci::Layer {
+            diff_id: d.clone(),
+            digest: l.digest().to_string(),
+            size: l.size(),
+            media_type: l.media_type().to_string(),
+        })
+        .collect();
+    let unpacks = layers.into_iter().map(|l| {
+        let store = env.store.clone();
+        tokio::task::spawn_blocking(move || store.snapshot(&l).map(|_| ()))
+    });
+    for done in futures::future::join_all(unpacks).await {
+        done.map_err(|e| Failure::new(1, e.to_string()))??;
+    }
     env.store
         .set_image(&r.to_string(), &pulled.manifest_digest)?;
-    println!("{}: digest: {}", r.familiar(), pulled.manifest_digest);
+    if a.quiet {
+        println!("{r}");
+    } else {
+        println!("{}: digest: {}", r.familiar(), pulled.manifest_digest);
+    }
     Ok(0)
 }
 

@@ -44,7 +44,7 @@ enum Command {
     /// List images.
     Images(images::ImagesArgs),
     /// Pull an image from a registry.
-    Pull(images::RefArg),
+    Pull(images::PullArgs),
     /// Push an image to a registry.
     Push(images::RefArg),
     /// Make an image from a root filesystem tarball.

@@ -67,6 +67,16 @@ fn hello_builds_runs_caches_pushes_and_reads_back() {
     let k3 = Kiln::new();
     let pulled = k3.ok(&["pull", &base]);
     assert!(pulled.contains("digest: sha256:"), "{pulled}");
+    // As `docker pull`, the layers are unpacked then, not by the first run.
+    let snapshots = k3.root.path().join("snapshots");
+    assert!(
+        files_below(&snapshots)
+            .iter()
+            .any(|s| snapshots.join(s).join("bin/busybox").is_file()),
+        "pull leaves no unpacked layer: {:?}",
+        files_below(&snapshots)
+    );
+    assert_eq!(k3.ok(&["pull", "-q", &base]), format!("{base}\n"));
     assert_eq!(k3.ok(&["run", "--rm", &base, "echo", "pulled"]), "pulled\n");
     assert!(k3.ok(&["images"]).contains("busybox"));
 
