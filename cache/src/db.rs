@@ -60,6 +60,10 @@ CREATE TABLE IF NOT EXISTS file_pool (
     path TEXT NOT NULL,
     PRIMARY KEY (hash, diff_id, path)
 );
+CREATE TABLE IF NOT EXISTS last_results (
+    op TEXT PRIMARY KEY,
+    diff_id TEXT NOT NULL
+);
 ";
 
 /// Tables [`SCHEMA`] creates (an older database gets the missing ones on open).
@@ -71,6 +75,7 @@ const TABLES: &[&str] = &[
     "context_listings",
     "key_inputs",
     "file_pool",
+    "last_results",
 ];
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
@@ -460,6 +465,25 @@ pub(crate) fn file_pool_put(
 }
 
 pub(crate) fn file_pool_forget(c: &mut Connection, diff_id: &str) -> rusqlite::Result<()> {
-    c.execute("DELETE FROM file_pool WHERE diff_id = ?1", [diff_id])
+    c.execute("DELETE FROM file_pool WHERE diff_id = ?1", [diff_id])?;
+    c.execute("DELETE FROM last_results WHERE diff_id = ?1", [diff_id])
         .map(|_| ())
+}
+
+pub(crate) fn last_result_get(c: &mut Connection, op: &str) -> rusqlite::Result<Option<String>> {
+    c.query_row(
+        "SELECT diff_id FROM last_results WHERE op = ?1",
+        [op],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+pub(crate) fn last_result_put(c: &mut Connection, op: &str, diff_id: &str) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT INTO last_results (op, diff_id) VALUES (?1, ?2)
+         ON CONFLICT(op) DO UPDATE SET diff_id = excluded.diff_id",
+        params![op, diff_id],
+    )
+    .map(|_| ())
 }

@@ -258,6 +258,22 @@ impl Store {
         self.with_db(|c| db::file_pool_put(c, diff_id, entries))
     }
 
+    // ---- last results (link sources for the next run of an op) ----
+    /// The snapshot of the layer that `op` (an op's identity without its inputs' content,
+    /// e.g. a vertex digest) made when it last ran, while that snapshot is still there.
+    pub fn last_result(&self, op: &str) -> Result<Option<PathBuf>> {
+        let Some(diff_id) = self.with_db(|c| db::last_result_get(c, op))? else {
+            return Ok(None);
+        };
+        Ok(sha256_hex(&diff_id)
+            .map(|hex| self.snapshots.join(hex))
+            .filter(|d| d.is_dir()))
+    }
+    /// Records that `op` made the layer `diff_id` (forgotten when its snapshot is removed).
+    pub fn set_last_result(&self, op: &str, diff_id: &str) -> Result<()> {
+        self.with_db(|c| db::last_result_put(c, op, diff_id))
+    }
+
     // ---- key inputs (for explaining cache misses) ----
     /// The last recorded (key, inputs) of every slot of a scope (one query).
     pub fn key_inputs_get_many(&self, scope: &str) -> Result<HashMap<String, (String, Vec<u8>)>> {
