@@ -643,3 +643,160 @@ fn an_image_built_here_is_a_base_for_the_next_build() {
     assert!(ok, "{log}");
     assert_eq!(k.ok(&["run", "--rm", "child", "cat", "/two"]), "one\n");
 }
+
+#[test]
+fn a_copy_into_new_directories_keeps_metadata_and_hides_deleted_lower_files() {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let c = ctx.path();
+    write(
+        c,
+        "Dockerfile",
+        "FROM busybox:latest\n\
+         RUN mkdir -p /x/old && echo gone > /x/old/file && echo file > /x/f\n\
+         RUN rm -rf /x/old\n\
+         COPY --chown=7:8 tree/ /x/\n",
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let set = |rel: &str, mode: u32, mtime: i64| {
+        let p = c.join(rel);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+        let t = filetime::FileTime::from_unix_time(mtime, 0);
+        filetime::set_file_times(&p, t, t).unwrap();
+    };
+    // More files than one copy thread takes, so the copy runs on several.
+    for i in 0..150 {
+        write(c, &format!("tree/new/many/{i:03}"), &format!("{i}\n"));
+        set(&format!("tree/new/many/{i:03}"), 0o644, 1_600_000_100 + i);
+    }
+    write(c, "tree/new/a.txt", "a\n");
+    write(c, "tree/new/sub/b.sh", "echo b\n");
+    write(c, "tree/old/n.txt", "n\n");
+    write(c, "tree/f/g.txt", "g\n");
+    set("tree/new/a.txt", 0o640, 1_600_000_000);
+    set("tree/new/sub/b.sh", 0o755, 1_600_000_001);
+    set("tree/old/n.txt", 0o644, 1_600_000_002);
+    set("tree/f/g.txt", 0o600, 1_600_000_003);
+    // Directories last: writing their entries changed their mtimes.
+    set("tree/new/many", 0o711, 1_500_000_004);
+    set("tree/new/sub", 0o700, 1_500_000_001);
+    set("tree/new", 0o750, 1_500_000_000);
+    set("tree/old", 0o755, 1_500_000_002);
+    set("tree/f", 0o755, 1_500_000_003);
+    let (ok, log) = k.build(c, &["-t", "copied"]);
+    assert!(ok, "{log}");
+    let listing = k.ok(&[
+        "run",
+        "--rm",
+        "copied",
+        "sh",
+        "-c",
+        "cd /x && find . -mindepth 1 ! -path './new/many/*' | sort | xargs stat -c '%n %F %a %u:%g %Y' \
+         && cat old/* f/* new/a.txt && ls new/many | wc -l \
+         && stat -c '%a %u:%g %Y %s' new/many/* | sort | uniq -c | wc -l",
+    ]);
+    assert_eq!(
+        listing,
+        "./f directory 755 7:8 1500000003\n\
+         ./f/g.txt regular file 600 7:8 1600000003\n\
+         ./new directory 750 7:8 1500000000\n\
+         ./new/a.txt regular file 640 7:8 1600000000\n\
+         ./new/many directory 711 7:8 1500000004\n\
+         ./new/sub directory 700 7:8 1500000001\n\
+         ./new/sub/b.sh regular file 755 7:8 1600000001\n\
+         ./old directory 755 7:8 1500000002\n\
+         ./old/n.txt regular file 644 7:8 1600000002\n\
+         n\ng\na\n150\n150\n",
+        "the deleted /x/old/file stays deleted, the file /x/f became a directory"
+    );
+    let many = k.ok(&[
+        "run",
+        "--rm",
+        "copied",
+        "sh",
+        "-c",
+        "cd /x/new/many && for f in *; do echo \"$f $(cat $f) $(stat -c '%a %u:%g %Y' $f)\"; done",
+    ]);
+    for (i, line) in many.lines().enumerate() {
+        assert_eq!(
+            line,
+            format!("{i:03} {i} 644 7:8 {}", 1_600_000_100 + i as i64)
+        );
+    }
+    assert_eq!(many.lines().count(), 150);
+}
+
+#[test]
+fn a_rerun_copy_links_its_unchanged_files_from_its_last_result() {
+    let Some((k, ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let c = ctx.path();
+    write(c, "Dockerfile", "FROM busybox:latest\nCOPY src/ /app/\n");
+    for i in 0..100 {
+        write(c, &format!("src/d/f{i:02}"), &format!("file {i}\n"));
+    }
+    // A hard-linked pair: one inode in the first layer.
+    write(c, "src/d/pair1", "same\n");
+    std::fs::hard_link(c.join("src/d/pair1"), c.join("src/d/pair2")).unwrap();
+    let t = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+    for f in ["f00", "f01", "pair1"] {
+        filetime::set_file_times(c.join("src/d").join(f), t, t).unwrap();
+    }
+    assert!(k.build(c, &["-t", "first"]).0);
+    let snapshots = k.root.path().join("snapshots");
+    let layer_of = |file: &str| {
+        let mut found = Vec::new();
+        find_named(&snapshots, file, &mut found);
+        found
+    };
+    assert_eq!(layer_of("f50").len(), 1);
+
+    // Edit one file; break the pair into two files with the same content and mtime.
+    write(c, "src/d/f50", "edited\n");
+    std::fs::remove_file(c.join("src/d/pair2")).unwrap();
+    write(c, "src/d/pair2", "same\n");
+    filetime::set_file_times(c.join("src/d/pair2"), t, t).unwrap();
+    assert!(k.build(c, &["-t", "second"]).0);
+
+    let f01 = layer_of("f01");
+    assert_eq!(f01.len(), 2, "{f01:?}");
+    assert_eq!(
+        f01[0].1, f01[1].1,
+        "an unchanged file is linked, not copied"
+    );
+    let f50 = layer_of("f50");
+    assert_eq!(f50.len(), 2);
+    assert_ne!(f50[0].1, f50[1].1, "the edited file is new");
+    let run = |img: &str, cmd: &str| k.ok(&["run", "--rm", img, "sh", "-c", cmd]);
+    assert_eq!(
+        run("second", "cat /app/d/f50 /app/d/f01"),
+        "edited\nfile 1\n"
+    );
+    assert_eq!(run("first", "cat /app/d/f50"), "file 50\n");
+    // The pair is two files in the second image, though the first layer's pair is one inode.
+    let inodes = run("second", "stat -c %i /app/d/pair1 /app/d/pair2");
+    let inodes: Vec<&str> = inodes.lines().collect();
+    assert_ne!(
+        inodes[0], inodes[1],
+        "two files of the source are not linked"
+    );
+
+    // The files look exactly like those a store without the first build copies (but for
+    // their link counts).
+    let fresh = Kiln::new();
+    fresh.seed_local_base();
+    assert!(fresh.build(c, &["-t", "second"]).0);
+    let files = |k: &Kiln| {
+        k.ok(&[
+            "run",
+            "--rm",
+            "second",
+            "sh",
+            "-c",
+            "find /app | sort | xargs stat -c '%n %F %s %a %u %g %Y' && md5sum /app/d/*",
+        ])
+    };
+    assert_eq!(files(&k), files(&fresh));
+}

@@ -22,6 +22,29 @@
 //! a copy would) and the placeholder is swapped for the link in the upper dir once the
 //! overlay is unmounted, the parent directory's mtime restored. Only the spec's last action
 //! defers links, so no later action can touch a placeholder.
+//!
+//! # Writing below new directories
+//! Creating a file through overlayfs costs about twice what it costs on the upper dir's own
+//! filesystem, and a COPY of a source tree is mostly file creation. A directory that the
+//! copy itself creates (nothing was at its path in the merged view, or what was there is
+//! replaced) has no lower directory merged into it: its contents are exactly what the upper
+//! dir holds. So the single-source copy of the spec's last action creates directories
+//! through the overlay as usual (that copies their parents up), but writes the regular files
+//! that land directly in such a new directory straight into the upper dir once the overlay
+//! is unmounted, in parallel, and sets those directories' metadata after that (deepest
+//! first). Large pooled files there become hard links at once, without placeholders.
+//! Multiply-linked files and everything outside new directories go through the overlay.
+//!
+//! # Reusing the last result
+//! When a COPY runs again because a few of its source files changed, the layer it made last
+//! time ([`Spec::previous`], recorded by the worker per op) holds the rest already. A file
+//! written directly (above) whose counterpart at the same path there is a regular file with
+//! the same size, mode, owner and mtime, and byte for byte the same content, becomes a hard
+//! link to it instead of a new file: committed snapshots are never written, so sharing is
+//! safe, as with the pool. No inode is linked twice into one layer (two paths of a layer
+//! sharing an inode would be a hard link the source did not have), and the candidate's
+//! directories must be real directories of that snapshot (a symlink there could lead out of
+//! it). Such files show a link count above one inside the build, as pooled files do.
 
 use kiln_opgraph::pattern::{glob_match, PatternMatcher};
 use kiln_opgraph::{Chown, CopyAction};
@@ -107,6 +130,9 @@ pub struct Spec {
     pub scratch: PathBuf,
     /// The actions, in order.
     pub actions: Vec<Action>,
+    /// The snapshot this op made when it last ran (see "Reusing the last result").
+    #[serde(default)]
+    pub previous: Option<PathBuf>,
 }
 
 /// Runs the helper on `spec`; a failure's message is the helper's stderr.
@@ -161,6 +187,9 @@ fn apply(spec: &Spec) -> Result<Report, String> {
         .map_err(|e| format!("cannot mount the build filesystem: {e}"))?;
     let mut report = Report::default();
     let mut deferred: Vec<Deferred> = Vec::new();
+    let mut direct: Vec<DirectJob> = Vec::new();
+    let mut late_dirs: Vec<LateDir> = Vec::new();
+    let claims = std::sync::Arc::new(Claims::default());
     for (i, action) in spec.actions.iter().enumerate() {
         match action {
             Action::Op(kiln_opgraph::FileAction::Mkfile {
@@ -206,8 +235,11 @@ fn apply(spec: &Spec) -> Result<Report, String> {
                 let mut copier = Copier::new(&root, &src_root, &exclude, from_context, copy)?;
                 copier.pool = pool.iter().map(|h| (h.rel.as_str(), h)).collect();
                 copier.defer_links = i + 1 == spec.actions.len();
+                copier.claims = claims.clone();
                 copier.run()?;
                 let (pooled, links) = (copier.pooled, copier.deferred);
+                direct.extend(copier.direct);
+                late_dirs.extend(copier.late_dirs);
                 for (hash, target) in pooled {
                     if let Ok(rel) = target.strip_prefix(&root) {
                         report
@@ -219,9 +251,57 @@ fn apply(spec: &Spec) -> Result<Report, String> {
             }
         }
     }
-    if !deferred.is_empty() {
+    if !deferred.is_empty() || !direct.is_empty() || !late_dirs.is_empty() {
         nix::mount::umount2(&root, nix::mount::MntFlags::MNT_DETACH)
             .map_err(|e| format!("cannot unmount the build filesystem: {e}"))?;
+        let reusable = reusable_dirs(spec.previous.as_deref(), &direct);
+        let written = parallel(
+            &direct,
+            |j| j.target.parent(),
+            |j| {
+                let target = spec.upper.join(&j.target);
+                let previous = spec
+                    .previous
+                    .as_ref()
+                    .filter(|_| j.target.parent().is_some_and(|p| reusable.contains(p)))
+                    .map(|p| p.join(&j.target));
+                write_file(
+                    &j.src,
+                    &target,
+                    &j.md,
+                    (j.owner, j.mode),
+                    j.hint.as_ref(),
+                    (
+                        LinkMode::Now {
+                            previous: previous.as_deref(),
+                        },
+                        &claims,
+                    ),
+                )
+                .map_err(|e| io::Error::new(e.kind(), format!("/{}: {e}", j.rel)))
+            },
+        )
+        .map_err(|e| format!("copying {e}"))?;
+        for o in written {
+            let (hash, target) = match o {
+                Outcome::Linked(hash, target) => {
+                    report.linked += 1;
+                    (hash, target)
+                }
+                Outcome::Pooled(hash, target) => (hash, target),
+                Outcome::Deferred(_) | Outcome::Reused => continue,
+            };
+            if let Ok(rel) = target.strip_prefix(&spec.upper) {
+                report
+                    .pooled
+                    .push((hash, rel.to_string_lossy().into_owned()));
+            }
+        }
+        for d in &late_dirs {
+            let path = spec.upper.join(&d.target);
+            set_path_meta(&path, d.owner, d.mode, d.mtime, false)
+                .map_err(|e| format!("/{}: {e}", d.target.display()))?;
+        }
         for d in deferred {
             let Ok(rel) = d.target.strip_prefix(&root) else {
                 continue;
@@ -238,6 +318,26 @@ fn apply(spec: &Spec) -> Result<Report, String> {
     Ok(report)
 }
 
+/// The parent directories (relative) of `jobs` that are real directories of `previous`,
+/// reached without symlinks, so that files below them are files of that snapshot.
+fn reusable_dirs(
+    previous: Option<&Path>,
+    jobs: &[DirectJob],
+) -> std::collections::HashSet<PathBuf> {
+    let Some(prev) = previous.and_then(|p| fs::canonicalize(p).ok()) else {
+        return Default::default();
+    };
+    let mut dirs: Vec<&Path> = jobs.iter().filter_map(|j| j.target.parent()).collect();
+    dirs.dedup();
+    dirs.into_iter()
+        .filter(|d| {
+            let p = prev.join(d);
+            fs::canonicalize(&p).is_ok_and(|c| c == p)
+        })
+        .map(Path::to_path_buf)
+        .collect()
+}
+
 /// A placeholder written through the overlay, to become a hard link to `candidate`.
 struct Deferred {
     target: PathBuf,
@@ -245,11 +345,54 @@ struct Deferred {
     hash: [u8; 32],
 }
 
+/// A regular file to write straight into the upper dir once the overlay is unmounted (see
+/// "Writing below new directories").
+struct DirectJob {
+    src: PathBuf,
+    /// Its path relative to the source root (for errors).
+    rel: String,
+    /// Where it goes, relative to the root.
+    target: PathBuf,
+    md: fs::Metadata,
+    owner: (u32, u32),
+    mode: u32,
+    hint: Option<PoolHint>,
+}
+
+/// Committed inodes already linked into the layer being made (see "Reusing the last
+/// result").
+#[derive(Default)]
+struct Claims(std::sync::Mutex<std::collections::HashSet<(u64, u64)>>);
+
+impl Claims {
+    /// Whether `md`'s inode may be linked into the layer (it was not yet).
+    fn claim(&self, md: &fs::Metadata) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert((md.dev(), md.ino()))
+    }
+}
+
+/// A new directory whose metadata is set after the files written into it directly.
+struct LateDir {
+    /// Relative to the root.
+    target: PathBuf,
+    owner: (u32, u32),
+    mode: u32,
+    mtime: filetime::FileTime,
+}
+
 /// Whether `candidate` (a committed file) is exactly what copying a file with `md` and
 /// the wanted owner and mode would make. (Pooled files were written by COPYs, which set no
 /// xattrs, so there are none to compare.)
-fn same_file(candidate: &Path, md: &fs::Metadata, mode: u32, owner: (u32, u32)) -> bool {
-    fs::symlink_metadata(candidate).is_ok_and(|c| {
+fn same_file(
+    candidate: &Path,
+    md: &fs::Metadata,
+    mode: u32,
+    owner: (u32, u32),
+) -> Option<fs::Metadata> {
+    fs::symlink_metadata(candidate).ok().filter(|c| {
         c.is_file()
             && c.size() == md.size()
             && c.mode() & 0o7777 == mode
@@ -481,6 +624,17 @@ struct Copier<'a> {
     /// Directories of the current source whose metadata is set once their contents exist,
     /// deepest first.
     dir_meta: Vec<(PathBuf, fs::Metadata)>,
+    /// Whether regular files in new directories are written after the overlay is unmounted
+    /// (see "Writing below new directories").
+    direct_ok: bool,
+    /// Directories this copy created (nothing was merged into them).
+    fresh: std::collections::HashSet<PathBuf>,
+    /// Files for the upper dir, once the overlay is unmounted.
+    direct: Vec<DirectJob>,
+    /// New directories' metadata, set after `direct`.
+    late_dirs: Vec<LateDir>,
+    /// Committed inodes linked into the layer so far (shared by the spec's actions).
+    claims: std::sync::Arc<Claims>,
 }
 
 /// A regular file to copy.
@@ -495,8 +649,171 @@ struct FileJob {
 enum Outcome {
     /// A pooled file was copied: (content hash, target).
     Pooled([u8; 32], PathBuf),
+    /// A pooled file became a hard link to a committed file: (content hash, target).
+    Linked([u8; 32], PathBuf),
     /// A placeholder for a hard link was written.
     Deferred(Deferred),
+    /// A file became a hard link to the same file of the op's last result.
+    Reused,
+}
+
+/// What a pooled file with a matching committed file becomes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum LinkMode<'a> {
+    /// A copy (links are not allowed here).
+    No,
+    /// A placeholder, linked once the overlay is unmounted.
+    Placeholder,
+    /// A hard link, made now (`target` is in the upper dir itself); so is a link to
+    /// `previous` (the same path in the op's last result) when it is the same small file.
+    Now { previous: Option<&'a Path> },
+}
+
+/// Copies the regular file `src` (whose metadata is `md`) to `target` with `owner` and
+/// `mode` (and `md`'s mtime). A pooled file (`hint`) whose content and metadata a committed
+/// file already has becomes a link to it as `link` says, unless `claims` has its inode.
+fn write_file(
+    src: &Path,
+    target: &Path,
+    md: &fs::Metadata,
+    (owner, mode): ((u32, u32), u32),
+    hint: Option<&PoolHint>,
+    (link, claims): (LinkMode<'_>, &Claims),
+) -> io::Result<Option<Outcome>> {
+    if let LinkMode::Now { previous: Some(p) } = link {
+        if md.size() < POOL_MIN_SIZE {
+            if let Some(pmd) = same_file(p, md, mode, owner) {
+                let data = fs::read(src)?;
+                if data.len() as u64 != md.size() {
+                    return Err(io::Error::other("file changed while being copied"));
+                }
+                if fs::read(p).is_ok_and(|d| d == data)
+                    && claims.claim(&pmd)
+                    && fs::hard_link(p, target).is_ok()
+                {
+                    return Ok(Some(Outcome::Reused));
+                }
+                let mut to = fs::File::create(target)?;
+                io::Write::write_all(&mut to, &data)?;
+                set_file_meta(&to, md, owner, mode)?;
+                return Ok(None);
+            }
+        }
+    }
+    let candidate = hint.filter(|_| link != LinkMode::No).and_then(|h| {
+        h.candidates
+            .iter()
+            .find_map(|c| same_file(c, md, mode, owner).map(|cmd| (c, cmd)))
+    });
+    if let (Some(h), Some((c, cmd))) = (hint, candidate) {
+        if claims.claim(&cmd) {
+            if link == LinkMode::Placeholder {
+                let f = fs::File::create(target)?;
+                set_file_meta(&f, md, owner, mode)?;
+                return Ok(Some(Outcome::Deferred(Deferred {
+                    target: target.to_path_buf(),
+                    candidate: c.clone(),
+                    hash: h.entry.hash,
+                })));
+            }
+            // Another filesystem or too many links: copy instead.
+            if fs::hard_link(c, target).is_ok() {
+                return Ok(Some(Outcome::Linked(h.entry.hash, target.to_path_buf())));
+            }
+        }
+    }
+    let mut from = fs::File::open(src)?;
+    let mut to = fs::File::create(target)?;
+    io::copy(&mut from, &mut to)?;
+    set_file_meta(&to, md, owner, mode)?;
+    Ok(hint.map(|h| Outcome::Pooled(h.entry.hash, target.to_path_buf())))
+}
+
+/// Sets a regular file's owner, mode and mtime (`md`'s) through its descriptor (no path
+/// lookups through the overlay).
+fn set_file_meta(f: &fs::File, md: &fs::Metadata, owner: (u32, u32), mode: u32) -> io::Result<()> {
+    std::os::unix::fs::fchown(f, Some(owner.0), Some(owner.1))?;
+    f.set_permissions(fs::Permissions::from_mode(mode))?;
+    let mtime = filetime::FileTime::from_last_modification_time(md);
+    filetime::set_file_handle_times(f, Some(mtime), Some(mtime))
+}
+
+/// Sets the owner, mode (not for a symlink) and mtime of `target`.
+fn set_path_meta(
+    target: &Path,
+    owner: (u32, u32),
+    mode: u32,
+    mtime: filetime::FileTime,
+    is_link: bool,
+) -> io::Result<()> {
+    std::os::unix::fs::lchown(target, Some(owner.0), Some(owner.1))?;
+    if is_link {
+        return filetime::set_symlink_file_times(target, mtime, mtime);
+    }
+    fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
+    filetime::set_file_times(target, mtime, mtime)
+}
+
+/// Runs `f` on every item, on several threads when there are many (creating small files is
+/// most of a copy's time), and gathers what it returns. The first error stops the rest.
+/// Consecutive items with the same `dir` go to one thread together: creating entries in one
+/// directory from two threads at once only makes them wait on its lock.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    dir: impl Fn(&T) -> Option<&Path>,
+    f: impl Fn(&T) -> io::Result<Option<R>> + Sync,
+) -> io::Result<Vec<R>> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(items.len() / 64 + 1);
+    // Runs of items in one directory, at most 64 long (a big directory is still shared).
+    let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
+    for i in 0..items.len() {
+        match groups.last_mut() {
+            Some(g) if g.len() < 64 && dir(&items[g.start]) == dir(&items[i]) => g.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || -> io::Result<Vec<R>> {
+        let mut out = Vec::new();
+        loop {
+            let g = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(range) = groups.get(g) else {
+                return Ok(out);
+            };
+            for item in &items[range.clone()] {
+                match f(item) {
+                    Ok(o) => out.extend(o),
+                    Err(e) => {
+                        // Stop the other threads too.
+                        next.store(groups.len(), std::sync::atomic::Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    };
+    let results: Vec<io::Result<Vec<R>>> = if threads <= 1 {
+        vec![work()]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")))
+                })
+                .collect()
+        })
+    };
+    let mut all = Vec::new();
+    for r in results {
+        all.extend(r?);
+    }
+    Ok(all)
 }
 
 impl<'a> Copier<'a> {
@@ -529,6 +846,11 @@ impl<'a> Copier<'a> {
             jobs: Vec::new(),
             link_jobs: Vec::new(),
             dir_meta: Vec::new(),
+            direct_ok: false,
+            fresh: Default::default(),
+            direct: Vec::new(),
+            late_dirs: Vec::new(),
+            claims: Default::default(),
         })
     }
 
@@ -542,96 +864,72 @@ impl<'a> Copier<'a> {
         (owner, self.copy.chmod.unwrap_or(md.mode() & 0o7777))
     }
 
+    /// The pool hint for a regular file, when the stat cache vouches for its content.
+    fn hint(&self, rel: &str, md: &fs::Metadata) -> Option<&'a PoolHint> {
+        self.pool.get(rel).copied().filter(|h| {
+            // A multiply-linked source keeps its links through `links` instead.
+            self.from_context
+                && md.size() >= POOL_MIN_SIZE
+                && md.nlink() == 1
+                && h.entry.matches(md)
+        })
+    }
+
     /// Copies one regular file. A large context file the stat cache vouches for becomes a
     /// placeholder for a deferred hard link when a committed file has its content and
     /// metadata, else a copy that is reported for the pool.
     fn copy_file(&self, j: &FileJob) -> io::Result<Option<Outcome>> {
-        let hint = self.pool.get(j.rel.as_str()).copied().filter(|h| {
-            // A multiply-linked source keeps its links through `links` instead.
-            self.from_context
-                && j.md.size() >= POOL_MIN_SIZE
-                && j.md.nlink() == 1
-                && h.entry.matches(&j.md)
-        });
-        if let Some(h) = hint.filter(|_| self.defer_links) {
-            let (owner, mode) = self.wanted(&j.md);
-            if let Some(c) = h
-                .candidates
-                .iter()
-                .find(|c| same_file(c, &j.md, mode, owner))
-            {
-                let f = fs::File::create(&j.target)?;
-                self.set_file_meta(&f, &j.md)?;
-                return Ok(Some(Outcome::Deferred(Deferred {
-                    target: j.target.clone(),
-                    candidate: c.clone(),
-                    hash: h.entry.hash,
-                })));
-            }
-        }
-        let mut from = fs::File::open(&j.src)?;
-        let mut to = fs::File::create(&j.target)?;
-        io::copy(&mut from, &mut to)?;
-        self.set_file_meta(&to, &j.md)?;
-        Ok(hint.map(|h| Outcome::Pooled(h.entry.hash, j.target.clone())))
+        let link = if self.defer_links {
+            LinkMode::Placeholder
+        } else {
+            LinkMode::No
+        };
+        let hint = self.hint(&j.rel, &j.md);
+        let wanted = self.wanted(&j.md);
+        write_file(&j.src, &j.target, &j.md, wanted, hint, (link, &self.claims))
     }
 
-    /// Finishes the current source: copies its regular files (on several threads when
-    /// there are many: creating small files through the overlay is most of a COPY's time),
-    /// then makes its hard links, then sets its directories' metadata, deepest first, so
-    /// creating their entries does not change their mtimes afterwards.
+    /// Finishes the current source: copies its regular files (in parallel), then makes its
+    /// hard links, then sets its directories' metadata, deepest first, so creating their
+    /// entries does not change their mtimes afterwards. New directories that receive files
+    /// directly in the upper dir get theirs later ([`Copier::late_dirs`]).
     fn flush(&mut self) -> io::Result<()> {
         let jobs = std::mem::take(&mut self.jobs);
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(jobs.len() / 64 + 1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let work = || -> io::Result<Vec<Outcome>> {
-            let mut out = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(j) = jobs.get(i) else {
-                    return Ok(out);
-                };
-                match self.copy_file(j) {
-                    Ok(o) => out.extend(o),
-                    Err(e) => {
-                        // Stop the other threads too.
-                        next.store(jobs.len(), std::sync::atomic::Ordering::Relaxed);
-                        let rel = &j.rel;
-                        return Err(io::Error::new(e.kind(), format!("/{rel}: {e}")));
-                    }
+        let outcomes = parallel(
+            &jobs,
+            |j| j.target.parent(),
+            |j| {
+                self.copy_file(j)
+                    .map_err(|e| io::Error::new(e.kind(), format!("/{}: {e}", j.rel)))
+            },
+        )?;
+        for o in outcomes {
+            match o {
+                Outcome::Pooled(hash, target) | Outcome::Linked(hash, target) => {
+                    self.pooled.push((hash, target))
                 }
-            }
-        };
-        let results: Vec<io::Result<Vec<Outcome>>> = if threads <= 1 {
-            vec![work()]
-        } else {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..threads).map(|_| s.spawn(work)).collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(io::Error::other("copy thread panicked")))
-                    })
-                    .collect()
-            })
-        };
-        for r in results {
-            for o in r? {
-                match o {
-                    Outcome::Pooled(hash, target) => self.pooled.push((hash, target)),
-                    Outcome::Deferred(d) => self.deferred.push(d),
-                }
+                Outcome::Deferred(d) => self.deferred.push(d),
+                Outcome::Reused => {}
             }
         }
         for (first, target) in std::mem::take(&mut self.link_jobs) {
             fs::hard_link(first, target)?;
         }
         for (dir, md) in std::mem::take(&mut self.dir_meta) {
-            self.set_meta(&dir, &md, false)?;
+            if self.direct_ok && self.fresh.contains(&dir) {
+                let (owner, mode) = self.wanted(&md);
+                self.late_dirs.push(LateDir {
+                    target: dir
+                        .strip_prefix(self.root)
+                        .map_err(io::Error::other)?
+                        .to_path_buf(),
+                    owner,
+                    mode,
+                    mtime: filetime::FileTime::from_last_modification_time(&md),
+                });
+            } else {
+                self.set_meta(&dir, &md, false)?;
+            }
         }
         Ok(())
     }
@@ -785,6 +1083,8 @@ impl<'a> Copier<'a> {
 
     fn run(&mut self) -> Result<(), String> {
         let sources = self.sources()?;
+        // One source: no later source of this copy can replace what it wrote.
+        self.direct_ok = self.defer_links && sources.len() == 1;
         if self.copy.parents {
             return self.run_parents(sources);
         }
@@ -894,6 +1194,7 @@ impl<'a> Copier<'a> {
             self.ensure_dir(&parent.to_string_lossy())?;
         }
         fs::create_dir(&p)?;
+        self.fresh.insert(p.clone());
         self.dir_meta.push((p, md.clone()));
         Ok(())
     }
@@ -943,20 +1244,46 @@ impl<'a> Copier<'a> {
                     false
                 }
             };
-            let queued = self.jobs.len() + self.link_jobs.len();
+            if !existed {
+                self.fresh.insert(target.to_path_buf());
+            }
+            let queued = self.jobs.len() + self.link_jobs.len() + self.direct.len();
             self.copy_dir_contents(src, rel, target)?;
             // An excluded directory only exists when an exception re-included something in it.
             if !existed
                 && ((self.from_context && self.excluded(rel)) || self.copy_excluded(rel))
-                && self.jobs.len() + self.link_jobs.len() == queued
+                && self.jobs.len() + self.link_jobs.len() + self.direct.len() == queued
                 && fs::read_dir(target)?.next().is_none()
             {
+                self.fresh.remove(target);
                 return fs::remove_dir(target);
             }
             self.dir_meta.push((target.to_path_buf(), md));
             return Ok(());
         }
         if (self.from_context && self.excluded(rel)) || self.copy_excluded(rel) {
+            return Ok(());
+        }
+        // A new directory of a single-source copy holds nothing yet at `target`: no lookup
+        // through the overlay to find out.
+        if ft.is_file()
+            && md.nlink() == 1
+            && self.direct_ok
+            && target.parent().is_some_and(|p| self.fresh.contains(p))
+        {
+            let (owner, mode) = self.wanted(&md);
+            self.direct.push(DirectJob {
+                src: src.to_path_buf(),
+                rel: rel.to_string(),
+                target: target
+                    .strip_prefix(self.root)
+                    .map_err(io::Error::other)?
+                    .to_path_buf(),
+                hint: self.hint(rel, &md).cloned(),
+                md,
+                owner,
+                mode,
+            });
             return Ok(());
         }
         if let Ok(t) = fs::symlink_metadata(target) {
@@ -1007,25 +1334,10 @@ impl<'a> Copier<'a> {
         self.set_meta(target, &md, false)
     }
 
-    /// [`Copier::set_meta`] for a regular file open for writing, through its descriptor
-    /// (no path lookups through the overlay).
-    fn set_file_meta(&self, f: &fs::File, md: &fs::Metadata) -> io::Result<()> {
-        let ((uid, gid), mode) = self.wanted(md);
-        std::os::unix::fs::fchown(f, Some(uid), Some(gid))?;
-        f.set_permissions(fs::Permissions::from_mode(mode))?;
-        let mtime = filetime::FileTime::from_last_modification_time(md);
-        filetime::set_file_handle_times(f, Some(mtime), Some(mtime))
-    }
-
     fn set_meta(&self, target: &Path, md: &fs::Metadata, is_link: bool) -> io::Result<()> {
-        let ((uid, gid), mode) = self.wanted(md);
-        std::os::unix::fs::lchown(target, Some(uid), Some(gid))?;
+        let (owner, mode) = self.wanted(md);
         let mtime = filetime::FileTime::from_last_modification_time(md);
-        if is_link {
-            return filetime::set_symlink_file_times(target, mtime, mtime);
-        }
-        fs::set_permissions(target, fs::Permissions::from_mode(mode))?;
-        filetime::set_file_times(target, mtime, mtime)
+        set_path_meta(target, owner, mode, mtime, is_link)
     }
 }
 

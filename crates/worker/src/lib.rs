@@ -183,8 +183,12 @@ impl BuildWorker {
         Ok(Output::Layers(layers))
     }
 
+    /// Runs a file op; `op` is its vertex digest, which stays the same when only the
+    /// content of its sources changes: the layer it made last time lends its unchanged
+    /// files (see the fileop module).
     async fn file(
         &self,
+        op: &str,
         f: &kiln_opgraph::FileOp,
         inputs: Vec<Output>,
     ) -> Result<Output, BoxError> {
@@ -227,13 +231,16 @@ impl BuildWorker {
             work,
             scratch: tmp.path().to_path_buf(),
             actions,
+            previous: store.last_result(op).ok().flatten(),
         };
         let report = fileop::run(&self.cfg.fileop_helper, &spec).await?;
+        let op = op.to_string();
         let layer = tokio::task::spawn_blocking(move || -> Result<_, kiln_cache::Error> {
             let layer = store.commit_upper(&upper)?;
             if let Some(l) = &layer {
-                // The pool is an optimisation: failing to record it must not fail the step.
+                // Optimisations: failing to record them must not fail the step.
                 let _ = store.file_pool_put(&l.diff_id, &report.pooled);
+                let _ = store.set_last_result(&op, &l.diff_id);
             }
             Ok(layer)
         })
@@ -339,7 +346,7 @@ impl kiln_solver::Worker for BuildWorker {
                 filename,
             } => self.http(url, checksum.as_deref(), filename).await,
             Op::Exec(e) => self.run_exec(ctx, e, inputs).await,
-            Op::File(f) => self.file(f, inputs).await,
+            Op::File(f) => self.file(&ctx.vertex().0, f, inputs).await,
         }
     }
 }
