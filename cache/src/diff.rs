@@ -233,3 +233,119 @@ impl<R: Read> Read for ExactReader<R> {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn is_root() -> bool {
+        if nix::unistd::geteuid().is_root() {
+            true
+        } else {
+            eprintln!("skipping the privileged part: needs root (mknod, trusted.* xattrs, chown)");
+            false
+        }
+    }
+
+    /// Deterministic bytes (xorshift), so that the tree and its tar never change.
+    fn bytes(seed: u64, len: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    /// An upper dir holding every kind of entry `write_upper` handles, with fixed contents,
+    /// modes, owners and mtimes: `files` small files spread over five dirs (more than the
+    /// threading threshold and the prepare window), files around the read-ahead limit, a
+    /// big file, nested dirs, symlinks, hard links (small and big), long names, a user
+    /// xattr, a fifo and, as root, a whiteout and an opaque dir.
+    fn make_tree(up: &Path, files: usize, privileged: bool) {
+        for d in 0..5 {
+            fs::create_dir(up.join(format!("d{d}"))).unwrap();
+        }
+        for i in 0..files {
+            let len = (i * 977) % 9000;
+            fs::write(up.join(format!("d{}/f{i:04}", i % 5)), bytes(i as u64, len)).unwrap();
+        }
+        fs::create_dir_all(up.join("a/b/c")).unwrap();
+        fs::write(up.join("a/b/c/deep"), b"deep").unwrap();
+        fs::write(up.join("empty"), b"").unwrap();
+        fs::write(up.join("at-limit"), bytes(1, 64 << 10)).unwrap();
+        fs::write(up.join("over-limit"), bytes(2, (64 << 10) + 1)).unwrap();
+        fs::write(up.join("big"), bytes(3, 3 << 20)).unwrap();
+        fs::hard_link(up.join("big"), up.join("d4/big-link")).unwrap();
+        fs::hard_link(up.join("d0/f0000"), up.join("d3/small-link")).unwrap();
+        fs::hard_link(up.join("d0/f0000"), up.join("z-small-link")).unwrap();
+        std::os::unix::fs::symlink("d0/f0005", up.join("sym")).unwrap();
+        std::os::unix::fs::symlink("../nowhere", up.join("a/dangling")).unwrap();
+        let long_dir = "D".repeat(120);
+        fs::create_dir(up.join(&long_dir)).unwrap();
+        fs::write(up.join(&long_dir).join("n".repeat(150)), b"long").unwrap();
+        xattr::set(up.join("d1/f0001"), "user.note", b"hi").unwrap();
+        xattr::set(up.join("d2"), "user.dir", b"d").unwrap();
+        nix::unistd::mkfifo(&up.join("fifo"), nix::sys::stat::Mode::S_IRUSR).unwrap();
+        if privileged {
+            nix::sys::stat::mknod(
+                &up.join("d1/gone"),
+                nix::sys::stat::SFlag::S_IFCHR,
+                nix::sys::stat::Mode::empty(),
+                0,
+            )
+            .unwrap();
+            fs::create_dir(up.join("opq")).unwrap();
+            xattr::set(up.join("opq"), OVERLAY_OPAQUE, b"y").unwrap();
+            xattr::set(up.join("opq"), "trusted.overlay.origin", b"o").unwrap();
+            fs::write(up.join("opq/new"), b"n").unwrap();
+        }
+        // Fixed metadata, contents first so that a directory's mtime is set last.
+        let t = nix::sys::time::TimeSpec::new(1_577_836_800, 0);
+        for ent in walkdir::WalkDir::new(up).contents_first(true) {
+            let ent = ent.unwrap();
+            let p = ent.path();
+            let ft = ent.file_type();
+            if privileged {
+                std::os::unix::fs::lchown(p, Some(0), Some(0)).unwrap();
+            }
+            if !ft.is_symlink() {
+                let mode = if ft.is_dir() { 0o755 } else { 0o644 };
+                fs::set_permissions(p, fs::Permissions::from_mode(mode)).unwrap();
+            }
+            nix::sys::stat::utimensat(
+                None,
+                p,
+                &t,
+                &t,
+                nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+            )
+            .unwrap();
+        }
+    }
+
+    fn diff_id(up: &Path) -> String {
+        let w = write_upper(up, kiln_oci::Sha256Writer::new(io::sink())).unwrap();
+        w.finish().1
+    }
+
+    /// The layer of a fixed tree, pinned: any change to the tar bytes changes every diff id
+    /// (and so every cache key downstream).
+    #[test]
+    fn fixed_tree_has_the_pinned_diff_id() {
+        if !is_root() {
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 400, true);
+        assert_eq!(
+            diff_id(dir.path()),
+            "sha256:7d636f33d0cf8bbf39d6099e1c7c677d8a41526baac24d1a0afc2a5cf73b6c79"
+        );
+    }
+}
