@@ -349,3 +349,42 @@ mod tests {
         );
     }
 }
+
+/// Times `write_upper` into a sha256 sink, the way `Store::commit_upper` computes a diff id.
+/// Run with `cargo test --release -p kiln-cache --lib bench_write_upper -- --ignored
+/// --nocapture`; the tree is `$KILN_HASHBENCH` or `/var/tmp/hashbench/src` (made by
+/// `bench/workloads/big-context/gen.py /var/tmp/hashbench`).
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    #[test]
+    #[ignore = "benchmark: needs a generated tree, run in release"]
+    fn bench_write_upper() {
+        let tree = std::env::var_os("KILN_HASHBENCH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/var/tmp/hashbench/src"));
+        assert!(tree.is_dir(), "no tree at {}", tree.display());
+        let runs = 5;
+        // Warm the page cache and the dentry/inode caches first.
+        let id = write_upper(&tree, kiln_oci::Sha256Writer::new(io::sink()))
+            .unwrap()
+            .finish()
+            .1;
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let t = std::time::Instant::now();
+            let w = write_upper(&tree, kiln_oci::Sha256Writer::new(io::sink())).unwrap();
+            times.push(t.elapsed().as_secs_f64());
+            assert_eq!(w.finish().1, id);
+        }
+        let ms: Vec<String> = times.iter().map(|t| format!("{:.0}", t * 1e3)).collect();
+        times.sort_by(f64::total_cmp);
+        eprintln!(
+            "write_upper: median {:.0} ms, min {:.0} ms (runs: {} ms) {id}",
+            times[runs / 2] * 1e3,
+            times[0] * 1e3,
+            ms.join(" ")
+        );
+    }
+}
