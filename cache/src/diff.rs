@@ -7,6 +7,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use tar::{EntryType, Header};
 
 /// Overlayfs' private xattrs; never copied into a layer.
@@ -22,34 +23,268 @@ pub(crate) const WH_PREFIX: &str = ".wh.";
 /// OCI opaque-directory marker.
 pub(crate) const WH_OPAQUE: &str = ".wh..wh..opq";
 
+/// Entries prepared ahead of the tar writer at most. With small files read ahead only up to
+/// [`READ_AHEAD_MAX`] bytes, the window holds at most 16 MiB of file contents.
+const WINDOW: usize = 256;
+/// Regular files up to this size are read whole while being prepared; larger ones are
+/// opened and streamed by the writing thread, never buffered.
+const READ_AHEAD_MAX: u64 = 64 << 10;
+/// Trees with fewer entries are written without threads (not worth starting them).
+const PARALLEL_MIN_ENTRIES: usize = 64;
+/// Prepare threads at most: the per-entry syscalls stop paying off beyond this, and the
+/// tar writer (hashing, compressing) is a thread of its own.
+const MAX_THREADS: usize = 4;
+
 /// Writes the tar of `upper` (sorted, directories before their contents, names relative
 /// without a leading `./`) into `w` and returns `w` once the archive is finished.
+///
+/// Most of the time of a tree of small files goes into per-entry syscalls (lstat, xattrs,
+/// open, read), not into the tar writer, so worker threads prepare entries ahead of it (see
+/// [`prepare`]) while this thread writes them, in walk order, exactly as it would alone.
 pub(crate) fn write_upper<W: Write>(upper: &Path, w: W) -> Result<W> {
-    let mut b = tar::Builder::new(w);
-    // First path (relative) of every multiply-linked inode seen so far.
-    let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
-    let walk = walkdir::WalkDir::new(upper)
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS);
+    write_upper_with(upper, w, threads)
+}
+
+/// [`write_upper`] with `threads` prepare threads; `0` prepares every entry on this thread.
+/// The tar is the same either way.
+fn write_upper_with<W: Write>(upper: &Path, w: W, threads: usize) -> Result<W> {
+    let mut walk = walkdir::WalkDir::new(upper)
         .min_depth(1)
         .follow_links(false)
-        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()));
-    for ent in walk {
-        let ent = ent.map_err(|e| {
-            let path = e.path().unwrap_or(upper).to_path_buf();
-            Error::Io {
-                path,
-                source: e
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("walk failed")),
-            }
-        })?;
-        let path = ent.path();
-        let rel = path
-            .strip_prefix(upper)
-            .map_err(|_| io_err(path)(io::Error::other("entry outside the upper dir")))?
-            .to_path_buf();
-        add_entry(&mut b, path, &rel, &mut links).map_err(io_err(path))?;
+        .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
+        .into_iter();
+    let mut out = TarOut {
+        b: tar::Builder::new(w),
+        links: HashMap::new(),
+    };
+    let head: Vec<_> = if threads == 0 {
+        Vec::new()
+    } else {
+        walk.by_ref().take(PARALLEL_MIN_ENTRIES).collect()
+    };
+    let parallel = threads > 0 && head.len() == PARALLEL_MIN_ENTRIES;
+    let entries = head.into_iter().chain(walk);
+    if parallel {
+        prepare_parallel(upper, entries, threads, |r| out.emit(r))?;
+    } else {
+        for ent in entries {
+            out.emit(prepare_entry(upper, ent))?;
+        }
     }
-    b.into_inner().map_err(io_err(upper))
+    out.b.into_inner().map_err(io_err(upper))
+}
+
+/// One walk entry with its paths and what [`prepare`] gathered about it.
+struct Ready {
+    path: PathBuf,
+    rel: PathBuf,
+    prep: io::Result<Prepared>,
+}
+
+/// Prepares one walk entry; `Err` when the walk itself failed there.
+fn prepare_entry(upper: &Path, ent: walkdir::Result<walkdir::DirEntry>) -> Result<Ready> {
+    let ent = ent.map_err(|e| {
+        let path = e.path().unwrap_or(upper).to_path_buf();
+        Error::Io {
+            path,
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| io::Error::other("walk failed")),
+        }
+    })?;
+    let path = ent.into_path();
+    let rel = path
+        .strip_prefix(upper)
+        .map_err(|_| io_err(&path)(io::Error::other("entry outside the upper dir")))?
+        .to_path_buf();
+    let prep = prepare(&path);
+    Ok(Ready { path, rel, prep })
+}
+
+/// The tar being written and what it needs to remember across entries.
+struct TarOut<W: Write> {
+    b: tar::Builder<W>,
+    /// First path (relative) of every multiply-linked inode seen so far.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+impl<W: Write> TarOut<W> {
+    fn emit(&mut self, r: Result<Ready>) -> Result<()> {
+        let r = r?;
+        let path = &r.path;
+        let prep = r.prep.map_err(io_err(path))?;
+        emit(&mut self.b, path, &r.rel, prep, &mut self.links).map_err(io_err(path))
+    }
+}
+
+/// Shared by the prepare threads and the writing thread of [`prepare_parallel`].
+struct Shared<I> {
+    /// The walk, and how many entries were taken from it.
+    source: Mutex<(I, usize)>,
+    window: Mutex<Window>,
+    /// Signalled when the entry the writer waits for is ready, the walk ended, or a
+    /// prepare thread died.
+    ready: Condvar,
+    /// Signalled when the writer took an entry (room in the window) or stopped.
+    room: Condvar,
+}
+
+struct Window {
+    /// Entry `i` is in slot `i % WINDOW` from being prepared until the writer takes it.
+    slots: Vec<Option<Result<Ready>>>,
+    /// The entry the writer takes next.
+    next: usize,
+    /// Entries the prepare threads have room for: taking an entry from the walk needs a
+    /// reservation, and `reserved <= next + WINDOW`, so entry `i`'s slot is free.
+    reserved: usize,
+    /// How many entries the walk had, once a prepare thread saw its end.
+    end: Option<usize>,
+    /// The writer returned (done or failed) or a prepare thread panicked: stop.
+    stop: bool,
+    /// Whether the writer sleeps on `ready`, and how many threads sleep on `room` (a
+    /// notify is a syscall even with nobody waiting).
+    writer_waits: bool,
+    room_waiters: usize,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Sets `stop` when dropped, so that the other side never waits forever: the writer's
+/// drops on return (error or not) or panic, a prepare thread's on panic only.
+struct StopOnDrop<'a, I> {
+    shared: &'a Shared<I>,
+    always: bool,
+}
+
+impl<I> Drop for StopOnDrop<'_, I> {
+    fn drop(&mut self) {
+        if self.always || std::thread::panicking() {
+            lock(&self.shared.window).stop = true;
+            self.shared.ready.notify_all();
+            self.shared.room.notify_all();
+        }
+    }
+}
+
+/// Prepares the entries of `walk` on `threads` threads, at most [`WINDOW`] entries ahead of
+/// `emit`, which gets them on this thread in walk order. Returns `emit`'s first error;
+/// the prepare threads stop taking entries as soon as `emit` fails.
+fn prepare_parallel<I, F>(upper: &Path, walk: I, threads: usize, mut emit: F) -> Result<()>
+where
+    I: Iterator<Item = walkdir::Result<walkdir::DirEntry>> + Send,
+    F: FnMut(Result<Ready>) -> Result<()>,
+{
+    let shared = Shared {
+        source: Mutex::new((walk, 0)),
+        window: Mutex::new(Window {
+            slots: std::iter::repeat_with(|| None).take(WINDOW).collect(),
+            next: 0,
+            reserved: 0,
+            end: None,
+            stop: false,
+            writer_waits: false,
+            room_waiters: 0,
+        }),
+        ready: Condvar::new(),
+        room: Condvar::new(),
+    };
+    std::thread::scope(|s| {
+        // Before the spawns: a failed spawn (a panic) must stop the threads already running.
+        let _stop = StopOnDrop {
+            shared: &shared,
+            always: true,
+        };
+        for _ in 0..threads {
+            s.spawn(|| prepare_worker(upper, &shared));
+        }
+        loop {
+            let (r, wake) = {
+                let mut w = lock(&shared.window);
+                loop {
+                    let i = w.next % WINDOW;
+                    if let Some(r) = w.slots[i].take() {
+                        w.next += 1;
+                        break (r, w.room_waiters > 0);
+                    }
+                    if w.end == Some(w.next) {
+                        return Ok(());
+                    }
+                    if w.stop {
+                        return Err(io_err(upper)(io::Error::other(
+                            "a thread preparing entries panicked",
+                        )));
+                    }
+                    w.writer_waits = true;
+                    w = shared.ready.wait(w).unwrap_or_else(PoisonError::into_inner);
+                    w.writer_waits = false;
+                }
+            };
+            if wake {
+                shared.room.notify_one();
+            }
+            emit(r)?;
+        }
+    })
+}
+
+/// A prepare thread: reserves room in the window, takes the next entry of the walk,
+/// prepares it and puts it in its slot, until the walk ends or the writer stops.
+fn prepare_worker<I>(upper: &Path, shared: &Shared<I>)
+where
+    I: Iterator<Item = walkdir::Result<walkdir::DirEntry>>,
+{
+    let _stop = StopOnDrop {
+        shared,
+        always: false,
+    };
+    loop {
+        {
+            let mut w = lock(&shared.window);
+            while !w.stop && w.end.is_none() && w.reserved >= w.next + WINDOW {
+                w.room_waiters += 1;
+                w = shared.room.wait(w).unwrap_or_else(PoisonError::into_inner);
+                w.room_waiters -= 1;
+            }
+            if w.stop || w.end.is_some() {
+                return;
+            }
+            w.reserved += 1;
+        }
+        let (i, ent) = {
+            let mut src = lock(&shared.source);
+            match src.0.next() {
+                Some(ent) => {
+                    src.1 += 1;
+                    (src.1 - 1, ent)
+                }
+                None => {
+                    let n = src.1;
+                    drop(src);
+                    let mut w = lock(&shared.window);
+                    w.end = Some(n);
+                    let wake = w.writer_waits;
+                    drop(w);
+                    if wake {
+                        shared.ready.notify_one();
+                    }
+                    return;
+                }
+            }
+        };
+        let r = prepare_entry(upper, ent);
+        let mut w = lock(&shared.window);
+        w.slots[i % WINDOW] = Some(r);
+        let wake = w.writer_waits && w.next == i;
+        drop(w);
+        if wake {
+            shared.ready.notify_one();
+        }
+    }
 }
 
 fn base_header(md: &std::fs::Metadata, ty: EntryType) -> Header {
@@ -63,8 +298,11 @@ fn base_header(md: &std::fs::Metadata, ty: EntryType) -> Header {
     h
 }
 
+/// A PAX record (`SCHILY.xattr.NAME`, value).
+type Pax = (String, Vec<u8>);
+
 /// The xattrs to carry in the layer (everything but overlayfs' own), as PAX records.
-fn layer_xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+fn layer_xattrs(path: &Path) -> io::Result<Vec<Pax>> {
     let names = match xattr::list(path) {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
@@ -92,7 +330,7 @@ fn xget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-fn append_pax<W: Write>(b: &mut tar::Builder<W>, recs: &[(String, Vec<u8>)]) -> io::Result<()> {
+fn append_pax<W: Write>(b: &mut tar::Builder<W>, recs: &[Pax]) -> io::Result<()> {
     if recs.is_empty() {
         return Ok(());
     }
@@ -105,25 +343,57 @@ fn with_name(rel: &Path, name: &[u8]) -> PathBuf {
     p
 }
 
-fn add_entry<W: Write>(
-    b: &mut tar::Builder<W>,
-    path: &Path,
-    rel: &Path,
-    links: &mut HashMap<(u64, u64), PathBuf>,
-) -> io::Result<()> {
+/// What [`emit`] needs of one entry, gathered by [`prepare`] on any thread.
+struct Prepared {
+    md: std::fs::Metadata,
+    /// The lookups after the lstat. Their error surfaces only if `emit` writes the entry
+    /// itself: a later path of a hard-linked inode becomes a link without them.
+    body: io::Result<Body>,
+}
+
+enum Body {
+    Whiteout,
+    Dir {
+        xattrs: Vec<Pax>,
+        opaque: bool,
+    },
+    Symlink {
+        target: PathBuf,
+        xattrs: Vec<Pax>,
+    },
+    File {
+        xattrs: Vec<Pax>,
+        /// The content when the file is small; a large file is streamed by `emit`.
+        data: Option<Vec<u8>>,
+    },
+    /// A char or block device or a fifo.
+    Special {
+        ty: EntryType,
+        xattrs: Vec<Pax>,
+    },
+    /// Sockets have no place in an image (docker skips them too).
+    Socket,
+}
+
+/// Overlay whiteout: a 0:0 char device (possibly one of many hard links to a shared
+/// whiteout inode).
+fn is_whiteout(md: &std::fs::Metadata) -> bool {
+    md.file_type().is_char_device() && md.rdev() == 0
+}
+
+/// The syscalls of one entry (lstat, xattrs, readlink, small-file content): everything of
+/// [`emit`]'s work that does not depend on the entries before it.
+fn prepare(path: &Path) -> io::Result<Prepared> {
     let md = std::fs::symlink_metadata(path)?;
+    let body = prepare_body(path, &md);
+    Ok(Prepared { md, body })
+}
+
+fn prepare_body(path: &Path, md: &std::fs::Metadata) -> io::Result<Body> {
     let ft = md.file_type();
-
-    // Overlay whiteout: a 0:0 char device (possibly one of many hard links to a shared
-    // whiteout inode) → empty regular `.wh.NAME`.
-    if ft.is_char_device() && md.rdev() == 0 {
-        let mut name = WH_PREFIX.as_bytes().to_vec();
-        name.extend_from_slice(rel.file_name().unwrap_or_default().as_bytes());
-        let mut h = base_header(&md, EntryType::Regular);
-        h.set_mode(0o600);
-        return b.append_data(&mut h, with_name(rel, &name), io::empty());
+    if is_whiteout(md) {
+        return Ok(Body::Whiteout);
     }
-
     if ft.is_dir() {
         if xget(path, "trusted.overlay.redirect")?.is_some()
             || xget(path, "user.overlay.redirect")?.is_some()
@@ -134,39 +404,16 @@ fn add_entry<W: Write>(
             ));
         }
         let xattrs = layer_xattrs(path)?;
-        append_pax(b, &xattrs)?;
-        let mut h = base_header(&md, EntryType::Directory);
-        let mut name = rel.as_os_str().as_bytes().to_vec();
-        name.push(b'/');
-        b.append_data(&mut h, OsString::from_vec(name), io::empty())?;
         // `y` only: newer kernels also use `x` ("has xattr whiteouts"), which is not opaque.
         let opaque = xget(path, OVERLAY_OPAQUE)?.as_deref() == Some(b"y")
             || xget(path, OVERLAY_USER_OPAQUE)?.as_deref() == Some(b"y");
-        if opaque {
-            let mut h = base_header(&md, EntryType::Regular);
-            h.set_mode(md.mode() & 0o777);
-            b.append_data(&mut h, rel.join(WH_OPAQUE), io::empty())?;
-        }
-        return Ok(());
+        return Ok(Body::Dir { xattrs, opaque });
     }
-
-    // Hard links within the layer: every later path of an inode points at the first one.
-    if md.nlink() > 1 {
-        let key = (md.dev(), md.ino());
-        if let Some(first) = links.get(&key) {
-            let mut h = base_header(&md, EntryType::Link);
-            return b.append_link(&mut h, rel, first);
-        }
-        links.insert(key, rel.to_path_buf());
-    }
-
     if ft.is_symlink() {
         let target = std::fs::read_link(path)?;
-        append_pax(b, &layer_xattrs(path)?)?;
-        let mut h = base_header(&md, EntryType::Symlink);
-        return b.append_link(&mut h, rel, target);
+        let xattrs = layer_xattrs(path)?;
+        return Ok(Body::Symlink { target, xattrs });
     }
-
     if ft.is_file() {
         if xget(path, "trusted.overlay.metacopy")?.is_some()
             || xget(path, "user.overlay.metacopy")?.is_some()
@@ -176,20 +423,14 @@ fn add_entry<W: Write>(
                  mount overlay with metacopy=off",
             ));
         }
-        let f = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)?;
-        append_pax(b, &layer_xattrs(path)?)?;
-        let mut h = base_header(&md, EntryType::Regular);
-        h.set_size(md.len());
-        let data = ExactReader {
-            inner: f.take(md.len()),
-            left: md.len(),
+        let data = if md.len() <= READ_AHEAD_MAX {
+            Some(read_whole(open_file(path)?, md.len())?)
+        } else {
+            None
         };
-        return b.append_data(&mut h, rel, data);
+        let xattrs = layer_xattrs(path)?;
+        return Ok(Body::File { xattrs, data });
     }
-
     let ty = if ft.is_char_device() {
         EntryType::Char
     } else if ft.is_block_device() {
@@ -197,17 +438,120 @@ fn add_entry<W: Write>(
     } else if ft.is_fifo() {
         EntryType::Fifo
     } else {
-        // Sockets have no place in an image (docker skips them too).
-        return Ok(());
+        return Ok(Body::Socket);
     };
-    append_pax(b, &layer_xattrs(path)?)?;
-    let mut h = base_header(&md, ty);
-    if ty != EntryType::Fifo {
-        let rdev = md.rdev();
-        h.set_device_major(libc::major(rdev))?;
-        h.set_device_minor(libc::minor(rdev))?;
+    let xattrs = layer_xattrs(path)?;
+    Ok(Body::Special { ty, xattrs })
+}
+
+fn open_file(path: &Path) -> io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+}
+
+/// All of `f`, which must be `len` bytes long (its lstat size): a file that changed size
+/// since would otherwise corrupt the tar.
+fn read_whole(f: impl Read, len: u64) -> io::Result<Vec<u8>> {
+    let mut data = Vec::with_capacity(len as usize + 1);
+    f.take(len + 1).read_to_end(&mut data)?;
+    match (data.len() as u64).cmp(&len) {
+        std::cmp::Ordering::Equal => Ok(data),
+        std::cmp::Ordering::Less => Err(shrank()),
+        std::cmp::Ordering::Greater => Err(io::Error::other("file grew while being archived")),
     }
-    b.append_data(&mut h, rel, io::empty())
+}
+
+fn shrank() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "file shrank while being archived",
+    )
+}
+
+/// Writes one prepared entry (on the writing thread, in walk order).
+fn emit<W: Write>(
+    b: &mut tar::Builder<W>,
+    path: &Path,
+    rel: &Path,
+    prep: Prepared,
+    links: &mut HashMap<(u64, u64), PathBuf>,
+) -> io::Result<()> {
+    let md = &prep.md;
+    let ft = md.file_type();
+
+    // Hard links within the layer: every later path of an inode points at the first one.
+    // (A whiteout is one whatever its link count, a directory has no hard links.)
+    if !ft.is_dir() && !is_whiteout(md) && md.nlink() > 1 {
+        let key = (md.dev(), md.ino());
+        if let Some(first) = links.get(&key) {
+            let mut h = base_header(md, EntryType::Link);
+            return b.append_link(&mut h, rel, first);
+        }
+        links.insert(key, rel.to_path_buf());
+    }
+
+    match prep.body? {
+        Body::Whiteout => {
+            // → empty regular `.wh.NAME`.
+            let mut name = WH_PREFIX.as_bytes().to_vec();
+            name.extend_from_slice(rel.file_name().unwrap_or_default().as_bytes());
+            let mut h = base_header(md, EntryType::Regular);
+            h.set_mode(0o600);
+            b.append_data(&mut h, with_name(rel, &name), io::empty())
+        }
+        Body::Dir { xattrs, opaque } => {
+            append_pax(b, &xattrs)?;
+            let mut h = base_header(md, EntryType::Directory);
+            let mut name = rel.as_os_str().as_bytes().to_vec();
+            name.push(b'/');
+            b.append_data(&mut h, OsString::from_vec(name), io::empty())?;
+            if opaque {
+                let mut h = base_header(md, EntryType::Regular);
+                h.set_mode(md.mode() & 0o777);
+                b.append_data(&mut h, rel.join(WH_OPAQUE), io::empty())?;
+            }
+            Ok(())
+        }
+        Body::Symlink { target, xattrs } => {
+            append_pax(b, &xattrs)?;
+            let mut h = base_header(md, EntryType::Symlink);
+            b.append_link(&mut h, rel, target)
+        }
+        Body::File { xattrs, data } => {
+            let len = md.len();
+            // A large file is opened before anything of its entry is written, as all were.
+            let large = match data {
+                None => Some(open_file(path)?),
+                Some(_) => None,
+            };
+            append_pax(b, &xattrs)?;
+            let mut h = base_header(md, EntryType::Regular);
+            h.set_size(len);
+            match large {
+                Some(f) => {
+                    let data = ExactReader {
+                        inner: f.take(len),
+                        left: len,
+                    };
+                    b.append_data(&mut h, rel, data)
+                }
+                None => b.append_data(&mut h, rel, data.unwrap_or_default().as_slice()),
+            }
+        }
+        Body::Special { ty, xattrs } => {
+            append_pax(b, &xattrs)?;
+            let mut h = base_header(md, ty);
+            if ty != EntryType::Fifo {
+                let rdev = md.rdev();
+                h.set_device_major(libc::major(rdev))?;
+                h.set_device_minor(libc::minor(rdev))?;
+            }
+            b.append_data(&mut h, rel, io::empty())
+        }
+        Body::Socket => Ok(()),
+    }
 }
 
 /// Reads exactly `left` bytes or fails (a file that shrank while being archived would
@@ -224,10 +568,7 @@ impl<R: Read> Read for ExactReader<R> {
         }
         let n = self.inner.read(buf)?;
         if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being archived",
-            ));
+            return Err(shrank());
         }
         self.left -= n as u64;
         Ok(n)
@@ -329,13 +670,24 @@ mod tests {
         }
     }
 
-    fn diff_id(up: &Path) -> String {
-        let w = write_upper(up, kiln_oci::Sha256Writer::new(io::sink())).unwrap();
+    fn diff_id(up: &Path, threads: usize) -> String {
+        let w = write_upper_with(up, kiln_oci::Sha256Writer::new(io::sink()), threads).unwrap();
         w.finish().1
     }
 
-    /// The layer of a fixed tree, pinned: any change to the tar bytes changes every diff id
-    /// (and so every cache key downstream).
+    fn tar_bytes(up: &Path, threads: usize) -> Vec<u8> {
+        write_upper_with(up, Vec::new(), threads).unwrap()
+    }
+
+    fn err_string(up: &Path, threads: usize) -> String {
+        match write_upper_with(up, io::sink(), threads) {
+            Ok(_) => panic!("no error with {threads} threads"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// The layer of a fixed tree, pinned (computed before `write_upper` had threads): any
+    /// change to the tar bytes changes every diff id (and so every cache key downstream).
     #[test]
     fn fixed_tree_has_the_pinned_diff_id() {
         if !is_root() {
@@ -343,10 +695,149 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         make_tree(dir.path(), 400, true);
+        for threads in [0, 1, 2, 4] {
+            assert_eq!(
+                diff_id(dir.path(), threads),
+                "sha256:7d636f33d0cf8bbf39d6099e1c7c677d8a41526baac24d1a0afc2a5cf73b6c79",
+                "{threads} threads"
+            );
+        }
         assert_eq!(
-            diff_id(dir.path()),
-            "sha256:7d636f33d0cf8bbf39d6099e1c7c677d8a41526baac24d1a0afc2a5cf73b6c79"
+            diff_id(dir.path(), 0),
+            write_upper(dir.path(), kiln_oci::Sha256Writer::new(io::sink()))
+                .unwrap()
+                .finish()
+                .1
         );
+    }
+
+    /// Many more entries than the window, so that the slots are reused many times.
+    #[test]
+    fn parallel_tar_is_byte_identical_to_sequential() {
+        let root = is_root();
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 1000, root);
+        let seq = tar_bytes(dir.path(), 0);
+        for threads in [1, 2, 3, 4, 8] {
+            assert!(
+                tar_bytes(dir.path(), threads) == seq,
+                "the tar with {threads} threads differs from the sequential one"
+            );
+        }
+
+        // And the tar holds what the tree holds.
+        let mut ar = tar::Archive::new(seq.as_slice());
+        let mut seen = HashMap::new();
+        for e in ar.entries().unwrap() {
+            let mut e = e.unwrap();
+            let name = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+            let ty = e.header().entry_type();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            seen.insert(name, (ty, data.len()));
+        }
+        assert_eq!(seen.len(), 1000 + 21 + if root { 4 } else { 0 });
+        assert_eq!(seen["at-limit"], (EntryType::Regular, 64 << 10));
+        assert_eq!(seen["over-limit"], (EntryType::Regular, (64 << 10) + 1));
+        assert_eq!(seen["big"], (EntryType::Regular, 3 << 20));
+        assert_eq!(seen["d4/big-link"], (EntryType::Link, 0));
+        assert_eq!(seen["d3/small-link"], (EntryType::Link, 0));
+        assert_eq!(seen["sym"].0, EntryType::Symlink);
+        let long = format!("{}/{}", "D".repeat(120), "n".repeat(150));
+        assert_eq!(seen[&long], (EntryType::Regular, 4));
+        if root {
+            assert_eq!(seen["d1/.wh.gone"], (EntryType::Regular, 0));
+            assert_eq!(seen["opq/.wh..wh..opq"], (EntryType::Regular, 0));
+        }
+    }
+
+    /// A tree too small for threads is written the same way whatever `threads` says.
+    #[test]
+    fn small_tree_is_the_same_with_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 10, false);
+        assert_eq!(tar_bytes(dir.path(), 4), tar_bytes(dir.path(), 0));
+    }
+
+    /// An unsupported overlay xattr deep in a big tree fails the same way with threads as
+    /// without, naming the first bad path in walk order (not the first one prepared).
+    #[test]
+    fn overlay_errors_deep_in_a_big_tree_name_the_first_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let up = dir.path();
+        make_tree(up, 1000, false);
+        // `user.overlay.*` needs no root and is checked like `trusted.overlay.*`.
+        let file = up.join("d3/f0903");
+        xattr::set(&file, "user.overlay.metacopy", b"").unwrap();
+        xattr::set(up.join("d4"), "user.overlay.redirect", b"/x").unwrap();
+        let expect = format!(
+            "{}: metadata-only copy-up (overlay metacopy) is not supported; \
+             mount overlay with metacopy=off",
+            file.display()
+        );
+        for threads in [0, 1, 2, 4] {
+            assert_eq!(err_string(up, threads), expect, "{threads} threads");
+        }
+
+        xattr::remove(&file, "user.overlay.metacopy").unwrap();
+        let expect = format!(
+            "{}: renamed lower directory (overlay redirect_dir) is not supported; \
+             mount overlay with redirect_dir=off",
+            up.join("d4").display()
+        );
+        for threads in [0, 1, 2, 4] {
+            assert_eq!(err_string(up, threads), expect, "{threads} threads");
+        }
+    }
+
+    /// Accepts `left` bytes, then fails (an exporter whose reader went away).
+    struct FailAfter {
+        left: usize,
+    }
+
+    impl Write for FailAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.left == 0 {
+                return Err(io::Error::from(io::ErrorKind::BrokenPipe));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A failing writer ends the archive with its error (naming the entry being written),
+    /// and the prepare threads stop instead of waiting for room forever.
+    #[test]
+    fn a_failing_writer_stops_the_threads() {
+        let dir = tempfile::tempdir().unwrap();
+        make_tree(dir.path(), 1000, false);
+        for left in [0, 100_000, 1 << 20] {
+            for threads in [0, 1, 4] {
+                let e = write_upper_with(dir.path(), FailAfter { left }, threads)
+                    .err()
+                    .expect("the writer fails");
+                let Error::Io { path, source } = &e else {
+                    panic!("{e}")
+                };
+                assert_eq!(source.kind(), io::ErrorKind::BrokenPipe, "{e}");
+                assert!(path.starts_with(dir.path()), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn read_ahead_checks_the_size() {
+        assert_eq!(read_whole(&b"0123456789"[..], 10).unwrap(), b"0123456789");
+        assert_eq!(read_whole(&b""[..], 0).unwrap(), b"");
+        let e = read_whole(&b"01234"[..], 10).unwrap_err();
+        assert_eq!(e.to_string(), "file shrank while being archived");
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        let e = read_whole(&b"0123456789"[..], 5).unwrap_err();
+        assert_eq!(e.to_string(), "file grew while being archived");
     }
 }
 
