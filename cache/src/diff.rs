@@ -29,6 +29,12 @@ const WINDOW: usize = 256;
 /// Regular files up to this size are read whole while being prepared; larger ones are
 /// opened and streamed by the writing thread, never buffered.
 const READ_AHEAD_MAX: u64 = 64 << 10;
+/// A sleeping writer is woken when this many entries are ready in a row, sleeping prepare
+/// threads when there is room for this many: one wake-up per entry would cost about as
+/// much as the syscalls the threads save. At most `WINDOW / 2` (so that both sides never
+/// wait for each other).
+const BATCH: usize = 32;
+const _: () = assert!(2 * BATCH <= WINDOW);
 /// Trees with fewer entries are written without threads (not worth starting them).
 const PARALLEL_MIN_ENTRIES: usize = 64;
 /// Prepare threads at most: the per-entry syscalls stop paying off beyond this, and the
@@ -125,10 +131,9 @@ struct Shared<I> {
     /// The walk, and how many entries were taken from it.
     source: Mutex<(I, usize)>,
     window: Mutex<Window>,
-    /// Signalled when the entry the writer waits for is ready, the walk ended, or a
-    /// prepare thread died.
+    /// Signalled when the entries the writer waits for are ready, or a prepare thread died.
     ready: Condvar,
-    /// Signalled when the writer took an entry (room in the window) or stopped.
+    /// Signalled when the writer made room in the window, or stopped.
     room: Condvar,
 }
 
@@ -148,6 +153,19 @@ struct Window {
     /// notify is a syscall even with nobody waiting).
     writer_waits: bool,
     room_waiters: usize,
+}
+
+impl Window {
+    /// Whether the sleeping writer has enough to do: the next [`BATCH`] entries (fewer at
+    /// the end of the walk) are ready.
+    fn batch_ready(&self) -> bool {
+        let upto = self.end.unwrap_or(usize::MAX).min(self.next + BATCH);
+        (self.next..upto).all(|i| self.slots[i % WINDOW].is_some())
+    }
+    /// Room for [`BATCH`] more entries.
+    fn has_room_for_batch(&self) -> bool {
+        self.reserved + BATCH <= self.next + WINDOW
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,7 +227,7 @@ where
                     let i = w.next % WINDOW;
                     if let Some(r) = w.slots[i].take() {
                         w.next += 1;
-                        break (r, w.room_waiters > 0);
+                        break (r, w.room_waiters > 0 && w.has_room_for_batch());
                     }
                     if w.end == Some(w.next) {
                         return Ok(());
@@ -225,7 +243,7 @@ where
                 }
             };
             if wake {
-                shared.room.notify_one();
+                shared.room.notify_all();
             }
             emit(r)?;
         }
@@ -242,47 +260,41 @@ where
         shared,
         always: false,
     };
+    let mut w = lock(&shared.window);
     loop {
-        {
-            let mut w = lock(&shared.window);
-            while !w.stop && w.end.is_none() && w.reserved >= w.next + WINDOW {
-                w.room_waiters += 1;
-                w = shared.room.wait(w).unwrap_or_else(PoisonError::into_inner);
-                w.room_waiters -= 1;
-            }
-            if w.stop || w.end.is_some() {
-                return;
-            }
-            w.reserved += 1;
+        while !w.stop && w.end.is_none() && w.reserved >= w.next + WINDOW {
+            w.room_waiters += 1;
+            w = shared.room.wait(w).unwrap_or_else(PoisonError::into_inner);
+            w.room_waiters -= 1;
         }
-        let (i, ent) = {
-            let mut src = lock(&shared.source);
-            match src.0.next() {
-                Some(ent) => {
-                    src.1 += 1;
-                    (src.1 - 1, ent)
-                }
-                None => {
-                    let n = src.1;
-                    drop(src);
-                    let mut w = lock(&shared.window);
-                    w.end = Some(n);
-                    let wake = w.writer_waits;
-                    drop(w);
-                    if wake {
-                        shared.ready.notify_one();
-                    }
-                    return;
-                }
-            }
-        };
-        let r = prepare_entry(upper, ent);
-        let mut w = lock(&shared.window);
-        w.slots[i % WINDOW] = Some(r);
-        let wake = w.writer_waits && w.next == i;
+        if w.stop || w.end.is_some() {
+            return;
+        }
+        w.reserved += 1;
         drop(w);
-        if wake {
+        let mut src = lock(&shared.source);
+        let Some(ent) = src.0.next() else {
+            let n = src.1;
+            drop(src);
+            let mut w = lock(&shared.window);
+            w.end = Some(n);
+            let wake = w.writer_waits && w.batch_ready();
+            drop(w);
+            if wake {
+                shared.ready.notify_one();
+            }
+            return;
+        };
+        let i = src.1;
+        src.1 += 1;
+        drop(src);
+        let r = prepare_entry(upper, ent);
+        w = lock(&shared.window);
+        w.slots[i % WINDOW] = Some(r);
+        if w.writer_waits && w.batch_ready() {
+            drop(w);
             shared.ready.notify_one();
+            w = lock(&shared.window);
         }
     }
 }
@@ -759,6 +771,35 @@ mod tests {
         assert_eq!(tar_bytes(dir.path(), 4), tar_bytes(dir.path(), 0));
     }
 
+    /// Trees around the threading threshold, the batch and the window size (a flat dir:
+    /// `n` entries in all).
+    #[test]
+    fn window_edges_are_the_same_as_sequential() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut made = 0;
+        for n in [
+            PARALLEL_MIN_ENTRIES - 1,
+            PARALLEL_MIN_ENTRIES,
+            PARALLEL_MIN_ENTRIES + BATCH + 1,
+            WINDOW - 1,
+            WINDOW,
+            WINDOW + 1,
+            2 * WINDOW + BATCH - 1,
+        ] {
+            for i in made..n {
+                fs::write(dir.path().join(format!("f{i:04}")), bytes(i as u64, i)).unwrap();
+            }
+            made = n;
+            let seq = tar_bytes(dir.path(), 0);
+            for threads in [1, 2, 5] {
+                assert!(
+                    tar_bytes(dir.path(), threads) == seq,
+                    "{n} entries, {threads} threads"
+                );
+            }
+        }
+    }
+
     /// An unsupported overlay xattr deep in a big tree fails the same way with threads as
     /// without, naming the first bad path in walk order (not the first one prepared).
     #[test]
@@ -841,13 +882,36 @@ mod tests {
     }
 }
 
-/// Times `write_upper` into a sha256 sink, the way `Store::commit_upper` computes a diff id.
+/// Times `write_upper` into a sha256 sink, the way `Store::commit_upper` computes a diff id:
+/// sequential (no prepare threads), then with 1, 2 and 4 threads and the default count.
 /// Run with `cargo test --release -p kiln-cache --lib bench_write_upper -- --ignored
 /// --nocapture`; the tree is `$KILN_HASHBENCH` or `/var/tmp/hashbench/src` (made by
 /// `bench/workloads/big-context/gen.py /var/tmp/hashbench`).
 #[cfg(test)]
 mod bench {
     use super::*;
+
+    fn time(tree: &Path, threads: Option<usize>, runs: usize, id: &str) -> String {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let w = kiln_oci::Sha256Writer::new(io::sink());
+            let t = std::time::Instant::now();
+            let w = match threads {
+                Some(n) => write_upper_with(tree, w, n),
+                None => write_upper(tree, w),
+            };
+            times.push(t.elapsed().as_secs_f64());
+            assert_eq!(w.unwrap().finish().1, id);
+        }
+        let ms: Vec<String> = times.iter().map(|t| format!("{:.0}", t * 1e3)).collect();
+        times.sort_by(f64::total_cmp);
+        format!(
+            "median {:.0} ms, min {:.0} ms (runs: {} ms)",
+            times[runs / 2] * 1e3,
+            times[0] * 1e3,
+            ms.join(" ")
+        )
+    }
 
     #[test]
     #[ignore = "benchmark: needs a generated tree, run in release"]
@@ -856,26 +920,27 @@ mod bench {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/tmp/hashbench/src"));
         assert!(tree.is_dir(), "no tree at {}", tree.display());
-        let runs = 5;
         // Warm the page cache and the dentry/inode caches first.
-        let id = write_upper(&tree, kiln_oci::Sha256Writer::new(io::sink()))
+        let id = write_upper_with(&tree, kiln_oci::Sha256Writer::new(io::sink()), 0)
             .unwrap()
             .finish()
             .1;
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            let t = std::time::Instant::now();
-            let w = write_upper(&tree, kiln_oci::Sha256Writer::new(io::sink())).unwrap();
-            times.push(t.elapsed().as_secs_f64());
-            assert_eq!(w.finish().1, id);
+        eprintln!("{} → {id}", tree.display());
+        for (name, threads) in [
+            ("sequential", Some(0)),
+            ("1 thread", Some(1)),
+            ("2 threads", Some(2)),
+            ("4 threads", Some(4)),
+            ("default", None),
+        ] {
+            // `KILN_HASHBENCH_ONLY=2` times 2 threads only (`s` sequential, `d` default).
+            if let Ok(only) = std::env::var("KILN_HASHBENCH_ONLY") {
+                let key = threads.map_or("d".to_string(), |n| n.to_string());
+                if only != key && !(only == "s" && threads == Some(0)) {
+                    continue;
+                }
+            }
+            eprintln!("{name:>10}: {}", time(&tree, threads, 5, &id));
         }
-        let ms: Vec<String> = times.iter().map(|t| format!("{:.0}", t * 1e3)).collect();
-        times.sort_by(f64::total_cmp);
-        eprintln!(
-            "write_upper: median {:.0} ms, min {:.0} ms (runs: {} ms) {id}",
-            times[runs / 2] * 1e3,
-            times[0] * 1e3,
-            ms.join(" ")
-        );
     }
 }
