@@ -9,6 +9,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use tar::{EntryType, Header};
+use xattr::FileExt as _;
 
 /// Overlayfs' private xattrs; never copied into a layer.
 pub(crate) const OVERLAY_XATTR_PREFIX: &str = "trusted.overlay.";
@@ -101,12 +102,13 @@ fn prepare_entry(upper: &Path, ent: walkdir::Result<walkdir::DirEntry>) -> Resul
                 .unwrap_or_else(|| io::Error::other("walk failed")),
         }
     })?;
+    let listed = ent.file_type();
     let path = ent.into_path();
     let rel = path
         .strip_prefix(upper)
         .map_err(|_| io_err(&path)(io::Error::other("entry outside the upper dir")))?
         .to_path_buf();
-    let prep = prepare(&path);
+    let prep = prepare(&path, listed);
     Ok(Ready { path, rel, prep })
 }
 
@@ -313,32 +315,54 @@ fn base_header(md: &std::fs::Metadata, ty: EntryType) -> Header {
 /// A PAX record (`SCHILY.xattr.NAME`, value).
 type Pax = (String, Vec<u8>);
 
-/// The xattrs to carry in the layer (everything but overlayfs' own), as PAX records.
-fn layer_xattrs(path: &Path) -> io::Result<Vec<Pax>> {
-    let names = match xattr::list(path) {
-        Ok(n) => n,
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
-    };
-    let mut out = Vec::new();
-    for name in names {
-        let Some(n) = name.to_str() else { continue };
-        if n.starts_with(OVERLAY_XATTR_PREFIX) || n.starts_with(OVERLAY_USER_XATTR_PREFIX) {
-            continue;
-        }
-        if let Some(v) = xattr::get(path, &name)? {
-            out.push((format!("SCHILY.xattr.{n}"), v));
-        }
-    }
-    out.sort();
-    Ok(out)
+/// Where an entry's xattrs are read: its open file when it has one (no path lookup), else
+/// its path (not following symlinks).
+#[derive(Clone, Copy)]
+enum Node<'a> {
+    Path(&'a Path),
+    File(&'a std::fs::File),
 }
 
-/// One xattr of `path` (not following symlinks); `None` when absent or unsupported.
-fn xget(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
-    match xattr::get(path, name) {
-        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
-        r => r,
+impl Node<'_> {
+    /// One xattr; `None` when absent or unsupported.
+    fn xget(self, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let r = match self {
+            Node::Path(p) => xattr::get(p, name),
+            Node::File(f) => f.get_xattr(name),
+        };
+        match r {
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => Ok(None),
+            r => r,
+        }
+    }
+
+    /// The xattrs to carry in the layer (everything but overlayfs' own), as PAX records.
+    fn layer_xattrs(self) -> io::Result<Vec<Pax>> {
+        let names = match self {
+            Node::Path(p) => xattr::list(p),
+            Node::File(f) => f.list_xattr(),
+        };
+        let names = match names {
+            Ok(n) => n,
+            Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut out = Vec::new();
+        for name in names {
+            let Some(n) = name.to_str() else { continue };
+            if n.starts_with(OVERLAY_XATTR_PREFIX) || n.starts_with(OVERLAY_USER_XATTR_PREFIX) {
+                continue;
+            }
+            let v = match self {
+                Node::Path(p) => xattr::get(p, &name)?,
+                Node::File(f) => f.get_xattr(&name)?,
+            };
+            if let Some(v) = v {
+                out.push((format!("SCHILY.xattr.{n}"), v));
+            }
+        }
+        out.sort();
+        Ok(out)
     }
 }
 
@@ -394,8 +418,21 @@ fn is_whiteout(md: &std::fs::Metadata) -> bool {
 }
 
 /// The syscalls of one entry (lstat, xattrs, readlink, small-file content): everything of
-/// [`emit`]'s work that does not depend on the entries before it.
-fn prepare(path: &Path) -> io::Result<Prepared> {
+/// [`emit`]'s work that does not depend on the entries before it. `listed` is the type
+/// the entry's directory listed it with.
+fn prepare(path: &Path, listed: std::fs::FileType) -> io::Result<Prepared> {
+    // Most entries of a layer are regular files: opened first and looked at through the
+    // descriptor, they cost one path lookup instead of five. One that is not a regular
+    // file any more or cannot be opened takes the path route, which reports it as before.
+    if listed.is_file() {
+        if let Ok(f) = open_file(path) {
+            let md = f.metadata()?;
+            if md.is_file() {
+                let body = prepare_file(Node::File(&f), &md, || Ok(&f));
+                return Ok(Prepared { md, body });
+            }
+        }
+    }
     let md = std::fs::symlink_metadata(path)?;
     let body = prepare_body(path, &md);
     Ok(Prepared { md, body })
@@ -403,45 +440,32 @@ fn prepare(path: &Path) -> io::Result<Prepared> {
 
 fn prepare_body(path: &Path, md: &std::fs::Metadata) -> io::Result<Body> {
     let ft = md.file_type();
+    let node = Node::Path(path);
     if is_whiteout(md) {
         return Ok(Body::Whiteout);
     }
     if ft.is_dir() {
-        if xget(path, "trusted.overlay.redirect")?.is_some()
-            || xget(path, "user.overlay.redirect")?.is_some()
+        if node.xget("trusted.overlay.redirect")?.is_some()
+            || node.xget("user.overlay.redirect")?.is_some()
         {
             return Err(io::Error::other(
                 "renamed lower directory (overlay redirect_dir) is not supported; \
                  mount overlay with redirect_dir=off",
             ));
         }
-        let xattrs = layer_xattrs(path)?;
+        let xattrs = node.layer_xattrs()?;
         // `y` only: newer kernels also use `x` ("has xattr whiteouts"), which is not opaque.
-        let opaque = xget(path, OVERLAY_OPAQUE)?.as_deref() == Some(b"y")
-            || xget(path, OVERLAY_USER_OPAQUE)?.as_deref() == Some(b"y");
+        let opaque = node.xget(OVERLAY_OPAQUE)?.as_deref() == Some(b"y")
+            || node.xget(OVERLAY_USER_OPAQUE)?.as_deref() == Some(b"y");
         return Ok(Body::Dir { xattrs, opaque });
     }
     if ft.is_symlink() {
         let target = std::fs::read_link(path)?;
-        let xattrs = layer_xattrs(path)?;
+        let xattrs = node.layer_xattrs()?;
         return Ok(Body::Symlink { target, xattrs });
     }
     if ft.is_file() {
-        if xget(path, "trusted.overlay.metacopy")?.is_some()
-            || xget(path, "user.overlay.metacopy")?.is_some()
-        {
-            return Err(io::Error::other(
-                "metadata-only copy-up (overlay metacopy) is not supported; \
-                 mount overlay with metacopy=off",
-            ));
-        }
-        let data = if md.len() <= READ_AHEAD_MAX {
-            Some(read_whole(open_file(path)?, md.len())?)
-        } else {
-            None
-        };
-        let xattrs = layer_xattrs(path)?;
-        return Ok(Body::File { xattrs, data });
+        return prepare_file(node, md, || open_file(path));
     }
     let ty = if ft.is_char_device() {
         EntryType::Char
@@ -452,14 +476,39 @@ fn prepare_body(path: &Path, md: &std::fs::Metadata) -> io::Result<Body> {
     } else {
         return Ok(Body::Socket);
     };
-    let xattrs = layer_xattrs(path)?;
+    let xattrs = node.layer_xattrs()?;
     Ok(Body::Special { ty, xattrs })
 }
 
+/// A regular file's checks, xattrs and (when small) content, read through `open`.
+fn prepare_file<R: Read>(
+    node: Node<'_>,
+    md: &std::fs::Metadata,
+    open: impl FnOnce() -> io::Result<R>,
+) -> io::Result<Body> {
+    if node.xget("trusted.overlay.metacopy")?.is_some()
+        || node.xget("user.overlay.metacopy")?.is_some()
+    {
+        return Err(io::Error::other(
+            "metadata-only copy-up (overlay metacopy) is not supported; \
+             mount overlay with metacopy=off",
+        ));
+    }
+    let data = if md.len() <= READ_AHEAD_MAX {
+        Some(read_whole(open()?, md.len())?)
+    } else {
+        None
+    };
+    let xattrs = node.layer_xattrs()?;
+    Ok(Body::File { xattrs, data })
+}
+
+/// Opens a regular file for reading. `O_NONBLOCK`: an entry replaced by a fifo since it
+/// was listed or stat'ed must not block the open (it has no effect on a regular file).
 fn open_file(path: &Path) -> io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
 }
 
