@@ -120,6 +120,7 @@ pub struct ExecContext {
     vertex: VertexDigest,
     number: u32,
     events: Option<mpsc::UnboundedSender<Event>>,
+    started: Option<slots::StartSignal>,
 }
 
 impl ExecContext {
@@ -137,6 +138,13 @@ impl ExecContext {
     /// The vertex being executed.
     pub fn vertex(&self) -> &VertexDigest {
         &self.vertex
+    }
+    /// Says that a heavy op's command now runs (its sandbox is set up), so the scheduler
+    /// may judge from the CPUs' load whether more heavy ops can start (see `--jobs`).
+    pub fn command_started(&self) {
+        if let Some(s) = &self.started {
+            s.started();
+        }
     }
 }
 
@@ -541,6 +549,7 @@ async fn vertex_future<W: Worker>(
         vertex: digest.clone(),
         number,
         events: s.events.clone(),
+        started: _permit.as_ref().map(|p| p.signal()),
     };
     let start = Instant::now();
     match s.worker.exec(&ctx, &vertex, input_results).await {

@@ -52,8 +52,16 @@ impl Worker for Fake {
         self.calls.lock().unwrap().push(cmd.clone());
         ctx.log(1, cmd.as_bytes());
         let start = Instant::now();
+        // `startup:N`: 60 ms to set up, then N ms of command.
+        if cmd.starts_with("startup:") {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+        }
+        ctx.command_started();
         let mut guard = DropGuard(self.cancelled.clone(), false);
-        if let Some(ms) = cmd.strip_prefix("sleep:") {
+        if let Some(ms) = cmd
+            .strip_prefix("sleep:")
+            .or_else(|| cmd.strip_prefix("startup:"))
+        {
             tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
         }
         guard.1 = true;
@@ -440,6 +448,37 @@ async fn idle_cpus_admit_more_heavy_ops_than_jobs_and_busy_ones_do_not() {
         1,
         "busy CPUs: heavy ops ran one at a time"
     );
+}
+
+#[tokio::test]
+async fn no_extra_heavy_op_is_admitted_while_one_is_still_starting() {
+    let mut d = Definition::new();
+    let s = d.add(Op::Scratch, VertexMeta::default());
+    let xs: Vec<Input> = (0..3)
+        .map(|i| exec(&mut d, s.clone(), &format!("startup:{}", 400 + i)))
+        .collect();
+    let root = merge(&mut d, s, xs);
+    d.root = Some(root.vertex);
+    let opts = SolveOptions {
+        jobs: 1,
+        idle_jobs: Some(3),
+        idle_probe: Some(IdleProbe::new(|| 2)),
+    };
+    let w = Arc::new(Fake::default());
+    solve(&d, w.clone(), Arc::new(MemCache::default()), None, &opts)
+        .await
+        .unwrap();
+    let mut starts: Vec<Instant> = w.spans.lock().unwrap().iter().map(|s| s.1).collect();
+    starts.sort();
+    // The first op holds its slot; the idle CPUs admit the other two only once its command
+    // runs (60 ms in), and then both at once.
+    let (second, third) = (starts[1] - starts[0], starts[2] - starts[0]);
+    assert!(second >= Duration::from_millis(60), "{second:?}");
+    assert!(
+        third - second < Duration::from_millis(40),
+        "{second:?} {third:?}"
+    );
+    assert_eq!(most_at_once(&w), 3);
 }
 
 #[tokio::test]

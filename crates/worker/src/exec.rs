@@ -187,10 +187,18 @@ impl BuildWorker {
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let executor = self.cfg.executor.clone();
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let run = async move {
             executor
-                .run(&spec, kiln_executor::Output::Capture(tx))
+                .run_observed(&spec, kiln_executor::Output::Capture(tx), started_tx)
                 .await
+                .map(|r| r.exit_code)
+        };
+        // The scheduler may start more steps once this one's sandbox is set up.
+        let started = async {
+            if started_rx.await.is_ok() {
+                ctx.command_started();
+            }
         };
         let mut tail = Tail::new(20);
         let collect = async {
@@ -204,7 +212,7 @@ impl BuildWorker {
                 tail.push(&data);
             }
         };
-        let (code, ()) = tokio::join!(run, collect);
+        let (code, (), ()) = tokio::join!(run, collect, started);
         drop(held);
         // Mount points the sandbox had to create are not part of the result (BuildKit).
         for m in &e.mounts {
