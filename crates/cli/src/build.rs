@@ -512,10 +512,6 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         store: env.store.clone(),
         registry: env.registry.clone(),
         executor: env.executor(),
-        fileop_helper: vec![
-            env.exe.clone().into_os_string(),
-            kiln_worker::fileop::HELPER_ARG.into(),
-        ],
         locals: named_contexts
             .iter()
             .filter_map(|(n, c)| match c {

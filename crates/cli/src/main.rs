@@ -86,9 +86,6 @@ fn main() -> ExitCode {
         if first == kiln_executor::HELPER_ARG {
             kiln_executor::helper_main(&args[1..]);
         }
-        if first == kiln_worker::fileop::HELPER_ARG {
-            kiln_worker::fileop::helper_main(&args[1..]);
-        }
         if first == kiln_runtime::SHIM_ARG {
             // A detached container's supervisor (`kiln run -d`); it runs its own runtime.
             let executor = match std::env::current_exe() {

@@ -1,10 +1,13 @@
 //! File ops (COPY, ADD, WORKDIR's mkdir) with Docker's semantics.
 //!
-//! They run in a helper process (`kiln __kiln-fileop SPEC_JSON`, [`helper_main`]): it enters
-//! a private mount namespace, mounts the base filesystem as a writable overlay (the upper dir
-//! collects the changes, exactly as a RUN's would, so copy-up keeps parent directories'
-//! metadata), mounts stage/image sources read-only, applies the actions and exits. The
-//! mounts die with the process, so nothing leaks when a build is killed.
+//! Each runs on a thread of its own ([`run`]): the thread unshares its mount namespace (and
+//! with it its root and working directory, which no other thread of the process sees
+//! change), mounts the base filesystem as a writable overlay (the upper dir collects the
+//! changes, exactly as a RUN's would, so copy-up keeps parent directories' metadata), mounts
+//! stage/image sources read-only, applies the actions, unmounts everything and ends. The
+//! threads it starts to copy in parallel share its namespace. The mounts are nowhere else,
+//! so nothing leaks when a build is killed. (A thread instead of a helper process saves a
+//! process start, ~2 ms per COPY.)
 //!
 //! Every path inside a root filesystem is resolved with [`resolve_in`], which follows
 //! symlinks *within* that root: an absolute symlink in an image never reaches the host.
@@ -48,7 +51,6 @@
 
 use kiln_opgraph::pattern::{glob_match, PatternMatcher};
 use kiln_opgraph::{Chown, CopyAction};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
@@ -56,11 +58,8 @@ use std::io::{self, Read};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// First argument that makes a binary act as the file-op helper.
-pub const HELPER_ARG: &str = "__kiln-fileop";
-
 /// Where a copy reads from.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub enum Source {
     /// A host directory (build context), minus what `exclude` hides. Files become 0:0.
     Dir {
@@ -69,7 +68,6 @@ pub enum Source {
         /// `.dockerignore` patterns.
         exclude: Vec<String>,
         /// Large files of the directory that committed snapshots may already hold.
-        #[serde(default)]
         pool: Vec<PoolHint>,
     },
     /// A filesystem made of these snapshot dirs (top first), mounted read-only.
@@ -77,7 +75,7 @@ pub enum Source {
 }
 
 /// One action.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub enum Action {
     /// COPY / ADD.
     Copy {
@@ -95,7 +93,7 @@ pub enum Action {
 pub const POOL_MIN_SIZE: u64 = 1 << 20;
 
 /// A large context file the store has hashed, and committed files with the same content.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct PoolHint {
     /// Its path relative to the context root.
     pub rel: String,
@@ -108,7 +106,7 @@ pub struct PoolHint {
 }
 
 /// What the helper did, for the worker.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     /// Large context files now in the upper dir: (content hash, path relative to the
     /// upper dir), to record in the file pool once committed.
@@ -118,7 +116,7 @@ pub struct Report {
 }
 
 /// What the helper does.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct Spec {
     /// The base filesystem's snapshot dirs, top first.
     pub lowers: Vec<PathBuf>,
@@ -131,60 +129,49 @@ pub struct Spec {
     /// The actions, in order.
     pub actions: Vec<Action>,
     /// The snapshot this op made when it last ran (see "Reusing the last result").
-    #[serde(default)]
     pub previous: Option<PathBuf>,
 }
 
-/// Runs the helper on `spec`; a failure's message is the helper's stderr.
-pub async fn run(helper: &[OsString], spec: &Spec) -> Result<Report, kiln_solver::BoxError> {
-    let json = serde_json::to_string(spec)?;
-    let (prog, args) = helper.split_first().ok_or("no file-op helper configured")?;
-    let out = tokio::process::Command::new(prog)
-        .args(args)
-        .arg(json)
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .output()
+/// Applies `spec` on a thread of its own (see the module docs); a failure's message says
+/// what failed.
+pub async fn run(spec: Spec) -> Result<Report, kiln_solver::BoxError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("kiln-fileop".into())
+        // Copying recurses once per directory level.
+        .stack_size(16 << 20)
+        .spawn(move || {
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| apply(&spec)))
+                .unwrap_or_else(|_| Err("the file operation panicked".into()));
+            let _ = tx.send(r);
+        })
+        .map_err(|e| format!("cannot start a file-op thread: {e}"))?;
+    let r = rx
         .await
-        .map_err(|e| format!("cannot start the file-op helper: {e}"))?;
-    if out.status.success() {
-        let text = String::from_utf8_lossy(&out.stdout);
-        return Ok(serde_json::from_str(text.trim()).unwrap_or_default());
-    }
-    let msg = String::from_utf8_lossy(&out.stderr).trim().to_string();
-    Err(Box::new(crate::StepError(if msg.is_empty() {
-        format!("file operation failed ({})", out.status)
-    } else {
-        msg
-    })))
+        .map_err(|_| "the file-op thread ended without a result")?;
+    r.map_err(|msg| Box::new(crate::StepError(msg)) as kiln_solver::BoxError)
 }
 
-/// The helper's entry point (`args[0]` is [`HELPER_ARG`], `args[1]` the JSON spec).
-pub fn helper_main(args: &[OsString]) -> ! {
-    let result = args
-        .get(1)
-        .ok_or_else(|| "usage: __kiln-fileop SPEC_JSON".to_string())
-        .and_then(|a| serde_json::from_str::<Spec>(&a.to_string_lossy()).map_err(|e| e.to_string()))
-        .and_then(|spec| apply(&spec));
-    match result {
-        Ok(report) => {
-            println!("{}", serde_json::to_string(&report).unwrap_or_default());
-            std::process::exit(0)
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1)
-        }
-    }
-}
-
+/// Applies `spec` in a mount namespace of this thread's own, unmounting what it mounted
+/// before returning.
 fn apply(spec: &Spec) -> Result<Report, String> {
     kiln_executor::mount::private_mount_namespace()
         .map_err(|e| format!("cannot make a private mount namespace: {e}"))?;
+    let mut mounted = Vec::new();
+    let r = apply_mounted(spec, &mut mounted);
+    for m in mounted.iter().rev() {
+        // EINVAL: already unmounted.
+        let _ = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH);
+    }
+    r
+}
+
+fn apply_mounted(spec: &Spec, mounted: &mut Vec<PathBuf>) -> Result<Report, String> {
     let root = spec.scratch.join("root");
     fs::create_dir_all(&root).map_err(|e| e.to_string())?;
     kiln_executor::mount::overlay(&spec.lowers, Some((&spec.upper, &spec.work)), &root)
         .map_err(|e| format!("cannot mount the build filesystem: {e}"))?;
+    mounted.push(root.clone());
     let mut report = Report::default();
     let mut deferred: Vec<Deferred> = Vec::new();
     let mut direct: Vec<DirectJob> = Vec::new();
@@ -228,6 +215,7 @@ fn apply(spec: &Spec) -> Result<Report, String> {
                         if !lowers.is_empty() {
                             kiln_executor::mount::overlay(lowers, None, &mnt)
                                 .map_err(|e| format!("cannot mount the copy source: {e}"))?;
+                            mounted.push(mnt.clone());
                         }
                         (mnt, vec![], false, &[][..])
                     }

@@ -22,7 +22,6 @@ use kiln_opgraph::{Op, Vertex};
 use kiln_solver::{BoxError, ExecContext};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, VecDeque};
-use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -82,8 +81,6 @@ pub struct WorkerConfig {
     pub registry: kiln_registry::Client,
     /// The sandbox executor.
     pub executor: Executor,
-    /// Command line reaching [`fileop::helper_main`], e.g. `[kiln, "__kiln-fileop"]`.
-    pub fileop_helper: Vec<OsString>,
     /// Local sources by name (`context` and `--build-context` dirs).
     pub locals: BTreeMap<String, PathBuf>,
     /// Hostname of RUN sandboxes.
@@ -233,7 +230,7 @@ impl BuildWorker {
             actions,
             previous: store.last_result(op).ok().flatten(),
         };
-        let report = fileop::run(&self.cfg.fileop_helper, &spec).await?;
+        let report = fileop::run(spec).await?;
         let op = op.to_string();
         let layer = tokio::task::spawn_blocking(move || -> Result<_, kiln_cache::Error> {
             let layer = store.commit_upper(&upper)?;
