@@ -105,7 +105,7 @@ pub struct PoolHint {
     pub candidates: Vec<PathBuf>,
 }
 
-/// What the helper did, for the worker.
+/// What a file op did, for the worker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Report {
     /// Large context files now in the upper dir: (content hash, path relative to the
@@ -115,7 +115,7 @@ pub struct Report {
     pub linked: usize,
 }
 
-/// What the helper does.
+/// What a file op does.
 #[derive(Clone, Debug)]
 pub struct Spec {
     /// The base filesystem's snapshot dirs, top first.

@@ -5,9 +5,9 @@
 //! A vertex's result is an [`Output`]: a filesystem as a chain of layers (bottom first), or a
 //! named host directory (a build context). Filesystem-changing ops (RUN, COPY/ADD, WORKDIR)
 //! run on an overlay of the input's layer snapshots with a fresh upper dir; the upper dir is
-//! then diffed into a new layer. RUN goes through the executor's sandbox; file ops run in a
-//! helper process (`kiln __kiln-fileop`, see [`fileop`]) that mounts the overlay in a private
-//! mount namespace, so a killed build never leaves a mount behind.
+//! then diffed into a new layer. RUN goes through the executor's sandbox; file ops run on a
+//! thread of their own (see [`fileop`]) that mounts the overlay in a private mount namespace,
+//! so a killed build never leaves a mount behind.
 #![deny(missing_docs)]
 
 pub mod context;
