@@ -9,6 +9,7 @@
 mod build;
 mod containers;
 mod images;
+mod login;
 mod progress;
 mod system;
 mod util;
@@ -47,6 +48,10 @@ enum Command {
     Pull(images::PullArgs),
     /// Push an image to a registry.
     Push(images::RefArg),
+    /// Log in to a registry (credentials are checked, then saved in the docker config).
+    Login(login::LoginArgs),
+    /// Log out from a registry (its saved credentials are removed).
+    Logout(login::LogoutArgs),
     /// Make an image from a root filesystem tarball.
     Import(images::ImportArgs),
     /// Give an image another name.
@@ -130,8 +135,18 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<u8, Failure> {
+    // Credentials only: the store is not opened.
+    match cli.command {
+        Command::Login(a) => {
+            let registry = util::registry_only(cli.root, cli.config)?;
+            return login::login(&registry, a).await;
+        }
+        Command::Logout(a) => return login::logout(a),
+        _ => {}
+    }
     let env = util::Env::open(cli.root, cli.config)?;
     match cli.command {
+        Command::Login(_) | Command::Logout(_) => unreachable!("handled above"),
         Command::Build(a) => build::build(&env, a).await,
         Command::Run(a) => images::run(&env, a).await,
         Command::Images(a) => images::images(&env, a),

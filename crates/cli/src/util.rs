@@ -3,7 +3,7 @@
 
 use kiln_cache::Store;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// An error on its way to the user, with the exit code it ends in.
@@ -75,30 +75,13 @@ impl Env {
         let root = root.unwrap_or_else(default_root);
         std::fs::create_dir_all(&root)
             .map_err(|e| Failure::new(1, format!("cannot create root {}: {e}", root.display())))?;
-        let config_path = config.or_else(|| {
-            let p = root.join("config.toml");
-            p.exists().then_some(p)
-        });
-        let cfg: ConfigFile = match &config_path {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
-                toml::from_str(&text)
-                    .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?
-            }
-            None => ConfigFile::default(),
-        };
+        let (cfg, config_path) = read_config(&root, config)?;
         let store = Store::open(&root).map_err(|e| {
             Failure::new(
                 1,
                 format!("cannot open the store at {}: {e}", root.display()),
             )
         })?;
-        let docker_config = std::env::var_os("DOCKER_CONFIG")
-            .map(|d| PathBuf::from(d).join("config.json"))
-            .or_else(|| {
-                std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
-            });
         let gc_keep_storage = match &cfg.gc.keep_storage {
             Some(s) => Some(crate::system::parse_size(s).map_err(|e| {
                 Failure::usage(format!(
@@ -108,10 +91,7 @@ impl Env {
             })?),
             None => None,
         };
-        let registry = kiln_registry::Client::new(kiln_registry::RegistryConfig {
-            hosts: cfg.registry,
-            docker_config,
-        });
+        let registry = registry_client(cfg.registry);
         let exe = std::env::current_exe()
             .map_err(|e| Failure::new(1, format!("cannot find the kiln binary: {e}")))?;
         Ok(Self {
@@ -142,6 +122,58 @@ impl Env {
             None => Err(Failure::new(1, format!("no such image: {}", r.familiar()))),
         }
     }
+}
+
+/// The configuration file (`--config`, else `ROOT/config.toml` when present) and its path.
+fn read_config(
+    root: &Path,
+    config: Option<PathBuf>,
+) -> Result<(ConfigFile, Option<PathBuf>), Failure> {
+    let config_path = config.or_else(|| {
+        let p = root.join("config.toml");
+        p.exists().then_some(p)
+    });
+    let cfg: ConfigFile = match &config_path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
+            toml::from_str(&text).map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?
+        }
+        None => ConfigFile::default(),
+    };
+    Ok((cfg, config_path))
+}
+
+fn registry_client(hosts: BTreeMap<String, kiln_registry::HostConfig>) -> kiln_registry::Client {
+    kiln_registry::Client::new(kiln_registry::RegistryConfig {
+        hosts,
+        docker_config: docker_config_path(),
+    })
+}
+
+/// The registry client alone, for commands that do not touch the store (`login`): the
+/// configuration is read as [`Env::open`] reads it, but the root is neither created nor
+/// opened.
+pub fn registry_only(
+    root: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<kiln_registry::Client, Failure> {
+    let root = root.unwrap_or_else(default_root);
+    let (cfg, _) = read_config(&root, config)?;
+    Ok(registry_client(cfg.registry))
+}
+
+/// The Docker credentials file that pulls and pushes read and `kiln login` writes:
+/// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
+pub fn docker_config_path() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .filter(|d| !d.is_empty())
+        .map(|d| PathBuf::from(d).join("config.json"))
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".docker/config.json"))
+        })
 }
 
 fn default_root() -> PathBuf {

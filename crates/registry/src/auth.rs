@@ -135,6 +135,169 @@ pub(crate) fn credentials(docker_config: Option<&Path>, host: &str) -> Option<(S
     Some((u.to_string(), p.to_string()))
 }
 
+/// The `auths` key `docker login` files `server`'s credentials under: Docker Hub (any of its
+/// names) is `https://index.docker.io/v1/`, any other server its `host[:port]` (scheme and
+/// path stripped).
+pub fn docker_config_key(server: &str) -> String {
+    match credential_key(server).as_str() {
+        "docker.io" => DOCKER_HUB_KEY.to_string(),
+        host => host.to_string(),
+    }
+}
+
+const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
+
+/// The `(user, password)` a Docker `config.json` at `path` holds for `server` (any spelling
+/// of its key), as pulls and pushes use them.
+pub fn stored_credentials(path: &Path, server: &str) -> Option<(String, String)> {
+    credentials(Some(path), server)
+}
+
+/// Files `user`/`password` for `server` in the Docker `config.json` at `path`, as
+/// `docker login` does: `auths.<key>.auth = base64(user:password)` under
+/// [`docker_config_key`], replacing any other entry for the same server and keeping every
+/// other key of the file. A missing directory is created (mode 0700); the file is written
+/// to a temporary file (mode 0600) that is then renamed over it, so a crash leaves the old
+/// or the new file, never a torn one. A file that is not a JSON object is an error (and is
+/// left alone).
+pub fn save_docker_credentials(
+    path: &Path,
+    server: &str,
+    user: &str,
+    password: &str,
+) -> std::io::Result<()> {
+    use base64::Engine as _;
+    let mut config = read_config_object(path)?;
+    let auths = auths_mut(&mut config)?;
+    let want = credential_key(server);
+    auths.retain(|k, _| credential_key(k) != want);
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    auths.insert(
+        docker_config_key(server),
+        serde_json::json!({ "auth": auth }),
+    );
+    write_config(path, &config)
+}
+
+/// Removes every entry for `server` from the Docker `config.json` at `path` (as `docker
+/// logout`); `false` when there was none (the file is then not rewritten).
+pub fn remove_docker_credentials(path: &Path, server: &str) -> std::io::Result<bool> {
+    if !path.exists() {
+        return Ok(false);
+    }
+    let mut config = read_config_object(path)?;
+    let auths = auths_mut(&mut config)?;
+    let want = credential_key(server);
+    let before = auths.len();
+    auths.retain(|k, _| credential_key(k) != want);
+    if auths.len() == before {
+        return Ok(false);
+    }
+    write_config(path, &config)?;
+    Ok(true)
+}
+
+fn invalid(path: &Path, why: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("{}: {why}", path.display()),
+    )
+}
+
+/// The file's JSON object; an empty object when the file is missing or empty.
+fn read_config_object(path: &Path) -> std::io::Result<serde_json::Value> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            ))
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::json!({}));
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| invalid(path, format!("not JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(invalid(path, "not a JSON object"));
+    }
+    Ok(v)
+}
+
+/// `config.auths`, created when missing.
+fn auths_mut(
+    config: &mut serde_json::Value,
+) -> std::io::Result<&mut serde_json::Map<String, serde_json::Value>> {
+    let obj = config
+        .as_object_mut()
+        .ok_or_else(|| std::io::Error::other("not a JSON object"))?;
+    obj.entry("auths")
+        .or_insert_with(|| serde_json::json!({}))
+        .as_object_mut()
+        .ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "`auths` is not an object")
+        })
+}
+
+/// An I/O error naming what was done to which path.
+fn io_context<'a>(
+    what: &'a str,
+    p: &'a Path,
+) -> impl FnOnce(std::io::Error) -> std::io::Error + 'a {
+    move |e| std::io::Error::new(e.kind(), format!("{what} {}: {e}", p.display()))
+}
+
+/// Writes `config` (tab-indented, as docker writes it) to `path` through a temporary file in
+/// the same directory and a rename. A symlinked `path` is written through (its target is
+/// replaced), as docker does.
+fn write_config(path: &Path, config: &serde_json::Value) -> std::io::Result<()> {
+    use serde::Serialize as _;
+    use std::io::Write as _;
+    use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _};
+    let target = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let dir = match target.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(io_context("cannot create", &dir))?;
+    let mut bytes = Vec::new();
+    let mut ser = serde_json::Serializer::with_formatter(
+        &mut bytes,
+        serde_json::ser::PrettyFormatter::with_indent(b"\t"),
+    );
+    config.serialize(&mut ser).map_err(std::io::Error::other)?;
+    bytes.push(b'\n');
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "config.json".into());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp); // left over by a crashed run with the same pid
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &target)?;
+        // The rename itself reaches the disk with the directory.
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io_context("cannot write", &target))
+}
+
 /// `Basic base64(user:password)`.
 pub(crate) fn basic_header(user: &str, password: &str) -> String {
     let enc = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -196,5 +359,81 @@ mod tests {
         assert_eq!(credentials(Some(&p), "quay.io"), None);
         assert_eq!(credentials(None, "quay.io"), None);
         assert_eq!(basic_header("u", "p"), "Basic dTpw");
+    }
+
+    #[test]
+    fn docker_login_keys() {
+        for hub in [
+            "docker.io",
+            "index.docker.io",
+            "registry-1.docker.io",
+            "https://index.docker.io/v1/",
+        ] {
+            assert_eq!(
+                docker_config_key(hub),
+                "https://index.docker.io/v1/",
+                "{hub}"
+            );
+        }
+        assert_eq!(docker_config_key("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(docker_config_key("https://Quay.io/v2/"), "quay.io");
+    }
+
+    #[test]
+    fn save_and_remove_credentials_keep_the_rest() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("new/config.json");
+        save_docker_credentials(&p, "127.0.0.1:5000", "u", "p:w").unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(mode(p.parent().unwrap()), 0o700);
+        assert_eq!(
+            credentials(Some(&p), "127.0.0.1:5000"),
+            Some(("u".into(), "p:w".into()))
+        );
+
+        // Other keys and hosts stay; an old spelling of the same host is replaced.
+        std::fs::write(
+            &p,
+            r#"{"auths":{"http://127.0.0.1:5000/v2/":{"auth":"b2xkOm9sZA=="},"quay.io":{"auth":"cTpx"}},
+               "credHelpers":{"x.io":"x"},"psFormat":"{{.ID}}"}"#,
+        )
+        .unwrap();
+        save_docker_credentials(&p, "127.0.0.1:5000", "new", "pw").unwrap();
+        save_docker_credentials(&p, "docker.io", "hub", "hpw").unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&p).unwrap()).unwrap();
+        let keys: Vec<&String> = v["auths"].as_object().unwrap().keys().collect();
+        assert_eq!(
+            keys,
+            ["127.0.0.1:5000", "https://index.docker.io/v1/", "quay.io"]
+        );
+        assert_eq!(v["credHelpers"]["x.io"], "x");
+        assert_eq!(v["psFormat"], "{{.ID}}");
+        assert_eq!(
+            credentials(Some(&p), "127.0.0.1:5000"),
+            Some(("new".into(), "pw".into()))
+        );
+        assert_eq!(
+            credentials(Some(&p), "registry-1.docker.io"),
+            Some(("hub".into(), "hpw".into()))
+        );
+        assert_eq!(mode(&p), 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(p.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(leftovers, ["config.json"]);
+
+        assert!(remove_docker_credentials(&p, "docker.io").unwrap());
+        assert!(!remove_docker_credentials(&p, "docker.io").unwrap());
+        assert!(!remove_docker_credentials(&dir.path().join("none.json"), "quay.io").unwrap());
+        assert_eq!(credentials(Some(&p), "docker.io"), None);
+        assert!(credentials(Some(&p), "quay.io").is_some());
+
+        // Not JSON: an error, and the file is left as it was.
+        std::fs::write(&p, "{oops").unwrap();
+        assert!(save_docker_credentials(&p, "quay.io", "a", "b").is_err());
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{oops");
     }
 }

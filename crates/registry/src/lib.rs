@@ -20,6 +20,10 @@
 
 mod auth;
 
+pub use auth::{
+    docker_config_key, remove_docker_credentials, save_docker_credentials, stored_credentials,
+};
+
 use bytes::Bytes;
 use futures::{StreamExt as _, TryStreamExt as _};
 use kiln_cache::Store;
@@ -161,22 +165,31 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    /// `message` prefixed with the reference (a registry-level request, such as the login
+    /// check, carries a reference with an empty repository and gets no prefix).
+    fn detail(&self, message: impl std::fmt::Display) -> String {
+        if self.reference.repository.is_empty() {
+            message.to_string()
+        } else {
+            format!("{}: {message}", self.reference)
+        }
+    }
     fn protocol(&self, message: impl std::fmt::Display) -> Error {
         Error::Protocol {
             registry: self.ep.host.clone(),
-            message: format!("{}: {message}", self.reference),
+            message: self.detail(message),
         }
     }
     fn unreachable(&self, message: impl std::fmt::Display) -> Error {
         Error::Unreachable {
             registry: self.ep.host.clone(),
-            message: format!("{}: {message}", self.reference),
+            message: self.detail(message),
         }
     }
     fn unauthorized(&self, message: impl std::fmt::Display) -> Error {
         Error::Unauthorized {
             registry: self.ep.host.clone(),
-            message: format!("{}: {message}", self.reference),
+            message: self.detail(message),
         }
     }
     fn not_found(&self, what: Option<&str>) -> Error {
@@ -497,6 +510,55 @@ impl Client {
         Ok(manifest_digest.to_string())
     }
 
+    /// Checks `user`/`password` against `registry` as `docker login` does: `GET /v2/`, and
+    /// when that is refused (401) answers the challenge with these credentials (Basic, or
+    /// a token fetched from the Bearer realm with Basic auth) and asks again. Only a 2xx
+    /// answer is success; a refusal is [`Error::Unauthorized`]. Nothing is cached or saved.
+    /// Plain HTTP or HTTPS is chosen as for pulls and pushes (config `http`, loopback).
+    pub async fn check_login(&self, registry: &str, user: &str, password: &str) -> Result<()> {
+        let ep = self
+            .endpoints(registry, false)
+            .pop()
+            .expect("the host itself");
+        // Registry-level: no repository (see `Ctx::detail`) and no token scope.
+        let reference = Reference {
+            registry: registry.to_string(),
+            repository: String::new(),
+            tag: None,
+            digest: None,
+        };
+        let ctx = Ctx {
+            ep: &ep,
+            reference: &reference,
+            scope: String::new(),
+        };
+        let url = ep.url("v2/");
+        let client = self.client_for(ep.local);
+        let get = |auth: Option<String>| {
+            let mut rb = client.get(url.clone());
+            if let Some(a) = auth {
+                rb = rb.header(AUTHORIZATION, a);
+            }
+            async {
+                rb.send()
+                    .await
+                    .map_err(|e| ctx.unreachable(error_chain(&e)))
+            }
+        };
+        let mut resp = get(None).await?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            let challenges = challenges_of(&resp);
+            let creds = Some((user.to_string(), password.to_string()));
+            let header = self.authenticate(&ctx, &challenges, creds).await?;
+            resp = get(Some(header)).await?;
+        }
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(self.fail(&ctx, resp, "").await)
+        }
+    }
+
     // ---- endpoints and requests ----
 
     /// Mirrors (when `with_mirrors`) then the host itself.
@@ -574,14 +636,9 @@ impl Client {
             if resp.status() != StatusCode::UNAUTHORIZED || authenticated {
                 return Ok(resp);
             }
-            let challenges: Vec<auth::Challenge> = resp
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(auth::parse_challenges)
-                .collect();
-            let header = self.authenticate(ctx, &challenges).await?;
+            let challenges = challenges_of(&resp);
+            let creds = auth::credentials(self.inner.cfg.docker_config.as_deref(), &ctx.ep.host);
+            let header = self.authenticate(ctx, &challenges, creds).await?;
             self.inner
                 .tokens
                 .lock()
@@ -591,9 +648,13 @@ impl Client {
         }
     }
 
-    /// The `Authorization` value answering one of `challenges`.
-    async fn authenticate(&self, ctx: &Ctx<'_>, challenges: &[auth::Challenge]) -> Result<String> {
-        let creds = auth::credentials(self.inner.cfg.docker_config.as_deref(), &ctx.ep.host);
+    /// The `Authorization` value answering one of `challenges` with `creds`.
+    async fn authenticate(
+        &self,
+        ctx: &Ctx<'_>,
+        challenges: &[auth::Challenge],
+        creds: Option<(String, String)>,
+    ) -> Result<String> {
         if let Some(c) = challenges.iter().find(|c| c.scheme == "bearer") {
             return self.fetch_token(ctx, c, creds).await;
         }
@@ -628,7 +689,9 @@ impl Client {
             if let Some(s) = c.params.get("service") {
                 q.append_pair("service", s);
             }
-            q.append_pair("scope", &ctx.scope);
+            if !ctx.scope.is_empty() {
+                q.append_pair("scope", &ctx.scope);
+            }
             if let Some(s) = c.params.get("scope").filter(|s| **s != ctx.scope) {
                 q.append_pair("scope", s);
             }
@@ -1030,6 +1093,16 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The `WWW-Authenticate` challenges of a response.
+fn challenges_of(resp: &reqwest::Response) -> Vec<auth::Challenge> {
+    resp.headers()
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(auth::parse_challenges)
+        .collect()
 }
 
 fn pull_scope(r: &Reference) -> String {

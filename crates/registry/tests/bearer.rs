@@ -18,7 +18,8 @@ struct Seen {
     v2_auth: Vec<Option<String>>,
 }
 
-/// Serves: `/token` (needs Basic kiln:pw) and `/v2/…` (needs `Bearer tok-123`, then 404s).
+/// Serves: `/token` (needs Basic kiln:pw) and `/v2/…` (needs `Bearer tok-123`, then 404s,
+/// except `/v2/` itself: 200).
 fn fake_registry() -> (u16, Arc<Mutex<Seen>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
@@ -62,7 +63,9 @@ fn fake_registry() -> (u16, Arc<Mutex<Seen>>) {
                 }
             } else {
                 seen2.lock().unwrap().v2_auth.push(auth.clone());
-                if auth.as_deref() == Some(&format!("Bearer {TOKEN}")) {
+                if auth.as_deref() == Some(&format!("Bearer {TOKEN}")) && target == "/v2/" {
+                    ("200 OK", String::new(), "{}".to_string())
+                } else if auth.as_deref() == Some(&format!("Bearer {TOKEN}")) {
                     (
                         "404 Not Found",
                         String::new(),
@@ -151,4 +154,37 @@ async fn bearer_without_credentials_is_unauthorized() {
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn check_login_gets_a_token_with_the_given_credentials() {
+    let (port, seen) = fake_registry();
+    let host = format!("127.0.0.1:{port}");
+    // No docker config at all: only the given credentials are used.
+    let client = Client::new(RegistryConfig::default());
+    client.check_login(&host, "kiln", "pw").await.unwrap();
+    match client.check_login(&host, "kiln", "wrong").await {
+        Err(e @ Error::Unauthorized { .. }) => {
+            let m = e.to_string();
+            assert!(
+                m.contains(&host) && m.contains("refused the credentials"),
+                "{m}"
+            );
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    let s = seen.lock().unwrap();
+    // Login asks for no repository scope, only the challenge's own.
+    assert!(
+        s.token_queries
+            .iter()
+            .all(|q| q == "service=fake&scope=repository%3Akiln%2Fx%3Apull"),
+        "{:?}",
+        s.token_queries
+    );
+    assert_eq!(
+        s.v2_auth,
+        vec![None, Some(format!("Bearer {TOKEN}")), None],
+        "anonymous, then with the token; the refused login never retries"
+    );
 }

@@ -344,3 +344,27 @@ async fn corrupt_blob_is_rejected_and_not_stored() {
     }
     assert!(!b.has_blob(layer));
 }
+
+#[tokio::test]
+async fn check_login_with_basic_auth() {
+    let Some(reg) = Registry::start_with_auth() else {
+        return;
+    };
+    let client = Client::new(RegistryConfig::default());
+    client
+        .check_login(&reg.host(), USER, PASSWORD)
+        .await
+        .unwrap();
+    match client.check_login(&reg.host(), USER, "wrong").await {
+        Err(e @ Error::Unauthorized { .. }) => {
+            assert!(e.to_string().contains(&reg.host()), "{e}")
+        }
+        other => panic!("expected Unauthorized, got {other:?}"),
+    }
+    // An open registry accepts any login, as with docker.
+    let open = Registry::start().unwrap();
+    client
+        .check_login(&open.host(), "anyone", "anything")
+        .await
+        .unwrap();
+}

@@ -43,6 +43,12 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
+/// The registry crate's throwaway `docker-registry`, which can also run with htpasswd auth
+/// (`Registry::start_with_auth`, `USER`/`PASSWORD`): one implementation for both crates'
+/// tests, included from there.
+#[path = "../../../registry/tests/common/server.rs"]
+pub mod registry_server;
+
 /// A `docker-registry` serving on a free loopback port; killed on drop.
 pub struct Registry {
     child: Child,
