@@ -161,18 +161,9 @@ fn measured_usage(store: &Store) -> u64 {
     kiln_cache::disk_usage(store.root())
 }
 
-/// What an image prune removed: names (`untagged:` lines) and image IDs no name reaches
-/// any more (`deleted:` lines).
-#[derive(Default)]
-struct ImagesRemoved {
-    untagged: Vec<String>,
-    deleted: Vec<String>,
-}
-
-/// Removes the names of dangling images (with `all`, of every image) that no container
-/// uses. A container uses the image its `kiln run` named, by manifest: every other name
-/// of that image stays too. Call with the GC lock held exclusive.
-fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
+/// The manifests of the images containers (running or stopped) were made from, by the
+/// name their `kiln run` gave.
+fn used_manifests(store: &Store) -> Result<HashSet<String>, Failure> {
     let mut used = HashSet::new();
     if let Ok(containers) = kiln_runtime::Containers::new(store.root()).list() {
         for c in containers {
@@ -185,6 +176,22 @@ fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
             }
         }
     }
+    Ok(used)
+}
+
+/// What an image prune removed: names (`untagged:` lines) and image IDs no name reaches
+/// any more (`deleted:` lines).
+#[derive(Default)]
+struct ImagesRemoved {
+    untagged: Vec<String>,
+    deleted: Vec<String>,
+}
+
+/// Removes the names of dangling images (with `all`, of every image) that no container
+/// uses. A container uses the image its `kiln run` named, by manifest: every other name
+/// of that image stays too. Call with the GC lock held exclusive.
+fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
+    let used = used_manifests(store)?;
     let records = store.list_images()?;
     let config_of = |manifest: &str| {
         kiln_exporter::read_manifest(store, manifest)
@@ -655,6 +662,8 @@ pub fn gc_after_build(env: &Env) {
 #[derive(serde::Serialize)]
 struct Usage {
     images: usize,
+    /// Images a container (running or stopped) uses: `image prune -a` keeps them.
+    images_active: usize,
     images_size: u64,
     images_reclaimable: u64,
     build_cache: usize,
@@ -690,11 +699,18 @@ fn usage(store: &Store) -> Result<Usage, Failure> {
             cache_size += size;
         }
     }
+    let used = used_manifests(store)?;
+    let images_active = store
+        .list_images()?
+        .iter()
+        .filter(|r| used.contains(&r.manifest_digest))
+        .count();
     Ok(Usage {
         images: nimages,
+        images_active,
         images_size,
-        // No container keeps an image in use once `kiln run` exits: every image can be
-        // removed with `kiln rmi` (then `builder prune` frees its data).
+        // Every image can be removed with `kiln rmi` (its layers stay while a container
+        // stacks them), so all of it counts as reclaimable.
         images_reclaimable: images_size,
         build_cache: records.len(),
         build_cache_size: cache_size,
@@ -728,7 +744,7 @@ fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
         "{:<16}{:<8}{:<8}{:<12}{} ({}%)",
         "Images",
         u.images,
-        0,
+        u.images_active,
         human(u.images_size),
         human(u.images_reclaimable),
         pct(u.images_reclaimable, u.images_size)

@@ -79,6 +79,7 @@ fn image_prune_all_keeps_the_image_of_a_stopped_container() {
     // Not --rm: the container stays, exited.
     assert_eq!(k.ok(&["run", "--name", "keeper", "app:1"]), "app\n");
     let before = df(&k);
+    assert_eq!(before["images_active"], 1, "{before}");
     let out = k.ok(&["image", "prune", "-a", "-f"]);
     assert!(out.contains("untagged: other:1"), "{out}");
     assert!(out.contains("untagged: busybox:latest"), "{out}");
