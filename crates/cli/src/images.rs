@@ -588,6 +588,12 @@ fn by_id(env: &Env, id: &str) -> Result<Option<String>, Failure> {
 /// `kiln load`: a docker archive or an OCI layout tar (file or stdin) into the store, then
 /// its names, once every image in it has been read and checked.
 pub fn load(env: &Env, a: LoadArgs) -> Result<u8, Failure> {
+    // SAFETY: isatty has no preconditions.
+    if a.input.is_none() && unsafe { libc::isatty(0) } == 1 {
+        return Err(Failure::usage(
+            "kiln load reads an archive from stdin, which is a terminal: redirect a file or give -i FILE",
+        ));
+    }
     // Held until the images are named: a prune meanwhile would see unreferenced blobs.
     let _gc = env.store.lock_gc_shared()?;
     let quiet = a.quiet;
