@@ -265,3 +265,23 @@ fn loads_a_docker_archive_written_by_skopeo() {
     );
     assert_eq!(ids(&c), ids(&b));
 }
+
+#[test]
+fn a_loaded_image_pushes_and_pulls_back() {
+    if !can_run(&["docker-registry"]) {
+        return;
+    }
+    let Some((a, ctx)) = built_app() else { return };
+    let archive = ctx.path().join("app.tar");
+    a.ok(&["save", "-o", archive.to_str().unwrap(), "app:1"]);
+    let registry = Registry::start();
+    let b = Kiln::new();
+    b.ok(&["load", "-q", "-i", archive.to_str().unwrap()]);
+    let remote = format!("{}/loaded/app:1", registry.addr);
+    b.ok(&["tag", "app:1", &remote]);
+    b.ok(&["push", &remote]);
+    let c = Kiln::new();
+    c.ok(&["pull", "-q", &remote]);
+    assert_eq!(c.ok(&["run", "--rm", &remote]), "loaded\n");
+    assert_eq!(ids(&c), ids(&b)[..1].to_vec());
+}
