@@ -113,9 +113,12 @@ impl Store {
     /// The uncompressed tar of a layer, streamed: from a blob carrying it (decompressed)
     /// when there is one, else regenerated from its snapshot (a build step's layer).
     pub fn layer_tar(&self, layer: &kiln_oci::Layer) -> Result<Box<dyn Read + Send>> {
+        // An uncompressed blob of the layer itself (a loaded `docker save` layer, or one
+        // exported with compression=uncompressed) is its exact tar; a snapshot regenerates
+        // the tar kiln writes, which matches the diff id only for build-step layers.
         let snapshot = self
             .snapshot_dir(layer)
-            .filter(|d| snapshot_only(layer) && d.is_dir());
+            .filter(|d| snapshot_only(layer) && !self.has_blob(&layer.digest) && d.is_dir());
         let Some(dir) = snapshot else {
             let blob = self
                 .blob_for(layer)

@@ -370,6 +370,35 @@ impl Store {
         w.commit(Some(&digest))
     }
 
+    /// Moves `file` (a spooled download under this store's root, e.g. in a
+    /// [`Store::temp_dir`]) into the content store as the blob `digest`, after hashing it
+    /// to check that it is that blob: a rename, so a large blob is not copied. When the blob
+    /// is already present, `file` is removed and the present one kept. Returns its size.
+    pub fn commit_file(&self, file: &Path, digest: &str) -> Result<u64> {
+        let Some(hex) = sha256_hex(digest) else {
+            return Err(Error::NotFound(digest.to_string()));
+        };
+        let mut f = std::fs::File::open(file).map_err(io_err(file))?;
+        let mut h = kiln_oci::Sha256Writer::new(std::io::sink());
+        std::io::copy(&mut f, &mut h).map_err(io_err(file))?;
+        let (_, actual, size) = h.finish();
+        if actual != digest {
+            return Err(Error::DigestMismatch {
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        let dest = self.blobs.join("sha256").join(hex);
+        if dest.exists() {
+            let _ = std::fs::remove_file(file);
+            return Ok(size);
+        }
+        f.sync_all().map_err(io_err(file))?;
+        std::fs::rename(file, &dest).map_err(io_err(&dest))?;
+        fsync_dir(&self.blobs.join("sha256"))?;
+        Ok(size)
+    }
+
     // ---- layers ----
     /// Turns an overlayfs upper dir into a gzip OCI layer in the content store, streaming
     /// (tar → sha256 for diff_id → gzip → sha256 for the blob digest → temp file). Overlay

@@ -914,3 +914,56 @@ fn a_changed_snapshot_is_refused_not_exported() {
         Err(Error::NotFound(_))
     ));
 }
+
+#[test]
+fn commit_file_moves_a_checked_file_into_the_content_store() {
+    let (_d, s) = store();
+    let scratch = s.temp_dir("t").unwrap();
+    let f = scratch.path().join("spooled");
+    std::fs::write(&f, b"blob bytes").unwrap();
+    let wrong = kiln_oci::sha256_hex_digest(b"other");
+    assert!(matches!(
+        s.commit_file(&f, &wrong),
+        Err(Error::DigestMismatch { .. })
+    ));
+    assert!(!s.has_blob(&wrong));
+    let digest = kiln_oci::sha256_hex_digest(b"blob bytes");
+    assert_eq!(s.commit_file(&f, &digest).unwrap(), 10);
+    assert!(s.has_blob(&digest) && !f.exists());
+    // Already present: the spooled copy is dropped, the blob stays.
+    std::fs::write(&f, b"blob bytes").unwrap();
+    assert_eq!(s.commit_file(&f, &digest).unwrap(), 10);
+    assert!(!f.exists());
+    assert_eq!(s.read_blob(&digest).unwrap(), b"blob bytes");
+}
+
+/// A loaded uncompressed layer (`digest == diff_id`, a plain tar blob) whose snapshot is
+/// extracted: its tar comes from the blob, byte for byte, not regenerated from the
+/// snapshot (which would be kiln's tar of the same files, with another diff id).
+#[test]
+fn layer_tar_prefers_the_layers_own_uncompressed_blob() {
+    if !is_root() {
+        return;
+    }
+    let (_d, s) = store();
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o644);
+    h.set_size(3);
+    h.set_mtime(12345);
+    b.append_data(&mut h, "./f", &b"abc"[..]).unwrap();
+    let tar_bytes = b.into_inner().unwrap();
+    let (digest, size) = s.write_blob(&tar_bytes).unwrap();
+    let layer = kiln_oci::Layer {
+        diff_id: digest.clone(),
+        digest,
+        size,
+        media_type: kiln_oci::media::OCI_LAYER_TAR.into(),
+    };
+    s.snapshot(&layer).unwrap();
+    let mut out = Vec::new();
+    s.layer_tar(&layer).unwrap().read_to_end(&mut out).unwrap();
+    assert_eq!(out, tar_bytes);
+    let gz = s.compressed_layer(&layer, Compression::Gzip).unwrap();
+    assert_eq!(gz.diff_id, layer.diff_id);
+}

@@ -1,5 +1,10 @@
 //! Image and container commands: run, images, pull, push, import, tag, rmi, inspect,
-//! history, save.
+//! history, save, load.
+//!
+//! An image loaded without a name (`Loaded image ID: …`) is kept under the name
+//! [`UNTAGGED`]`<config digest>`, which no reference can spell: `kiln images` shows it as
+//! `<none>`, `kiln tag ID NAME` names it, and `kiln image prune` removes it (it is what
+//! docker calls a dangling image).
 
 use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
@@ -48,6 +53,24 @@ pub struct SaveArgs {
     output: PathBuf,
     #[arg(required = true)]
     references: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct LoadArgs {
+    /// Read from a tar archive file instead of stdin.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Suppress the per-layer output (the `Loaded image` lines stay).
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// The name prefix of untagged (dangling) images in the store.
+pub const UNTAGGED: &str = "<none>@";
+
+/// Whether a stored name is an untagged image's.
+pub fn is_untagged(name: &str) -> bool {
+    name.starts_with(UNTAGGED)
 }
 
 #[derive(Args)]
@@ -311,7 +334,12 @@ pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
             .as_array()
             .map(|ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum())
             .unwrap_or(0);
-        let (repo, tag) = match Reference::parse(&rec.name) {
+        let parsed = if is_untagged(&rec.name) {
+            Err(())
+        } else {
+            Reference::parse(&rec.name).map_err(|_| ())
+        };
+        let (repo, tag) = match parsed {
             Ok(r) => {
                 let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
                 let repo = Reference {
@@ -322,6 +350,7 @@ pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
                 .familiar();
                 (repo, tag)
             }
+            Err(_) if is_untagged(&rec.name) => ("<none>".into(), "<none>".into()),
             Err(_) => (rec.name.clone(), "<none>".into()),
         };
         println!(
@@ -453,7 +482,10 @@ pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
 }
 
 pub fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
-    let (_, manifest) = env.local_image(&a.source)?;
+    let manifest = match env.local_image(&a.source) {
+        Ok((_, m)) => m,
+        Err(e) => by_id(env, &a.source)?.ok_or(e)?,
+    };
     let t = Reference::parse(&a.target).map_err(|e| Failure::usage(e.to_string()))?;
     env.store.set_image(&t.to_string(), &manifest)?;
     Ok(0)
@@ -527,5 +559,90 @@ pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         false,
         Default::default(),
     )?;
+    Ok(0)
+}
+
+/// The manifest of the image whose ID (config digest, `sha256:` optional, or a prefix of
+/// at least 4 hex digits) is `id`, when exactly one image has it.
+fn by_id(env: &Env, id: &str) -> Result<Option<String>, Failure> {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut found: Option<String> = None;
+    for rec in env.store.list_images()? {
+        let m = kiln_exporter::read_manifest(&env.store, &rec.manifest_digest)?;
+        let cfg = m["config"]["digest"].as_str().unwrap_or_default();
+        if cfg.trim_start_matches("sha256:").starts_with(hex) {
+            match &found {
+                Some(f) if *f != rec.manifest_digest => {
+                    return Err(Failure::new(1, format!("image ID `{id}` is ambiguous")))
+                }
+                _ => found = Some(rec.manifest_digest),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// `kiln load`: a docker archive or an OCI layout tar (file or stdin) into the store, then
+/// its names, once every image in it has been read and checked.
+pub fn load(env: &Env, a: LoadArgs) -> Result<u8, Failure> {
+    // SAFETY: isatty has no preconditions.
+    if a.input.is_none() && unsafe { libc::isatty(0) } == 1 {
+        return Err(Failure::usage(
+            "kiln load reads an archive from stdin, which is a terminal: redirect a file or give -i FILE",
+        ));
+    }
+    // Held until the images are named: a prune meanwhile would see unreferenced blobs.
+    let _gc = env.store.lock_gc_shared()?;
+    let quiet = a.quiet;
+    let mut progress = |l: &kiln_oci::Layer| {
+        if !quiet {
+            let id = l.diff_id.trim_start_matches("sha256:");
+            eprintln!(
+                "Loaded layer {} ({})",
+                &id[..id.len().min(12)],
+                human_size(l.size)
+            );
+        }
+    };
+    let (source, result) = match &a.input {
+        Some(p) => {
+            let f = std::fs::File::open(p)
+                .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
+            let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
+            (
+                p.display().to_string(),
+                kiln_exporter::load::load(&env.store, &mut r, &mut progress),
+            )
+        }
+        None => (
+            "stdin".to_string(),
+            kiln_exporter::load::load(&env.store, &mut std::io::stdin().lock(), &mut progress),
+        ),
+    };
+    let images = result.map_err(|e| Failure::new(1, format!("cannot load {source}: {e}")))?;
+    // Every name is checked before any is set.
+    let mut names = Vec::new();
+    for img in &images {
+        for n in &img.names {
+            let r = Reference::parse(n).map_err(|e| {
+                Failure::new(1, format!("cannot load {source}: bad image name: {e}"))
+            })?;
+            names.push((r, &img.manifest_digest));
+        }
+    }
+    for (r, manifest) in &names {
+        env.store.set_image(&r.to_string(), manifest)?;
+        println!("Loaded image: {}", r.familiar());
+    }
+    for img in images.iter().filter(|i| i.names.is_empty()) {
+        env.store.set_image(
+            &format!("{UNTAGGED}{}", img.config_digest),
+            &img.manifest_digest,
+        )?;
+        println!("Loaded image ID: {}", img.config_digest);
+    }
     Ok(0)
 }

@@ -64,9 +64,13 @@ enum Command {
     History(images::RefArg),
     /// Write images to a docker archive (an OCI layout with Docker's manifest.json).
     Save(images::SaveArgs),
+    /// Load images from a docker archive or an OCI layout tar (file or stdin).
+    Load(images::LoadArgs),
+    /// Manage images (`image prune`).
+    Image(system::ImageArgs),
     /// Manage the build cache (`builder prune`).
     Builder(system::BuilderArgs),
-    /// Disk usage of the store (`system df`).
+    /// Disk usage of the store and cleaning up (`system df`, `system prune`).
     System(system::SystemArgs),
     /// List containers.
     Ps(containers::PsArgs),
@@ -158,6 +162,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Inspect(a) => images::inspect(&env, a),
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
+        Command::Load(a) => images::load(&env, a),
+        Command::Image(a) => system::image(&env, a),
         Command::Builder(a) => system::builder(&env, a),
         Command::System(a) => system::system(&env, a),
         Command::Ps(a) => containers::ps(&env, a),

@@ -1,5 +1,9 @@
-//! `kiln builder prune`, `kiln system df`, and the storage cap (`[gc] keep-storage`)
-//! applied after every build.
+//! `kiln builder prune`, `kiln image prune`, `kiln system prune`, `kiln system df`, and the
+//! storage cap (`[gc] keep-storage`) applied after every build.
+//!
+//! `image prune` and `system prune` remove image names (and stopped containers) first, then
+//! run the same collection as `builder prune` ([`prune_locked`]): whatever those names
+//! alone kept is then unreferenced and goes.
 //!
 //! What is live: every blob and snapshot an image name reaches (manifest, config, layers)
 //! and every layer of a remaining build cache record. Prune removes cache records (all,
@@ -36,6 +40,44 @@ pub struct SystemArgs {
 enum SystemCmd {
     /// Show disk usage: images, build cache, the rest, and what prune can reclaim.
     Df(DfArgs),
+    /// Remove stopped containers, dangling images (all unused ones with -a) and build
+    /// cache.
+    Prune(SystemPruneArgs),
+}
+
+#[derive(Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    cmd: ImageCmd,
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// Remove dangling (untagged) images, or with -a every image no container uses.
+    Prune(ImagePruneArgs),
+}
+
+#[derive(Args)]
+pub struct ImagePruneArgs {
+    /// Remove every image no container uses, not only dangling ones.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short, long)]
+    force: bool,
+}
+
+#[derive(Args)]
+pub struct SystemPruneArgs {
+    /// Remove every image no container uses (not only dangling ones) and all build cache.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short, long)]
+    force: bool,
+    /// Named volumes too (kiln has none yet: accepted, removes nothing).
+    #[arg(long)]
+    volumes: bool,
 }
 
 #[derive(Args)]
@@ -71,7 +113,216 @@ pub fn builder(env: &Env, a: BuilderArgs) -> Result<u8, Failure> {
 pub fn system(env: &Env, a: SystemArgs) -> Result<u8, Failure> {
     match a.cmd {
         SystemCmd::Df(d) => df(env, d),
+        SystemCmd::Prune(p) => system_prune(env, p),
     }
+}
+
+pub fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
+    match a.cmd {
+        ImageCmd::Prune(p) => image_prune(env, p),
+    }
+}
+
+/// Asks "Are you sure…" on a terminal unless `force`; without a terminal, `force` is
+/// required (docker would read a "no" from a closed stdin).
+fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
+    if force {
+        return Ok(true);
+    }
+    // SAFETY: isatty has no preconditions.
+    if unsafe { libc::isatty(0) } != 1 {
+        return Err(Failure::usage(format!(
+            "{warning}\nstdin is not a terminal to confirm this: pass -f (--force)"
+        )));
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::new(1, format!("stdin: {e}")))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
+/// The GC lock, waiting for running builds.
+fn lock_exclusive(env: &Env) -> Result<kiln_cache::GcLock, Failure> {
+    Ok(match env.store.try_lock_gc_exclusive()? {
+        Some(l) => l,
+        None => {
+            eprintln!("waiting for running builds to finish…");
+            env.store.lock_gc_exclusive()?
+        }
+    })
+}
+
+/// The root's size once the database's write-ahead log is folded in, so that a prune
+/// counts only what it removes (it compacts the database when done).
+fn measured_usage(store: &Store) -> u64 {
+    let _ = store.compact_db();
+    kiln_cache::disk_usage(store.root())
+}
+
+/// The manifests of the images containers (running or stopped) were made from, by the
+/// name their `kiln run` gave.
+fn used_manifests(store: &Store) -> Result<HashSet<String>, Failure> {
+    let mut used = HashSet::new();
+    if let Ok(containers) = kiln_runtime::Containers::new(store.root()).list() {
+        for c in containers {
+            let name = match kiln_oci::Reference::parse(&c.config.image) {
+                Ok(r) => r.to_string(),
+                Err(_) => c.config.image.clone(),
+            };
+            if let Some(rec) = store.get_image(&name)? {
+                used.insert(rec.manifest_digest);
+            }
+        }
+    }
+    Ok(used)
+}
+
+/// What an image prune removed: names (`untagged:` lines) and image IDs no name reaches
+/// any more (`deleted:` lines).
+#[derive(Default)]
+struct ImagesRemoved {
+    untagged: Vec<String>,
+    deleted: Vec<String>,
+}
+
+/// Removes the names of dangling images (with `all`, of every image) that no container
+/// uses. A container uses the image its `kiln run` named, by manifest: every other name
+/// of that image stays too. Call with the GC lock held exclusive.
+fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
+    let used = used_manifests(store)?;
+    let records = store.list_images()?;
+    let config_of = |manifest: &str| {
+        kiln_exporter::read_manifest(store, manifest)
+            .ok()
+            .and_then(|m| m["config"]["digest"].as_str().map(str::to_string))
+    };
+    let mut out = ImagesRemoved::default();
+    let mut removed_manifests = Vec::new();
+    let mut kept_manifests = HashSet::new();
+    for rec in records {
+        let dangling = crate::images::is_untagged(&rec.name);
+        if used.contains(&rec.manifest_digest) || !(all || dangling) {
+            kept_manifests.insert(rec.manifest_digest);
+            continue;
+        }
+        store.remove_image(&rec.name)?;
+        if !dangling {
+            out.untagged.push(
+                kiln_oci::Reference::parse(&rec.name)
+                    .map(|r| r.familiar())
+                    .unwrap_or(rec.name),
+            );
+        }
+        removed_manifests.push(rec.manifest_digest);
+    }
+    let mut seen = HashSet::new();
+    for m in removed_manifests {
+        if !kept_manifests.contains(&m) && seen.insert(m.clone()) {
+            out.deleted.push(config_of(&m).unwrap_or(m));
+        }
+    }
+    Ok(out)
+}
+
+fn print_images_removed(r: &ImagesRemoved) {
+    if r.untagged.is_empty() && r.deleted.is_empty() {
+        return;
+    }
+    println!("Deleted Images:");
+    for n in &r.untagged {
+        println!("untagged: {n}");
+    }
+    for d in &r.deleted {
+        println!("deleted: {d}");
+    }
+    println!();
+}
+
+fn image_prune(env: &Env, a: ImagePruneArgs) -> Result<u8, Failure> {
+    let warning = if a.all {
+        "WARNING! This will remove all images without at least one container associated to them."
+    } else {
+        "WARNING! This will remove all dangling images."
+    };
+    if !confirm(a.force, warning)? {
+        return Ok(0);
+    }
+    let lock = lock_exclusive(env)?;
+    let before = measured_usage(&env.store);
+    let removed = remove_images(&env.store, a.all)?;
+    // Nothing removed, nothing to collect: what the build cache alone holds is
+    // `builder prune`'s to free.
+    let after = if removed.untagged.is_empty() && removed.deleted.is_empty() {
+        before
+    } else {
+        prune_locked(&env.store, &PrunePolicy::default())?.after
+    };
+    drop(lock);
+    print_images_removed(&removed);
+    println!(
+        "Total reclaimed space: {}",
+        human(before.saturating_sub(after))
+    );
+    Ok(0)
+}
+
+fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
+    let mut warning = String::from("WARNING! This will remove:\n  - all stopped containers\n");
+    if a.all {
+        warning.push_str(
+            "  - all images without at least one container associated to them\n  - all build cache",
+        );
+    } else {
+        warning.push_str("  - all dangling images\n  - unused build cache");
+    }
+    if !confirm(a.force, &warning)? {
+        return Ok(0);
+    }
+    if a.volumes {
+        eprintln!("note: kiln has no named volumes yet; --volumes removes nothing");
+    }
+    let before = measured_usage(&env.store);
+    let mut containers = Vec::new();
+    for c in kiln_runtime::Containers::new(env.store.root()).list()? {
+        if c.is_running() {
+            continue;
+        }
+        let id = c.id().to_string();
+        match c.remove(false) {
+            Ok(()) => containers.push(id),
+            // Started meanwhile: it stays, as `docker container prune` leaves it.
+            Err(e) => eprintln!("warning: container {id}: {e}"),
+        }
+    }
+    let lock = lock_exclusive(env)?;
+    let removed = remove_images(&env.store, a.all)?;
+    let policy = PrunePolicy {
+        all: a.all,
+        ..Default::default()
+    };
+    let r = prune_locked(&env.store, &policy)?;
+    drop(lock);
+    if !containers.is_empty() {
+        println!("Deleted Containers:");
+        for id in &containers {
+            println!("{id}");
+        }
+        println!();
+    }
+    print_images_removed(&removed);
+    if r.records + r.blobs + r.snapshots > 0 {
+        println!(
+            "Deleted {} build cache records, {} blobs, {} snapshots\n",
+            r.records, r.blobs, r.snapshots
+        );
+    }
+    println!(
+        "Total reclaimed space: {}",
+        human(before.saturating_sub(r.after))
+    );
+    Ok(0)
 }
 
 /// `10GB`, `512MB`, `1.5GiB`, `100kb`, `4096` (bytes). Decimal units are powers of 1000,
@@ -411,6 +662,8 @@ pub fn gc_after_build(env: &Env) {
 #[derive(serde::Serialize)]
 struct Usage {
     images: usize,
+    /// Images a container (running or stopped) uses: `image prune -a` keeps them.
+    images_active: usize,
     images_size: u64,
     images_reclaimable: u64,
     build_cache: usize,
@@ -446,11 +699,18 @@ fn usage(store: &Store) -> Result<Usage, Failure> {
             cache_size += size;
         }
     }
+    let used = used_manifests(store)?;
+    let images_active = store
+        .list_images()?
+        .iter()
+        .filter(|r| used.contains(&r.manifest_digest))
+        .count();
     Ok(Usage {
         images: nimages,
+        images_active,
         images_size,
-        // No container keeps an image in use once `kiln run` exits: every image can be
-        // removed with `kiln rmi` (then `builder prune` frees its data).
+        // Every image can be removed with `kiln rmi` (its layers stay while a container
+        // stacks them), so all of it counts as reclaimable.
         images_reclaimable: images_size,
         build_cache: records.len(),
         build_cache_size: cache_size,
@@ -484,7 +744,7 @@ fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
         "{:<16}{:<8}{:<8}{:<12}{} ({}%)",
         "Images",
         u.images,
-        0,
+        u.images_active,
         human(u.images_size),
         human(u.images_reclaimable),
         pct(u.images_reclaimable, u.images_size)
