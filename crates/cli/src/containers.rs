@@ -72,7 +72,7 @@ pub struct RmArgs {
     /// Kill and remove a running container.
     #[arg(short, long)]
     force: bool,
-    /// Remove anonymous volumes too (kiln creates none, so there is nothing more to remove).
+    /// Remove the container's anonymous volumes too.
     #[arg(short, long)]
     volumes: bool,
     #[arg(required = true)]
@@ -225,7 +225,7 @@ pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
 }
 
 /// Columns padded to the widest cell plus three spaces (docker's tabwriter layout).
-fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for r in rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -311,9 +311,12 @@ pub fn wait(env: &Env, a: WaitArgs) -> Result<u8, Failure> {
 }
 
 pub fn rm(env: &Env, a: RmArgs) -> Result<u8, Failure> {
-    let _ = a.volumes;
     Ok(each(env, &a.containers, |c, name| {
+        let volumes = a.volumes.then(|| c.clone());
         c.remove(a.force).map_err(failure)?;
+        if let Some(c) = volumes {
+            c.remove_anonymous_volumes().map_err(failure)?;
+        }
         println!("{name}");
         Ok(())
     }))

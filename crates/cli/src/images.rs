@@ -110,7 +110,8 @@ pub struct RunArgs {
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
-    /// Bind mount SRC:DST[:ro]; repeatable.
+    /// Bind mount /HOST/PATH:DST[:ro], volume NAME:DST[:ro] (created when missing), or
+    /// DST alone (a new anonymous volume); repeatable.
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
     /// Working directory.
@@ -224,27 +225,49 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     let layers = kiln_exporter::image_layers(&env.store, &manifest)?;
     let config = kiln_exporter::image_config(&env.store, &manifest)?;
     let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
     for v in &a.volumes {
         let parts: Vec<&str> = v.split(':').collect();
         let (src, dst, ro) = match parts.as_slice() {
+            [d] => ("", *d, false),
             [s, d] => (*s, *d, false),
             [s, d, o] if *o == "ro" || *o == "rw" => (*s, *d, *o == "ro"),
             _ => {
                 return Err(Failure::usage(format!(
-                    "invalid volume `{v}`: use SRC:DST[:ro]"
+                    "invalid volume `{v}`: use SRC:DST[:ro], NAME:DST[:ro] or DST"
                 )))
             }
         };
-        if !src.starts_with('/') {
+        if !dst.starts_with('/') {
             return Err(Failure::usage(format!(
-                "invalid volume `{v}`: named volumes are not supported yet; use an absolute host path"
+                "invalid volume `{v}`: the destination must be an absolute path"
             )));
         }
-        mounts.push(kiln_executor::BindMount {
-            source: PathBuf::from(src),
-            destination: dst.to_string(),
-            readonly: ro,
-        });
+        if src.is_empty() {
+            // `-v /path`: a new anonymous volume.
+            volumes.push(kiln_runtime::VolumeSpec {
+                name: None,
+                destination: dst.to_string(),
+                readonly: ro,
+            });
+        } else if src.starts_with('/') {
+            mounts.push(kiln_executor::BindMount {
+                source: PathBuf::from(src),
+                destination: dst.to_string(),
+                readonly: ro,
+            });
+        } else {
+            if !kiln_runtime::valid_volume_name(src) {
+                return Err(Failure::usage(
+                    kiln_runtime::Error::InvalidVolumeName(src.to_string()).to_string(),
+                ));
+            }
+            volumes.push(kiln_runtime::VolumeSpec {
+                name: Some(src.to_string()),
+                destination: dst.to_string(),
+                readonly: ro,
+            });
+        }
     }
     let env_vars = a
         .env
@@ -271,6 +294,7 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             _ => kiln_executor::Network::None,
         },
         mounts,
+        volumes,
         hostname: a.hostname,
         detach: a.detach,
         interactive: a.interactive,

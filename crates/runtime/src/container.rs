@@ -36,6 +36,21 @@ pub struct Config {
     pub interactive: bool,
     /// The image's config (for `StopSignal`, and for `inspect` later).
     pub image_config: serde_json::Value,
+    /// The volumes it mounts (their mounts are in `spec.mounts` too).
+    #[serde(default)]
+    pub volumes: Vec<MountedVolume>,
+}
+
+/// A volume a container mounts.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MountedVolume {
+    /// The volume's name.
+    pub name: String,
+    /// Where it is mounted in the container.
+    pub destination: String,
+    /// Created for this container (`-v DST`, an image's `VOLUME`): `rm -v` and `run --rm`
+    /// remove it.
+    pub anonymous: bool,
 }
 
 /// Where a container is in its life.
@@ -146,6 +161,22 @@ impl Container {
         })
     }
 
+    /// Removes the container's anonymous volumes (after the container itself went:
+    /// `kiln rm -v`, `kiln run --rm`), unless another container uses them.
+    pub fn remove_anonymous_volumes(&self) -> Result<()> {
+        let names: Vec<String> = self
+            .config
+            .volumes
+            .iter()
+            .filter(|v| v.anonymous)
+            .map(|v| v.name.clone())
+            .collect();
+        let Some(root) = self.dir.parent().and_then(Path::parent) else {
+            return Ok(());
+        };
+        crate::Volumes::new(root).remove_anonymous(&names)
+    }
+
     /// The full id.
     pub fn id(&self) -> &str {
         &self.config.id
@@ -224,6 +255,7 @@ impl Container {
         self.save_state()?;
         if self.config.remove {
             self.remove_dir()?;
+            self.remove_anonymous_volumes()?;
         }
         Ok(())
     }

@@ -2,13 +2,17 @@
 //! work dirs, `config.json` and a first `state.json`.
 
 use crate::container::{io_err, now_millis, write_json_atomic, Config, Container, Containers};
-use crate::container::{State, LAYOUT_VERSION};
+use crate::container::{MountedVolume, State, LAYOUT_VERSION};
+use crate::volume::{is_empty_dir, populate};
+use crate::Volumes;
 use crate::{process, Error, Result, RunOptions};
 use kiln_cache::Store;
-use kiln_executor::{RootFs, RunSpec, SandboxOptions};
+use kiln_executor::{BindMount, RootFs, RunSpec, SandboxOptions};
 use kiln_oci::Layer;
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fs;
+use std::path::PathBuf;
 
 /// Adjectives and names for generated container names (`adjective_name`, as docker does).
 const ADJECTIVES: &[&str] = &[
@@ -22,7 +26,7 @@ const NAMES: &[&str] = &[
 ];
 
 /// Whether `name` is a valid container name (docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
-fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let b = name.as_bytes();
     b.len() >= 2
         && b[0].is_ascii_alphanumeric()
@@ -54,9 +58,9 @@ impl Containers {
         let id = hex::encode(rand::random::<[u8; 32]>());
         let dir = self.dir().join(&id);
         let (upper, work) = (dir.join("upper"), dir.join("work"));
-        let spec = RunSpec {
+        let mut spec = RunSpec {
             rootfs: RootFs {
-                lowers,
+                lowers: lowers.clone(),
                 upper: upper.clone(),
                 work: work.clone(),
             },
@@ -104,6 +108,7 @@ impl Containers {
                 }
             },
         };
+        let volumes = resolve_volumes(store, &lowers, config, opts, &mut spec.mounts)?;
         fs::create_dir_all(&upper).map_err(io_err(&upper))?;
         fs::create_dir_all(&work).map_err(io_err(&work))?;
         let container = Container {
@@ -118,6 +123,7 @@ impl Containers {
                 detach: opts.detach,
                 interactive: opts.interactive,
                 image_config: config.clone(),
+                volumes,
             },
             state: State::default(),
             dir,
@@ -127,6 +133,71 @@ impl Containers {
         write_json_atomic(&container.dir.join("config.json"), &container.config)?;
         Ok(container)
     }
+}
+
+/// `/a/b/` → `/a/b`, for comparing mount destinations.
+fn clean(path: &str) -> String {
+    let t = path.trim_end_matches('/');
+    if t.is_empty() {
+        "/".into()
+    } else {
+        t.to_string()
+    }
+}
+
+/// The container's volumes (`opts.volumes`, then an anonymous one for each of the image's
+/// `VOLUME`s nothing else is mounted on), as docker: created when missing, filled with what
+/// the image has at the mount point when empty. Their bind mounts are added to `mounts`,
+/// which are then ordered parents first. Called with the containers' lock held.
+fn resolve_volumes(
+    store: &Store,
+    lowers: &[PathBuf],
+    config: &Value,
+    opts: &RunOptions,
+    mounts: &mut Vec<BindMount>,
+) -> Result<Vec<MountedVolume>> {
+    let mut wanted = opts.volumes.clone();
+    let taken = |w: &[crate::VolumeSpec], mounts: &[BindMount], d: &str| {
+        w.iter().any(|v| clean(&v.destination) == d)
+            || mounts.iter().any(|m| clean(&m.destination) == d)
+            || opts.extra.tmpfs.iter().any(|t| clean(&t.destination) == d)
+    };
+    if let Some(image_volumes) = config["config"]["Volumes"].as_object() {
+        for dst in image_volumes.keys() {
+            let d = clean(dst);
+            if !d.starts_with('/') || taken(&wanted, mounts, &d) {
+                continue;
+            }
+            wanted.push(crate::VolumeSpec {
+                name: None,
+                destination: d,
+                readonly: false,
+            });
+        }
+    }
+    let vols = Volumes::new(store.root());
+    let mut out = Vec::new();
+    for w in wanted {
+        let (v, _) = vols.create(w.name.as_deref(), BTreeMap::new())?;
+        let data = v.mountpoint();
+        if is_empty_dir(&data) {
+            populate(lowers, &w.destination, &data)?;
+        }
+        mounts.push(BindMount {
+            source: data,
+            destination: w.destination.clone(),
+            readonly: w.readonly,
+        });
+        out.push(MountedVolume {
+            name: v.name.clone(),
+            destination: w.destination,
+            anonymous: w.name.is_none(),
+        });
+    }
+    // Parents before children (docker sorts mounts by depth), so that a volume at /a/b is
+    // not hidden by one at /a.
+    mounts.sort_by_key(|m| std::path::Path::new(&m.destination).components().count());
+    Ok(out)
 }
 
 #[cfg(test)]

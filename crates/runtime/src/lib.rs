@@ -9,7 +9,9 @@
 //! supervisor and pid 1 as [`kiln_executor::HostProcess`]es, start and end times, exit code;
 //! always rewritten atomically, a temporary file then a rename). `ROOT/containers.lock` is
 //! held while a container is created, so names stay unique. See [`Containers`] and
-//! [`Container`]; [`LAYOUT_VERSION`] versions the layout.
+//! [`Container`]; [`LAYOUT_VERSION`] versions the layout. Volumes live in
+//! `ROOT/volumes/NAME/` (`_data/` and `volume.json`, as docker's local driver; see
+//! [`Volumes`]); a container's config lists the volumes it mounts.
 //!
 //! Which process runs follows `docker run`: `--entrypoint` replaces the image's entrypoint
 //! and drops its CMD, arguments after the image replace CMD, `-e` overrides the image's Env
@@ -66,12 +68,16 @@ mod exec;
 mod kill;
 mod logs;
 mod start;
+mod volume;
 
-pub use container::{now_millis, Config, Container, Containers, State, Status, LAYOUT_VERSION};
+pub use container::{
+    now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
+};
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
 pub use start::{shim_main, SHIM_ARG};
+pub use volume::{valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
 /// The exit code recorded for a container whose start failed (as `docker run`'s own
 /// failures).
@@ -144,6 +150,24 @@ pub enum Error {
     /// The shim could not start the container.
     #[error("{0}")]
     StartFailed(String),
+    /// No volume has this name.
+    #[error("get {0}: no such volume")]
+    NoSuchVolume(String),
+    /// Not a valid volume name.
+    #[error(
+        "\"{0}\" includes invalid characters for a local volume name, only \
+         \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed. If you intended to pass a host \
+         directory, use absolute path"
+    )]
+    InvalidVolumeName(String),
+    /// A container (running or stopped) uses the volume.
+    #[error("remove {name}: volume is in use - [{}]", containers.join(", "))]
+    VolumeInUse {
+        /// The volume.
+        name: String,
+        /// The containers that use it.
+        containers: Vec<String>,
+    },
 }
 
 /// Result alias.
@@ -168,8 +192,11 @@ pub struct RunOptions {
     pub args: Vec<String>,
     /// `--network`.
     pub network: Network,
-    /// `-v`.
+    /// `-v /host/path:DST`: bind mounts.
     pub mounts: Vec<BindMount>,
+    /// `-v NAME:DST`, `-v DST`: volumes (created when missing; filled from the image when
+    /// new and empty).
+    pub volumes: Vec<VolumeSpec>,
     /// `--hostname` (default: the first 12 characters of the container id).
     pub hostname: Option<String>,
     /// `--tmpfs`, `--memory`, `--cpus`, `--pids-limit`, `--privileged`
@@ -180,6 +207,17 @@ pub struct RunOptions {
     pub detach: bool,
     /// `-i` (with `-d`: stdin stays open, without data, instead of /dev/null).
     pub interactive: bool,
+}
+
+/// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).
+#[derive(Clone, Debug, Default)]
+pub struct VolumeSpec {
+    /// The volume's name; `None`: a new anonymous volume.
+    pub name: Option<String>,
+    /// Absolute path in the container.
+    pub destination: String,
+    /// Mount read-only.
+    pub readonly: bool,
 }
 
 /// The process a container runs: (argv, env, cwd, user), from the image config and options.
@@ -268,6 +306,7 @@ pub fn run_detached(
         Err(e) => {
             if opts.remove {
                 let _ = container.remove_dir();
+                let _ = container.remove_anonymous_volumes();
             }
             Err(e)
         }

@@ -59,8 +59,10 @@ impl Container {
     fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
         self.record_end(result)?;
         if self.config.remove {
-            let _lock = self.lock_dir(true)?;
+            let lock = self.lock_dir(true)?;
             self.remove_dir()?;
+            drop(lock);
+            self.remove_anonymous_volumes()?;
         }
         Ok(())
     }
