@@ -13,6 +13,7 @@ mod login;
 mod progress;
 mod system;
 mod util;
+mod volumes;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ enum Command {
     Rm(containers::RmArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    /// Manage volumes (`volume create|ls|inspect|rm|prune`).
+    Volume(volumes::VolumeArgs),
 }
 
 fn main() -> ExitCode {
@@ -173,5 +176,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Wait(a) => containers::wait(&env, a),
         Command::Rm(a) => containers::rm(&env, a),
         Command::Exec(a) => containers::exec(&env, a).await,
+        Command::Volume(a) => volumes::volume(&env, a),
     }
 }

@@ -75,7 +75,7 @@ pub struct SystemPruneArgs {
     /// Do not ask for confirmation (required when stdin is not a terminal).
     #[arg(short, long)]
     force: bool,
-    /// Named volumes too (kiln has none yet: accepted, removes nothing).
+    /// Unused anonymous volumes too.
     #[arg(long)]
     volumes: bool,
 }
@@ -125,7 +125,7 @@ pub fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
 
 /// Asks "Are you sure…" on a terminal unless `force`; without a terminal, `force` is
 /// required (docker would read a "no" from a closed stdin).
-fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
+pub fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
     if force {
         return Ok(true);
     }
@@ -277,11 +277,11 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
     } else {
         warning.push_str("  - all dangling images\n  - unused build cache");
     }
+    if a.volumes {
+        warning.push_str("\n  - all anonymous volumes not used by at least one container");
+    }
     if !confirm(a.force, &warning)? {
         return Ok(0);
-    }
-    if a.volumes {
-        eprintln!("note: kiln has no named volumes yet; --volumes removes nothing");
     }
     let before = measured_usage(&env.store);
     let mut containers = Vec::new();
@@ -296,6 +296,14 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
             Err(e) => eprintln!("warning: container {id}: {e}"),
         }
     }
+    let volumes = if a.volumes {
+        kiln_runtime::Volumes::new(env.store.root())
+            .prune(false)
+            .map_err(|e| Failure::new(1, e.to_string()))?
+            .0
+    } else {
+        Vec::new()
+    };
     let lock = lock_exclusive(env)?;
     let removed = remove_images(&env.store, a.all)?;
     let policy = PrunePolicy {
@@ -308,6 +316,13 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
         println!("Deleted Containers:");
         for id in &containers {
             println!("{id}");
+        }
+        println!();
+    }
+    if !volumes.is_empty() {
+        println!("Deleted Volumes:");
+        for v in &volumes {
+            println!("{v}");
         }
         println!();
     }
@@ -669,6 +684,10 @@ struct Usage {
     build_cache: usize,
     build_cache_size: u64,
     build_cache_reclaimable: u64,
+    volumes: usize,
+    volumes_active: usize,
+    volumes_size: u64,
+    volumes_reclaimable: u64,
     other_size: u64,
     total: u64,
 }
@@ -705,7 +724,24 @@ fn usage(store: &Store) -> Result<Usage, Failure> {
         .iter()
         .filter(|r| used.contains(&r.manifest_digest))
         .count();
+    let vols = kiln_runtime::Volumes::new(store.root());
+    let users = vols.users().unwrap_or_default();
+    let (mut volumes, mut volumes_active, mut volumes_size, mut volumes_reclaimable) = (0, 0, 0, 0);
+    for v in vols.list().unwrap_or_default() {
+        let size = kiln_cache::disk_usage(&v.dir);
+        volumes += 1;
+        volumes_size += size;
+        if users.contains_key(&v.name) {
+            volumes_active += 1;
+        } else {
+            volumes_reclaimable += size;
+        }
+    }
     Ok(Usage {
+        volumes,
+        volumes_active,
+        volumes_size,
+        volumes_reclaimable,
         images: nimages,
         images_active,
         images_size,
@@ -715,7 +751,7 @@ fn usage(store: &Store) -> Result<Usage, Failure> {
         build_cache: records.len(),
         build_cache_size: cache_size,
         build_cache_reclaimable: cache_size,
-        other_size: total.saturating_sub(images_size + cache_size),
+        other_size: total.saturating_sub(images_size + cache_size + volumes_size),
         total,
     })
 }
@@ -757,6 +793,15 @@ fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
         human(u.build_cache_size),
         human(u.build_cache_reclaimable),
         pct(u.build_cache_reclaimable, u.build_cache_size)
+    );
+    println!(
+        "{:<16}{:<8}{:<8}{:<12}{} ({}%)",
+        "Local Volumes",
+        u.volumes,
+        u.volumes_active,
+        human(u.volumes_size),
+        human(u.volumes_reclaimable),
+        pct(u.volumes_reclaimable, u.volumes_size)
     );
     println!(
         "{:<16}{:<8}{:<8}{:<12}0B",

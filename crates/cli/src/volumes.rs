@@ -1,0 +1,165 @@
+//! `kiln volume create|ls|inspect|rm|prune`, as docker's (the local driver only).
+
+use crate::containers::table;
+use crate::system::{confirm, human};
+use crate::util::{Env, Failure};
+use clap::{Args, Subcommand};
+use kiln_runtime::Volumes;
+use std::collections::BTreeMap;
+
+#[derive(Args)]
+pub struct VolumeArgs {
+    #[command(subcommand)]
+    cmd: VolumeCmd,
+}
+
+#[derive(Subcommand)]
+enum VolumeCmd {
+    /// Create a volume (a random name when none is given) and print its name.
+    Create(CreateArgs),
+    /// List volumes.
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Show volumes' details as a JSON array.
+    Inspect(NamesArgs),
+    /// Remove volumes (refused while a container, running or stopped, uses one).
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Remove unused anonymous volumes (all unused ones with -a).
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Label K=V; repeatable.
+    #[arg(long)]
+    label: Vec<String>,
+    /// Driver (only `local`).
+    #[arg(short, long, default_value = "local", value_parser = ["local"])]
+    driver: String,
+    /// Name.
+    name: Option<String>,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    /// Only show names.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Args)]
+struct NamesArgs {
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Args)]
+struct RmArgs {
+    /// No error for volumes that do not exist (volumes in use are still refused).
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Args)]
+struct PruneArgs {
+    /// Remove every unused volume, named ones too.
+    #[arg(short, long)]
+    all: bool,
+    /// Do not ask for confirmation (required when stdin is not a terminal).
+    #[arg(short, long)]
+    force: bool,
+}
+
+fn failure(e: kiln_runtime::Error) -> Failure {
+    Failure::new(1, e.to_string())
+}
+
+pub fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
+    let vols = Volumes::new(env.store.root());
+    match a.cmd {
+        VolumeCmd::Create(c) => {
+            let _ = c.driver;
+            let mut labels = BTreeMap::new();
+            for l in &c.label {
+                let (k, v) = l.split_once('=').unwrap_or((l, ""));
+                labels.insert(k.to_string(), v.to_string());
+            }
+            let (v, _) = vols
+                .create(c.name.as_deref(), labels)
+                .map_err(|e| match e {
+                    kiln_runtime::Error::InvalidVolumeName(_) => Failure::usage(e.to_string()),
+                    e => failure(e),
+                })?;
+            println!("{}", v.name);
+            Ok(0)
+        }
+        VolumeCmd::Ls(l) => {
+            let list = vols.list().map_err(failure)?;
+            if l.quiet {
+                for v in list {
+                    println!("{}", v.name);
+                }
+                return Ok(0);
+            }
+            let mut rows = vec![["DRIVER".to_string(), "VOLUME NAME".to_string()]];
+            rows.extend(list.into_iter().map(|v| ["local".to_string(), v.name]));
+            print!("{}", table(&rows));
+            Ok(0)
+        }
+        VolumeCmd::Inspect(n) => {
+            let mut out = Vec::new();
+            let mut code = 0;
+            for name in &n.names {
+                match vols.get(name) {
+                    Ok(v) => out.push(v.inspect()),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&out).map_err(|e| Failure::new(1, e.to_string()))?
+            );
+            Ok(code)
+        }
+        VolumeCmd::Rm(r) => {
+            let mut code = 0;
+            for name in &r.names {
+                match vols.remove(name, r.force) {
+                    Ok(()) => println!("{name}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        VolumeCmd::Prune(p) => {
+            let warning = if p.all {
+                "WARNING! This will remove all local volumes not used by at least one container."
+            } else {
+                "WARNING! This will remove anonymous local volumes not used by at least one \
+                 container."
+            };
+            if !confirm(p.force, warning)? {
+                return Ok(0);
+            }
+            let (removed, size) = vols.prune(p.all).map_err(failure)?;
+            if !removed.is_empty() {
+                println!("Deleted Volumes:");
+                for n in &removed {
+                    println!("{n}");
+                }
+                println!();
+            }
+            println!("Total reclaimed space: {}", human(size));
+            Ok(0)
+        }
+    }
+}
