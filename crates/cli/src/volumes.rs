@@ -87,12 +87,12 @@ pub fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
                 let (k, v) = l.split_once('=').unwrap_or((l, ""));
                 labels.insert(k.to_string(), v.to_string());
             }
-            let (v, _) = vols
-                .create(c.name.as_deref(), labels)
-                .map_err(|e| match e {
-                    kiln_runtime::Error::InvalidVolumeName(_) => Failure::usage(e.to_string()),
-                    e => failure(e),
-                })?;
+            // Unnamed, but not anonymous (docker's `volume prune` keeps it without -a).
+            let name = c.name.unwrap_or_else(kiln_runtime::random_volume_name);
+            let (v, _) = vols.create(Some(&name), labels).map_err(|e| match e {
+                kiln_runtime::Error::InvalidVolumeName(_) => Failure::usage(e.to_string()),
+                e => failure(e),
+            })?;
             println!("{}", v.name);
             Ok(0)
         }

@@ -166,6 +166,9 @@ fn anonymous_volumes_go_with_rm_v_run_rm_and_prune() {
     let cols: Vec<_> = line.split_whitespace().collect();
     assert_eq!(&cols[2..4], &["2", "0"], "{line}");
 
+    // `volume create` without a name: a random name, but not an anonymous volume.
+    let unnamed = k.ok(&["volume", "create"]).trim().to_string();
+    assert!(is_anonymous_name(&unnamed), "{unnamed}");
     let prompt = k.run(&["volume", "prune"]);
     assert_eq!(
         prompt.status.code(),
@@ -174,7 +177,9 @@ fn anonymous_volumes_go_with_rm_v_run_rm_and_prune() {
     );
     let out = k.ok(&["volume", "prune", "-f"]);
     assert!(out.contains("Deleted Volumes:"), "{out}");
-    assert_eq!(names(&k), vec!["named"], "prune keeps named volumes");
+    let mut kept = vec!["named".to_string(), unnamed];
+    kept.sort();
+    assert_eq!(names(&k), kept, "prune keeps named volumes");
     k.ok(&["volume", "prune", "-f", "-a"]);
     assert!(names(&k).is_empty(), "prune -a removes unused named ones");
 

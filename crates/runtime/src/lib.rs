@@ -77,7 +77,7 @@ pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
 pub use start::{shim_main, SHIM_ARG};
-pub use volume::{valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
+pub use volume::{random_volume_name, valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
 /// The exit code recorded for a container whose start failed (as `docker run`'s own
 /// failures).

@@ -76,6 +76,11 @@ pub fn valid_volume_name(name: &str) -> bool {
     crate::create::valid_name(name)
 }
 
+/// A random 64-hex name, as docker gives volumes created without one.
+pub fn random_volume_name() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 /// The volumes of a root: `ROOT/volumes/`.
 #[derive(Clone, Debug)]
 pub struct Volumes {
@@ -139,7 +144,7 @@ impl Volumes {
             }
             None => {
                 labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-                hex::encode(rand::random::<[u8; 32]>())
+                random_volume_name()
             }
         };
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
