@@ -108,9 +108,15 @@ impl Containers {
                 }
             },
         };
-        let volumes = resolve_volumes(store, &lowers, config, opts, &mut spec.mounts)?;
-        fs::create_dir_all(&upper).map_err(io_err(&upper))?;
-        fs::create_dir_all(&work).map_err(io_err(&work))?;
+        let mut volumes = Vec::new();
+        let resolved =
+            resolve_volumes(store, &lowers, config, opts, &mut spec.mounts, &mut volumes)
+                .and_then(|()| fs::create_dir_all(&upper).map_err(io_err(&upper)))
+                .and_then(|()| fs::create_dir_all(&work).map_err(io_err(&work)));
+        if let Err(e) = resolved {
+            drop_anonymous(store, &volumes);
+            return Err(e);
+        }
         let container = Container {
             config: Config {
                 version: LAYOUT_VERSION,
@@ -129,8 +135,14 @@ impl Containers {
             dir,
         };
         // The state first: a directory with a config is a container (see Containers::list).
-        container.save_state()?;
-        write_json_atomic(&container.dir.join("config.json"), &container.config)?;
+        let written = container.save_state().and_then(|()| {
+            write_json_atomic(&container.dir.join("config.json"), &container.config)
+        });
+        if let Err(e) = written {
+            let _ = container.remove_dir();
+            drop_anonymous(store, &container.config.volumes);
+            return Err(e);
+        }
         Ok(container)
     }
 }
@@ -155,7 +167,8 @@ fn resolve_volumes(
     config: &Value,
     opts: &RunOptions,
     mounts: &mut Vec<BindMount>,
-) -> Result<Vec<MountedVolume>> {
+    out: &mut Vec<MountedVolume>,
+) -> Result<()> {
     let mut wanted = opts.volumes.clone();
     let taken = |w: &[crate::VolumeSpec], mounts: &[BindMount], d: &str| {
         w.iter().any(|v| clean(&v.destination) == d)
@@ -176,28 +189,37 @@ fn resolve_volumes(
         }
     }
     let vols = Volumes::new(store.root());
-    let mut out = Vec::new();
     for w in wanted {
         let (v, _) = vols.create(w.name.as_deref(), BTreeMap::new())?;
+        out.push(MountedVolume {
+            name: v.name.clone(),
+            destination: w.destination.clone(),
+            anonymous: w.name.is_none(),
+        });
         let data = v.mountpoint();
         if is_empty_dir(&data) {
-            populate(lowers, &w.destination, &data)?;
+            populate(lowers, &w.destination, &v)?;
         }
         mounts.push(BindMount {
             source: data,
             destination: w.destination.clone(),
             readonly: w.readonly,
         });
-        out.push(MountedVolume {
-            name: v.name.clone(),
-            destination: w.destination,
-            anonymous: w.name.is_none(),
-        });
     }
     // Parents before children (docker sorts mounts by depth), so that a volume at /a/b is
     // not hidden by one at /a.
     mounts.sort_by_key(|m| std::path::Path::new(&m.destination).components().count());
-    Ok(out)
+    Ok(())
+}
+
+/// Removes the anonymous volumes made for a container whose creation failed.
+fn drop_anonymous(store: &Store, volumes: &[MountedVolume]) {
+    let names: Vec<String> = volumes
+        .iter()
+        .filter(|v| v.anonymous)
+        .map(|v| v.name.clone())
+        .collect();
+    let _ = Volumes::new(store.root()).remove_anonymous(&names);
 }
 
 #[cfg(test)]

@@ -201,6 +201,7 @@ impl Volumes {
             .filter_map(|e| {
                 let n = e.file_name().to_string_lossy().into_owned();
                 if n.starts_with('.') {
+                    // A creation or removal cut short by a crash: leftovers.
                     return None;
                 }
                 self.get(&n).ok()
@@ -461,10 +462,12 @@ fn copy_merged(dirs: &[PathBuf], dst: &Path) -> io::Result<()> {
 }
 
 /// Docker's copy-up of a new volume: what the image (`lowers`, top layer first) has at
-/// `destination` is copied into `data` (contents with owners, modes, times, symlinks;
-/// `data` itself takes the directory's owner and mode). Nothing happens when the image has
-/// no directory there.
-pub(crate) fn populate(lowers: &[PathBuf], destination: &str, data: &Path) -> Result<()> {
+/// `destination` is copied into the volume's `_data` (contents with owners, modes, times,
+/// symlinks; `_data` itself takes the directory's owner and mode). Nothing happens when the
+/// image has no directory there. The copy is made beside `_data` and then renamed over it
+/// (a rename onto an empty directory is atomic), so a copy cut short by a crash never
+/// leaves a half-filled volume that would not be filled again.
+pub(crate) fn populate(lowers: &[PathBuf], destination: &str, volume: &Volume) -> Result<()> {
     let rel = Path::new(destination.trim_start_matches('/'));
     if rel.as_os_str().is_empty() {
         return Ok(());
@@ -472,12 +475,28 @@ pub(crate) fn populate(lowers: &[PathBuf], destination: &str, data: &Path) -> Re
     let Some(Found::Dirs(dirs)) = lookup(lowers, rel) else {
         return Ok(());
     };
+    let tmp = volume.dir.join(format!(
+        ".populate-{}-{}",
+        std::process::id(),
+        hex::encode(rand::random::<[u8; 4]>())
+    ));
+    let data = volume.mountpoint();
     let run = || -> io::Result<()> {
-        copy_merged(&dirs, data)?;
+        fs::create_dir(&tmp)?;
+        copy_merged(&dirs, &tmp)?;
         let md = fs::symlink_metadata(&dirs[0])?;
-        set_meta(data, &md)
+        set_meta(&tmp, &md)?;
+        fs::rename(&tmp, &data)?;
+        sync_dir(&volume.dir)
     };
-    run().map_err(io_err(data))
+    let r = run();
+    let _ = fs::remove_dir_all(&tmp);
+    match r {
+        Ok(()) => Ok(()),
+        // Something was written into `_data` meanwhile: it is not new any more.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => Ok(()),
+        Err(e) => Err(io_err(&data)(e)),
+    }
 }
 
 /// Whether `dir` is empty (or missing).
@@ -558,9 +577,11 @@ mod tests {
             eprintln!("skipped: mknod needs root");
             return;
         }
-        let out = t.path().join("out");
-        fs::create_dir(&out).unwrap();
-        populate(&[top.clone(), low.clone()], "/d", &out).unwrap();
+        let (vol, _) = Volumes::new(&t.path().join("root"))
+            .create(Some("v1"), BTreeMap::new())
+            .unwrap();
+        populate(&[top.clone(), low.clone()], "/d", &vol).unwrap();
+        let out = vol.mountpoint();
         assert_eq!(fs::read_to_string(out.join("a")).unwrap(), "top a");
         assert_eq!(fs::metadata(out.join("a")).unwrap().mode() & 0o777, 0o640);
         assert!(!out.join("gone").exists());
