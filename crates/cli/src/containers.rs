@@ -24,6 +24,14 @@ pub struct PsArgs {
 }
 
 #[derive(Args)]
+pub struct PortArgs {
+    /// Container (id, id prefix or name).
+    container: String,
+    /// Only this container port: PORT[/tcp|/udp].
+    private_port: Option<String>,
+}
+
+#[derive(Args)]
 pub struct LogsArgs {
     /// Follow the output until the container stops.
     #[arg(short, long)]
@@ -183,6 +191,63 @@ fn command(c: &Container, truncate: bool) -> String {
     format!("{cmd:?}")
 }
 
+fn host_addr(p: &kiln_executor::PortMapping) -> String {
+    match p.host_ip.as_deref() {
+        Some(ip) if ip.contains(':') => format!("[{ip}]:{}", p.host_port),
+        Some(ip) => format!("{ip}:{}", p.host_port),
+        None => format!("0.0.0.0:{}", p.host_port),
+    }
+}
+
+/// The PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`.
+fn ports(c: &Container) -> String {
+    c.config
+        .spec
+        .extra
+        .ports
+        .iter()
+        .map(|p| format!("{}->{}/{}", host_addr(p), p.container_port, p.protocol))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `kiln port CTR [PORT[/PROTO]]`, as docker's: `80/tcp -> 0.0.0.0:8080` per mapping, or
+/// only the host addresses of one container port (exit 1 when it is not published).
+pub fn port(env: &Env, a: PortArgs) -> Result<u8, Failure> {
+    let c = find(env, &a.container)?;
+    let maps = &c.config.spec.extra.ports;
+    match &a.private_port {
+        None => {
+            for p in maps {
+                println!("{}/{} -> {}", p.container_port, p.protocol, host_addr(p));
+            }
+        }
+        Some(want) => {
+            let (num, proto) = want.split_once('/').unwrap_or((want, "tcp"));
+            let num: u16 = num
+                .parse()
+                .map_err(|_| Failure::usage(format!("invalid port `{want}`")))?;
+            let found: Vec<_> = maps
+                .iter()
+                .filter(|p| p.container_port == num && p.protocol == proto)
+                .collect();
+            if found.is_empty() {
+                return Err(Failure::new(
+                    1,
+                    format!(
+                        "no public port '{num}/{proto}' published for {}",
+                        a.container
+                    ),
+                ));
+            }
+            for p in found {
+                println!("{}", host_addr(p));
+            }
+        }
+    }
+    Ok(0)
+}
+
 pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
     let list = Containers::new(env.store.root()).list().map_err(failure)?;
     let now = kiln_runtime::now_millis();
@@ -202,12 +267,13 @@ pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
         }
         return Ok(0);
     }
-    let mut rows: Vec<[String; 6]> = vec![[
+    let mut rows: Vec<[String; 7]> = vec![[
         "CONTAINER ID".into(),
         "IMAGE".into(),
         "COMMAND".into(),
         "CREATED".into(),
         "STATUS".into(),
+        "PORTS".into(),
         "NAMES".into(),
     ]];
     for c in shown {
@@ -217,6 +283,7 @@ pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
             command(c, !a.no_trunc),
             format!("{} ago", human_duration(since(now, c.config.created))),
             status(c, now),
+            ports(c),
             c.config.name.clone(),
         ]);
     }

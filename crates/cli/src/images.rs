@@ -123,10 +123,14 @@ pub struct RunArgs {
     /// Replace the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Network: none (default; only loopback), host, or default (a private namespace with
-    /// outbound access through pasta).
-    #[arg(long, default_value = "none", value_parser = ["none", "host", "default"])]
-    network: String,
+    /// Network: none (default without -p; only loopback), host, or default (a private
+    /// namespace with outbound access through pasta; the default with -p).
+    #[arg(long, value_parser = ["none", "host", "default"])]
+    network: Option<String>,
+    /// Publish a container port on the host: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp];
+    /// repeatable. Implies --network default unless --network is given.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
     /// Memory limit (bytes, or with a b/k/m/g suffix).
     #[arg(short = 'm', long, value_parser = parse_size)]
     memory: Option<u64>,
@@ -177,6 +181,51 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok((num * mult as f64) as u64)
 }
 
+/// `-p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
+pub fn parse_publish(spec: &str) -> Result<kiln_executor::PortMapping, Failure> {
+    let bad = |why: &str| Failure::usage(format!("invalid publish spec `{spec}`: {why}"));
+    let (rest, protocol) = match spec.rsplit_once('/') {
+        Some((r, p)) if p == "tcp" || p == "udp" => (r, p.to_string()),
+        Some((_, p)) => return Err(bad(&format!("unknown protocol `{p}` (tcp or udp)"))),
+        None => (spec, "tcp".to_string()),
+    };
+    let port = |p: &str| -> Result<u16, Failure> {
+        match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            _ => Err(bad(&format!("invalid port `{p}` (1 to 65535)"))),
+        }
+    };
+    let (ip, host, ctr) = match rest.rsplitn(3, ':').collect::<Vec<_>>()[..] {
+        [ctr] => {
+            port(ctr)?;
+            return Err(bad(
+                "an ephemeral host port (-p CONTAINER_PORT) is not supported; \
+                 give the host port: -p HOST_PORT:CONTAINER_PORT",
+            ));
+        }
+        [ctr, host] => (None, host, ctr),
+        [ctr, host, ip] => {
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(&format!("invalid IP address `{ip}`")));
+            }
+            (Some(ip.to_string()), host, ctr)
+        }
+        _ => return Err(bad("expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")),
+    };
+    if host.is_empty() {
+        return Err(bad(
+            "an ephemeral host port is not supported; give the host port",
+        ));
+    }
+    Ok(kiln_executor::PortMapping {
+        host_ip: ip,
+        host_port: port(host)?,
+        container_port: port(ctr)?,
+        protocol,
+    })
+}
+
 fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
     if !path.starts_with('/') {
@@ -202,6 +251,25 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             "kiln run -d does not support --runtime yet (kiln exec and the shim need the \
              sandbox's own pid 1)",
         ));
+    }
+    let mut ports = a
+        .publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A published port is meant to be reachable: -p without --network means `default`.
+    let network = match a.network.as_deref() {
+        Some("host") => kiln_executor::Network::Host,
+        Some("default") => kiln_executor::Network::Default,
+        None if !ports.is_empty() => kiln_executor::Network::Default,
+        _ => kiln_executor::Network::None,
+    };
+    if network == kiln_executor::Network::Host && !ports.is_empty() {
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+    }
+    if network != kiln_executor::Network::Default {
+        // As docker: nothing is published with --network none or host.
+        ports.clear();
     }
     let tmpfs = a
         .tmpfs
@@ -288,11 +356,7 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         user: a.user,
         entrypoint: a.entrypoint,
         args: a.args,
-        network: match a.network.as_str() {
-            "host" => kiln_executor::Network::Host,
-            "default" => kiln_executor::Network::Default,
-            _ => kiln_executor::Network::None,
-        },
+        network,
         mounts,
         volumes,
         hostname: a.hostname,
@@ -307,6 +371,7 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             },
             privileged: a.privileged,
             create_etc_files: true,
+            ports,
         },
     };
     // Failures of kiln itself (not of the container's command) exit 125, as docker run's.

@@ -83,6 +83,8 @@ enum Command {
     Kill(containers::KillArgs),
     /// Wait for containers to stop and print their exit codes.
     Wait(containers::WaitArgs),
+    /// List a container's published ports.
+    Port(containers::PortArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
     /// Run a command in a running container.
@@ -174,6 +176,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Stop(a) => containers::stop(&env, a),
         Command::Kill(a) => containers::kill(&env, a),
         Command::Wait(a) => containers::wait(&env, a),
+        Command::Port(a) => containers::port(&env, a),
         Command::Rm(a) => containers::rm(&env, a),
         Command::Exec(a) => containers::exec(&env, a).await,
         Command::Volume(a) => volumes::volume(&env, a),

@@ -287,6 +287,23 @@ pub struct SandboxOptions {
     /// has are covered, and nothing is ever written into the layer.
     #[serde(default)]
     pub create_etc_files: bool,
+    /// Published ports (`kiln run -p`), forwarded from the host by pasta; only with
+    /// [`Network::Default`].
+    #[serde(default)]
+    pub ports: Vec<PortMapping>,
+}
+
+/// A port published from the host into the sandbox (`-p [IP:]HOST:CTR[/PROTO]`).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PortMapping {
+    /// Host address to listen on; `None`: all addresses.
+    pub host_ip: Option<String>,
+    /// Host port.
+    pub host_port: u16,
+    /// Port in the container.
+    pub container_port: u16,
+    /// `tcp` or `udp`.
+    pub protocol: String,
 }
 
 /// How a sandboxed process ended.

@@ -9,6 +9,12 @@
 //! then be refused). pasta copies the host's addresses, routes and resolvers into the
 //! namespace (same interface name), so the host's `/etc/resolv.conf` is right inside too.
 //!
+//! Published ports ([`crate::SandboxOptions::ports`], `kiln run -p`) replace `-t none` / `-u
+//! none` with one `-t [ADDR/]HOST:CTR` (or `-u`) per port: pasta binds the host port (a
+//! port in use makes pasta, and so the sandbox's setup, fail) and forwards to the
+//! container's port on its address in the namespace. `--no-map-gw` stays: forwarding in
+//! does not need the gateway mapped to the host's loopback.
+//!
 //! # Start-up cost
 //!
 //! A sandbox running `true` in a busybox rootfs (the helper started by hand, release build,
@@ -233,7 +239,7 @@ fn added_default_routes(buf: &[u8]) -> Families {
 
 /// Starts pasta for the (new) network namespace of the calling process and returns at once;
 /// [`NetHelper::wait_ready`] waits until pasta configured it.
-pub(crate) fn start(host: HostNet) -> NetHelper {
+pub(crate) fn start(host: HostNet, ports: &[crate::PortMapping]) -> NetHelper {
     let pasta = find("pasta")
         .ok_or("pasta is not installed (Debian package passt)")
         .or_fail(|| "network default".into());
@@ -253,6 +259,27 @@ pub(crate) fn start(host: HostNet) -> NetHelper {
     let readypipe = pipe();
     let fd_arg = format!("/proc/self/fd/{target}");
     let pid_arg = format!("/proc/self/fd/{}", readypipe[1]);
+    // No port forwarding into the namespace but the published ports, none out of it (see
+    // the module docs): `-t [ADDR/]HOST:CTR` per published TCP port, `-u` per UDP one.
+    let mut forward: Vec<String> = Vec::new();
+    for (flag, proto) in [("-t", "tcp"), ("-u", "udp")] {
+        let specs: Vec<&crate::PortMapping> =
+            ports.iter().filter(|p| p.protocol == proto).collect();
+        if specs.is_empty() {
+            forward.extend([flag.to_string(), "none".to_string()]);
+        }
+        for p in specs {
+            let addr = p
+                .host_ip
+                .as_deref()
+                .map(|a| format!("{a}/"))
+                .unwrap_or_default();
+            forward.extend([
+                flag.to_string(),
+                format!("{addr}{}:{}", p.host_port, p.container_port),
+            ]);
+        }
+    }
     let args: Vec<std::ffi::CString> = [
         pasta.to_string_lossy().as_ref(),
         "--config-net",
@@ -262,11 +289,10 @@ pub(crate) fn start(host: HostNet) -> NetHelper {
         "-q",
         "--runas",
         "0",
-        // No port forwarding in either direction (see the module docs).
-        "-t",
-        "none",
-        "-u",
-        "none",
+    ]
+    .into_iter()
+    .chain(forward.iter().map(String::as_str))
+    .chain([
         "-T",
         "none",
         "-U",
@@ -275,8 +301,7 @@ pub(crate) fn start(host: HostNet) -> NetHelper {
         "--no-map-gw",
         "-P",
         &pid_arg,
-    ]
-    .iter()
+    ])
     .map(|a| crate::sys::cstr(a).or_fail(|| "pasta arguments".into()))
     .collect();
     let mut argv: Vec<*const libc::c_char> = args.iter().map(|a| a.as_ptr()).collect();

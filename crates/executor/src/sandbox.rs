@@ -180,7 +180,7 @@ pub(crate) fn main(args: &[OsString]) -> ! {
     // namespace exists (it must not become a member of it); pid 1 waits for it.
     let net_helper = host_netns.map(|host| {
         sys::unshare(libc::CLONE_NEWNET).or_fail(|| "unshare(CLONE_NEWNET)".into());
-        crate::net::start(host)
+        crate::net::start(host, &spec.extra.ports)
     });
     if spec.network == Network::None {
         flags |= libc::CLONE_NEWNET;
