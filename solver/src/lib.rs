@@ -520,7 +520,7 @@ async fn vertex_future<W: Worker>(
         }
     }
 
-    let _permit = if s.worker.heavy(&vertex) {
+    let permit = if s.worker.heavy(&vertex) {
         Some(
             s.jobs
                 .acquire()
@@ -549,7 +549,7 @@ async fn vertex_future<W: Worker>(
         vertex: digest.clone(),
         number,
         events: s.events.clone(),
-        started: _permit.as_ref().map(|p| p.signal()),
+        started: permit.as_ref().map(|p| p.signal()),
     };
     let start = Instant::now();
     match s.worker.exec(&ctx, &vertex, input_results).await {

@@ -474,18 +474,7 @@ fn human_size(n: u64) -> String {
 pub async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
     let pulled = env.registry.pull(&r, &env.store).await?;
-    let layers: Vec<kiln_oci::Layer> = pulled
-        .manifest
-        .layers()
-        .iter()
-        .zip(pulled.config.rootfs().diff_ids())
-        .map(|(l, d)| kiln_oci::Layer {
-            diff_id: d.clone(),
-            digest: l.digest().to_string(),
-            size: l.size(),
-            media_type: l.media_type().to_string(),
-        })
-        .collect();
+    let layers = kiln_exporter::image_layers(&env.store, &pulled.manifest_digest)?;
     let unpacks = layers.into_iter().map(|l| {
         let store = env.store.clone();
         tokio::task::spawn_blocking(move || store.snapshot(&l).map(|_| ()))

@@ -17,6 +17,8 @@
 use crate::{Error, Result};
 use kiln_cache::Store;
 use kiln_oci::{media, Layer};
+/// `./a/b` and `a//b` → `a/b`; `..` components are resolved against the archive root.
+use kiln_opgraph::pattern::clean as normalise;
 use serde_json::{json, Value};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -59,21 +61,6 @@ struct Staged {
 
 fn bad(message: impl Into<String>) -> Error {
     Error::Archive(message.into())
-}
-
-/// `./a/b` and `a//b` → `a/b`; `..` components are resolved against the archive root.
-fn normalise(p: &str) -> String {
-    let mut out: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out.join("/")
 }
 
 impl Staged {
