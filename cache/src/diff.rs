@@ -654,12 +654,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn is_root() -> bool {
-        if nix::unistd::geteuid().is_root() {
-            true
-        } else {
-            eprintln!("skipping the privileged part: needs root (mknod, trusted.* xattrs, chown)");
-            false
-        }
+        kiln_testutil::require_root("the privileged part: mknod, trusted.* xattrs, chown")
     }
 
     /// Deterministic bytes (xorshift), so that the tree and its tar never change.

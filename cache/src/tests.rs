@@ -9,12 +9,7 @@ fn store() -> (tempfile::TempDir, Store) {
 }
 
 fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipping: needs root (mknod, trusted.* xattrs, chown)");
-        false
-    }
+    kiln_testutil::require_root("mknod, trusted.* xattrs, chown")
 }
 
 fn dir_entries(p: &Path) -> Vec<String> {
@@ -657,7 +652,7 @@ fn real_overlay_diff() {
         nix::mount::MsFlags::empty(),
         Some(opts.as_str()),
     ) {
-        eprintln!("skipping: cannot mount overlay: {e}");
+        kiln_testutil::skip(format_args!("cannot mount overlay: {e}"));
         return;
     }
     let changed = (|| -> std::io::Result<()> {
@@ -738,11 +733,11 @@ fn system_tar_reads_our_layers() {
         return;
     }
     let Ok(out) = std::process::Command::new("tar").arg("--version").output() else {
-        eprintln!("skipping: no tar binary");
+        kiln_testutil::skip("no tar binary");
         return;
     };
     if !out.status.success() {
-        eprintln!("skipping: no usable tar binary");
+        kiln_testutil::skip("no usable tar binary");
         return;
     }
     let (_d, s) = store();

@@ -13,7 +13,7 @@ const KNOWN_FAILURES: &[(&str, &str)] = &[];
 fn conformance_corpus() {
     let corpus = repo_root().join("../shared/conformance");
     if !corpus.join("run.sh").exists() {
-        eprintln!("skipped: {} is not there", corpus.display());
+        kiln_testutil::skip(format_args!("{} is not there", corpus.display()));
         return;
     }
     if !can_run(&["docker-registry", "python3"]) {

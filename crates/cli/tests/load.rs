@@ -217,7 +217,7 @@ fn tar_dir(dir: &Path, out: &Path) {
 #[test]
 fn loads_a_docker_archive_written_by_skopeo() {
     if which("skopeo").is_none() {
-        eprintln!("skipped: `skopeo` is not installed");
+        kiln_testutil::skip("`skopeo` is not installed");
         return;
     }
     let Some((a, ctx)) = built_app() else { return };

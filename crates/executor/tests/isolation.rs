@@ -323,12 +323,16 @@ fn has_v1(controller: &str) -> bool {
         .join("tasks")
         .exists();
     if !ok {
-        eprintln!("skipped: no cgroup v1 {controller} hierarchy");
+        kiln_testutil::skip(format_args!("no cgroup v1 {controller} hierarchy"));
     }
     ok
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kiln_v1_limits),
+    ignore = "the host has no cgroup v1 pids, memory and cpu hierarchies"
+)]
 async fn limits_pids_memory_cpu() {
     require_root!();
     if !has_v1("pids") || !has_v1("memory") || !has_v1("cpu") {
@@ -389,6 +393,10 @@ async fn limits_pids_memory_cpu() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(kiln_v1_limits),
+    ignore = "the host has no cgroup v1 pids, memory and cpu hierarchies"
+)]
 async fn cpu_quota_is_applied() {
     require_root!();
     if !has_v1("cpu") {
@@ -431,7 +439,7 @@ async fn signals_reach_the_process_and_orphans_are_reaped() {
 async fn network_default_has_outbound_interface() {
     require_root!();
     if common::which("pasta").is_none() {
-        eprintln!("skipped: pasta (Debian's passt) is not installed");
+        kiln_testutil::skip("pasta (Debian's passt) is not installed");
         return;
     }
     let fx = fixture();
@@ -456,7 +464,7 @@ async fn network_none_sees_only_lo() {
 async fn external_oci_runtime_runs_the_same_sandbox() {
     require_root!();
     let Some(runc) = common::which("runc") else {
-        eprintln!("skipped: runc is not installed");
+        kiln_testutil::skip("runc is not installed");
         return;
     };
     let fx = fixture();

@@ -24,13 +24,7 @@ fn can_run() -> bool {
     if !common::is_root() {
         return false;
     }
-    for tool in ["pasta", "busybox"] {
-        if common::which(tool).is_none() {
-            eprintln!("skipped: {tool} is not installed");
-            return false;
-        }
-    }
-    true
+    kiln_testutil::require_tools(&["pasta", "busybox"])
 }
 
 struct Rootfs {

@@ -574,7 +574,7 @@ mod tests {
         )
         .is_err()
         {
-            eprintln!("skipped: mknod needs root");
+            kiln_testutil::skip("mknod needs root");
             return;
         }
         let (vol, _) = Volumes::new(&t.path().join("root"))

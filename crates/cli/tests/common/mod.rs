@@ -10,18 +10,8 @@ use std::time::{Duration, Instant};
 
 /// True when the test may run; prints why it is skipped otherwise.
 pub fn can_run(tools: &[&str]) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root (namespaces, overlayfs, mounts)");
-        return false;
-    }
-    for t in tools {
-        if which(t).is_none() {
-            eprintln!("skipped: `{t}` is not installed (the README's test command installs it)");
-            return false;
-        }
-    }
-    true
+    kiln_testutil::require_root("namespaces, overlayfs, mounts")
+        && kiln_testutil::require_tools(tools)
 }
 
 pub fn which(tool: &str) -> Option<PathBuf> {

@@ -3,12 +3,7 @@
 
 /// True as root; prints why the test is skipped otherwise.
 pub fn is_root() -> bool {
-    if nix::unistd::geteuid().is_root() {
-        true
-    } else {
-        eprintln!("skipped: needs root");
-        false
-    }
+    kiln_testutil::require_root("namespaces, overlayfs, mounts")
 }
 
 /// Returns from the test (after printing why) unless running as root.

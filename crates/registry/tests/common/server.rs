@@ -45,11 +45,9 @@ impl Registry {
 
     fn start_inner(auth: bool) -> Option<Registry> {
         if !Path::new(REGISTRY_BIN).exists() {
-            // Straight to stderr: the test harness would swallow `eprintln!`.
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "skipped: docker-registry not installed ({REGISTRY_BIN} missing)"
-            );
+            kiln_testutil::skip(format_args!(
+                "docker-registry not installed ({REGISTRY_BIN} missing)"
+            ));
             return None;
         }
         let dir = tempfile::tempdir().unwrap();
