@@ -45,6 +45,27 @@ impl<E: std::error::Error> From<E> for Failure {
     }
 }
 
+/// Writes to stdout (the crate's `print!`/`println!`). When the reader has gone away (EPIPE)
+/// the process ends at once with exit 0; another write error ends it with exit 1 and a
+/// one-line message.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        err(format_args!("error: cannot write to stdout: {e}\n"));
+        std::process::exit(1);
+    }
+}
+
+/// Writes to stderr (the crate's `eprint!`/`eprintln!`), ignoring errors: with stderr closed
+/// there is nowhere to report them.
+pub fn err(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
 #[derive(serde::Deserialize, Default)]
 struct ConfigFile {
     #[serde(default)]
