@@ -108,6 +108,7 @@ async fn bearer_token_is_fetched_with_credentials_and_cached() {
     let client = Client::new(RegistryConfig {
         hosts: Default::default(),
         docker_config: Some(cfg),
+        ..Default::default()
     });
     let r = Reference::parse(&format!("{host}/kiln/x:v1")).unwrap();
 
