@@ -174,6 +174,31 @@ pub struct PulledImage {
     pub config: kiln_oci::spec::ImageConfiguration,
 }
 
+impl PulledImage {
+    /// The image's layers, bottom first: the manifest's blobs with the config's diff ids.
+    pub fn layers(&self) -> std::result::Result<Vec<kiln_oci::Layer>, String> {
+        let blobs = self.manifest.layers();
+        let diff_ids = self.config.rootfs().diff_ids();
+        if blobs.len() != diff_ids.len() {
+            return Err(format!(
+                "{} layers but {} diff ids",
+                blobs.len(),
+                diff_ids.len()
+            ));
+        }
+        Ok(blobs
+            .iter()
+            .zip(diff_ids)
+            .map(|(b, d)| kiln_oci::Layer {
+                diff_id: d.clone(),
+                digest: b.digest().to_string(),
+                size: b.size(),
+                media_type: b.media_type().to_string(),
+            })
+            .collect())
+    }
+}
+
 /// The client. One per process; clones share connections and tokens.
 #[derive(Clone)]
 pub struct Client {
@@ -564,10 +589,45 @@ impl Client {
     }
 
     /// `resolve`, then every layer blob not already present, streamed to disk with its digest
-    /// verified.
+    /// verified. Names nothing (see [`Client::pull_and_name`]).
     pub async fn pull(&self, reference: &Reference, store: &Store) -> Result<PulledImage> {
         let image = self.resolve(reference, store).await?;
         self.fetch_layers(reference, &image.manifest, store).await?;
+        Ok(image)
+    }
+
+    /// What `kiln pull` and the pull of `kiln run` do: [`Client::pull`], then every layer
+    /// unpacked into its snapshot (several at once), which checks it against the config's
+    /// diff id and refuses hostile entries, and only then `reference` named in `store`. A
+    /// name thus only ever points at an image whose every digest was checked; on any
+    /// failure nothing is named (the checked blobs stay, unreferenced, for the next pull or
+    /// a prune).
+    pub async fn pull_and_name(
+        &self,
+        reference: &Reference,
+        store: &Arc<Store>,
+    ) -> Result<PulledImage> {
+        let image = self.pull(reference, store).await?;
+        let ep = self
+            .endpoints(&reference.registry, false)
+            .pop()
+            .expect("the host itself");
+        let ctx = Ctx {
+            ep: &ep,
+            reference,
+            scope: String::new(),
+        };
+        let layers = image
+            .layers()
+            .map_err(|e| ctx.protocol(format!("image {}: {e}", image.manifest_digest)))?;
+        let unpacks = layers.into_iter().map(|l| {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.snapshot(&l).map(|_| ()))
+        });
+        for done in futures::future::join_all(unpacks).await {
+            done.map_err(|e| ctx.protocol(format!("unpacking a layer failed: {e}")))??;
+        }
+        store.set_image(&reference.to_string(), &image.manifest_digest)?;
         Ok(image)
     }
 
