@@ -1003,13 +1003,32 @@ impl Client {
             }
         }
         let local = url.host_str().is_some_and(is_loopback);
-        let mut rb = self.client_for(local).get(url.clone());
-        if let Some((u, p)) = &creds {
-            rb = rb.basic_auth(u, Some(p));
-        }
-        let resp = rb.send().await.map_err(|e| {
-            ctx.unreachable(format!("token service {}: {}", realm, error_chain(&e)))
-        })?;
+        let what = format!("token service {realm}");
+        let resp = self
+            .with_retries(|last| {
+                let mut rb = self.client_for(local).get(url.clone());
+                if let Some((u, p)) = &creds {
+                    rb = rb.basic_auth(u, Some(p));
+                }
+                let what = &what;
+                async move {
+                    let resp = rb
+                        .send()
+                        .await
+                        .map_err(|e| self.transport_fault(ctx, what, &e))?;
+                    if !last && transient_status(resp.status()) {
+                        let retry_after = retry_after(resp.headers());
+                        let detail = error_detail(resp).await;
+                        return Err(Fault {
+                            error: ctx.protocol(format!("{what}: {detail}")),
+                            transient: true,
+                            retry_after,
+                        });
+                    }
+                    Ok(resp)
+                }
+            })
+            .await?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let detail = error_detail(resp).await;
