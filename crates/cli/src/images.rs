@@ -284,9 +284,12 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         Err(_) => {
             let r = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
             eprintln!("Unable to find image '{}' locally", r.familiar());
-            let pulled = env.registry.pull(&r, &env.store).await?;
-            env.store
-                .set_image(&r.to_string(), &pulled.manifest_digest)?;
+            // A failed pull is kiln's failure, not the container's: 125, as docker run's.
+            let pulled = env
+                .registry
+                .pull_and_name(&r, &env.store)
+                .await
+                .map_err(|e| Failure::new(125, Failure::from(e).message))?;
             (r, pulled.manifest_digest)
         }
     };
@@ -473,17 +476,7 @@ fn human_size(n: u64) -> String {
 /// the first build or run from it starts at once.
 pub async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
-    let pulled = env.registry.pull(&r, &env.store).await?;
-    let layers = kiln_exporter::image_layers(&env.store, &pulled.manifest_digest)?;
-    let unpacks = layers.into_iter().map(|l| {
-        let store = env.store.clone();
-        tokio::task::spawn_blocking(move || store.snapshot(&l).map(|_| ()))
-    });
-    for done in futures::future::join_all(unpacks).await {
-        done.map_err(|e| Failure::new(1, e.to_string()))??;
-    }
-    env.store
-        .set_image(&r.to_string(), &pulled.manifest_digest)?;
+    let pulled = env.registry.pull_and_name(&r, &env.store).await?;
     if a.quiet {
         println!("{r}");
     } else {

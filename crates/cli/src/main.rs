@@ -6,6 +6,30 @@
 //! errors, and maps failures to exit codes (0 ok, 1 build failure, 2 usage or Dockerfile
 //! error).
 
+// Every `println!`/`print!`/`eprintln!`/`eprint!` in this crate is the checked one below
+// (`macro_rules!` defined before the `mod`s shadow std's in all of them). std's versions panic
+// when stdout is a closed pipe (`kiln images | head -1`: exit 101 and a backtrace). Resetting
+// SIGPIPE to its default would end the process quietly too, but kiln itself writes into pipes
+// and sockets it owns (a container's stdin, a shim's control socket) where a signal would kill
+// it half-way through; with SIGPIPE ignored (Rust's default) those get EPIPE as an error. So
+// output to stdout goes through `util::out`, which ends the process with exit 0 on EPIPE, as
+// ripgrep and `docker images | head` do: the reader is gone and there is nothing left to tell.
+macro_rules! println {
+    () => { $crate::util::out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::util::out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::util::out(format_args!($($arg)*)) };
+}
+// A closed stderr has nobody to tell: the message is dropped (std's would panic).
+macro_rules! eprintln {
+    () => { $crate::util::err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::util::err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::util::err(format_args!($($arg)*)) };
+}
+
 mod build;
 mod containers;
 mod images;

@@ -45,12 +45,91 @@ impl<E: std::error::Error> From<E> for Failure {
     }
 }
 
+/// Writes to stdout (the crate's `print!`/`println!`). When the reader has gone away (EPIPE)
+/// the process ends at once with exit 0; another write error ends it with exit 1 and a
+/// one-line message.
+pub fn out(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().write_fmt(args) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        err(format_args!("error: cannot write to stdout: {e}\n"));
+        std::process::exit(1);
+    }
+}
+
+/// Writes to stderr (the crate's `eprint!`/`eprintln!`), ignoring errors: with stderr closed
+/// there is nowhere to report them.
+pub fn err(args: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = std::io::stderr().lock().write_fmt(args);
+}
+
 #[derive(serde::Deserialize, Default)]
 struct ConfigFile {
     #[serde(default)]
-    registry: BTreeMap<String, kiln_registry::HostConfig>,
+    registry: RegistrySection,
     #[serde(default)]
     gc: GcConfig,
+}
+
+/// `[registry]`: settings for every registry (faults and timeouts), then one table per host
+/// (`[registry."HOST"]`).
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+struct RegistrySection {
+    /// No byte from a registry for this long ends the transfer ("30s").
+    stall_timeout: Option<String>,
+    /// Attempts after the first for a request that failed for a reason that may pass.
+    retries: Option<u32>,
+    /// The first backoff delay, doubled for each retry ("200ms").
+    retry_delay: Option<String>,
+    /// The longest wait between attempts, `Retry-After` included ("30s").
+    retry_max_delay: Option<String>,
+    #[serde(flatten)]
+    hosts: BTreeMap<String, kiln_registry::HostConfig>,
+}
+
+impl RegistrySection {
+    /// The client's settings; `source` names the file in errors.
+    fn resolve(self, source: &Path) -> Result<kiln_registry::RegistryConfig, Failure> {
+        let duration = |key: &str,
+                        v: &Option<String>|
+         -> Result<Option<std::time::Duration>, Failure> {
+            v.as_deref()
+                .map(|s| {
+                    humantime::parse_duration(s).map_err(|e| {
+                        Failure::usage(format!("{}: registry.{key}: `{s}`: {e}", source.display()))
+                    })
+                })
+                .transpose()
+        };
+        let mut cfg = kiln_registry::RegistryConfig {
+            hosts: self.hosts,
+            docker_config: docker_config_path(),
+            ..Default::default()
+        };
+        if let Some(d) = duration("stall-timeout", &self.stall_timeout)? {
+            if d.is_zero() {
+                return Err(Failure::usage(format!(
+                    "{}: registry.stall-timeout must be above zero",
+                    source.display()
+                )));
+            }
+            cfg.stall_timeout = d;
+        }
+        if let Some(n) = self.retries {
+            cfg.retry.retries = n;
+        }
+        if let Some(d) = duration("retry-delay", &self.retry_delay)? {
+            cfg.retry.base_delay = d;
+        }
+        if let Some(d) = duration("retry-max-delay", &self.retry_max_delay)? {
+            cfg.retry.max_delay = d;
+        }
+        Ok(cfg)
+    }
 }
 
 /// `[gc]`: `keep-storage = "10GB"` caps what the root holds; after every build the least
@@ -91,7 +170,10 @@ impl Env {
             })?),
             None => None,
         };
-        let registry = registry_client(cfg.registry);
+        let registry = registry_client(
+            cfg.registry,
+            config_path.as_deref().unwrap_or(root.as_path()),
+        )?;
         let exe = std::env::current_exe()
             .map_err(|e| Failure::new(1, format!("cannot find the kiln binary: {e}")))?;
         Ok(Self {
@@ -144,11 +226,11 @@ fn read_config(
     Ok((cfg, config_path))
 }
 
-fn registry_client(hosts: BTreeMap<String, kiln_registry::HostConfig>) -> kiln_registry::Client {
-    kiln_registry::Client::new(kiln_registry::RegistryConfig {
-        hosts,
-        docker_config: docker_config_path(),
-    })
+fn registry_client(
+    section: RegistrySection,
+    source: &Path,
+) -> Result<kiln_registry::Client, Failure> {
+    Ok(kiln_registry::Client::new(section.resolve(source)?))
 }
 
 /// The registry client alone, for commands that do not touch the store (`login`): the
@@ -159,8 +241,11 @@ pub fn registry_only(
     config: Option<PathBuf>,
 ) -> Result<kiln_registry::Client, Failure> {
     let root = root.unwrap_or_else(default_root);
-    let (cfg, _) = read_config(&root, config)?;
-    Ok(registry_client(cfg.registry))
+    let (cfg, config_path) = read_config(&root, config)?;
+    registry_client(
+        cfg.registry,
+        config_path.as_deref().unwrap_or(root.as_path()),
+    )
 }
 
 /// The Docker credentials file that pulls and pushes read and `kiln login` writes:

@@ -15,6 +15,20 @@
 //! carries the whole blob and its digest — rather than chunked `PATCH`es: one round trip
 //! fewer per blob, accepted by every registry, and a failed upload simply starts over.
 //!
+//! Faults: every request kiln makes is safe to repeat — GET and HEAD, the manifest PUT
+//! (same bytes under the same name), and a blob upload, which is retried whole (a new `POST`
+//! session, then the `PUT`): the registry names a blob by its digest, so a second upload of
+//! it is harmless, whereas a `PUT` into a session a failed attempt may have spoiled is not.
+//! A connection error, a 408, 429 or 5xx (but 501 and 505) is retried up to
+//! [`RetryConfig::retries`] times after a delay: the answer's `Retry-After` (seconds or an
+//! HTTP date) when it has one, else an exponential backoff with jitter, both capped at
+//! [`RetryConfig::max_delay`]. A blob download that breaks off resumes where it stopped with
+//! `Range: bytes=N-` (a `206` must say it starts at N; a `200` — the registry ignored the
+//! range — is read from its start and its first N bytes skipped); the digest is still
+//! checked over the whole blob. A registry that sends nothing (no answer, no byte of a body)
+//! for [`RegistryConfig::stall_timeout`] ends the transfer with an error naming it; a stall
+//! is not retried.
+//!
 //! CONTRACT (fixed by the workspace; other crates call exactly these signatures).
 #![deny(missing_docs)]
 
@@ -48,13 +62,63 @@ pub struct HostConfig {
 }
 
 /// Registry settings for every host.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct RegistryConfig {
     /// By host name (`docker.io`, `127.0.0.1:5000`).
     pub hosts: BTreeMap<String, HostConfig>,
     /// Path of the Docker-style credentials file (`~/.docker/config.json`); `auths` with
     /// base64 `auth` entries are used for Basic auth and for the Bearer token flow.
     pub docker_config: Option<std::path::PathBuf>,
+    /// How transient faults are retried.
+    pub retry: RetryConfig,
+    /// A registry that sends nothing for this long (no connection, no answer, no byte of a
+    /// body, or reads nothing of an upload) is given up on (default 30 s).
+    pub stall_timeout: Duration,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            hosts: BTreeMap::new(),
+            docker_config: None,
+            retry: RetryConfig::default(),
+            stall_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Retries of requests that failed for a reason that may pass (see the crate docs).
+#[derive(Clone, Debug)]
+pub struct RetryConfig {
+    /// Attempts after the first (default 4).
+    pub retries: u32,
+    /// The first backoff delay (default 200 ms), doubled for each further attempt; the
+    /// delay waited is a random point in its upper half.
+    pub base_delay: Duration,
+    /// The longest delay waited, for a backoff or a `Retry-After` (default 30 s).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            retries: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// The backoff before attempt `n + 2` (after the `n + 1`th failure).
+    fn backoff(&self, n: u32) -> Duration {
+        use rand::Rng as _;
+        let full = self
+            .base_delay
+            .saturating_mul(1u32 << n.min(20))
+            .min(self.max_delay);
+        rand::thread_rng().gen_range(full / 2..=full)
+    }
 }
 
 /// Errors from registry operations; each names the registry and reference.
@@ -110,6 +174,31 @@ pub struct PulledImage {
     pub config: kiln_oci::spec::ImageConfiguration,
 }
 
+impl PulledImage {
+    /// The image's layers, bottom first: the manifest's blobs with the config's diff ids.
+    pub fn layers(&self) -> std::result::Result<Vec<kiln_oci::Layer>, String> {
+        let blobs = self.manifest.layers();
+        let diff_ids = self.config.rootfs().diff_ids();
+        if blobs.len() != diff_ids.len() {
+            return Err(format!(
+                "{} layers but {} diff ids",
+                blobs.len(),
+                diff_ids.len()
+            ));
+        }
+        Ok(blobs
+            .iter()
+            .zip(diff_ids)
+            .map(|(b, d)| kiln_oci::Layer {
+                diff_id: d.clone(),
+                digest: b.digest().to_string(),
+                size: b.size(),
+                media_type: b.media_type().to_string(),
+            })
+            .collect())
+    }
+}
+
 /// The client. One per process; clones share connections and tokens.
 #[derive(Clone)]
 pub struct Client {
@@ -122,6 +211,11 @@ struct Inner {
     http: reqwest::Client,
     /// For loopback hosts: never through a proxy.
     direct: reqwest::Client,
+    /// `http` and `direct` without a read timeout, for blob uploads: reqwest's read timeout
+    /// runs from the start of the request, so a long upload would trip it; uploads watch
+    /// their own progress instead (`Client::push_blob_once`).
+    upload_http: reqwest::Client,
+    upload_direct: reqwest::Client,
     /// `Authorization` header values by (endpoint host, scope).
     tokens: Mutex<HashMap<(String, String), String>>,
 }
@@ -204,9 +298,81 @@ impl Ctx<'_> {
     }
 }
 
-/// A request builder; called again when the request must be retried with credentials.
+/// A request builder; called again when the request must be retried (with credentials, or
+/// after a fault).
 type MakeRequest<'a> =
     dyn Fn(&reqwest::Client) -> Result<reqwest::RequestBuilder> + Send + Sync + 'a;
+
+/// A failed attempt: the error, and whether another attempt may succeed (after the
+/// registry's `Retry-After`, when it gave one).
+struct Fault {
+    error: Error,
+    transient: bool,
+    retry_after: Option<Duration>,
+}
+
+impl From<Error> for Fault {
+    fn from(error: Error) -> Self {
+        Fault {
+            error,
+            transient: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// Statuses worth another attempt: request timeout, too many requests, and the server
+/// errors that describe a passing state (not 501 Not Implemented, 505 Version Not Supported).
+fn transient_status(s: StatusCode) -> bool {
+    s == StatusCode::REQUEST_TIMEOUT
+        || s == StatusCode::TOO_MANY_REQUESTS
+        || (s.is_server_error()
+            && s != StatusCode::NOT_IMPLEMENTED
+            && s != StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+}
+
+/// A `Retry-After` header: delay-seconds or an HTTP date (past dates: no wait).
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let v = headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let when = httpdate::parse_http_date(v).ok()?;
+    Some(
+        when.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// The first byte a `206` answer's `Content-Range: bytes START-END/TOTAL` holds, and TOTAL
+/// (`None` for `*`).
+fn content_range(headers: &reqwest::header::HeaderMap) -> Option<(u64, Option<u64>)> {
+    let v = headers
+        .get(reqwest::header::CONTENT_RANGE)?
+        .to_str()
+        .ok()?
+        .trim();
+    let (range, total) = v.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = range.split_once('-')?;
+    let (start, end) = (start.parse::<u64>().ok()?, end.parse::<u64>().ok()?);
+    if end < start {
+        return None;
+    }
+    let total = match total {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    Some((start, total))
+}
+
+/// Whether a transport error is a timeout (a stall: not retried).
+fn is_stall(e: &reqwest::Error) -> bool {
+    e.is_timeout()
+}
 
 fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -362,22 +528,38 @@ enum Chunk {
 impl Client {
     /// A client with these settings.
     pub fn new(cfg: RegistryConfig) -> Self {
-        let builder = || {
-            reqwest::Client::builder()
+        let stall = cfg.stall_timeout.max(Duration::from_millis(1));
+        // The read timeout restarts with every read, so it is the stall timeout of a
+        // download; it also bounds the wait for an answer's head.
+        let builder = |read_timeout: bool| {
+            let b = reqwest::Client::builder()
                 .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(Duration::from_secs(30))
-                .read_timeout(Duration::from_secs(300))
+                .connect_timeout(stall);
+            if read_timeout {
+                b.read_timeout(stall)
+            } else {
+                b
+            }
         };
-        let http = builder().build().unwrap_or_else(|_| reqwest::Client::new());
-        let direct = builder()
+        let http = builder(true)
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        let direct = builder(true)
             .no_proxy()
             .build()
             .unwrap_or_else(|_| http.clone());
+        let upload_http = builder(false).build().unwrap_or_else(|_| http.clone());
+        let upload_direct = builder(false)
+            .no_proxy()
+            .build()
+            .unwrap_or_else(|_| direct.clone());
         Self {
             inner: Arc::new(Inner {
                 cfg,
                 http,
                 direct,
+                upload_http,
+                upload_direct,
                 tokens: Mutex::new(HashMap::new()),
             }),
         }
@@ -407,10 +589,45 @@ impl Client {
     }
 
     /// `resolve`, then every layer blob not already present, streamed to disk with its digest
-    /// verified.
+    /// verified. Names nothing (see [`Client::pull_and_name`]).
     pub async fn pull(&self, reference: &Reference, store: &Store) -> Result<PulledImage> {
         let image = self.resolve(reference, store).await?;
         self.fetch_layers(reference, &image.manifest, store).await?;
+        Ok(image)
+    }
+
+    /// What `kiln pull` and the pull of `kiln run` do: [`Client::pull`], then every layer
+    /// unpacked into its snapshot (several at once), which checks it against the config's
+    /// diff id and refuses hostile entries, and only then `reference` named in `store`. A
+    /// name thus only ever points at an image whose every digest was checked; on any
+    /// failure nothing is named (the checked blobs stay, unreferenced, for the next pull or
+    /// a prune).
+    pub async fn pull_and_name(
+        &self,
+        reference: &Reference,
+        store: &Arc<Store>,
+    ) -> Result<PulledImage> {
+        let image = self.pull(reference, store).await?;
+        let ep = self
+            .endpoints(&reference.registry, false)
+            .pop()
+            .expect("the host itself");
+        let ctx = Ctx {
+            ep: &ep,
+            reference,
+            scope: String::new(),
+        };
+        let layers = image
+            .layers()
+            .map_err(|e| ctx.protocol(format!("image {}: {e}", image.manifest_digest)))?;
+        let unpacks = layers.into_iter().map(|l| {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.snapshot(&l).map(|_| ()))
+        });
+        for done in futures::future::join_all(unpacks).await {
+            done.map_err(|e| ctx.protocol(format!("unpacking a layer failed: {e}")))??;
+        }
+        store.set_image(&reference.to_string(), &image.manifest_digest)?;
         Ok(image)
     }
 
@@ -604,14 +821,94 @@ impl Client {
         }
     }
 
-    /// Sends a request, authenticating and retrying once when the registry answers 401.
-    /// Returns the response whatever its status (401 included, when credentials were
-    /// rejected).
+    fn upload_client_for(&self, local: bool) -> &reqwest::Client {
+        if local {
+            &self.inner.upload_direct
+        } else {
+            &self.inner.upload_http
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails for good, or the retries are spent, waiting
+    /// between attempts (the fault's `Retry-After`, else a backoff; both capped). `attempt`
+    /// is told whether it is the last one.
+    async fn with_retries<T, F, Fut>(&self, mut attempt: F) -> Result<T>
+    where
+        F: FnMut(bool) -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, Fault>>,
+    {
+        let rc = &self.inner.cfg.retry;
+        let mut n = 0;
+        loop {
+            match attempt(n >= rc.retries).await {
+                Ok(v) => return Ok(v),
+                Err(f) if f.transient && n < rc.retries => {
+                    let wait = match f.retry_after {
+                        Some(d) => d.min(rc.max_delay),
+                        None => rc.backoff(n),
+                    };
+                    tokio::time::sleep(wait).await;
+                    n += 1;
+                }
+                Err(f) => return Err(f.error),
+            }
+        }
+    }
+
+    /// The error of a request that failed in transport: a stall (a timeout) names the
+    /// stall timeout and is final; anything else (refused, reset) may pass.
+    fn transport_fault(&self, ctx: &Ctx<'_>, what: &str, e: &reqwest::Error) -> Fault {
+        let prefix = if what.is_empty() {
+            String::new()
+        } else {
+            format!("{what}: ")
+        };
+        if is_stall(e) {
+            return Fault::from(self.stalled(ctx, what));
+        }
+        Fault {
+            error: ctx.unreachable(format!("{prefix}{}", error_chain(e))),
+            transient: true,
+            retry_after: None,
+        }
+    }
+
+    /// The error of a transfer that made no progress for the stall timeout.
+    fn stalled(&self, ctx: &Ctx<'_>, what: &str) -> Error {
+        ctx.unreachable(format!(
+            "{what}{}the registry sent nothing for {} (registry stall-timeout)",
+            if what.is_empty() { "" } else { ": " },
+            humantime::format_duration(self.inner.cfg.stall_timeout)
+        ))
+    }
+
+    /// Sends a request (every caller's is safe to repeat: GET, HEAD, the manifest PUT),
+    /// retrying after faults that may pass, authenticating when the registry answers 401.
+    /// Returns the response whatever its status (a 5xx once the retries are spent, a 401
+    /// when credentials were rejected).
     async fn send(&self, ctx: &Ctx<'_>, make: &MakeRequest<'_>) -> Result<reqwest::Response> {
+        self.with_retries(|last| self.send_once(ctx, make, last, false))
+            .await
+    }
+
+    /// One attempt at a request (authenticating and asking again once on a 401). Unless
+    /// this is the `last` attempt, a transient status is a transient [`Fault`]. `upload`
+    /// picks the clients without a read timeout.
+    async fn send_once(
+        &self,
+        ctx: &Ctx<'_>,
+        make: &MakeRequest<'_>,
+        last: bool,
+        upload: bool,
+    ) -> std::result::Result<reqwest::Response, Fault> {
         let key = (ctx.ep.host.clone(), ctx.scope.clone());
         let mut authenticated = false;
         loop {
-            let client = self.client_for(ctx.ep.local);
+            let client = if upload {
+                self.upload_client_for(ctx.ep.local)
+            } else {
+                self.client_for(ctx.ep.local)
+            };
             let mut req = make(client)?
                 .build()
                 .map_err(|e| ctx.unreachable(error_chain(&e)))?;
@@ -632,7 +929,16 @@ impl Client {
             let resp = client
                 .execute(req)
                 .await
-                .map_err(|e| ctx.unreachable(error_chain(&e)))?;
+                .map_err(|e| self.transport_fault(ctx, "", &e))?;
+            if !last && transient_status(resp.status()) {
+                let retry_after = retry_after(resp.headers());
+                let error = self.fail(ctx, resp, "").await;
+                return Err(Fault {
+                    error,
+                    transient: true,
+                    retry_after,
+                });
+            }
             if resp.status() != StatusCode::UNAUTHORIZED || authenticated {
                 return Ok(resp);
             }
@@ -697,13 +1003,32 @@ impl Client {
             }
         }
         let local = url.host_str().is_some_and(is_loopback);
-        let mut rb = self.client_for(local).get(url.clone());
-        if let Some((u, p)) = &creds {
-            rb = rb.basic_auth(u, Some(p));
-        }
-        let resp = rb.send().await.map_err(|e| {
-            ctx.unreachable(format!("token service {}: {}", realm, error_chain(&e)))
-        })?;
+        let what = format!("token service {realm}");
+        let resp = self
+            .with_retries(|last| {
+                let mut rb = self.client_for(local).get(url.clone());
+                if let Some((u, p)) = &creds {
+                    rb = rb.basic_auth(u, Some(p));
+                }
+                let what = &what;
+                async move {
+                    let resp = rb
+                        .send()
+                        .await
+                        .map_err(|e| self.transport_fault(ctx, what, &e))?;
+                    if !last && transient_status(resp.status()) {
+                        let retry_after = retry_after(resp.headers());
+                        let detail = error_detail(resp).await;
+                        return Err(Fault {
+                            error: ctx.protocol(format!("{what}: {detail}")),
+                            transient: true,
+                            retry_after,
+                        });
+                    }
+                    Ok(resp)
+                }
+            })
+            .await?;
         let status = resp.status();
         if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
             let detail = error_detail(resp).await;
@@ -853,7 +1178,8 @@ impl Client {
         })
     }
 
-    /// Streams one blob into the store, verifying size and digest.
+    /// Streams one blob into the store, verifying size and digest. A body that breaks off
+    /// is resumed with a `Range` request (see the crate docs).
     async fn download_blob(
         &self,
         ctx: &Ctx<'_>,
@@ -894,37 +1220,10 @@ impl Client {
             // Dropping the writer removes its temp file.
             None
         });
-        let mut stream = resp.bytes_stream();
-        let mut received: u64 = 0;
-        let mut failure = None;
-        let mut writer_gone = false;
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(chunk) => {
-                    received += chunk.len() as u64;
-                    if size.is_some_and(|s| received > s) {
-                        failure = Some(ctx.protocol(format!(
-                            "{what}: more than the {} bytes announced",
-                            size.unwrap_or(0)
-                        )));
-                        break;
-                    }
-                    if tx.send(Chunk::Data(chunk)).await.is_err() {
-                        writer_gone = true; // the writer failed; its error is reported below
-                        break;
-                    }
-                }
-                Err(e) => {
-                    failure = Some(ctx.unreachable(format!("{what}: {}", error_chain(&e))));
-                    break;
-                }
-            }
-        }
-        if failure.is_none() && !writer_gone {
-            if let Some(s) = size.filter(|s| *s != received) {
-                failure = Some(ctx.protocol(format!("{what}: got {received} bytes, expected {s}")));
-            }
-        }
+        let failure = self
+            .receive_blob(ctx, &what, &url, size, resp, &tx)
+            .await
+            .err();
         if failure.is_none() {
             let _ = tx.send(Chunk::End).await;
         }
@@ -932,18 +1231,113 @@ impl Client {
         let outcome = task
             .await
             .map_err(|e| ctx.protocol(format!("{what}: writer task failed: {e}")))?;
-        if let Some(f) = failure {
-            return Err(f);
-        }
-        match outcome {
-            Some(Ok(_)) => Ok(()),
-            Some(Err(Error::Store(kiln_cache::Error::DigestMismatch { expected, actual }))) => {
-                Err(ctx.protocol(format!(
+        match (failure, outcome) {
+            // The writer failed first; its error says why.
+            (Some(None), Some(Err(e))) | (None, Some(Err(e))) => match e {
+                Error::Store(kiln_cache::Error::DigestMismatch { expected, actual }) => Err(ctx
+                    .protocol(format!(
                     "{what}: content does not match its digest (expected {expected}, got {actual})"
-                )))
+                ))),
+                e => Err(e),
+            },
+            (Some(Some(f)), _) => Err(f),
+            (None, Some(Ok(_))) => Ok(()),
+            _ => Err(ctx.protocol(format!("{what}: download aborted"))),
+        }
+    }
+
+    /// Feeds the body of `resp` (a blob's `GET` answer) to the writer, resuming with a
+    /// `Range` request when it breaks off, until `size` bytes (or the end of a body of
+    /// unknown size) went through. `Err(None)`: the writer is gone (its error says why).
+    async fn receive_blob(
+        &self,
+        ctx: &Ctx<'_>,
+        what: &str,
+        url: &Url,
+        size: Option<u64>,
+        mut resp: reqwest::Response,
+        tx: &tokio::sync::mpsc::Sender<Chunk>,
+    ) -> std::result::Result<(), Option<Error>> {
+        let retries = self.inner.cfg.retry.retries;
+        let mut received: u64 = 0;
+        // Bytes of the current body already received from an earlier one (a registry that
+        // ignored `Range` starts over).
+        let mut skip: u64 = 0;
+        let mut resumes = 0;
+        loop {
+            let mut stream = resp.bytes_stream();
+            let broke = loop {
+                match stream.next().await {
+                    Some(Ok(mut chunk)) => {
+                        if skip > 0 {
+                            let n = skip.min(chunk.len() as u64);
+                            skip -= n;
+                            chunk = chunk.slice(n as usize..);
+                            if chunk.is_empty() {
+                                continue;
+                            }
+                        }
+                        received += chunk.len() as u64;
+                        if size.is_some_and(|s| received > s) {
+                            return Err(Some(ctx.protocol(format!(
+                                "{what}: more than the {} bytes announced",
+                                size.unwrap_or(0)
+                            ))));
+                        }
+                        if tx.send(Chunk::Data(chunk)).await.is_err() {
+                            return Err(None);
+                        }
+                    }
+                    Some(Err(e)) if is_stall(&e) => return Err(Some(self.stalled(ctx, what))),
+                    Some(Err(e)) => break Some(e),
+                    None => break None,
+                }
+            };
+            let short = size.is_some_and(|s| received < s);
+            if broke.is_none() && !short {
+                return Ok(());
             }
-            Some(Err(e)) => Err(e),
-            None => Err(ctx.protocol(format!("{what}: download aborted"))),
+            let cause = match &broke {
+                Some(e) => error_chain(e),
+                None => format!("got {received} bytes, expected {}", size.unwrap_or(0)),
+            };
+            if resumes >= retries {
+                return Err(Some(ctx.unreachable(format!("{what}: {cause}"))));
+            }
+            tokio::time::sleep(self.inner.cfg.retry.backoff(resumes)).await;
+            resumes += 1;
+            let range = format!("bytes={received}-");
+            resp = self
+                .send(ctx, &|c| {
+                    Ok(c.get(url.clone())
+                        .header(reqwest::header::RANGE, range.as_str()))
+                })
+                .await
+                .map_err(Some)?;
+            match resp.status() {
+                StatusCode::PARTIAL_CONTENT => match content_range(resp.headers()) {
+                    Some((start, total))
+                        if start == received
+                            && (total.is_none() || size.is_none() || total == size) =>
+                    {
+                        skip = 0;
+                    }
+                    _ => {
+                        let got = resp
+                            .headers()
+                            .get(reqwest::header::CONTENT_RANGE)
+                            .and_then(|v| v.to_str().ok())
+                            .unwrap_or("none")
+                            .to_string();
+                        return Err(Some(ctx.protocol(format!(
+                            "{what}: asked for bytes {received}- to resume, got Content-Range `{got}`"
+                        ))));
+                    }
+                },
+                // The range was ignored: the whole blob again, whose start is skipped.
+                s if s.is_success() => skip = received,
+                _ => return Err(Some(self.fail(ctx, resp, what).await)),
+            }
         }
     }
 
@@ -1042,7 +1436,8 @@ impl Client {
         }
     }
 
-    /// Uploads a blob unless the registry has it: POST (session) then one streamed PUT.
+    /// Uploads a blob unless the registry has it: POST (session) then one streamed PUT, the
+    /// pair retried whole after a fault that may pass.
     async fn push_blob(&self, ctx: &Ctx<'_>, store: &Store, digest: &str) -> Result<()> {
         if !is_sha256_digest(digest) {
             return Err(ctx.protocol(format!("unsupported blob digest `{digest}`")));
@@ -1055,17 +1450,34 @@ impl Client {
         if self.has_remote_blob(ctx, digest).await? {
             return Ok(());
         }
+        self.with_retries(|last| self.push_blob_once(ctx, store, digest, last))
+            .await
+    }
+
+    /// One upload of a blob. The `PUT` goes through a client without a read timeout: its
+    /// stall timeout is a watchdog over the body's progress (no chunk taken by the
+    /// connection for the stall timeout), then over the wait for the answer.
+    async fn push_blob_once(
+        &self,
+        ctx: &Ctx<'_>,
+        store: &Store,
+        digest: &str,
+        last: bool,
+    ) -> std::result::Result<(), Fault> {
         let what = format!("upload blob {digest}");
         let url = ctx
             .ep
             .url(&format!("v2/{}/blobs/uploads/", ctx.reference.repository));
         let resp = self
-            .send(ctx, &|c| {
-                Ok(c.post(url.clone()).header(CONTENT_LENGTH, "0"))
-            })
+            .send_once(
+                ctx,
+                &|c| Ok(c.post(url.clone()).header(CONTENT_LENGTH, "0")),
+                last,
+                false,
+            )
             .await?;
         if !resp.status().is_success() {
-            return Err(self.fail(ctx, resp, &what).await);
+            return Err(self.fail(ctx, resp, &what).await.into());
         }
         let location = resp
             .headers()
@@ -1078,18 +1490,40 @@ impl Client {
             .map_err(|e| ctx.protocol(format!("{what}: bad Location `{location}`: {e}")))?;
         put_url.query_pairs_mut().append_pair("digest", digest);
         drop(resp);
-        let size = store.blob_size(digest)?;
+        let size = store.blob_size(digest).map_err(Error::from)?;
+        let start = tokio::time::Instant::now();
+        // Milliseconds from `start` to the last chunk the connection took.
+        let progress = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let make = |c: &reqwest::Client| -> Result<reqwest::RequestBuilder> {
             let file = store.open_blob(digest)?;
-            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file));
+            let progress = progress.clone();
+            let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file))
+                .inspect(move |_| {
+                    let ms = start.elapsed().as_millis() as u64;
+                    progress.store(ms, std::sync::atomic::Ordering::Relaxed);
+                });
             Ok(c.put(put_url.clone())
                 .header(CONTENT_TYPE, "application/octet-stream")
                 .header(CONTENT_LENGTH, size)
                 .body(reqwest::Body::wrap_stream(stream)))
         };
-        let resp = self.send(ctx, &make).await?;
+        let stall = self.inner.cfg.stall_timeout;
+        let watchdog = async {
+            loop {
+                let last_ms = progress.load(std::sync::atomic::Ordering::Relaxed);
+                let due = start + Duration::from_millis(last_ms) + stall;
+                if tokio::time::Instant::now() >= due {
+                    return;
+                }
+                tokio::time::sleep_until(due).await;
+            }
+        };
+        let resp = tokio::select! {
+            r = self.send_once(ctx, &make, last, true) => r?,
+            () = watchdog => return Err(self.stalled(ctx, &what).into()),
+        };
         if !resp.status().is_success() {
-            return Err(self.fail(ctx, resp, &what).await);
+            return Err(self.fail(ctx, resp, &what).await.into());
         }
         Ok(())
     }
@@ -1201,6 +1635,7 @@ mod tests {
         let c = Client::new(RegistryConfig {
             hosts,
             docker_config: None,
+            ..Default::default()
         });
         let urls = |r: &str, m: bool| -> Vec<String> {
             c.endpoints(r, m)
@@ -1237,6 +1672,65 @@ mod tests {
         assert_eq!(pick_platform(&idx).as_deref(), Some("sha256:amd"));
         let idx = serde_json::json!({"manifests": [{"digest": "sha256:arm", "platform": {"os": "linux", "architecture": "arm64"}}]});
         assert_eq!(pick_platform(&idx), None);
+    }
+
+    #[test]
+    fn retry_after_and_content_range_parsing() {
+        use reqwest::header::{HeaderMap, CONTENT_RANGE, RETRY_AFTER};
+        let h = |k, v: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(k, HeaderValue::from_str(v).unwrap());
+            m
+        };
+        assert_eq!(
+            retry_after(&h(RETRY_AFTER, "7")),
+            Some(Duration::from_secs(7))
+        );
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = retry_after(&h(RETRY_AFTER, &httpdate::fmt_http_date(later))).unwrap();
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(
+            retry_after(&h(RETRY_AFTER, "Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&h(RETRY_AFTER, "soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
+
+        assert_eq!(
+            content_range(&h(CONTENT_RANGE, "bytes 100-199/200")),
+            Some((100, Some(200)))
+        );
+        assert_eq!(
+            content_range(&h(CONTENT_RANGE, "bytes 5-9/*")),
+            Some((5, None))
+        );
+        for bad in ["bytes */200", "bytes 9-5/200", "items 0-1/2", "bytes 0-x/2"] {
+            assert_eq!(content_range(&h(CONTENT_RANGE, bad)), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_its_cap() {
+        let rc = RetryConfig {
+            retries: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(1),
+        };
+        for (n, full) in [
+            (0, 100),
+            (1, 200),
+            (2, 400),
+            (3, 800),
+            (4, 1000),
+            (30, 1000),
+        ] {
+            let d = rc.backoff(n);
+            let full = Duration::from_millis(full);
+            assert!(d >= full / 2 && d <= full, "attempt {n}: {d:?}");
+        }
     }
 
     #[test]

@@ -18,9 +18,9 @@ struct Seen {
     v2_auth: Vec<Option<String>>,
 }
 
-/// Serves: `/token` (needs Basic kiln:pw) and `/v2/…` (needs `Bearer tok-123`, then 404s,
-/// except `/v2/` itself: 200).
-fn fake_registry() -> (u16, Arc<Mutex<Seen>>) {
+/// Serves: `/token` (needs Basic kiln:pw; the first `token_503s` requests get a 503) and
+/// `/v2/…` (needs `Bearer tok-123`, then 404s, except `/v2/` itself: 200).
+fn fake_registry_with(token_503s: usize) -> (u16, Arc<Mutex<Seen>>) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(Mutex::new(Seen::default()));
@@ -51,8 +51,18 @@ fn fake_registry() -> (u16, Arc<Mutex<Seen>>) {
                 base64::engine::general_purpose::STANDARD.encode("kiln:pw")
             );
             let (status, headers, body) = if let Some(q) = target.strip_prefix("/token?") {
-                seen2.lock().unwrap().token_queries.push(q.to_string());
-                if auth.as_deref() == Some(basic.as_str()) {
+                let n = {
+                    let mut s = seen2.lock().unwrap();
+                    s.token_queries.push(q.to_string());
+                    s.token_queries.len()
+                };
+                if n <= token_503s {
+                    (
+                        "503 Service Unavailable",
+                        "Retry-After: 0\r\n".to_string(),
+                        "{}".to_string(),
+                    )
+                } else if auth.as_deref() == Some(basic.as_str()) {
                     (
                         "200 OK",
                         String::new(),
@@ -92,6 +102,10 @@ fn fake_registry() -> (u16, Arc<Mutex<Seen>>) {
     (port, seen)
 }
 
+fn fake_registry() -> (u16, Arc<Mutex<Seen>>) {
+    fake_registry_with(0)
+}
+
 #[tokio::test]
 async fn bearer_token_is_fetched_with_credentials_and_cached() {
     let (port, seen) = fake_registry();
@@ -108,6 +122,7 @@ async fn bearer_token_is_fetched_with_credentials_and_cached() {
     let client = Client::new(RegistryConfig {
         hosts: Default::default(),
         docker_config: Some(cfg),
+        ..Default::default()
     });
     let r = Reference::parse(&format!("{host}/kiln/x:v1")).unwrap();
 
@@ -187,4 +202,30 @@ async fn check_login_gets_a_token_with_the_given_credentials() {
         vec![None, Some(format!("Bearer {TOKEN}")), None],
         "anonymous, then with the token; the refused login never retries"
     );
+}
+
+#[tokio::test]
+async fn a_token_service_503_is_retried() {
+    let (port, seen) = fake_registry_with(2);
+    let dir = tempfile::tempdir().unwrap();
+    let host = format!("127.0.0.1:{port}");
+    let auth = base64::engine::general_purpose::STANDARD.encode("kiln:pw");
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let store = kiln_cache::Store::open(&dir.path().join("store")).unwrap();
+    let client = Client::new(RegistryConfig {
+        docker_config: Some(cfg),
+        ..Default::default()
+    });
+    let r = Reference::parse(&format!("{host}/kiln/x:v1")).unwrap();
+    // Two 503s, then the token: the manifest request carries it (the fake's 404).
+    assert!(matches!(
+        client.resolve(&r, &store).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert_eq!(seen.lock().unwrap().token_queries.len(), 3);
 }

@@ -246,6 +246,7 @@ async fn mirrors_are_tried_in_order_before_the_host() {
     let mirrored = Client::new(RegistryConfig {
         hosts,
         docker_config: None,
+        ..Default::default()
     });
     let (_b_dir, b) = new_store();
     let r = reference("registry.invalid/kiln/mirrored:v1");
@@ -276,6 +277,7 @@ async fn basic_auth_with_docker_config_credentials() {
     let wrong = Client::new(RegistryConfig {
         hosts: Default::default(),
         docker_config: Some(bad),
+        ..Default::default()
     });
     assert!(matches!(
         wrong.resolve(&r, &a).await,
@@ -287,6 +289,7 @@ async fn basic_auth_with_docker_config_credentials() {
     let client = Client::new(RegistryConfig {
         hosts: Default::default(),
         docker_config: Some(good),
+        ..Default::default()
     });
     assert_eq!(
         client.push(&a, &img.manifest_digest, &r).await.unwrap(),

@@ -92,6 +92,13 @@ impl Registry {
     }
 }
 
+impl Registry {
+    /// The registry's storage directory (`docker/registry/v2/blobs/…` below it).
+    pub fn storage(&self) -> PathBuf {
+        self._dir.path().join("storage")
+    }
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,10 +1,12 @@
 //! Test helpers: a throwaway `docker-registry` (in `server.rs`, shared with the CLI's
-//! tests), stores and images made by hand.
+//! tests), a fault-injecting proxy (`proxy.rs`), stores and images made by hand.
 
 #![allow(dead_code)]
 
 mod server;
 pub use server::*;
+/// The fault-injecting proxy of `faults.rs`.
+pub mod proxy;
 
 use kiln_cache::Store;
 use std::io::{Read, Write};
