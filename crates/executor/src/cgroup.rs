@@ -17,12 +17,21 @@
 //! a pure v2 host uses v2 only, a v1 or hybrid host (controllers bound to v1, an empty
 //! `unified` v2) v1 only, and a host whose administrator moved some controllers to v2 uses
 //! both, as systemd's hybrid mode does. A controller that neither offers is an error naming
-//! it. Sandboxes without limits get no cgroup of their own.
+//! it.
+//!
+//! Every sandbox that is not privileged also gets device rules (see `devices.rs`), so it has
+//! a cgroup even without limits: through the v1 `devices` controller when a v1 hierarchy has
+//! it (this development host), else a BPF device program on the sandbox's cgroup2 directory
+//! (a pure v2 host; no controller needs enabling for it). [`DevicePolicy::V2`] takes the BPF
+//! path even when the v1 controller is there ([`crate::Executor::with_v2_device_rules`]; the
+//! kernel then checks both, the v1 cgroup being the caller's). Privileged sandboxes without
+//! limits get no cgroup of their own.
 //!
 //! Where the hierarchies are comes from `/proc/self/mountinfo` and `/proc/self/cgroup`
 //! ([`Hierarchies`]); the unit tests below pass their own, pointing at a fake cgroupfs in a
 //! temporary directory.
 
+use crate::devices::{self, DeviceRule};
 use crate::Resources;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -39,6 +48,20 @@ pub(crate) struct Cgroup {
     v2: Option<(PathBuf, Vec<String>)>,
     /// (controller, directory) in the v1 hierarchies.
     v1: Vec<(String, PathBuf)>,
+    /// The device rules are a BPF program on the v2 directory.
+    #[serde(default)]
+    v2_devices: bool,
+}
+
+/// Whether and how a sandbox's device rules are enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DevicePolicy {
+    /// No device rules (privileged sandboxes).
+    None,
+    /// The v1 `devices` controller when a v1 hierarchy has it, else a BPF program on v2.
+    Auto,
+    /// A BPF program on the cgroup2 hierarchy, even when the v1 controller is there.
+    V2,
 }
 
 #[derive(Debug)]
@@ -211,12 +234,17 @@ fn enable_for_children(dir: &Path, controllers: &[String]) -> io::Result<()> {
 }
 
 impl Cgroup {
-    /// Where the cgroup of sandbox `id` goes; `None` when `res` sets no limit.
-    pub(crate) fn locate(id: &str, res: &Resources) -> io::Result<Option<Cgroup>> {
-        if needed(res).is_empty() {
+    /// Where the cgroup of sandbox `id` goes; `None` when `res` sets no limit and there are
+    /// no device rules.
+    pub(crate) fn locate(
+        id: &str,
+        res: &Resources,
+        devices: DevicePolicy,
+    ) -> io::Result<Option<Cgroup>> {
+        if needed(res).is_empty() && devices == DevicePolicy::None {
             return Ok(None);
         }
-        Self::locate_in(&Hierarchies::current()?, id, res)
+        Self::locate_in(&Hierarchies::current()?, id, res, devices)
     }
 
     /// [`Cgroup::locate`] in the hierarchies `h`.
@@ -224,9 +252,10 @@ impl Cgroup {
         h: &Hierarchies,
         id: &str,
         res: &Resources,
+        devices: DevicePolicy,
     ) -> io::Result<Option<Cgroup>> {
         let needed = needed(res);
-        if needed.is_empty() {
+        if needed.is_empty() && devices == DevicePolicy::None {
             return Ok(None);
         }
         let v2_mount = h.mounts.iter().find(|m| m.fstype == "cgroup2");
@@ -245,16 +274,17 @@ impl Cgroup {
         let offered: Vec<&str> = offered.split_whitespace().collect();
         let mut cg = Cgroup::default();
         let mut on_v2 = Vec::new();
+        let v1_mount = |c: &str| {
+            h.mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == c))
+        };
         for c in needed {
             if offered.contains(&c) {
                 on_v2.push(c.to_string());
                 continue;
             }
-            let Some(m) = h
-                .mounts
-                .iter()
-                .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == c))
-            else {
+            let Some(m) = v1_mount(c) else {
                 let v2 = match v2_mount {
                     Some(m) => format!(
                         "the cgroup2 hierarchy at {} does not offer it (cgroup.controllers: \
@@ -275,7 +305,22 @@ impl Cgroup {
             cg.v1
                 .push((c.to_string(), h.own_dir(m, c).join("kiln").join(id)));
         }
-        if let (Some(base), false) = (v2_base, on_v2.is_empty()) {
+        match (devices, v1_mount("devices")) {
+            (DevicePolicy::None, _) => {}
+            (DevicePolicy::Auto, Some(m)) => cg.v1.push((
+                "devices".to_string(),
+                h.own_dir(m, "devices").join("kiln").join(id),
+            )),
+            _ if v2_mount.is_none() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no device cgroup: no cgroup v1 hierarchy has the devices controller, and \
+                     no cgroup2 hierarchy is mounted",
+                ))
+            }
+            _ => cg.v2_devices = true,
+        }
+        if let (Some(base), true) = (v2_base, !on_v2.is_empty() || cg.v2_devices) {
             cg.v2 = Some((base.join("kiln").join(id), on_v2));
         }
         Ok(Some(cg))
@@ -289,8 +334,9 @@ impl Cgroup {
             .chain(self.v1.iter().map(|(_, d)| d.as_path()))
     }
 
-    /// Creates the directories and writes the limits (run by the sandbox's pid 1).
-    pub(crate) fn create(&self, res: &Resources) -> io::Result<()> {
+    /// Creates the directories and writes the limits and the device rules `allowed` (run by
+    /// the sandbox's pid 1).
+    pub(crate) fn create(&self, res: &Resources, allowed: &[DeviceRule]) -> io::Result<()> {
         if let Some((dir, controllers)) = &self.v2 {
             // Controllers must be enabled for the children of every ancestor we create.
             let kiln = dir.parent().unwrap_or(Path::new("/"));
@@ -312,6 +358,9 @@ impl Cgroup {
             }
             if let (Some(p), true) = (res.pids, has("pids")) {
                 write(dir, "pids.max", &pids_max(p))?;
+            }
+            if self.v2_devices {
+                devices::attach_program(dir, allowed)?;
             }
         }
         for (ctrl, dir) in &self.v1 {
@@ -335,6 +384,13 @@ impl Cgroup {
                 "pids" => {
                     if let Some(p) = res.pids {
                         write(dir, "pids.max", &pids_max(p))?;
+                    }
+                }
+                "devices" => {
+                    // A new cgroup starts with its parent's list: deny all, then allow.
+                    write(dir, "devices.deny", "a")?;
+                    for r in allowed {
+                        write(dir, "devices.allow", &devices::v1_line(r))?;
                     }
                 }
                 _ => {}
@@ -499,7 +555,7 @@ mod tests {
         let fake = Fake::new();
         let h = fake.pure_v2("cpu memory pids");
         assert_eq!(
-            Cgroup::locate_in(&h, "x", &Resources::default()).unwrap(),
+            Cgroup::locate_in(&h, "x", &Resources::default(), DevicePolicy::None).unwrap(),
             None
         );
     }
@@ -508,7 +564,7 @@ mod tests {
     fn v2_writes_every_limit() {
         let fake = Fake::new();
         let h = fake.pure_v2("cpuset cpu io memory pids");
-        let cg = Cgroup::locate_in(&h, "id1", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id1", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let dir = fake.path("cg/kiln.service/kiln/id1");
@@ -520,11 +576,12 @@ mod tests {
                     vec!["memory".into(), "cpu".into(), "pids".into()]
                 )),
                 v1: vec![],
+                v2_devices: false,
             }
         );
         // What mkdir in a cgroupfs with swap accounting creates.
         fake.file("cg/kiln.service/kiln/id1/memory.swap.max", "max\n");
-        cg.create(&all_limits()).unwrap();
+        cg.create(&all_limits(), &[]).unwrap();
         let sandbox = "cg/kiln.service/kiln/id1";
         assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "67108864");
         assert_eq!(fake.read(&format!("{sandbox}/memory.swap.max")), "0");
@@ -574,8 +631,8 @@ mod tests {
             cpus: Some(0.001),
             pids: Some(0),
         };
-        let cg = Cgroup::locate_in(&h, "id2", &res).unwrap().unwrap();
-        cg.create(&res).unwrap();
+        let cg = Cgroup::locate_in(&h, "id2", &res, DevicePolicy::None).unwrap().unwrap();
+        cg.create(&res, &[]).unwrap();
         let sandbox = "cg/kiln.service/kiln/id2";
         assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "1048576");
         assert!(!fake.path(&format!("{sandbox}/memory.swap.max")).exists());
@@ -598,8 +655,8 @@ mod tests {
             pids: Some(10),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id3", &res).unwrap().unwrap();
-        cg.create(&res).unwrap();
+        let cg = Cgroup::locate_in(&h, "id3", &res, DevicePolicy::None).unwrap().unwrap();
+        cg.create(&res, &[]).unwrap();
         assert_eq!(
             fake.read("cg/kiln.service/cgroup.subtree_control"),
             "cpu memory pids\n"
@@ -624,8 +681,8 @@ mod tests {
             pids: Some(10),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id4", &res).unwrap().unwrap();
-        let err = cg.create(&res).unwrap_err().to_string();
+        let cg = Cgroup::locate_in(&h, "id4", &res, DevicePolicy::None).unwrap().unwrap();
+        let err = cg.create(&res, &[]).unwrap_err().to_string();
         assert!(err.contains("writing \"+pids\" to"), "{err}");
         assert!(err.contains("cgroup.subtree_control"), "{err}");
         assert!(err.contains("run kiln from a cgroup of its own"), "{err}");
@@ -635,7 +692,7 @@ mod tests {
     fn missing_v2_controller_without_v1_names_it() {
         let fake = Fake::new();
         let h = fake.pure_v2("memory pids");
-        let err = Cgroup::locate_in(&h, "id5", &all_limits()).unwrap_err();
+        let err = Cgroup::locate_in(&h, "id5", &all_limits(), DevicePolicy::None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert_eq!(
             err.to_string(),
@@ -648,7 +705,7 @@ mod tests {
         );
         // Without the caller's own cgroup.controllers, the hierarchy root's counts.
         std::fs::remove_file(fake.path("cg/kiln.service/cgroup.controllers")).unwrap();
-        let cg = Cgroup::locate_in(&h, "id5", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id5", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         assert_eq!(cg.v2.unwrap().1, ["memory", "cpu", "pids"]);
@@ -661,7 +718,7 @@ mod tests {
             pids: Some(5),
             ..Default::default()
         };
-        let err = Cgroup::locate_in(&h, "x", &res).unwrap_err();
+        let err = Cgroup::locate_in(&h, "x", &res, DevicePolicy::None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the pids cgroup controller is not available: no cgroup v1 hierarchy has it, \
@@ -674,7 +731,7 @@ mod tests {
         let fake = Fake::new();
         // This development host: the unified hierarchy offers only hugetlb.
         let h = fake.hybrid("hugetlb");
-        let cg = Cgroup::locate_in(&h, "id6", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id6", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let own = "user.slice/kiln.scope/kiln/id6";
@@ -687,11 +744,12 @@ mod tests {
                     ("cpu".into(), fake.path(&format!("cpu,cpuacct/{own}"))),
                     ("pids".into(), fake.path(&format!("pids/{own}"))),
                 ],
+                v2_devices: false,
             }
         );
         // What mkdir in a v1 memory hierarchy with swap accounting creates.
         fake.file(&format!("memory/{own}/memory.memsw.limit_in_bytes"), "0");
-        cg.create(&all_limits()).unwrap();
+        cg.create(&all_limits(), &[]).unwrap();
         let m = 64 * 1024 * 1024;
         assert_eq!(
             fake.read(&format!("memory/{own}/memory.limit_in_bytes")),
@@ -735,7 +793,7 @@ mod tests {
         let mut h = fake.hybrid("cpu pids hugetlb");
         h.mounts
             .retain(|m| !m.options.iter().any(|o| o == "pids" || o == "cpu"));
-        let cg = Cgroup::locate_in(&h, "id7", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id7", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let own = "user.slice/kiln.scope/kiln/id7";
@@ -747,9 +805,10 @@ mod tests {
                     vec!["cpu".into(), "pids".into()]
                 )),
                 v1: vec![("memory".into(), fake.path(&format!("memory/{own}")))],
+                v2_devices: false,
             }
         );
-        cg.create(&all_limits()).unwrap();
+        cg.create(&all_limits(), &[]).unwrap();
         assert_eq!(
             fake.read("unified/user.slice/kiln.scope/cgroup.subtree_control"),
             "+cpu +pids"
@@ -777,7 +836,7 @@ mod tests {
             pids: Some(7),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id8", &res).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id8", &res, DevicePolicy::None).unwrap().unwrap();
         assert_eq!(cg.v1, vec![]);
         assert_eq!(cg.oom_kills(), 0, "no memory controller at all");
     }
@@ -798,7 +857,7 @@ mod tests {
             pids: Some(3),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id9", &res).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id9", &res, DevicePolicy::None).unwrap().unwrap();
         assert_eq!(cg.v2.unwrap().0, point.join("kiln/id9"));
     }
 
@@ -806,7 +865,7 @@ mod tests {
     fn the_cgroup_survives_the_trip_to_the_helper() {
         let fake = Fake::new();
         let h = fake.hybrid("pids");
-        let cg = Cgroup::locate_in(&h, "id10", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id10", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let json = serde_json::to_string(&cg).unwrap();

@@ -116,6 +116,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 mod cgroup;
+mod devices;
 mod exec;
 mod mounts;
 mod net;
@@ -291,6 +292,55 @@ pub struct SandboxOptions {
     /// [`Network::Default`].
     #[serde(default)]
     pub ports: Vec<PortMapping>,
+    /// Host devices made available in the sandbox (`--device`), beyond Docker's default
+    /// device rules (see [`SandboxOptions::privileged`] for all devices).
+    #[serde(default)]
+    pub devices: Vec<DeviceMapping>,
+}
+
+/// A host device node made available in the sandbox (`--device HOST[:CONTAINER[:PERMS]]`):
+/// the node is created at [`DeviceMapping::container`] with the host node's type, numbers,
+/// mode and owner, and the sandbox's device cgroup allows [`DeviceMapping::permissions`] on
+/// it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeviceMapping {
+    /// The device node on the host.
+    pub host: PathBuf,
+    /// Absolute path in the container.
+    pub container: String,
+    /// `r` (read), `w` (write), `m` (mknod), each at most once; Docker's default is `rwm`.
+    pub permissions: String,
+}
+
+impl std::str::FromStr for DeviceMapping {
+    type Err = String;
+
+    /// Docker's syntax: `HOST`, `HOST:CONTAINER`, `HOST:PERMS` (when the second part is a
+    /// valid mode) or `HOST:CONTAINER:PERMS`; the container path defaults to the host path,
+    /// the permissions to `rwm`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, perms) = match parts.as_slice() {
+            [h] => (*h, *h, "rwm"),
+            [h, p] if devices::parse_access(p).is_some() => (*h, *h, *p),
+            [h, c] => (*h, *c, "rwm"),
+            [h, c, p] => (*h, *c, *p),
+            _ => return Err(format!("invalid device specification: {s}")),
+        };
+        if devices::parse_access(perms).is_none() {
+            return Err(format!("invalid device mode: {perms}"));
+        }
+        for path in [host, container] {
+            if !path.starts_with('/') {
+                return Err(format!("{s}: device paths must be absolute: {path:?}"));
+            }
+        }
+        Ok(DeviceMapping {
+            host: PathBuf::from(host),
+            container: container.to_string(),
+            permissions: perms.to_string(),
+        })
+    }
 }
 
 /// A port published from the host into the sandbox (`-p [IP:]HOST:CTR[/PROTO]`).
@@ -365,6 +415,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct Executor {
     helper: Vec<OsString>,
     runtime: Option<PathBuf>,
+    v2_device_rules: bool,
 }
 
 impl Executor {
@@ -374,7 +425,16 @@ impl Executor {
         Self {
             helper,
             runtime: None,
+            v2_device_rules: false,
         }
+    }
+
+    /// Enforces device rules with a BPF program on the cgroup2 hierarchy even where a cgroup
+    /// v1 hierarchy has the `devices` controller (a hybrid host; by default the v1 controller
+    /// is used there). For tests of the v2 path on such hosts.
+    pub fn with_v2_device_rules(mut self) -> Self {
+        self.v2_device_rules = true;
+        self
     }
 
     /// Runs sandboxes through the external OCI runtime `runtime` (e.g. `runc`): the helper
@@ -395,7 +455,7 @@ impl Executor {
 
     /// [`Executor::run`], also telling whether the process was OOM-killed.
     pub async fn run_detailed(&self, spec: &RunSpec, output: Output) -> Result<RunResult> {
-        run::run(&self.helper, self.runtime.as_deref(), spec, output, None).await
+        run::run(self, spec, output, None).await
     }
 
     /// [`Executor::run_detailed`], sending the sandbox's pid 1 (as seen from the host) on
@@ -412,14 +472,7 @@ impl Executor {
         output: Output,
         started: tokio::sync::oneshot::Sender<HostProcess>,
     ) -> Result<RunResult> {
-        run::run(
-            &self.helper,
-            self.runtime.as_deref(),
-            spec,
-            output,
-            Some(started),
-        )
-        .await
+        run::run(self, spec, output, Some(started)).await
     }
 
     /// Runs another process in the running sandbox whose pid 1 is `init` (from

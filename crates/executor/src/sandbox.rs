@@ -3,6 +3,7 @@
 //! after `fork`.
 
 use crate::cgroup::Cgroup;
+use crate::devices::DeviceRule;
 use crate::sys::{self, cstr, status_code, write_all_fd};
 use crate::{
     Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, MODE_ENV, RUNTIME_ENV,
@@ -392,7 +393,7 @@ fn init(
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     if let Some(cg) = cgroup {
-        cg.create(&spec.extra.resources)
+        cg.create(&spec.extra.resources, &allowed_devices(spec))
             .or_fail(|| "creating the cgroup".into());
         cg.join().or_fail(|| "joining the cgroup".into());
     }
@@ -649,9 +650,56 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
         }
     }
 
+    for d in &spec.extra.devices {
+        create_device_node(root, d);
+    }
+
     if spec.network != Network::Host {
         loopback_up().or_fail(|| "bringing up lo".into());
     }
+}
+
+/// Docker's default device rules plus those of the `--device` mappings.
+fn allowed_devices(spec: &RunSpec) -> Vec<DeviceRule> {
+    let mut allowed = crate::devices::DEFAULT_ALLOWED.to_vec();
+    for d in &spec.extra.devices {
+        let access = crate::devices::parse_access(&d.permissions)
+            .ok_or_else(|| format!("invalid device mode: {}", d.permissions))
+            .or_fail(|| format!("--device {}", d.host.display()));
+        allowed.push(
+            crate::devices::rule_for_node(&d.host, access)
+                .or_fail(|| format!("--device {}", d.host.display())),
+        );
+    }
+    allowed
+}
+
+/// Creates the node of `--device` mapping `d` in the rootfs: the host node's type, numbers,
+/// mode and owner, replacing what the path held (e.g. the bound `/dev/null`).
+fn create_device_node(root: &Path, d: &crate::DeviceMapping) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let step = || format!("--device {}:{}", d.host.display(), d.container);
+    let m = std::fs::metadata(&d.host).or_fail(step);
+    if !m.file_type().is_char_device() && !m.file_type().is_block_device() {
+        fail(&step(), "not a device node");
+    }
+    let target = resolve_in_root(root, &d.container).or_fail(step);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).or_fail(step);
+    }
+    if std::fs::symlink_metadata(&target).is_ok() {
+        let _ = sys::umount2(&target, libc::MNT_DETACH);
+        std::fs::remove_file(&target).or_fail(step);
+    }
+    let path = cstr(&target).or_fail(step);
+    // SAFETY: a valid path; mode and dev from the host node.
+    if unsafe { libc::mknod(path.as_ptr(), m.mode(), m.rdev()) } < 0 {
+        fail(&step(), io::Error::last_os_error());
+    }
+    std::os::unix::fs::chown(&target, Some(m.uid()), Some(m.gid())).or_fail(step);
+    // Not the umask's.
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+        .or_fail(step);
 }
 
 /// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
