@@ -631,7 +631,9 @@ mod tests {
             cpus: Some(0.001),
             pids: Some(0),
         };
-        let cg = Cgroup::locate_in(&h, "id2", &res, DevicePolicy::None).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id2", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         cg.create(&res, &[]).unwrap();
         let sandbox = "cg/kiln.service/kiln/id2";
         assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "1048576");
@@ -655,7 +657,9 @@ mod tests {
             pids: Some(10),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id3", &res, DevicePolicy::None).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id3", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         cg.create(&res, &[]).unwrap();
         assert_eq!(
             fake.read("cg/kiln.service/cgroup.subtree_control"),
@@ -681,7 +685,9 @@ mod tests {
             pids: Some(10),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id4", &res, DevicePolicy::None).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id4", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         let err = cg.create(&res, &[]).unwrap_err().to_string();
         assert!(err.contains("writing \"+pids\" to"), "{err}");
         assert!(err.contains("cgroup.subtree_control"), "{err}");
@@ -836,7 +842,9 @@ mod tests {
             pids: Some(7),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id8", &res, DevicePolicy::None).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id8", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         assert_eq!(cg.v1, vec![]);
         assert_eq!(cg.oom_kills(), 0, "no memory controller at all");
     }
@@ -857,7 +865,9 @@ mod tests {
             pids: Some(3),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id9", &res, DevicePolicy::None).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id9", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         assert_eq!(cg.v2.unwrap().0, point.join("kiln/id9"));
     }
 
@@ -870,5 +880,115 @@ mod tests {
             .unwrap();
         let json = serde_json::to_string(&cg).unwrap();
         assert_eq!(serde_json::from_str::<Cgroup>(&json).unwrap(), cg);
+    }
+
+    /// The device hierarchy of a hybrid host (this development host) or of none.
+    fn with_v1_devices(fake: &Fake, h: Hierarchies) -> Hierarchies {
+        let mut mounts = fake.mount(36, "devices", "cgroup", "rw,devices");
+        for m in &h.mounts {
+            mounts.push_str(&format!(
+                "1 1 0:1 {} {} rw - {} {} {}\n",
+                m.root,
+                m.point.display(),
+                m.fstype,
+                m.fstype,
+                m.options.join(",")
+            ));
+        }
+        let mut membership = String::from("5:devices:/user.slice/kiln.scope\n");
+        for (c, p) in &h.membership {
+            membership.push_str(&format!("1:{c}:{p}\n"));
+        }
+        Hierarchies::parse(&mounts, &membership)
+    }
+
+    #[test]
+    fn device_rules_go_to_the_v1_devices_controller_without_limits() {
+        let fake = Fake::new();
+        let h = with_v1_devices(&fake, fake.hybrid("hugetlb"));
+        let cg = Cgroup::locate_in(&h, "d1", &Resources::default(), DevicePolicy::Auto)
+            .unwrap()
+            .unwrap();
+        let dir = fake.path("devices/user.slice/kiln.scope/kiln/d1");
+        assert_eq!(
+            cg,
+            Cgroup {
+                v2: None,
+                v1: vec![("devices".into(), dir.clone())],
+                v2_devices: false,
+            }
+        );
+        cg.create(&Resources::default(), crate::devices::DEFAULT_ALLOWED)
+            .unwrap();
+        // Deny all first; the fake keeps only the last line written to devices.allow.
+        assert_eq!(
+            fake.read("devices/user.slice/kiln.scope/kiln/d1/devices.deny"),
+            "a"
+        );
+        assert_eq!(
+            fake.read("devices/user.slice/kiln.scope/kiln/d1/devices.allow"),
+            "c 10:200 rwm"
+        );
+        // Privileged: nothing at all.
+        assert_eq!(
+            Cgroup::locate_in(&h, "d2", &Resources::default(), DevicePolicy::None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn device_rules_without_a_v1_devices_controller_are_a_bpf_program_on_v2() {
+        let fake = Fake::new();
+        let h = fake.pure_v2("cpu memory pids");
+        let cg = Cgroup::locate_in(&h, "d3", &Resources::default(), DevicePolicy::Auto)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cg,
+            Cgroup {
+                v2: Some((fake.path("cg/kiln.service/kiln/d3"), vec![])),
+                v1: vec![],
+                v2_devices: true,
+            }
+        );
+        // With limits: the same directory.
+        let res = Resources {
+            pids: Some(3),
+            ..Default::default()
+        };
+        let cg = Cgroup::locate_in(&h, "d4", &res, DevicePolicy::Auto)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cg.v2,
+            Some((fake.path("cg/kiln.service/kiln/d4"), vec!["pids".into()]))
+        );
+        assert!(cg.v2_devices);
+        // Forced on a hybrid host.
+        let h = with_v1_devices(&fake, fake.hybrid("hugetlb"));
+        let cg = Cgroup::locate_in(&h, "d5", &Resources::default(), DevicePolicy::V2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (cg.v2, cg.v1, cg.v2_devices),
+            (
+                Some((fake.path("unified/user.slice/kiln.scope/kiln/d5"), vec![])),
+                vec![],
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn no_device_cgroup_at_all_is_an_error() {
+        let h = Hierarchies::parse("22 1 0:21 / /proc rw - proc proc rw\n", "0::/\n");
+        let err = Cgroup::locate_in(&h, "x", &Resources::default(), DevicePolicy::Auto)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "no device cgroup: no cgroup v1 hierarchy has the devices controller, and no \
+             cgroup2 hierarchy is mounted"
+        );
     }
 }

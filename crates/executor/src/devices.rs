@@ -64,14 +64,14 @@ pub(crate) const DEFAULT_ALLOWED: &[DeviceRule] = &[
     // mknod of any device (opening it is another matter).
     rule('c', None, None, MKNOD),
     rule('b', None, None, MKNOD),
-    rule('c', Some(1), Some(3), RWM), // null
-    rule('c', Some(1), Some(8), RWM), // random
-    rule('c', Some(1), Some(7), RWM), // full
-    rule('c', Some(5), Some(0), RWM), // tty
-    rule('c', Some(1), Some(5), RWM), // zero
-    rule('c', Some(1), Some(9), RWM), // urandom
-    rule('c', Some(136), None, RWM),  // pts/*
-    rule('c', Some(5), Some(2), RWM), // ptmx
+    rule('c', Some(1), Some(3), RWM),    // null
+    rule('c', Some(1), Some(8), RWM),    // random
+    rule('c', Some(1), Some(7), RWM),    // full
+    rule('c', Some(5), Some(0), RWM),    // tty
+    rule('c', Some(1), Some(5), RWM),    // zero
+    rule('c', Some(1), Some(9), RWM),    // urandom
+    rule('c', Some(136), None, RWM),     // pts/*
+    rule('c', Some(5), Some(2), RWM),    // ptmx
     rule('c', Some(10), Some(200), RWM), // net/tun
 ];
 
@@ -96,7 +96,8 @@ pub(crate) fn parse_access(s: &str) -> Option<u8> {
     Some(bits)
 }
 
-fn access_string(access: u8) -> String {
+/// Access bits as `rwm` letters.
+pub(crate) fn access_string(access: u8) -> String {
     [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')]
         .iter()
         .filter(|(b, _)| access & b != 0)
@@ -187,13 +188,7 @@ pub(crate) fn program(rules: &[DeviceRule]) -> Vec<Insn> {
         // The block's compare-and-skip instructions; the jump offsets are filled in once
         // the block's length is known (each skips to the next block).
         let mut block: Vec<Insn> = Vec::new();
-        block.push(insn(
-            BPF_JNE_K,
-            2,
-            0,
-            0,
-            if r.kind == 'b' { 1 } else { 2 },
-        ));
+        block.push(insn(BPF_JNE_K, 2, 0, 0, if r.kind == 'b' { 1 } else { 2 }));
         if r.access & RWM != RWM {
             // if (access & allowed) != access: next block (R1 is free by now).
             block.push(insn(BPF_ALU32_MOV_X, 1, 3, 0, 0));
@@ -376,6 +371,39 @@ mod tests {
             assert_eq!(parse_access(bad), None, "{bad:?}");
         }
         assert_eq!(access_string(MKNOD | WRITE), "wm");
+    }
+
+    #[test]
+    fn device_flag_syntax_is_dockers() {
+        let parse = |s: &str| s.parse::<crate::DeviceMapping>();
+        let m = |h: &str, c: &str, p: &str| crate::DeviceMapping {
+            host: h.into(),
+            container: c.into(),
+            permissions: p.into(),
+        };
+        assert_eq!(parse("/dev/fuse"), Ok(m("/dev/fuse", "/dev/fuse", "rwm")));
+        assert_eq!(
+            parse("/dev/sda:/dev/xvda"),
+            Ok(m("/dev/sda", "/dev/xvda", "rwm"))
+        );
+        assert_eq!(parse("/dev/sda:r"), Ok(m("/dev/sda", "/dev/sda", "r")));
+        assert_eq!(
+            parse("/dev/sda:/dev/x:rm"),
+            Ok(m("/dev/sda", "/dev/x", "rm"))
+        );
+        assert_eq!(
+            parse("/dev/sda:/dev/x:rwx"),
+            Err("invalid device mode: rwx".into())
+        );
+        assert_eq!(
+            parse("/dev/a:/b:r:x"),
+            Err("invalid device specification: /dev/a:/b:r:x".into())
+        );
+        assert_eq!(
+            parse("/dev/sda:xvda"),
+            Err("/dev/sda:xvda: device paths must be absolute: \"xvda\"".into())
+        );
+        assert!(parse("").is_err());
     }
 
     #[test]

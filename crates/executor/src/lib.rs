@@ -30,12 +30,19 @@
 //!   the controllers cgroup v2 offers and v1 for the others (see `cgroup.rs`), created and
 //!   joined by pid 1 before anything else runs, removed by the caller afterwards;
 //!   [`Executor::run_detailed`] reports OOM kills. pid 1 counts against `pids`.
+//! - **Devices**: every sandbox that is not privileged gets Docker's default device rules
+//!   (`mknod` of any node; read/write only null, zero, full, random, urandom, tty, the pts
+//!   devices, ptmx and tun) plus [`SandboxOptions::devices`], through the v1 `devices`
+//!   controller or a BPF device program on cgroup v2 (see `devices.rs` for the list's source
+//!   and the mechanism), so it has a cgroup even without limits. A node made with `mknod` or
+//!   shipped in an image can be created but not opened.
 //! - **Capabilities**: Docker's default set (bounding set too; inheritable and ambient sets
 //!   cleared). **`no_new_privs`** is set (setuid binaries do not elevate) and **Docker's
 //!   default seccomp profile** (`seccomp.rs`, an allow-list with `EPERM` as the default, built
 //!   with the pure-Rust `seccompiler`) is installed just before `execve`.
 //! - **Privileged** ([`SandboxOptions::privileged`]): every capability, no seccomp, no
-//!   `no_new_privs`, no masked or read-only paths in /proc and /sys, /sys writable.
+//!   `no_new_privs`, no masked or read-only paths in /proc and /sys, /sys writable, no device
+//!   rules (unlike Docker, the host's devices are not added to /dev; `mknod` them).
 //! - **tmpfs mounts** ([`SandboxOptions::tmpfs`]): `nosuid,nodev,mode=1777[,size=N]`, mounted
 //!   with the bind mounts, parents first.
 //! - **/etc/hosts, /etc/hostname, /etc/resolv.conf**: generated (`localhost` lines plus
@@ -279,7 +286,8 @@ pub struct SandboxOptions {
     /// Resource limits.
     #[serde(default)]
     pub resources: Resources,
-    /// `RUN --security=insecure` / `--privileged`: all capabilities, no seccomp.
+    /// `RUN --security=insecure` / `--privileged`: all capabilities, no seccomp, every
+    /// device.
     #[serde(default)]
     pub privileged: bool,
     /// Create `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` in the rootfs (that is, in

@@ -537,15 +537,19 @@ async fn default_device_rules_hold(executor: &Executor, fx: &Fixture) {
          && mknod /tmp/null c 1 3 && echo y > /tmp/null && echo ok",
     );
     let c = capture_with(executor, &s).await;
-    assert_eq!((c.code(), c.stdout.as_str()), (0, "3\n5\n2\n1\nok\n"), "{c:?}");
+    assert_eq!(
+        (c.code(), c.stdout.as_str()),
+        (0, "3\n5\n2\n1\nok\n"),
+        "{c:?}"
+    );
 }
 
 fn fixture_with_shipped_device() -> Fixture {
     let fx = fixture();
     let dir = fx.lower.join("shipped");
     std::fs::create_dir(&dir).unwrap();
-    let path = std::ffi::CString::new(dir.join("disk").into_os_string().into_encoded_bytes())
-        .unwrap();
+    let path =
+        std::ffi::CString::new(dir.join("disk").into_os_string().into_encoded_bytes()).unwrap();
     // SAFETY: a valid path.
     let r = unsafe { libc::mknod(path.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) };
     assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
@@ -574,10 +578,10 @@ async fn issue_11_device_rules_through_a_cgroup_v2_bpf_program() {
     default_device_rules_hold(&common::executor().with_v2_device_rules(), &fx).await;
     // A --device mapping with a subset of the permissions, on this path too.
     if let Some(lo) = host_loop_device() {
-        let mut s = fx.spec("head -c 1 /dev/xloop | wc -c; echo > /dev/xloop");
+        let mut s = fx.spec("head -c 1 /dev/xloop > /dev/null && echo read-ok; echo > /dev/xloop");
         s.extra.devices = vec![format!("{lo}:/dev/xloop:r").parse().unwrap()];
         let c = capture_with(&common::executor().with_v2_device_rules(), &s).await;
-        assert!(c.stdout.starts_with('0'), "read: {c:?}");
+        assert!(c.stdout.starts_with("read-ok"), "read: {c:?}");
         assert!(c.stderr.contains("Operation not permitted"), "write: {c:?}");
     }
 }
@@ -587,10 +591,14 @@ async fn issue_11_privileged_opens_any_device() {
     require_root!();
     let fx = fixture_with_shipped_device();
     let c = capture(&fx.privileged(
-        "mknod /tmp/n b 7 0 && head -c 1 /tmp/n | wc -c; head -c 1 /shipped/disk | wc -c",
+        "mknod /tmp/n b 7 0 && head -c 1 /tmp/n > /dev/null && echo opened; \
+         head -c 1 /shipped/disk > /dev/null && echo opened",
     ))
     .await;
     assert!(!c.stderr.contains("Operation not permitted"), "{c:?}");
+    if host_loop_device().is_some() {
+        assert_eq!(c.stdout, "opened\nopened\n", "{c:?}");
+    }
 }
 
 #[tokio::test]
@@ -607,25 +615,25 @@ async fn issue_11_device_flag_maps_one_device() {
     // rwm: readable and writable at the container path, owner and mode as on the host; the
     // other loop devices stay closed.
     let mut s = fx.spec(
-        "stat -c '%t:%T %a %u' /dev/xloop; head -c 1 /dev/xloop | wc -c; \
+        "stat -c '%t:%T %a %u' /dev/xloop; head -c 1 /dev/xloop > /dev/null && echo read-ok; \
          mknod /tmp/l1 b 7 1; cat /tmp/l1",
     );
     s.extra.devices = vec![format!("{lo}:/dev/xloop").parse().unwrap()];
     let c = capture(&s).await;
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(lo).unwrap().permissions(),
-    ) & 0o7777;
-    assert_eq!(c.stdout, format!("7:0 {mode:o} 0\n0\n"), "{c:?}");
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(lo).unwrap().permissions())
+            & 0o7777;
+    assert_eq!(c.stdout, format!("7:0 {mode:o} 0\nread-ok\n"), "{c:?}");
     assert_eq!(
         c.stderr.matches("Operation not permitted").count(),
         1,
         "{c:?}"
     );
     // Read only.
-    let mut s = fx.spec("head -c 1 /dev/xloop | wc -c; echo > /dev/xloop");
+    let mut s = fx.spec("head -c 1 /dev/xloop > /dev/null && echo read-ok; echo > /dev/xloop");
     s.extra.devices = vec![format!("{lo}:/dev/xloop:r").parse().unwrap()];
     let c = capture(&s).await;
-    assert!(c.stdout.starts_with('0'), "read: {c:?}");
+    assert!(c.stdout.starts_with("read-ok"), "read: {c:?}");
     assert!(c.stderr.contains("Operation not permitted"), "write: {c:?}");
     // A missing host device is a setup error naming it.
     let mut s = fx.spec("true");
@@ -672,4 +680,25 @@ async fn issue_11_exec_stays_under_the_device_rules() {
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert_eq!(stdout, "made\nnull\n", "{stderr}");
     assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}
+
+#[tokio::test]
+async fn issue_11_external_runtime_gets_the_same_device_rules() {
+    require_root!();
+    let Some(runc) = common::which("runc") else {
+        eprintln!("skipped: runc is not installed");
+        return;
+    };
+    let fx = fixture_with_shipped_device();
+    let exec = common::executor().with_runtime(runc);
+    default_device_rules_hold(&exec, &fx).await;
+    let Some(lo) = host_loop_device() else { return };
+    let mut s = fx.spec("head -c 1 /dev/xloop > /dev/null && echo read-ok; echo > /dev/xloop");
+    s.extra.devices = vec![format!("{lo}:/dev/xloop:r").parse().unwrap()];
+    let c = capture_with(&exec, &s).await;
+    assert!(c.stdout.starts_with("read-ok"), "read: {c:?}");
+    assert!(c.stderr.contains("Operation not permitted"), "write: {c:?}");
+    // Privileged: every device.
+    let c = capture_with(&exec, &fx.privileged("head -c 1 /shipped/disk | wc -c")).await;
+    assert!(!c.stderr.contains("Operation not permitted"), "{c:?}");
 }
