@@ -42,7 +42,8 @@
 //!   with the pure-Rust `seccompiler`) is installed just before `execve`.
 //! - **Privileged** ([`SandboxOptions::privileged`]): every capability, no seccomp, no
 //!   `no_new_privs`, no masked or read-only paths in /proc and /sys, /sys writable, no device
-//!   rules (unlike Docker, the host's devices are not added to /dev; `mknod` them).
+//!   rules, and the host's device nodes in /dev (as Docker; not through
+//!   [`Executor::with_runtime`]).
 //! - **tmpfs mounts** ([`SandboxOptions::tmpfs`]): `nosuid,nodev,mode=1777[,size=N]`, mounted
 //!   with the bind mounts, parents first.
 //! - **/etc/hosts, /etc/hostname, /etc/resolv.conf**: generated (`localhost` lines plus

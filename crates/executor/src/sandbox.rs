@@ -650,6 +650,9 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
         }
     }
 
+    if privileged {
+        host_devices(Path::new("/dev"), &dev);
+    }
     for d in &spec.extra.devices {
         create_device_node(root, d);
     }
@@ -672,6 +675,46 @@ fn allowed_devices(spec: &RunSpec) -> Vec<DeviceRule> {
         );
     }
     allowed
+}
+
+/// Privileged sandboxes see the host's devices, as with Docker (containerd's `HostDevices`):
+/// a node in the sandbox's /dev (below `dev`) for each device node below the host's `host`
+/// that the sandbox's /dev does not have yet, with the host node's mode and owner; the
+/// host's `pts`, `shm`, `mqueue` and `fd` are not copied, nor is `console`.
+fn host_devices(host: &Path, dev: &Path) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(entries) = std::fs::read_dir(host) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let (Ok(ft), Ok(m)) = (entry.file_type(), entry.metadata()) else {
+            continue;
+        };
+        let target = dev.join(&name);
+        if ft.is_dir() {
+            let skip = [".lxc", ".lxd-mounts", ".udev", "fd", "mqueue", "pts", "shm"];
+            if !skip.iter().any(|s| name == *s) && std::fs::create_dir_all(&target).is_ok() {
+                host_devices(&entry.path(), &target);
+            }
+            continue;
+        }
+        if !(ft.is_char_device() || ft.is_block_device())
+            || name == "console"
+            || std::fs::symlink_metadata(&target).is_ok()
+        {
+            continue;
+        }
+        let Ok(path) = cstr(&target) else { continue };
+        // SAFETY: a valid path; mode and dev from the host node.
+        if unsafe { libc::mknod(path.as_ptr(), m.mode(), m.rdev()) } == 0 {
+            let _ = std::os::unix::fs::chown(&target, Some(m.uid()), Some(m.gid()));
+            let _ = std::fs::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(m.mode() & 0o7777),
+            );
+        }
+    }
 }
 
 /// Creates the node of `--device` mapping `d` in the rootfs: the host node's type, numbers,

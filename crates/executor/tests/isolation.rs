@@ -598,6 +598,13 @@ async fn issue_11_privileged_opens_any_device() {
     assert!(!c.stderr.contains("Operation not permitted"), "{c:?}");
     if host_loop_device().is_some() {
         assert_eq!(c.stdout, "opened\nopened\n", "{c:?}");
+        // The host's devices are in /dev, as with Docker; not without --privileged.
+        let script = "head -c 1 /dev/loop0 > /dev/null && echo opened; ls /dev/pts/0 /dev/console";
+        let c = capture(&fx.privileged(script)).await;
+        assert!(c.stdout.starts_with("opened\n"), "{c:?}");
+        assert!(!c.stdout.contains("/dev/console"), "{c:?}");
+        let c = capture(&fx.spec("ls /dev/loop0")).await;
+        assert!(c.stderr.contains("No such file"), "{c:?}");
     }
 }
 
