@@ -566,12 +566,7 @@ async fn issue_11_device_nodes_can_be_made_but_not_opened() {
 #[tokio::test]
 async fn issue_11_device_rules_through_a_cgroup_v2_bpf_program() {
     require_root!();
-    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.contains(" - cgroup2 "));
-    if !mounted {
-        eprintln!("skipped: no cgroup2 hierarchy");
+    if !cgroup2_mounted() {
         return;
     }
     let fx = fixture_with_shipped_device();
@@ -653,15 +648,33 @@ async fn issue_11_device_flag_maps_one_device() {
     assert!(err.contains("/dev/no-such-device"), "{err}");
 }
 
+fn cgroup2_mounted() -> bool {
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(" - cgroup2 "));
+    if !mounted {
+        eprintln!("skipped: no cgroup2 hierarchy");
+    }
+    mounted
+}
+
 #[tokio::test]
 async fn issue_11_exec_stays_under_the_device_rules() {
     require_root!();
+    exec_stays_under_the_device_rules(common::executor()).await;
+    if cgroup2_mounted() {
+        exec_stays_under_the_device_rules(common::executor().with_v2_device_rules()).await;
+    }
+}
+
+async fn exec_stays_under_the_device_rules(executor: Executor) {
     let fx = fixture();
     let spec = fx.spec("exec sleep 1000");
     let (tx, rx) = tokio::sync::oneshot::channel();
     let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
     let run = tokio::spawn(async move {
-        common::executor()
+        executor
             .run_observed(&spec, Output::Capture(out_tx), tx)
             .await
     });
