@@ -17,14 +17,16 @@
 //!   inherits its parent's list), then one line per rule to `devices.allow` ([`v1_line`]).
 //! - cgroup v2: a `BPF_PROG_TYPE_CGROUP_DEVICE` program ([`program`]) attached to the
 //!   sandbox's cgroup with `BPF_F_ALLOW_MULTI` (so a program of an ancestor, e.g. the one of
-//!   the container kiln runs in, still applies). The instruction sequence is runc's
-//!   (`libcontainer/cgroups/devices/devicefilter.go`; youki's `libcgroups` v2 devices emits
-//!   the same): load type, access, major and minor from `struct bpf_cgroup_dev_ctx`, one block
-//!   per rule that jumps to the next block on a mismatch and returns 1 on a match, and 0 at
-//!   the end. The program is a few dozen fixed instructions, so we emit them ourselves and
-//!   load and attach them with two `bpf(2)` calls through `libc`: the crates that wrap BPF
-//!   (`aya`, `libbpf-rs`) are built for compiled eBPF objects and maps, far more than this
-//!   needs (`libbpf-rs` also links the C libbpf).
+//!   the container kiln runs in, still applies). The instruction sequence is runc's device
+//!   filter (`devicefilter.go`, in runc's `libcontainer/cgroups/devices` up to 1.2, now in
+//!   the `opencontainers/cgroups` module; youki's `libcgroups/src/v2/devices/program.rs`
+//!   emits the same): load type, access, major and minor from `struct bpf_cgroup_dev_ctx`,
+//!   one block per rule that jumps to the next block on a mismatch and returns 1 on a match,
+//!   and 0 at the end. The program is a few dozen fixed instructions, so we emit them
+//!   ourselves and load and attach them with two `bpf(2)` calls through `libc`: the crates
+//!   that do this (youki uses `libbpf-sys`, which builds and links the C libbpf; `aya` is made
+//!   for compiled eBPF objects and maps) bring far more than two system calls need. The
+//!   program goes away with the cgroup.
 
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -275,34 +277,65 @@ pub(crate) fn attach_program(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<
             ..Default::default()
         };
         // SAFETY: a valid attr of the size passed; the pointers it holds outlive the call.
-        unsafe {
+        let fd = unsafe {
             libc::syscall(
                 libc::SYS_bpf,
                 BPF_PROG_LOAD,
                 &attr as *const ProgLoadAttr,
                 std::mem::size_of::<ProgLoadAttr>(),
             )
+        };
+        if fd < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(fd)
         }
     };
     // Without the verifier's log (its full text would not fit a small buffer, and a load
     // whose log does not fit fails with ENOSPC); again with it only to explain a failure.
-    let fd = load(&mut []);
-    if fd < 0 {
-        let e = io::Error::last_os_error();
-        let mut log = vec![0u8; 1 << 20];
-        let _ = load(&mut log);
-        let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
-        let verifier = String::from_utf8_lossy(&log[..end]);
-        let verifier = verifier.trim().lines().last().unwrap_or_default();
-        return Err(io::Error::new(
-            e.kind(),
-            if verifier.is_empty() {
-                format!("loading the device program (bpf BPF_PROG_LOAD): {e}")
-            } else {
-                format!("loading the device program (bpf BPF_PROG_LOAD): {e}: {verifier}")
-            },
-        ));
+    let mut fd = load(&mut []);
+    if fd
+        .as_ref()
+        .is_err_and(|e| e.raw_os_error() == Some(libc::EPERM))
+    {
+        // Kernels before 5.11 charge BPF programs to RLIMIT_MEMLOCK (youki raises it too);
+        // raised for the load only, so the sandbox's processes keep the caller's limit.
+        let mut old = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        let raised = libc::rlimit {
+            rlim_cur: libc::RLIM_INFINITY,
+            rlim_max: libc::RLIM_INFINITY,
+        };
+        // SAFETY: valid rlimit structs.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut old) == 0
+                && libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0
+            {
+                fd = load(&mut []);
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &old);
+            }
+        }
     }
+    let fd = match fd {
+        Ok(fd) => fd,
+        Err(e) => {
+            let mut log = vec![0u8; 1 << 20];
+            let _ = load(&mut log);
+            let end = log.iter().position(|&b| b == 0).unwrap_or(log.len());
+            let verifier = String::from_utf8_lossy(&log[..end]);
+            let verifier = verifier.trim().lines().last().unwrap_or_default();
+            return Err(io::Error::new(
+                e.kind(),
+                if verifier.is_empty() {
+                    format!("loading the device program (bpf BPF_PROG_LOAD): {e}")
+                } else {
+                    format!("loading the device program (bpf BPF_PROG_LOAD): {e}: {verifier}")
+                },
+            ));
+        }
+    };
     // SAFETY: a new fd we own.
     let prog = unsafe { OwnedFd::from_raw_fd(fd as libc::c_int) };
     let dir = std::fs::File::open(cgroup)
