@@ -598,6 +598,15 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
             .or_fail(|| format!("creating /dev/{link}"));
     }
 
+    if privileged {
+        host_devices(Path::new("/dev"), &dev);
+    }
+    // Before the bind mounts: a node is never made in (nor a file removed from) a host
+    // directory bound into the sandbox.
+    for d in &spec.extra.devices {
+        create_device_node(root, d);
+    }
+
     // Bind and tmpfs mounts, parents before children.
     enum Extra<'a> {
         Bind(&'a crate::BindMount),
@@ -648,13 +657,6 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
                 .or_fail(|| format!("mounting a tmpfs on {dest}"));
             }
         }
-    }
-
-    if privileged {
-        host_devices(Path::new("/dev"), &dev);
-    }
-    for d in &spec.extra.devices {
-        create_device_node(root, d);
     }
 
     if spec.network != Network::Host {

@@ -612,6 +612,24 @@ async fn issue_11_device_flag_maps_one_device() {
     s.extra.devices = vec!["/dev/null:/dev/xnull".parse().unwrap()];
     let c = capture(&s).await;
     assert_eq!((c.code(), c.stdout.as_str()), (0, "1:3 666\n"), "{c:?}");
+    // A node is never made in a host directory bound into the sandbox (the bind mount
+    // covers it), and the host's file there stays.
+    let host = fx.dir.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("x"), "host file\n").unwrap();
+    let mut s = fx.spec("cat /mnt/x");
+    s.mounts = vec![BindMount {
+        source: host.clone(),
+        destination: "/mnt".into(),
+        readonly: false,
+    }];
+    s.extra.devices = vec!["/dev/null:/mnt/x".parse().unwrap()];
+    let c = capture(&s).await;
+    assert_eq!(c.stdout, "host file\n", "{c:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("x")).unwrap(),
+        "host file\n"
+    );
 
     let Some(lo) = host_loop_device() else { return };
     // rwm: readable and writable at the container path, owner and mode as on the host; the
