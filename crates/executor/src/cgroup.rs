@@ -387,10 +387,24 @@ impl Cgroup {
                     }
                 }
                 "devices" => {
-                    // A new cgroup starts with its parent's list: deny all, then allow.
+                    // A new cgroup starts with its parent's list: deny all, then allow, one
+                    // rule per write(2) on one open file.
                     write(dir, "devices.deny", "a")?;
+                    let path = dir.join("devices.allow");
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| {
+                            io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))
+                        })?;
                     for r in allowed {
-                        write(dir, "devices.allow", &devices::v1_line(r))?;
+                        let line = devices::v1_line(r);
+                        io::Write::write_all(&mut f, line.as_bytes()).map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!("writing {line:?} to {}: {e}", path.display()),
+                            )
+                        })?;
                     }
                 }
                 _ => {}
@@ -918,16 +932,19 @@ mod tests {
                 v2_devices: false,
             }
         );
+        // What mkdir in a devices hierarchy creates.
+        fake.file("devices/user.slice/kiln.scope/kiln/d1/devices.allow", "");
         cg.create(&Resources::default(), crate::devices::DEFAULT_ALLOWED)
             .unwrap();
-        // Deny all first; the fake keeps only the last line written to devices.allow.
+        // Deny all first, then one write per rule (a plain file concatenates them).
         assert_eq!(
             fake.read("devices/user.slice/kiln.scope/kiln/d1/devices.deny"),
             "a"
         );
         assert_eq!(
             fake.read("devices/user.slice/kiln.scope/kiln/d1/devices.allow"),
-            "c 10:200 rwm"
+            "c *:* mb *:* mc 1:3 rwmc 1:8 rwmc 1:7 rwmc 5:0 rwmc 1:5 rwmc 1:9 rwmc 136:* rwm\
+             c 5:2 rwmc 10:200 rwm"
         );
         // Privileged: nothing at all.
         assert_eq!(
