@@ -1,11 +1,12 @@
-//! Per-sandbox cgroups for [`crate::Resources`].
+//! Per-sandbox cgroups for [`crate::Resources`] and device rules.
 //!
 //! The caller ([`crate::Executor::run_detailed`]) locates the cgroup (`kiln/<id>` below its own
 //! cgroup in each hierarchy it needs, so that limits set on the caller still apply) and passes
-//! it to the helper; the sandbox's pid 1 creates it, writes the limits, moves itself into it
-//! (writing `0` to `cgroup.procs`) and only then unshares its cgroup namespace and forks the
-//! command. After the helper exits, the caller reads the OOM-kill counter and removes the
-//! directories (also when the `run` future is dropped, from a background thread).
+//! it to the helper; the sandbox's pid 1 creates it, writes the limits and device rules,
+//! moves itself into it (writing `0` to `cgroup.procs` on v2, to `tasks` on v1: see
+//! [`V1_JOIN_FILE`]) and only then unshares its cgroup namespace and forks the command.
+//! After the helper exits, the caller reads the OOM-kill counter and removes the directories
+//! (also when the `run` future is dropped, from a background thread).
 //!
 //! Each controller is used through cgroup v2 when the `cgroup2` hierarchy offers it (listed
 //! in `cgroup.controllers` of the caller's own v2 cgroup): `memory.max`, `memory.swap.max` =
@@ -475,6 +476,36 @@ impl Cgroup {
                     Err(_) => break,
                 }
             }
+            if let Some(parent) = dir.parent() {
+                sweep_stale(parent);
+            }
+        }
+    }
+}
+
+/// Removes the sandbox cgroups below `kiln` whose creator is gone (a `kiln run -d`
+/// supervisor that was SIGKILLed never removes its container's cgroup). A sandbox's id starts
+/// with its creator's pid in hex (`run.rs`); a cgroup that still has processes cannot be
+/// removed, so a recycled pid or a live sandbox only means the directory stays for now.
+fn sweep_stale(kiln: &Path) {
+    let Ok(entries) = std::fs::read_dir(kiln) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| libc::pid_t::from_str_radix(p, 16).ok())
+            .filter(|p| *p > 0)
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        if unsafe { libc::kill(pid, 0) } < 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        {
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
@@ -653,8 +684,18 @@ mod tests {
         for f in std::fs::read_dir(&dir).unwrap() {
             std::fs::remove_file(f.unwrap().path()).unwrap();
         }
+        // A sandbox of a process that is gone (pid 0x7fffffff) is swept, one of ours stays.
+        let stale = fake.path("cg/kiln.service/kiln/7fffffff-1-0");
+        let live = fake.path(&format!(
+            "cg/kiln.service/kiln/{:x}-1-0",
+            std::process::id()
+        ));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::create_dir(&live).unwrap();
         cg.remove(std::time::Duration::ZERO);
         assert!(!dir.exists());
+        assert!(!stale.exists());
+        assert!(live.exists());
         assert!(fake.path("cg/kiln.service/kiln").is_dir());
     }
 
