@@ -158,6 +158,24 @@ pub mod perf {
     //! with the sandbox; see `net.rs`); resource limits add a cgroup mkdir/rmdir per
     //! controller (well under 1 ms each).
     //! Under load (parallel builds on the 2 cores) every number above grows 2-4×.
+    //!
+    //! Device rules (issue 11) give every sandbox a cgroup: here a v1 `devices` cgroup (mkdir,
+    //! `a` to `devices.deny`, 11 lines to `devices.allow`, join, rmdir: under 1 ms). Joining
+    //! through `cgroup.procs` cost 7-15 ms more per sandbox (an RCU grace period in the
+    //! kernel; see `cgroup.rs`, `V1_JOIN_FILE`), so v1 cgroups are joined through `tasks`.
+    //! Release builds, same rootfs, `hyperfine -N --warmup 5 -r 100`, load ≈3 from other jobs
+    //! (so all numbers are above the quiet ones in the table):
+    //!
+    //! | command | mean ± σ | min |
+    //! | --- | --- | --- |
+    //! | `kiln run --rm busybox:latest true`, before device rules | 21.8 ± 4.3 ms | 15.9 ms |
+    //! | the same with device rules, joined through `cgroup.procs` | 27.4 ± 8.4 ms | 13.6 ms |
+    //! | the same with device rules, joined through `tasks` | 21.9 ± 4.1 ms | 13.0 ms |
+    //! | `runc run --bundle /tmp/bundle bench` | 38.3 ± 7.5 ms | 23.1 ms |
+    //!
+    //! On a pure cgroup v2 host the BPF path still joins through `cgroup.procs` (v2 has no
+    //! per-thread join outside threaded subtrees); creating pid 1 directly in its cgroup
+    //! (`clone3` with `CLONE_INTO_CGROUP`) would avoid that cost and is not done yet.
 }
 
 /// Environment variable naming the fd on which the helper reports setup errors (set by
