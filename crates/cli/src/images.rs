@@ -140,9 +140,13 @@ pub struct RunArgs {
     /// Maximum number of processes (-1: unlimited).
     #[arg(long)]
     pids_limit: Option<i64>,
-    /// All capabilities, no seccomp profile, no masked paths.
+    /// All capabilities, no seccomp profile, no masked paths, every device.
     #[arg(long)]
     privileged: bool,
+    /// Add a host device: HOST[:CONTAINER][:PERMS] (PERMS from rwm, default rwm);
+    /// repeatable.
+    #[arg(long = "device")]
+    devices: Vec<String>,
     /// Mount a tmpfs: PATH[:size=SIZE[,…]]; repeatable.
     #[arg(long)]
     tmpfs: Vec<String>,
@@ -276,6 +280,12 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         .iter()
         .map(|t| parse_tmpfs(t))
         .collect::<Result<Vec<_>, _>>()?;
+    let devices = a
+        .devices
+        .iter()
+        .map(|d| d.parse::<kiln_executor::DeviceMapping>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::usage)?;
     if a.cpus.is_some_and(|c| c <= 0.0) {
         return Err(Failure::usage("--cpus must be positive"));
     }
@@ -375,6 +385,7 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             privileged: a.privileged,
             create_etc_files: true,
             ports,
+            devices,
         },
     };
     // Failures of kiln itself (not of the container's command) exit 125, as docker run's.

@@ -463,3 +463,124 @@ fn run_passes_stdin_only_with_i() {
         "no -i: empty stdin"
     );
 }
+
+/// Issue 11, item 3: a container and a RUN step can `mknod` a host device but not open it;
+/// `--privileged`, `RUN --security=insecure` and `--device` open what they allow.
+#[test]
+fn issue_11_device_nodes_cannot_be_opened_without_privileges() {
+    let Some(r) = Root::new() else { return };
+    let loop0 = std::fs::metadata("/dev/loop0")
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+
+    let out = r.k.run(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "mknod /x b 7 0 && cat /x",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cat: can't open '/x': Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    if loop0 {
+        let out = r.k.ok(&[
+            "run",
+            "--rm",
+            "--privileged",
+            "busybox",
+            "sh",
+            "-c",
+            "mknod /x b 7 0 && head -c 1 /x > /dev/null && echo opened",
+        ]);
+        assert_eq!(out, "opened\n");
+        // --device: readable at the container path, not writable with `r`.
+        let out = r.k.run(&[
+            "run",
+            "--rm",
+            "--device",
+            "/dev/loop0:/dev/xloop:r",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 1 /dev/xloop > /dev/null && echo read; echo > /dev/xloop",
+        ]);
+        assert_eq!(stdout(&out), "read\n", "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("Operation not permitted"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = r.k.ok(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/dev/xnull",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /dev/xnull && stat -c %t:%T /dev/xnull",
+    ]);
+    assert_eq!(out, "1:3\n");
+    // Bad flags: a usage error; a missing host device: docker's 125 with its path.
+    let out = r.k.run(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/null:/x:rwx",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid device mode: rwx"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.k.run(&[
+        "run",
+        "--rm",
+        "--device",
+        "/dev/kiln-nope",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/dev/kiln-nope"), "{}", stderr(&out));
+
+    // kiln exec into a running container: the same rules.
+    r.run_d(&["--name", "devbox", "busybox", "sleep", "1000"]);
+    let out =
+        r.k.run(&["exec", "devbox", "sh", "-c", "mknod /y b 7 0 && cat /y"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+
+    // A RUN step, and one with --security=insecure.
+    let ctx = tempfile::tempdir().unwrap();
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN mknod /x b 7 0 && cat /x\n",
+    );
+    let (ok, log) = r.k.build(ctx.path(), &[]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("Operation not permitted"), "{log}");
+    if loop0 {
+        write(
+            ctx.path(),
+            "Dockerfile",
+            "FROM busybox\nRUN --security=insecure mknod /x b 7 0 && head -c 1 /x > /dev/null \
+             && rm /x\n",
+        );
+        let (ok, log) = r.k.build(ctx.path(), &["--allow", "security.insecure"]);
+        assert!(ok, "{log}");
+    }
+}

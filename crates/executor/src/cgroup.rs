@@ -1,11 +1,12 @@
-//! Per-sandbox cgroups for [`crate::Resources`].
+//! Per-sandbox cgroups for [`crate::Resources`] and device rules.
 //!
 //! The caller ([`crate::Executor::run_detailed`]) locates the cgroup (`kiln/<id>` below its own
 //! cgroup in each hierarchy it needs, so that limits set on the caller still apply) and passes
-//! it to the helper; the sandbox's pid 1 creates it, writes the limits, moves itself into it
-//! (writing `0` to `cgroup.procs`) and only then unshares its cgroup namespace and forks the
-//! command. After the helper exits, the caller reads the OOM-kill counter and removes the
-//! directories (also when the `run` future is dropped, from a background thread).
+//! it to the helper; the sandbox's pid 1 creates it, writes the limits and device rules,
+//! moves itself into it (writing `0` to `cgroup.procs` on v2, to `tasks` on v1: see
+//! [`V1_JOIN_FILE`]) and only then unshares its cgroup namespace and forks the command.
+//! After the helper exits, the caller reads the OOM-kill counter and removes the directories
+//! (also when the `run` future is dropped, from a background thread).
 //!
 //! Each controller is used through cgroup v2 when the `cgroup2` hierarchy offers it (listed
 //! in `cgroup.controllers` of the caller's own v2 cgroup): `memory.max`, `memory.swap.max` =
@@ -17,12 +18,21 @@
 //! a pure v2 host uses v2 only, a v1 or hybrid host (controllers bound to v1, an empty
 //! `unified` v2) v1 only, and a host whose administrator moved some controllers to v2 uses
 //! both, as systemd's hybrid mode does. A controller that neither offers is an error naming
-//! it. Sandboxes without limits get no cgroup of their own.
+//! it.
+//!
+//! Every sandbox that is not privileged also gets device rules (see `devices.rs`), so it has
+//! a cgroup even without limits: through the v1 `devices` controller when a v1 hierarchy has
+//! it (this development host), else a BPF device program on the sandbox's cgroup2 directory
+//! (a pure v2 host; no controller needs enabling for it). [`DevicePolicy::V2`] takes the BPF
+//! path even when the v1 controller is there ([`crate::Executor::with_v2_device_rules`]; the
+//! kernel then checks both, the v1 cgroup being the caller's). Privileged sandboxes without
+//! limits get no cgroup of their own.
 //!
 //! Where the hierarchies are comes from `/proc/self/mountinfo` and `/proc/self/cgroup`
 //! ([`Hierarchies`]); the unit tests below pass their own, pointing at a fake cgroupfs in a
 //! temporary directory.
 
+use crate::devices::{self, DeviceRule};
 use crate::Resources;
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -39,6 +49,20 @@ pub(crate) struct Cgroup {
     v2: Option<(PathBuf, Vec<String>)>,
     /// (controller, directory) in the v1 hierarchies.
     v1: Vec<(String, PathBuf)>,
+    /// The device rules are a BPF program on the v2 directory.
+    #[serde(default)]
+    v2_devices: bool,
+}
+
+/// Whether and how a sandbox's device rules are enforced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum DevicePolicy {
+    /// No device rules (privileged sandboxes).
+    None,
+    /// The v1 `devices` controller when a v1 hierarchy has it, else a BPF program on v2.
+    Auto,
+    /// A BPF program on the cgroup2 hierarchy, even when the v1 controller is there.
+    V2,
 }
 
 #[derive(Debug)]
@@ -154,9 +178,28 @@ pub(crate) fn join_cgroups_of(pid: libc::pid_t) -> io::Result<()> {
             .strip_prefix(m.root.trim_end_matches('/'))
             .unwrap_or(path)
             .trim_start_matches('/');
-        write(&m.point.join(rel), "cgroup.procs", "0")?;
+        write(&m.point.join(rel), join_file(m), "0")?;
     }
     Ok(())
+}
+
+/// The v1 file a single-threaded process joins a cgroup through: `tasks` (moving the
+/// calling thread), not `cgroup.procs` (the whole thread group). Both move the same process
+/// here, but moving a thread group takes the kernel's `cgroup_threadgroup_rwsem` for writing,
+/// which waits for an RCU grace period: 7-15 ms per sandbox on the development host, as much
+/// as the rest of a `kiln run --rm IMAGE true`; moving the current thread alone skips that
+/// lock (Linux 6.x, `cgroup_procs_write_start`). The sandbox's pid 1 and the `exec` helper
+/// are single-threaded when they join. cgroup v2 has no such file (`cgroup.threads` is for
+/// threaded subtrees only).
+const V1_JOIN_FILE: &str = "tasks";
+
+/// The file through which the calling single-threaded process joins a cgroup of mount `m`.
+fn join_file(m: &Mount) -> &'static str {
+    if m.fstype == "cgroup" {
+        V1_JOIN_FILE
+    } else {
+        "cgroup.procs"
+    }
 }
 
 fn needed(res: &Resources) -> Vec<&'static str> {
@@ -211,12 +254,17 @@ fn enable_for_children(dir: &Path, controllers: &[String]) -> io::Result<()> {
 }
 
 impl Cgroup {
-    /// Where the cgroup of sandbox `id` goes; `None` when `res` sets no limit.
-    pub(crate) fn locate(id: &str, res: &Resources) -> io::Result<Option<Cgroup>> {
-        if needed(res).is_empty() {
+    /// Where the cgroup of sandbox `id` goes; `None` when `res` sets no limit and there are
+    /// no device rules.
+    pub(crate) fn locate(
+        id: &str,
+        res: &Resources,
+        devices: DevicePolicy,
+    ) -> io::Result<Option<Cgroup>> {
+        if needed(res).is_empty() && devices == DevicePolicy::None {
             return Ok(None);
         }
-        Self::locate_in(&Hierarchies::current()?, id, res)
+        Self::locate_in(&Hierarchies::current()?, id, res, devices)
     }
 
     /// [`Cgroup::locate`] in the hierarchies `h`.
@@ -224,9 +272,10 @@ impl Cgroup {
         h: &Hierarchies,
         id: &str,
         res: &Resources,
+        devices: DevicePolicy,
     ) -> io::Result<Option<Cgroup>> {
         let needed = needed(res);
-        if needed.is_empty() {
+        if needed.is_empty() && devices == DevicePolicy::None {
             return Ok(None);
         }
         let v2_mount = h.mounts.iter().find(|m| m.fstype == "cgroup2");
@@ -245,16 +294,17 @@ impl Cgroup {
         let offered: Vec<&str> = offered.split_whitespace().collect();
         let mut cg = Cgroup::default();
         let mut on_v2 = Vec::new();
+        let v1_mount = |c: &str| {
+            h.mounts
+                .iter()
+                .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == c))
+        };
         for c in needed {
             if offered.contains(&c) {
                 on_v2.push(c.to_string());
                 continue;
             }
-            let Some(m) = h
-                .mounts
-                .iter()
-                .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == c))
-            else {
+            let Some(m) = v1_mount(c) else {
                 let v2 = match v2_mount {
                     Some(m) => format!(
                         "the cgroup2 hierarchy at {} does not offer it (cgroup.controllers: \
@@ -275,7 +325,22 @@ impl Cgroup {
             cg.v1
                 .push((c.to_string(), h.own_dir(m, c).join("kiln").join(id)));
         }
-        if let (Some(base), false) = (v2_base, on_v2.is_empty()) {
+        match (devices, v1_mount("devices")) {
+            (DevicePolicy::None, _) => {}
+            (DevicePolicy::Auto, Some(m)) => cg.v1.push((
+                "devices".to_string(),
+                h.own_dir(m, "devices").join("kiln").join(id),
+            )),
+            _ if v2_mount.is_none() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "no device cgroup: no cgroup v1 hierarchy has the devices controller, and \
+                     no cgroup2 hierarchy is mounted",
+                ))
+            }
+            _ => cg.v2_devices = true,
+        }
+        if let (Some(base), true) = (v2_base, !on_v2.is_empty() || cg.v2_devices) {
             cg.v2 = Some((base.join("kiln").join(id), on_v2));
         }
         Ok(Some(cg))
@@ -289,8 +354,9 @@ impl Cgroup {
             .chain(self.v1.iter().map(|(_, d)| d.as_path()))
     }
 
-    /// Creates the directories and writes the limits (run by the sandbox's pid 1).
-    pub(crate) fn create(&self, res: &Resources) -> io::Result<()> {
+    /// Creates the directories and writes the limits and the device rules `allowed` (run by
+    /// the sandbox's pid 1).
+    pub(crate) fn create(&self, res: &Resources, allowed: &[DeviceRule]) -> io::Result<()> {
         if let Some((dir, controllers)) = &self.v2 {
             // Controllers must be enabled for the children of every ancestor we create.
             let kiln = dir.parent().unwrap_or(Path::new("/"));
@@ -312,6 +378,9 @@ impl Cgroup {
             }
             if let (Some(p), true) = (res.pids, has("pids")) {
                 write(dir, "pids.max", &pids_max(p))?;
+            }
+            if self.v2_devices {
+                devices::attach_program(dir, allowed)?;
             }
         }
         for (ctrl, dir) in &self.v1 {
@@ -337,16 +406,40 @@ impl Cgroup {
                         write(dir, "pids.max", &pids_max(p))?;
                     }
                 }
+                "devices" => {
+                    // A new cgroup starts with its parent's list: deny all, then allow, one
+                    // rule per write(2) on one open file.
+                    write(dir, "devices.deny", "a")?;
+                    let path = dir.join("devices.allow");
+                    let mut f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .map_err(|e| {
+                            io::Error::new(e.kind(), format!("opening {}: {e}", path.display()))
+                        })?;
+                    for r in allowed {
+                        let line = devices::v1_line(r);
+                        io::Write::write_all(&mut f, line.as_bytes()).map_err(|e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!("writing {line:?} to {}: {e}", path.display()),
+                            )
+                        })?;
+                    }
+                }
                 _ => {}
             }
         }
         Ok(())
     }
 
-    /// Moves the calling process into the cgroup.
+    /// Moves the calling (single-threaded) process into the cgroup.
     pub(crate) fn join(&self) -> io::Result<()> {
-        for dir in self.dirs() {
+        if let Some((dir, _)) = &self.v2 {
             write(dir, "cgroup.procs", "0")?;
+        }
+        for (_, dir) in &self.v1 {
+            write(dir, V1_JOIN_FILE, "0")?;
         }
         Ok(())
     }
@@ -383,6 +476,36 @@ impl Cgroup {
                     Err(_) => break,
                 }
             }
+            if let Some(parent) = dir.parent() {
+                sweep_stale(parent);
+            }
+        }
+    }
+}
+
+/// Removes the sandbox cgroups below `kiln` whose creator is gone (a `kiln run -d`
+/// supervisor that was SIGKILLed never removes its container's cgroup). A sandbox's id starts
+/// with its creator's pid in hex (`run.rs`); a cgroup that still has processes cannot be
+/// removed, so a recycled pid or a live sandbox only means the directory stays for now.
+fn sweep_stale(kiln: &Path) {
+    let Ok(entries) = std::fs::read_dir(kiln) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| libc::pid_t::from_str_radix(p, 16).ok())
+            .filter(|p| *p > 0)
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        if unsafe { libc::kill(pid, 0) } < 0
+            && io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
+        {
+            let _ = std::fs::remove_dir(entry.path());
         }
     }
 }
@@ -499,7 +622,7 @@ mod tests {
         let fake = Fake::new();
         let h = fake.pure_v2("cpu memory pids");
         assert_eq!(
-            Cgroup::locate_in(&h, "x", &Resources::default()).unwrap(),
+            Cgroup::locate_in(&h, "x", &Resources::default(), DevicePolicy::None).unwrap(),
             None
         );
     }
@@ -508,7 +631,7 @@ mod tests {
     fn v2_writes_every_limit() {
         let fake = Fake::new();
         let h = fake.pure_v2("cpuset cpu io memory pids");
-        let cg = Cgroup::locate_in(&h, "id1", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id1", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let dir = fake.path("cg/kiln.service/kiln/id1");
@@ -520,11 +643,12 @@ mod tests {
                     vec!["memory".into(), "cpu".into(), "pids".into()]
                 )),
                 v1: vec![],
+                v2_devices: false,
             }
         );
         // What mkdir in a cgroupfs with swap accounting creates.
         fake.file("cg/kiln.service/kiln/id1/memory.swap.max", "max\n");
-        cg.create(&all_limits()).unwrap();
+        cg.create(&all_limits(), &[]).unwrap();
         let sandbox = "cg/kiln.service/kiln/id1";
         assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "67108864");
         assert_eq!(fake.read(&format!("{sandbox}/memory.swap.max")), "0");
@@ -560,8 +684,18 @@ mod tests {
         for f in std::fs::read_dir(&dir).unwrap() {
             std::fs::remove_file(f.unwrap().path()).unwrap();
         }
+        // A sandbox of a process that is gone (pid 0x7fffffff) is swept, one of ours stays.
+        let stale = fake.path("cg/kiln.service/kiln/7fffffff-1-0");
+        let live = fake.path(&format!(
+            "cg/kiln.service/kiln/{:x}-1-0",
+            std::process::id()
+        ));
+        std::fs::create_dir(&stale).unwrap();
+        std::fs::create_dir(&live).unwrap();
         cg.remove(std::time::Duration::ZERO);
         assert!(!dir.exists());
+        assert!(!stale.exists());
+        assert!(live.exists());
         assert!(fake.path("cg/kiln.service/kiln").is_dir());
     }
 
@@ -574,8 +708,10 @@ mod tests {
             cpus: Some(0.001),
             pids: Some(0),
         };
-        let cg = Cgroup::locate_in(&h, "id2", &res).unwrap().unwrap();
-        cg.create(&res).unwrap();
+        let cg = Cgroup::locate_in(&h, "id2", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
+        cg.create(&res, &[]).unwrap();
         let sandbox = "cg/kiln.service/kiln/id2";
         assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "1048576");
         assert!(!fake.path(&format!("{sandbox}/memory.swap.max")).exists());
@@ -598,8 +734,10 @@ mod tests {
             pids: Some(10),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id3", &res).unwrap().unwrap();
-        cg.create(&res).unwrap();
+        let cg = Cgroup::locate_in(&h, "id3", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
+        cg.create(&res, &[]).unwrap();
         assert_eq!(
             fake.read("cg/kiln.service/cgroup.subtree_control"),
             "cpu memory pids\n"
@@ -624,8 +762,10 @@ mod tests {
             pids: Some(10),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id4", &res).unwrap().unwrap();
-        let err = cg.create(&res).unwrap_err().to_string();
+        let cg = Cgroup::locate_in(&h, "id4", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
+        let err = cg.create(&res, &[]).unwrap_err().to_string();
         assert!(err.contains("writing \"+pids\" to"), "{err}");
         assert!(err.contains("cgroup.subtree_control"), "{err}");
         assert!(err.contains("run kiln from a cgroup of its own"), "{err}");
@@ -635,7 +775,7 @@ mod tests {
     fn missing_v2_controller_without_v1_names_it() {
         let fake = Fake::new();
         let h = fake.pure_v2("memory pids");
-        let err = Cgroup::locate_in(&h, "id5", &all_limits()).unwrap_err();
+        let err = Cgroup::locate_in(&h, "id5", &all_limits(), DevicePolicy::None).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
         assert_eq!(
             err.to_string(),
@@ -648,7 +788,7 @@ mod tests {
         );
         // Without the caller's own cgroup.controllers, the hierarchy root's counts.
         std::fs::remove_file(fake.path("cg/kiln.service/cgroup.controllers")).unwrap();
-        let cg = Cgroup::locate_in(&h, "id5", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id5", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         assert_eq!(cg.v2.unwrap().1, ["memory", "cpu", "pids"]);
@@ -661,7 +801,7 @@ mod tests {
             pids: Some(5),
             ..Default::default()
         };
-        let err = Cgroup::locate_in(&h, "x", &res).unwrap_err();
+        let err = Cgroup::locate_in(&h, "x", &res, DevicePolicy::None).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the pids cgroup controller is not available: no cgroup v1 hierarchy has it, \
@@ -674,7 +814,7 @@ mod tests {
         let fake = Fake::new();
         // This development host: the unified hierarchy offers only hugetlb.
         let h = fake.hybrid("hugetlb");
-        let cg = Cgroup::locate_in(&h, "id6", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id6", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let own = "user.slice/kiln.scope/kiln/id6";
@@ -687,11 +827,12 @@ mod tests {
                     ("cpu".into(), fake.path(&format!("cpu,cpuacct/{own}"))),
                     ("pids".into(), fake.path(&format!("pids/{own}"))),
                 ],
+                v2_devices: false,
             }
         );
         // What mkdir in a v1 memory hierarchy with swap accounting creates.
         fake.file(&format!("memory/{own}/memory.memsw.limit_in_bytes"), "0");
-        cg.create(&all_limits()).unwrap();
+        cg.create(&all_limits(), &[]).unwrap();
         let m = 64 * 1024 * 1024;
         assert_eq!(
             fake.read(&format!("memory/{own}/memory.limit_in_bytes")),
@@ -718,7 +859,7 @@ mod tests {
         );
         cg.join().unwrap();
         for d in ["memory", "cpu,cpuacct", "pids"] {
-            assert_eq!(fake.read(&format!("{d}/{own}/cgroup.procs")), "0", "{d}");
+            assert_eq!(fake.read(&format!("{d}/{own}/tasks")), "0", "{d}");
         }
         // The v1 OOM counter.
         fake.file(
@@ -735,7 +876,7 @@ mod tests {
         let mut h = fake.hybrid("cpu pids hugetlb");
         h.mounts
             .retain(|m| !m.options.iter().any(|o| o == "pids" || o == "cpu"));
-        let cg = Cgroup::locate_in(&h, "id7", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id7", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let own = "user.slice/kiln.scope/kiln/id7";
@@ -747,9 +888,10 @@ mod tests {
                     vec!["cpu".into(), "pids".into()]
                 )),
                 v1: vec![("memory".into(), fake.path(&format!("memory/{own}")))],
+                v2_devices: false,
             }
         );
-        cg.create(&all_limits()).unwrap();
+        cg.create(&all_limits(), &[]).unwrap();
         assert_eq!(
             fake.read("unified/user.slice/kiln.scope/cgroup.subtree_control"),
             "+cpu +pids"
@@ -766,7 +908,7 @@ mod tests {
         );
         cg.join().unwrap();
         assert_eq!(fake.read(&format!("unified/{own}/cgroup.procs")), "0");
-        assert_eq!(fake.read(&format!("memory/{own}/cgroup.procs")), "0");
+        assert_eq!(fake.read(&format!("memory/{own}/tasks")), "0");
         // memory is on v1: its OOM counter is memory.oom_control, not v2's memory.events.
         fake.file(&format!("unified/{own}/memory.events"), "oom_kill 9\n");
         fake.file(&format!("memory/{own}/memory.oom_control"), "oom_kill 2\n");
@@ -777,7 +919,9 @@ mod tests {
             pids: Some(7),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id8", &res).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id8", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         assert_eq!(cg.v1, vec![]);
         assert_eq!(cg.oom_kills(), 0, "no memory controller at all");
     }
@@ -798,7 +942,9 @@ mod tests {
             pids: Some(3),
             ..Default::default()
         };
-        let cg = Cgroup::locate_in(&h, "id9", &res).unwrap().unwrap();
+        let cg = Cgroup::locate_in(&h, "id9", &res, DevicePolicy::None)
+            .unwrap()
+            .unwrap();
         assert_eq!(cg.v2.unwrap().0, point.join("kiln/id9"));
     }
 
@@ -806,10 +952,123 @@ mod tests {
     fn the_cgroup_survives_the_trip_to_the_helper() {
         let fake = Fake::new();
         let h = fake.hybrid("pids");
-        let cg = Cgroup::locate_in(&h, "id10", &all_limits())
+        let cg = Cgroup::locate_in(&h, "id10", &all_limits(), DevicePolicy::None)
             .unwrap()
             .unwrap();
         let json = serde_json::to_string(&cg).unwrap();
         assert_eq!(serde_json::from_str::<Cgroup>(&json).unwrap(), cg);
+    }
+
+    /// The device hierarchy of a hybrid host (this development host) or of none.
+    fn with_v1_devices(fake: &Fake, h: Hierarchies) -> Hierarchies {
+        let mut mounts = fake.mount(36, "devices", "cgroup", "rw,devices");
+        for m in &h.mounts {
+            mounts.push_str(&format!(
+                "1 1 0:1 {} {} rw - {} {} {}\n",
+                m.root,
+                m.point.display(),
+                m.fstype,
+                m.fstype,
+                m.options.join(",")
+            ));
+        }
+        let mut membership = String::from("5:devices:/user.slice/kiln.scope\n");
+        for (c, p) in &h.membership {
+            membership.push_str(&format!("1:{c}:{p}\n"));
+        }
+        Hierarchies::parse(&mounts, &membership)
+    }
+
+    #[test]
+    fn device_rules_go_to_the_v1_devices_controller_without_limits() {
+        let fake = Fake::new();
+        let h = with_v1_devices(&fake, fake.hybrid("hugetlb"));
+        let cg = Cgroup::locate_in(&h, "d1", &Resources::default(), DevicePolicy::Auto)
+            .unwrap()
+            .unwrap();
+        let dir = fake.path("devices/user.slice/kiln.scope/kiln/d1");
+        assert_eq!(
+            cg,
+            Cgroup {
+                v2: None,
+                v1: vec![("devices".into(), dir.clone())],
+                v2_devices: false,
+            }
+        );
+        // What mkdir in a devices hierarchy creates.
+        fake.file("devices/user.slice/kiln.scope/kiln/d1/devices.allow", "");
+        cg.create(&Resources::default(), crate::devices::DEFAULT_ALLOWED)
+            .unwrap();
+        // Deny all first, then one write per rule (a plain file concatenates them).
+        assert_eq!(
+            fake.read("devices/user.slice/kiln.scope/kiln/d1/devices.deny"),
+            "a"
+        );
+        assert_eq!(
+            fake.read("devices/user.slice/kiln.scope/kiln/d1/devices.allow"),
+            "c *:* mb *:* mc 1:3 rwmc 1:8 rwmc 1:7 rwmc 5:0 rwmc 1:5 rwmc 1:9 rwmc 136:* rwm\
+             c 5:2 rwmc 10:200 rwm"
+        );
+        // Privileged: nothing at all.
+        assert_eq!(
+            Cgroup::locate_in(&h, "d2", &Resources::default(), DevicePolicy::None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn device_rules_without_a_v1_devices_controller_are_a_bpf_program_on_v2() {
+        let fake = Fake::new();
+        let h = fake.pure_v2("cpu memory pids");
+        let cg = Cgroup::locate_in(&h, "d3", &Resources::default(), DevicePolicy::Auto)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cg,
+            Cgroup {
+                v2: Some((fake.path("cg/kiln.service/kiln/d3"), vec![])),
+                v1: vec![],
+                v2_devices: true,
+            }
+        );
+        // With limits: the same directory.
+        let res = Resources {
+            pids: Some(3),
+            ..Default::default()
+        };
+        let cg = Cgroup::locate_in(&h, "d4", &res, DevicePolicy::Auto)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            cg.v2,
+            Some((fake.path("cg/kiln.service/kiln/d4"), vec!["pids".into()]))
+        );
+        assert!(cg.v2_devices);
+        // Forced on a hybrid host.
+        let h = with_v1_devices(&fake, fake.hybrid("hugetlb"));
+        let cg = Cgroup::locate_in(&h, "d5", &Resources::default(), DevicePolicy::V2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (cg.v2, cg.v1, cg.v2_devices),
+            (
+                Some((fake.path("unified/user.slice/kiln.scope/kiln/d5"), vec![])),
+                vec![],
+                true
+            )
+        );
+    }
+
+    #[test]
+    fn no_device_cgroup_at_all_is_an_error() {
+        let h = Hierarchies::parse("22 1 0:21 / /proc rw - proc proc rw\n", "0::/\n");
+        let err = Cgroup::locate_in(&h, "x", &Resources::default(), DevicePolicy::Auto)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "no device cgroup: no cgroup v1 hierarchy has the devices controller, and no \
+             cgroup2 hierarchy is mounted"
+        );
     }
 }

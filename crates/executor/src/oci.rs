@@ -9,13 +9,15 @@
 //! are not generated, [`crate::Network::Default`] is refused and OOM kills are not reported
 //! on this path.
 
+use crate::devices::DeviceRule;
 use crate::sandbox::{self, fail, OrFail};
 use crate::{Network, RunSpec};
 use oci_spec::runtime::{
-    Arch, Capability, LinuxBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType,
-    LinuxPidsBuilder, LinuxResourcesBuilder, LinuxSeccompAction, LinuxSeccompArgBuilder,
-    LinuxSeccompBuilder, LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount,
-    MountBuilder, ProcessBuilder, RootBuilder, Spec, UserBuilder,
+    Arch, Capability, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceBuilder, LinuxDeviceCgroupBuilder,
+    LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
+    LinuxResourcesBuilder, LinuxSeccompAction, LinuxSeccompArgBuilder, LinuxSeccompBuilder,
+    LinuxSeccompOperator, LinuxSyscall, LinuxSyscallBuilder, Mount, MountBuilder, ProcessBuilder,
+    RootBuilder, Spec, UserBuilder,
 };
 use std::collections::HashSet;
 use std::path::Path;
@@ -277,8 +279,66 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Stri
     if let Some(p) = r.pids {
         resources = resources.pids(LinuxPidsBuilder::default().limit(p).build().map_err(e)?);
     }
+    // Docker's device rules (see devices.rs; runc appends its defaults anyway, other runtimes
+    // may not) and the --device nodes.
+    let cgroup_rule = |allow: bool, kind: Option<LinuxDeviceType>, r: Option<&DeviceRule>| {
+        let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).access(
+            r.map_or("rwm".to_string(), |r| {
+                crate::devices::access_string(r.access)
+            }),
+        );
+        if let Some(k) = kind {
+            b = b.typ(k);
+        }
+        if let Some(major) = r.and_then(|r| r.major) {
+            b = b.major(i64::from(major));
+        }
+        if let Some(minor) = r.and_then(|r| r.minor) {
+            b = b.minor(i64::from(minor));
+        }
+        b.build()
+    };
+    let device_type = |r: &DeviceRule| {
+        if r.kind == 'b' {
+            LinuxDeviceType::B
+        } else {
+            LinuxDeviceType::C
+        }
+    };
+    let mut device_rules = vec![cgroup_rule(privileged, None, None).map_err(e)?];
+    let mut devices = Vec::new();
+    for d in &spec.extra.devices {
+        let access = crate::devices::parse_access(&d.permissions)
+            .ok_or_else(|| format!("--device: invalid device mode: {}", d.permissions))?;
+        let r = crate::devices::rule_for_node(&d.host, access)
+            .map_err(|err| format!("--device {}: {err}", d.host.display()))?;
+        let meta = std::fs::metadata(&d.host)
+            .map_err(|err| format!("--device {}: {err}", d.host.display()))?;
+        devices.push(
+            LinuxDeviceBuilder::default()
+                .path(&d.container)
+                .typ(device_type(&r))
+                .major(i64::from(r.major.unwrap_or_default()))
+                .minor(i64::from(r.minor.unwrap_or_default()))
+                .file_mode(std::os::unix::fs::MetadataExt::mode(&meta) & 0o7777)
+                .uid(std::os::unix::fs::MetadataExt::uid(&meta))
+                .gid(std::os::unix::fs::MetadataExt::gid(&meta))
+                .build()
+                .map_err(e)?,
+        );
+        if !privileged {
+            device_rules.push(cgroup_rule(true, Some(device_type(&r)), Some(&r)).map_err(e)?);
+        }
+    }
+    if !privileged {
+        for r in crate::devices::DEFAULT_ALLOWED {
+            device_rules.push(cgroup_rule(true, Some(device_type(r)), Some(r)).map_err(e)?);
+        }
+    }
+    resources = resources.devices(device_rules);
     let mut linux = LinuxBuilder::default()
         .resources(resources.build().map_err(e)?)
+        .devices(devices)
         .cgroups_path(format!("/kiln/{id}"));
     let mut namespaces = oci_spec::runtime::get_default_namespaces();
     if spec.network == Network::Host {

@@ -1,17 +1,16 @@
 //! The caller's side: spawning the helper (to create a sandbox or to join one) and
 //! collecting its output and status.
 
-use crate::cgroup::Cgroup;
+use crate::cgroup::{Cgroup, DevicePolicy};
 use crate::exec::ExecRequest;
 use crate::{
-    Error, ExecSpec, HostProcess, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV,
+    Error, ExecSpec, Executor, HostProcess, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV,
     ERROR_FD_ENV, ID_ENV, MODE_ENV, RUNTIME_ENV, SETUP_FAILED_EXIT, SPEC_FD_ENV, START_FD_ENV,
 };
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -45,17 +44,26 @@ fn sandbox_id() -> String {
 }
 
 pub(crate) async fn run(
-    helper: &[OsString],
-    runtime: Option<&Path>,
+    executor: &Executor,
     spec: &RunSpec,
     output: Output,
     started: Option<oneshot::Sender<HostProcess>>,
 ) -> Result<RunResult> {
+    let helper = &executor.helper[..];
+    let runtime = executor.runtime.as_deref();
     let json = serde_json::to_vec(spec).map_err(|e| spawn_error(helper, io::Error::other(e)))?;
     let id = sandbox_id();
+    // Docker's device rules for every sandbox but a privileged one (see devices.rs).
+    let devices = if spec.extra.privileged {
+        DevicePolicy::None
+    } else if executor.v2_device_rules {
+        DevicePolicy::V2
+    } else {
+        DevicePolicy::Auto
+    };
     let cgroup = match runtime {
         Some(_) => None,
-        None => Cgroup::locate(&id, &spec.extra.resources)
+        None => Cgroup::locate(&id, &spec.extra.resources, devices)
             .map_err(|e| Error::Setup(format!("cgroup: {e}")))?,
     };
     let cgroup_json = cgroup

@@ -3,6 +3,7 @@
 //! after `fork`.
 
 use crate::cgroup::Cgroup;
+use crate::devices::DeviceRule;
 use crate::sys::{self, cstr, status_code, write_all_fd};
 use crate::{
     Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, MODE_ENV, RUNTIME_ENV,
@@ -392,7 +393,7 @@ fn init(
         libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
     }
     if let Some(cg) = cgroup {
-        cg.create(&spec.extra.resources)
+        cg.create(&spec.extra.resources, &allowed_devices(spec))
             .or_fail(|| "creating the cgroup".into());
         cg.join().or_fail(|| "joining the cgroup".into());
     }
@@ -597,6 +598,15 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
             .or_fail(|| format!("creating /dev/{link}"));
     }
 
+    if privileged {
+        host_devices(Path::new("/dev"), &dev);
+    }
+    // Before the bind mounts: a node is never made in (nor a file removed from) a host
+    // directory bound into the sandbox.
+    for d in &spec.extra.devices {
+        create_device_node(root, d);
+    }
+
     // Bind and tmpfs mounts, parents before children.
     enum Extra<'a> {
         Bind(&'a crate::BindMount),
@@ -652,6 +662,89 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
     if spec.network != Network::Host {
         loopback_up().or_fail(|| "bringing up lo".into());
     }
+}
+
+/// Docker's default device rules plus those of the `--device` mappings.
+fn allowed_devices(spec: &RunSpec) -> Vec<DeviceRule> {
+    let mut allowed = crate::devices::DEFAULT_ALLOWED.to_vec();
+    for d in &spec.extra.devices {
+        let access = crate::devices::parse_access(&d.permissions)
+            .ok_or_else(|| format!("invalid device mode: {}", d.permissions))
+            .or_fail(|| format!("--device {}", d.host.display()));
+        allowed.push(
+            crate::devices::rule_for_node(&d.host, access)
+                .or_fail(|| format!("--device {}", d.host.display())),
+        );
+    }
+    allowed
+}
+
+/// Privileged sandboxes see the host's devices, as with Docker (containerd's `HostDevices`):
+/// a node in the sandbox's /dev (below `dev`) for each device node below the host's `host`
+/// that the sandbox's /dev does not have yet, with the host node's mode and owner; the
+/// host's `pts`, `shm`, `mqueue` and `fd` are not copied, nor is `console`.
+fn host_devices(host: &Path, dev: &Path) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let Ok(entries) = std::fs::read_dir(host) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let (Ok(ft), Ok(m)) = (entry.file_type(), entry.metadata()) else {
+            continue;
+        };
+        let target = dev.join(&name);
+        if ft.is_dir() {
+            let skip = [".lxc", ".lxd-mounts", ".udev", "fd", "mqueue", "pts", "shm"];
+            if !skip.iter().any(|s| name == *s) && std::fs::create_dir_all(&target).is_ok() {
+                host_devices(&entry.path(), &target);
+            }
+            continue;
+        }
+        if !(ft.is_char_device() || ft.is_block_device())
+            || name == "console"
+            || std::fs::symlink_metadata(&target).is_ok()
+        {
+            continue;
+        }
+        let Ok(path) = cstr(&target) else { continue };
+        // SAFETY: a valid path; mode and dev from the host node.
+        if unsafe { libc::mknod(path.as_ptr(), m.mode(), m.rdev()) } == 0 {
+            let _ = std::os::unix::fs::chown(&target, Some(m.uid()), Some(m.gid()));
+            let _ = std::fs::set_permissions(
+                &target,
+                std::fs::Permissions::from_mode(m.mode() & 0o7777),
+            );
+        }
+    }
+}
+
+/// Creates the node of `--device` mapping `d` in the rootfs: the host node's type, numbers,
+/// mode and owner, replacing what the path held (e.g. the bound `/dev/null`).
+fn create_device_node(root: &Path, d: &crate::DeviceMapping) {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let step = || format!("--device {}:{}", d.host.display(), d.container);
+    let m = std::fs::metadata(&d.host).or_fail(step);
+    if !m.file_type().is_char_device() && !m.file_type().is_block_device() {
+        fail(&step(), "not a device node");
+    }
+    let target = resolve_in_root(root, &d.container).or_fail(step);
+    if let Some(parent) = target.parent() {
+        std::fs::create_dir_all(parent).or_fail(step);
+    }
+    if std::fs::symlink_metadata(&target).is_ok() {
+        let _ = sys::umount2(&target, libc::MNT_DETACH);
+        std::fs::remove_file(&target).or_fail(step);
+    }
+    let path = cstr(&target).or_fail(step);
+    // SAFETY: a valid path; mode and dev from the host node.
+    if unsafe { libc::mknod(path.as_ptr(), m.mode(), m.rdev()) } < 0 {
+        fail(&step(), io::Error::last_os_error());
+    }
+    std::os::unix::fs::chown(&target, Some(m.uid()), Some(m.gid())).or_fail(step);
+    // Not the umask's.
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+        .or_fail(step);
 }
 
 /// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.

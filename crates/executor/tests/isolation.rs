@@ -499,3 +499,252 @@ async fn external_oci_runtime_runs_the_same_sandbox() {
     assert!(c.stdout.contains("Operation not permitted"), "{c:?}");
     assert!(c.stdout.contains("tmpfs-ok"), "{c:?}");
 }
+
+// Issue 11, item 3: device rules. A sandbox keeps CAP_MKNOD, so `mknod` works, but only
+// Docker's default devices (and `--device` mappings) can be opened.
+
+/// A loop device of the host, `b 7 N`, when there is one (`--device` tests use it).
+fn host_loop_device() -> Option<&'static str> {
+    let p = "/dev/loop0";
+    let ok = std::fs::metadata(p)
+        .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_block_device(&m.file_type()));
+    if !ok {
+        eprintln!("skipped part: no {p}");
+    }
+    ok.then_some(p)
+}
+
+/// The default rules, through `executor`: made nodes and nodes shipped in the image outside
+/// /dev cannot be opened; the standard devices work.
+async fn default_device_rules_hold(executor: &Executor, fx: &Fixture) {
+    for (node, kind) in [("b 7 0", "block"), ("c 10 259", "char")] {
+        let s = fx.spec(&format!(
+            "mknod /tmp/n {node} && echo made; cat /tmp/n > /dev/null; \
+             echo x > /tmp/n; rm /tmp/n"
+        ));
+        let c = capture_with(executor, &s).await;
+        assert!(c.stdout.starts_with("made"), "mknod {kind}: {c:?}");
+        assert_eq!(
+            c.stderr.matches("Operation not permitted").count(),
+            2,
+            "opening a made {kind} node for reading and writing: {c:?}"
+        );
+    }
+    // Shipped in the image (the test made it in the lower dir as root).
+    let s = fx.spec("cat /shipped/disk; head -c 1 /shipped/disk");
+    let c = capture_with(executor, &s).await;
+    assert_eq!(
+        c.stderr.matches("Operation not permitted").count(),
+        2,
+        "{c:?}"
+    );
+    // The standard devices, and a node made for one of them, keep working.
+    let s = fx.spec(
+        "echo x > /dev/null && head -c 3 /dev/zero | wc -c && head -c 5 /dev/urandom | wc -c \
+         && head -c 2 /dev/random | wc -c && head -c 1 /dev/full | wc -c \
+         && mknod /tmp/null c 1 3 && echo y > /tmp/null && echo ok",
+    );
+    let c = capture_with(executor, &s).await;
+    assert_eq!(
+        (c.code(), c.stdout.as_str()),
+        (0, "3\n5\n2\n1\nok\n"),
+        "{c:?}"
+    );
+}
+
+fn fixture_with_shipped_device() -> Fixture {
+    let fx = fixture();
+    let dir = fx.lower.join("shipped");
+    std::fs::create_dir(&dir).unwrap();
+    let path =
+        std::ffi::CString::new(dir.join("disk").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid path.
+    let r = unsafe { libc::mknod(path.as_ptr(), libc::S_IFBLK | 0o666, libc::makedev(7, 0)) };
+    assert_eq!(r, 0, "mknod: {}", std::io::Error::last_os_error());
+    fx
+}
+
+#[tokio::test]
+async fn issue_11_device_nodes_can_be_made_but_not_opened() {
+    require_root!();
+    let fx = fixture_with_shipped_device();
+    default_device_rules_hold(&common::executor(), &fx).await;
+}
+
+#[tokio::test]
+async fn issue_11_device_rules_through_a_cgroup_v2_bpf_program() {
+    require_root!();
+    if !cgroup2_mounted() {
+        return;
+    }
+    let fx = fixture_with_shipped_device();
+    default_device_rules_hold(&common::executor().with_v2_device_rules(), &fx).await;
+    // A --device mapping with a subset of the permissions, on this path too.
+    if let Some(lo) = host_loop_device() {
+        let mut s = fx.spec("head -c 1 /dev/xloop > /dev/null && echo read-ok; echo > /dev/xloop");
+        s.extra.devices = vec![format!("{lo}:/dev/xloop:r").parse().unwrap()];
+        let c = capture_with(&common::executor().with_v2_device_rules(), &s).await;
+        assert!(c.stdout.starts_with("read-ok"), "read: {c:?}");
+        assert!(c.stderr.contains("Operation not permitted"), "write: {c:?}");
+    }
+}
+
+#[tokio::test]
+async fn issue_11_privileged_opens_any_device() {
+    require_root!();
+    let fx = fixture_with_shipped_device();
+    let c = capture(&fx.privileged(
+        "mknod /tmp/n b 7 0 && head -c 1 /tmp/n > /dev/null && echo opened; \
+         head -c 1 /shipped/disk > /dev/null && echo opened",
+    ))
+    .await;
+    assert!(!c.stderr.contains("Operation not permitted"), "{c:?}");
+    if host_loop_device().is_some() {
+        assert_eq!(c.stdout, "opened\nopened\n", "{c:?}");
+        // The host's devices are in /dev, as with Docker; not without --privileged.
+        let script = "head -c 1 /dev/loop0 > /dev/null && echo opened; ls /dev/pts/0 /dev/console";
+        let c = capture(&fx.privileged(script)).await;
+        assert!(c.stdout.starts_with("opened\n"), "{c:?}");
+        assert!(!c.stdout.contains("/dev/console"), "{c:?}");
+        let c = capture(&fx.spec("ls /dev/loop0")).await;
+        assert!(c.stderr.contains("No such file"), "{c:?}");
+    }
+}
+
+#[tokio::test]
+async fn issue_11_device_flag_maps_one_device() {
+    require_root!();
+    let fx = fixture();
+    // Another path for an allowed device: a node with the host's numbers and mode.
+    let mut s = fx.spec("echo x > /dev/xnull && stat -c '%t:%T %a' /dev/xnull");
+    s.extra.devices = vec!["/dev/null:/dev/xnull".parse().unwrap()];
+    let c = capture(&s).await;
+    assert_eq!((c.code(), c.stdout.as_str()), (0, "1:3 666\n"), "{c:?}");
+    // A node is never made in a host directory bound into the sandbox (the bind mount
+    // covers it), and the host's file there stays.
+    let host = fx.dir.path().join("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("x"), "host file\n").unwrap();
+    let mut s = fx.spec("cat /mnt/x");
+    s.mounts = vec![BindMount {
+        source: host.clone(),
+        destination: "/mnt".into(),
+        readonly: false,
+    }];
+    s.extra.devices = vec!["/dev/null:/mnt/x".parse().unwrap()];
+    let c = capture(&s).await;
+    assert_eq!(c.stdout, "host file\n", "{c:?}");
+    assert_eq!(
+        std::fs::read_to_string(host.join("x")).unwrap(),
+        "host file\n"
+    );
+
+    let Some(lo) = host_loop_device() else { return };
+    // rwm: readable and writable at the container path, owner and mode as on the host; the
+    // other loop devices stay closed.
+    let mut s = fx.spec(
+        "stat -c '%t:%T %a %u' /dev/xloop; head -c 1 /dev/xloop > /dev/null && echo read-ok; \
+         mknod /tmp/l1 b 7 1; cat /tmp/l1",
+    );
+    s.extra.devices = vec![format!("{lo}:/dev/xloop").parse().unwrap()];
+    let c = capture(&s).await;
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(lo).unwrap().permissions())
+            & 0o7777;
+    assert_eq!(c.stdout, format!("7:0 {mode:o} 0\nread-ok\n"), "{c:?}");
+    assert_eq!(
+        c.stderr.matches("Operation not permitted").count(),
+        1,
+        "{c:?}"
+    );
+    // Read only.
+    let mut s = fx.spec("head -c 1 /dev/xloop > /dev/null && echo read-ok; echo > /dev/xloop");
+    s.extra.devices = vec![format!("{lo}:/dev/xloop:r").parse().unwrap()];
+    let c = capture(&s).await;
+    assert!(c.stdout.starts_with("read-ok"), "read: {c:?}");
+    assert!(c.stderr.contains("Operation not permitted"), "write: {c:?}");
+    // A missing host device is a setup error naming it.
+    let mut s = fx.spec("true");
+    s.extra.devices = vec!["/dev/no-such-device".parse().unwrap()];
+    let err = common::executor()
+        .run(&s, Output::InheritNoStdin)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("/dev/no-such-device"), "{err}");
+}
+
+fn cgroup2_mounted() -> bool {
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(" - cgroup2 "));
+    if !mounted {
+        eprintln!("skipped: no cgroup2 hierarchy");
+    }
+    mounted
+}
+
+#[tokio::test]
+async fn issue_11_exec_stays_under_the_device_rules() {
+    require_root!();
+    exec_stays_under_the_device_rules(common::executor()).await;
+    if cgroup2_mounted() {
+        exec_stays_under_the_device_rules(common::executor().with_v2_device_rules()).await;
+    }
+}
+
+async fn exec_stays_under_the_device_rules(executor: Executor) {
+    let fx = fixture();
+    let spec = fx.spec("exec sleep 1000");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let run = tokio::spawn(async move {
+        executor
+            .run_observed(&spec, Output::Capture(out_tx), tx)
+            .await
+    });
+    let init = rx.await.expect("the sandbox starts");
+    let exec = kiln_executor::ExecSpec {
+        args: vec![
+            "sh".into(),
+            "-c".into(),
+            "mknod /tmp/n b 7 0 && echo made; cat /tmp/n; echo x > /dev/null && echo null".into(),
+        ],
+        env: vec![],
+        cwd: "/".into(),
+        user: String::new(),
+        privileged: false,
+    };
+    let (etx, mut erx) = tokio::sync::mpsc::unbounded_channel();
+    let code = common::executor()
+        .exec_in(&init, &exec, Output::Capture(etx))
+        .await
+        .unwrap();
+    let (stdout, stderr) = common::drain(&mut erx);
+    run.abort();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(stdout, "made\nnull\n", "{stderr}");
+    assert!(stderr.contains("Operation not permitted"), "{stderr}");
+}
+
+#[tokio::test]
+async fn issue_11_external_runtime_gets_the_same_device_rules() {
+    require_root!();
+    let Some(runc) = common::which("runc") else {
+        eprintln!("skipped: runc is not installed");
+        return;
+    };
+    let fx = fixture_with_shipped_device();
+    let exec = common::executor().with_runtime(runc);
+    default_device_rules_hold(&exec, &fx).await;
+    let Some(lo) = host_loop_device() else { return };
+    let mut s = fx.spec("head -c 1 /dev/xloop > /dev/null && echo read-ok; echo > /dev/xloop");
+    s.extra.devices = vec![format!("{lo}:/dev/xloop:r").parse().unwrap()];
+    let c = capture_with(&exec, &s).await;
+    assert!(c.stdout.starts_with("read-ok"), "read: {c:?}");
+    assert!(c.stderr.contains("Operation not permitted"), "write: {c:?}");
+    // Privileged: every device.
+    let c = capture_with(&exec, &fx.privileged("head -c 1 /shipped/disk | wc -c")).await;
+    assert!(!c.stderr.contains("Operation not permitted"), "{c:?}");
+}

@@ -199,7 +199,7 @@ pub struct RunOptions {
     pub volumes: Vec<VolumeSpec>,
     /// `--hostname` (default: the first 12 characters of the container id).
     pub hostname: Option<String>,
-    /// `--tmpfs`, `--memory`, `--cpus`, `--pids-limit`, `--privileged`
+    /// `--tmpfs`, `--memory`, `--cpus`, `--pids-limit`, `--privileged`, `--device`
     /// (`create_etc_files` is always set: containers get /etc/hosts, /etc/hostname and
     /// /etc/resolv.conf).
     pub extra: SandboxOptions,
