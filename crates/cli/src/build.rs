@@ -493,6 +493,29 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
             .map_err(frontend_failure)?;
     no_cache_filter(&mut fe.definition, &a.no_cache_filter);
+    // Entitlements, before anything runs (BuildKit checks them when it loads the
+    // definition). `--network host` grants network.host, as buildx does.
+    let allow_insecure = a.allow.iter().any(|x| x == "security.insecure");
+    let allow_network_host = a.network == "host" || a.allow.iter().any(|x| x == "network.host");
+    if let Err((d, msg)) =
+        kiln_worker::check_entitlements(&fe.definition, allow_insecure, allow_network_host)
+    {
+        let v = &fe.definition.vertices[&d];
+        let at = v
+            .meta
+            .location
+            .as_ref()
+            .map(|l| format!("{}:{}: ", l.file, l.line))
+            .unwrap_or_default();
+        let flag = msg.split(' ').next().unwrap_or_default();
+        return Err(Failure::new(
+            1,
+            format!(
+                "{at}{}: {msg}\nhint: pass `--allow {flag}` to grant it",
+                v.meta.name
+            ),
+        ));
+    }
 
     // Imported caches: manifests and configs now, blobs when a hit is used. A cache that
     // cannot be read is a warning, as with BuildKit: the build goes on without it.
@@ -522,7 +545,8 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             .collect(),
         hostname: "kiln".into(),
         secrets,
-        allow_insecure: a.allow.iter().any(|x| x == "security.insecure"),
+        allow_insecure,
+        allow_network_host,
         imported: imported.clone(),
     }));
     // Explanations compare a step with the previous build of the same step in the same
