@@ -369,7 +369,10 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
     }
     msg.push_str(&format!(": {}", e.message));
     if let Some(src) = &e.source_line {
-        msg.push_str(&format!("\n  {} | {}", e.line, src));
+        // A hostile line can be megabytes long: show its start.
+        let shown: String = src.chars().take(200).collect();
+        let more = if shown.len() < src.len() { "…" } else { "" };
+        msg.push_str(&format!("\n  {} | {shown}{more}", e.line));
     }
     if let Some(h) = &e.hint {
         msg.push_str(&format!("\nhint: {h}"));
