@@ -453,6 +453,8 @@ pub async fn solve<W: Worker>(
     });
 
     let mut futures: HashMap<VertexDigest, VertexFuture<W::Output>> = HashMap::new();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let aborts: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     for d in &order {
         let v = def.vertices[d].clone();
         let inputs: Vec<VertexFuture<W::Output>> =
@@ -460,11 +462,37 @@ pub async fn solve<W: Worker>(
                 .iter()
                 .map(|i| futures[&i.vertex].clone())
                 .collect();
+        let failed = fail_with(d, &v);
         let fut = vertex_future(shared.clone(), d.clone(), v, keys[d].clone(), inputs);
-        futures.insert(d.clone(), fut.boxed().shared());
+        // Each vertex runs as its own task, started when it is first awaited (so inputs
+        // still run only when needed): awaiting a task is one poll deep, where awaiting
+        // the nested futures themselves would recurse once per level of the graph and
+        // overflow the stack on a long chain (a 2,500-step COPY --from chain).
+        let (tasks, aborts) = (tasks.clone(), aborts.clone());
+        let lazy = async move {
+            let task = tasks.spawn(fut);
+            aborts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task.abort_handle());
+            match AbortOnDrop(task).await {
+                Ok(r) => r,
+                Err(e) => Err(failed(Box::new(std::io::Error::other(format!(
+                    "the step's task failed: {e}"
+                ))))),
+            }
+        };
+        futures.insert(d.clone(), lazy.boxed().shared());
     }
     let result = futures[&root].clone().await;
     drop(futures);
+    // Nothing of this solve runs on once it returns: steps no one waits for any more (a
+    // sibling failed) are stopped and their work dropped before the caller goes on.
+    for a in aborts.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        a.abort();
+    }
+    tasks.close();
+    tasks.wait().await;
     record_key_inputs(&shared, &keys);
     match result {
         Ok(out) => {
@@ -713,6 +741,43 @@ fn record<W: Worker>(s: &Shared_<W>, d: &VertexDigest, out: &W::Output) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(d.clone(), out.clone());
+}
+
+/// A task that is aborted when its handle is dropped: when no one waits for a vertex any
+/// more (a sibling input failed, the build was cancelled), its work stops, as a dropped
+/// future's would.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// [`fail`] for `d` later, without holding on to the vertex.
+fn fail_with(
+    d: &VertexDigest,
+    v: &Vertex,
+) -> impl FnOnce(BoxError) -> Arc<SolveErrorShared> + Send + 'static {
+    let (d, name, location) = (d.clone(), v.meta.name.clone(), v.meta.location.clone());
+    move |e| {
+        Arc::new(SolveErrorShared {
+            vertex: d,
+            name,
+            location,
+            source: Arc::new(e),
+        })
+    }
 }
 
 fn fail(d: &VertexDigest, v: &Vertex, e: BoxError) -> Arc<SolveErrorShared> {
