@@ -101,3 +101,38 @@ fn dockerignored_files_stay_out_through_symlinks_and_bind_mounts() {
         "ls lists the secret:\n{err}"
     );
 }
+
+/// Item 6: deep input through the binary (main thread): 10,000-deep nested ARG defaults are
+/// a clear Dockerfile error (exit 2), 2,500 chained stages build.
+#[test]
+fn deep_input_is_an_error_or_builds_never_an_abort() {
+    let Some((k, ctx)) = local_project(&[]) else {
+        return;
+    };
+    let c = ctx.path();
+    let n = 10_000;
+    let df = format!(
+        "ARG X={}x{}\nFROM busybox\n",
+        "${a:-".repeat(n),
+        "}".repeat(n)
+    );
+    write(c, "Dockerfile", &df);
+    let out = build(&k, c, &[]);
+    let err = stderr(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        &err[..err.len().min(2000)]
+    );
+    assert!(err.contains("variable substitutions nested deeper than 100"));
+    assert!(err.len() < 1000, "the message shows the line's start only");
+
+    let mut df = String::from("FROM busybox AS s0\n");
+    for i in 0..2500 {
+        df.push_str(&format!("FROM s{i} AS s{}\n", i + 1));
+    }
+    write(c, "Dockerfile", &df);
+    let out = build(&k, c, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
