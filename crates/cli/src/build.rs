@@ -95,6 +95,9 @@ pub struct BuildArgs {
     /// Extra named context NAME=DIR or NAME=docker-image://REF; repeatable.
     #[arg(long = "build-context")]
     build_contexts: Vec<String>,
+    /// Add a line to /etc/hosts of RUN steps: NAME:IP (or NAME=IP); repeatable.
+    #[arg(long = "add-host")]
+    add_hosts: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR; repeatable.
     #[arg(long = "secret")]
     secrets: Vec<String>,
@@ -174,6 +177,11 @@ enum Export {
 }
 
 fn parse_output(s: &str) -> Result<Export, Failure> {
+    if s.trim().is_empty() {
+        return Err(Failure::usage(
+            "-o/--output needs a value: type=TYPE[,dest=PATH|name=REF][,…], or a directory",
+        ));
+    }
     let mut kv = BTreeMap::new();
     for part in s.split(',') {
         let (k, v) = part.split_once('=').unwrap_or(("dest", part));
@@ -196,6 +204,7 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
     };
     let dest = || {
         kv.get("dest")
+            .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| Failure::usage(format!("output type={typ} needs dest=PATH")))
     };
@@ -394,6 +403,17 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         .iter()
         .map(|c| kiln_remotecache::ExportSpec::parse(c).map_err(cache_usage))
         .collect::<Result<Vec<_>, _>>()?;
+    let extra_hosts = a
+        .add_hosts
+        .iter()
+        .map(|h| {
+            kiln_executor::parse_add_host(h).map_err(|e| {
+                Failure::usage(format!(
+                    "invalid argument {h:?} for \"--add-host\" flag: {e}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut exports = a
         .outputs
         .iter()
@@ -550,6 +570,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         secrets,
         allow_insecure,
         allow_network_host,
+        extra_hosts,
         imported: imported.clone(),
     }));
     // Explanations compare a step with the previous build of the same step in the same

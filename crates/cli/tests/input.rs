@@ -136,3 +136,177 @@ fn deep_input_is_an_error_or_builds_never_an_abort() {
     let out = build(&k, c, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+/// `kiln ARGS…` in a fresh root; asserts the exit code and that stderr has `msg`.
+fn refused(args: &[&str], code: i32, msg: &str) {
+    let k = Kiln::new();
+    let out = k.run(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "kiln {args:?}:\n{err}");
+    assert!(
+        err.contains(msg),
+        "kiln {args:?}: expected {msg:?} in:\n{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "one line:\n{err}");
+}
+
+/// Item 10: `run` flags refused before anything runs, with docker's wording and kiln's
+/// usage exit code (2). Needs no root: nothing gets as far as the image.
+#[test]
+fn run_flags_are_validated() {
+    refused(
+        &["run", "--cpus", "NaN", "img"],
+        2,
+        "invalid argument \"NaN\" for \"--cpus\" flag: failed to parse NaN as a rational number",
+    );
+    refused(
+        &["run", "--cpus", "inf", "img"],
+        2,
+        "invalid argument \"inf\" for \"--cpus\" flag",
+    );
+    refused(
+        &["run", "--cpus", "-1", "img"],
+        2,
+        "invalid argument \"-1\" for \"--cpus\" flag: the number of CPUs cannot be negative",
+    );
+    refused(
+        &["run", "-w", "relative", "img"],
+        2,
+        "the working directory 'relative' is invalid, it needs to be an absolute path",
+    );
+    refused(
+        &["run", "-e", "=x", "img"],
+        2,
+        "invalid environment variable: =x",
+    );
+    refused(
+        &["run", "--hostname", "a\n1.2.3.4 evil", "img"],
+        2,
+        "invalid hostname format: a\\n1.2.3.4 evil",
+    );
+    refused(
+        &["run", "-h", "bad_name", "img"],
+        2,
+        "invalid hostname format: bad_name",
+    );
+    refused(
+        &["run", "--add-host", "h:x", "img"],
+        2,
+        "invalid argument \"h:x\" for \"--add-host\" flag: invalid IP address in add-host: \"x\"",
+    );
+    refused(
+        &["run", "--add-host", "h\n1.1.1.1 evil:1.2.3.4", "img"],
+        2,
+        "invalid host name in add-host",
+    );
+    refused(
+        &["run", "--add-host", "h", "img"],
+        2,
+        "bad format for add-host: \"h\"",
+    );
+}
+
+/// Item 10: `build -o ""` and `--add-host` are usage errors.
+#[test]
+fn build_output_and_add_host_are_validated() {
+    let ctx = tempfile::tempdir().unwrap();
+    write(ctx.path(), "Dockerfile", "FROM busybox\n");
+    let c = ctx.path().to_str().unwrap();
+    refused(&["build", "-o", "", c], 2, "-o/--output needs a value");
+    refused(
+        &["build", "-o", "type=local,dest=", c],
+        2,
+        "output type=local needs dest=PATH",
+    );
+    refused(
+        &["build", "--add-host", "a:b", c],
+        2,
+        "invalid IP address in add-host: \"b\"",
+    );
+}
+
+/// Item 10: `kiln import` of something that is not a whole tar fails and stores nothing.
+#[test]
+fn import_of_a_non_tar_fails_and_stores_nothing() {
+    let Some((k, dir)) = local_project(&[]) else {
+        return;
+    };
+    let text = dir.path().join("text");
+    std::fs::write(&text, "root:x:0:0:root:/root:/bin/sh\n".repeat(100)).unwrap();
+    let out = k.run(&["import", text.to_str().unwrap(), "notatar"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!("error: {}: not a tar archive", text.display())
+    );
+    // A tar cut short.
+    let tar = dir.path().join("rootfs.tar");
+    busybox_rootfs_tar(&tar);
+    let cut = dir.path().join("cut.tar");
+    std::fs::write(&cut, &std::fs::read(&tar).unwrap()[..3000]).unwrap();
+    let out = k.run(&["import", cut.to_str().unwrap(), "cut"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not a tar archive"));
+    let images = k.ok(&["images"]);
+    assert!(
+        !images.contains("notatar") && !images.contains("cut"),
+        "{images}"
+    );
+    // From stdin too.
+    let out = k
+        .cmd()
+        .args(["import", "-", "fromstdin"])
+        .stdin(std::fs::File::open(&text).unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("-: not a tar archive"));
+    // A real one still imports, from a file and from stdin.
+    k.ok(&["import", tar.to_str().unwrap(), "good"]);
+    let out = k
+        .cmd()
+        .args(["import", "-", "good2"])
+        .stdin(std::fs::File::open(&tar).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+/// Item 10: `-m 0` is no limit (it used to kill the container at once), and `--add-host`
+/// and `--hostname` land in /etc/hosts, one line each, for `run` and for `build`.
+#[test]
+fn memory_zero_and_add_host() {
+    let Some((k, ctx)) = local_project(&[]) else {
+        return;
+    };
+    assert_eq!(
+        k.ok(&["run", "--rm", "-m", "0", "busybox", "echo", "ok"]),
+        "ok\n"
+    );
+    let hosts = k.ok(&[
+        "run",
+        "--rm",
+        "--add-host",
+        "db:10.0.0.5",
+        "--add-host",
+        "v6=::1",
+        "-h",
+        "web",
+        "busybox",
+        "cat",
+        "/etc/hosts",
+    ]);
+    assert!(hosts.contains("127.0.1.1\tweb\n"), "{hosts}");
+    assert!(hosts.contains("10.0.0.5\tdb\n"), "{hosts}");
+    assert!(hosts.contains("::1\tv6\n"), "{hosts}");
+    // Build steps get /etc/hosts only over a file the image has.
+    write(
+        ctx.path(),
+        "Dockerfile",
+        "FROM busybox\nRUN mkdir -p /etc && : > /etc/hosts\nRUN cat /etc/hosts\n",
+    );
+    let out = build(&k, ctx.path(), &["--add-host", "db:10.0.0.5"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("10.0.0.5\tdb"), "{err}");
+}

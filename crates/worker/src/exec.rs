@@ -189,6 +189,7 @@ impl BuildWorker {
                 tmpfs,
                 // /etc/hosts etc. are bound over existing files only: never created in a layer.
                 create_etc_files: false,
+                extra_hosts: self.cfg.extra_hosts.clone(),
                 ..Default::default()
             },
         };

@@ -110,6 +110,8 @@ pub struct WorkerConfig {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--allow security.insecure`.
     pub allow_insecure: bool,
+    /// `--add-host` entries for the `/etc/hosts` of RUN steps, as `(name, ip)`.
+    pub extra_hosts: Vec<(String, String)>,
     /// `--allow network.host` (or `kiln build --network host`, which grants it as buildx does).
     pub allow_network_host: bool,
     /// Caches imported with `--cache-from`: their blobs are fetched when a step that hit
