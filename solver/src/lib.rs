@@ -298,6 +298,9 @@ impl Default for SolveOptions {
 
 type VertexFuture<O> = Shared<BoxFuture<'static, Result<O, Arc<SolveErrorShared>>>>;
 
+/// Every vertex's future of a solve, by digest.
+type Registry<O> = std::sync::Mutex<HashMap<VertexDigest, VertexFuture<O>>>;
+
 /// The error shared between the futures waiting on a failed vertex.
 #[derive(Debug)]
 struct SolveErrorShared {
@@ -452,18 +455,24 @@ pub async fn solve<W: Worker>(
         forced,
     });
 
-    let mut futures: HashMap<VertexDigest, VertexFuture<W::Output>> = HashMap::new();
+    // Every vertex's future, by digest. A vertex future finds its inputs' futures here
+    // (through a weak reference) when it needs them, instead of holding them: a chain of
+    // futures holding futures would be dropped recursively, once per level of the graph.
+    let registry: Arc<Registry<W::Output>> = Arc::default();
     let tasks = tokio_util::task::TaskTracker::new();
     let aborts: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     for d in &order {
         let v = def.vertices[d].clone();
-        let inputs: Vec<VertexFuture<W::Output>> =
-            v.op.inputs()
-                .iter()
-                .map(|i| futures[&i.vertex].clone())
-                .collect();
+        let inputs: Vec<VertexDigest> = v.op.inputs().iter().map(|i| i.vertex.clone()).collect();
         let failed = fail_with(d, &v);
-        let fut = vertex_future(shared.clone(), d.clone(), v, keys[d].clone(), inputs);
+        let fut = vertex_future(
+            shared.clone(),
+            d.clone(),
+            v,
+            keys[d].clone(),
+            inputs,
+            Arc::downgrade(&registry),
+        );
         // Each vertex runs as its own task, started when it is first awaited (so inputs
         // still run only when needed): awaiting a task is one poll deep, where awaiting
         // the nested futures themselves would recurse once per level of the graph and
@@ -482,10 +491,21 @@ pub async fn solve<W: Worker>(
                 ))))),
             }
         };
-        futures.insert(d.clone(), lazy.boxed().shared());
+        registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d.clone(), lazy.boxed().shared());
     }
-    let result = futures[&root].clone().await;
-    drop(futures);
+    let root_future = registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&root)
+        .cloned();
+    let result = match root_future {
+        Some(f) => f.await,
+        None => return Err(SolveError::NoRoot),
+    };
+    drop(registry);
     // Nothing of this solve runs on once it returns: steps no one waits for any more (a
     // sibling failed) are stopped and their work dropped before the caller goes on.
     for a in aborts.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
@@ -520,7 +540,8 @@ async fn vertex_future<W: Worker>(
     digest: VertexDigest,
     vertex: Vertex,
     key: String,
-    inputs: Vec<VertexFuture<W::Output>>,
+    inputs: Vec<VertexDigest>,
+    registry: std::sync::Weak<Registry<W::Output>>,
 ) -> Result<W::Output, Arc<SolveErrorShared>> {
     let cacheable = s.worker.cacheable(&vertex);
     let forced = s.forced.contains(&digest);
@@ -538,6 +559,21 @@ async fn vertex_future<W: Worker>(
     }
 
     // Inputs run concurrently; the first failure cancels the rest.
+    let inputs = {
+        let Some(registry) = registry.upgrade() else {
+            return Err(fail(&digest, &vertex, "the build was cancelled".into()));
+        };
+        let map = registry.lock().unwrap_or_else(|e| e.into_inner());
+        inputs
+            .iter()
+            .map(|d| {
+                map.get(d)
+                    .cloned()
+                    .ok_or("an input of this step is missing")
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&digest, &vertex, e.into()))?
+    };
     let input_results = futures::future::try_join_all(inputs).await?;
     if forced {
         // An input had to run (it ignores the cache); this vertex's own result may still
