@@ -197,7 +197,17 @@ struct Conv<'a> {
     escape: char,
     target: usize,
     context: Option<Input>,
+    /// Stages being converted now, one inside the other (see [`MAX_STAGE_RECURSION`]).
+    depth: usize,
+    /// The stage whose conversion was put off because the recursion was too deep.
+    deferred: Option<usize>,
 }
+
+/// How many stage conversions may run one inside the other (a `FROM` or `COPY --from` of a
+/// stage not converted yet converts it on the spot). Deeper than this, the stage that is
+/// needed is converted first from the top and the outer one is converted again (see
+/// [`Conv::convert_target`]), so chains of any length convert without a deep stack.
+const MAX_STAGE_RECURSION: usize = 16;
 
 /// Per-stage mutable state while dispatching.
 struct Run {
@@ -498,12 +508,43 @@ impl<'a> Conv<'a> {
                 "circular dependency between stages",
             ));
         }
+        if self.depth >= MAX_STAGE_RECURSION {
+            self.deferred = Some(idx);
+            let line = self.stages[idx].from.start_line;
+            return Err(self.err(ErrorKind::Semantic, line, "stage conversion deferred"));
+        }
         self.busy[idx] = true;
+        self.depth += 1;
         let r = self.convert_stage_inner(idx);
+        self.depth -= 1;
         self.busy[idx] = false;
         let r = r?;
         self.results[idx] = Some(r.clone());
         Ok(r)
+    }
+
+    /// Converts stage `target` and what it needs, on an explicit stack of stages whose
+    /// conversion was put off: a stage only ever needs earlier ones, so each deferral names
+    /// an earlier stage and the loop ends. A stage started and put off is converted again
+    /// from the start (conversion is deterministic and adds the same vertices).
+    fn convert_target(&mut self, target: usize) -> Result<StageResult, Error> {
+        let mut outer = Vec::new();
+        let mut idx = target;
+        loop {
+            match self.convert_stage(idx) {
+                Ok(r) => match outer.pop() {
+                    Some(o) => idx = o,
+                    None => return Ok(r),
+                },
+                Err(e) => match self.deferred.take() {
+                    Some(j) => {
+                        outer.push(idx);
+                        idx = j;
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
     }
 
     fn convert_stage_inner(&mut self, idx: usize) -> Result<StageResult, Error> {
@@ -1842,6 +1883,8 @@ pub fn build(
         escape: parsed.escape,
         target: 0,
         context: None,
+        depth: 0,
+        deferred: None,
     };
     for ins in &parsed.instructions {
         conv.validate(ins, false)?;
@@ -1935,7 +1978,7 @@ pub fn build(
     conv.target = target;
     conv.results = vec![None; conv.stages.len()];
     conv.busy = vec![false; conv.stages.len()];
-    let r = conv.convert_stage(target)?;
+    let r = conv.convert_target(target)?;
     let mut config = r.config;
     for (k, v) in &opts.labels {
         config.labels.insert(k.clone(), v.clone());
@@ -1982,6 +2025,8 @@ pub fn apply_changes(config: &mut ImageConfiguration, changes: &[String]) -> Res
             escape: parsed.escape,
             target: 0,
             context: None,
+            depth: 0,
+            deferred: None,
         };
         for mut ins in parsed.instructions {
             ins.start_line = line;

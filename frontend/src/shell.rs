@@ -5,6 +5,11 @@
 //! The lexer works on `char`s and never indexes out of bounds; every malformed input is an
 //! `Err(String)` with BuildKit's message.
 
+/// How deeply `${…}` substitutions may nest (`${a:-${b:-…}}`): each level is a recursion
+/// of the lexer, so hostile input must not choose the depth. Real Dockerfiles nest two or
+/// three levels.
+pub const MAX_NESTING: usize = 100;
+
 /// Lexer options.
 #[derive(Clone, Copy, Debug)]
 pub struct Lexer {
@@ -58,9 +63,14 @@ impl Lexer {
             lex: *self,
             env,
             raw_escapes: self.raw_escapes,
+            depth: 0,
         };
-        sw.process_stop_on(None, self.raw_escapes)
-            .map_err(|e| format!("failed to process {:?}: {}", word, e))
+        sw.process_stop_on(None, self.raw_escapes).map_err(|e| {
+            // A hostile word can be megabytes long: the message quotes its start only.
+            let shown: String = word.chars().take(200).collect();
+            let more = if shown.len() < word.len() { "…" } else { "" };
+            format!("failed to process {:?}{more}: {}", shown, e)
+        })
     }
 }
 
@@ -70,6 +80,8 @@ struct ShellWord<'a> {
     lex: Lexer,
     env: &'a dyn Fn(&str) -> Option<String>,
     raw_escapes: bool,
+    /// `${` levels open now.
+    depth: usize,
 }
 
 #[derive(Default)]
@@ -283,6 +295,18 @@ impl ShellWord<'_> {
     }
 
     fn process_dollar(&mut self) -> Result<String, String> {
+        if self.depth >= MAX_NESTING {
+            return Err(format!(
+                "variable substitutions nested deeper than {MAX_NESTING}"
+            ));
+        }
+        self.depth += 1;
+        let r = self.process_dollar_inner();
+        self.depth -= 1;
+        r
+    }
+
+    fn process_dollar_inner(&mut self) -> Result<String, String> {
         self.next();
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -579,6 +603,37 @@ mod tests {
             "P" => Some("a/b/c.tar.gz".into()),
             _ => None,
         }
+    }
+
+    /// Issue 11, item 6: deep nesting is an error, not a stack overflow, on a 2 MiB stack.
+    #[test]
+    fn deep_nesting_is_an_error() {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let lex = Lexer::new('\\');
+                let ok = format!(
+                    "{}x{}",
+                    "${a:-".repeat(MAX_NESTING),
+                    "}".repeat(MAX_NESTING)
+                );
+                assert_eq!(lex.process_word(&ok, &env).unwrap(), "x");
+                let n = 10_000;
+                let deep = format!("{}x{}", "${a:-".repeat(n), "}".repeat(n));
+                let e = lex.process_word(&deep, &env).unwrap_err();
+                assert!(
+                    e.ends_with("variable substitutions nested deeper than 100"),
+                    "{e}"
+                );
+                let quoted = "\"${a:-".repeat(n);
+                assert!(lex
+                    .process_word(&quoted, &env)
+                    .unwrap_err()
+                    .contains("nested deeper"));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

@@ -138,3 +138,67 @@ fn changes() {
     assert_eq!(cfg.user().as_deref(), Some("nobody"));
     assert!(apply_changes(&mut c, &["RUN x".into()]).is_err());
 }
+
+/// Runs `f` on a thread with the default 2 MiB test stack.
+fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(f)
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// Issue 11, item 6: deep input ends in a clear error or a result, never a stack overflow.
+#[test]
+fn deep_input_converts_or_fails_cleanly() {
+    on_small_stack(|| {
+        // ARG defaults nested 10,000 deep: the lexer's limit.
+        let n = 10_000;
+        let df = format!(
+            "ARG X={}x{}\nFROM busybox\n",
+            "${a:-".repeat(n),
+            "}".repeat(n)
+        );
+        let e = build(&df, &opts(), &Busybox).unwrap_err();
+        assert!(
+            e.message
+                .contains("variable substitutions nested deeper than 100"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.len() < 400,
+            "the message quotes the word's start only"
+        );
+        assert_eq!(e.line, 1);
+
+        // 2,500 chained `FROM sN AS sN+1` stages: one image vertex.
+        let mut df = String::from("FROM busybox AS s0\nENV FIRST=1\n");
+        for i in 0..2500 {
+            df.push_str(&format!("FROM s{i} AS s{}\n", i + 1));
+        }
+        let b = build(&df, &opts(), &Busybox).unwrap();
+        assert_eq!(b.definition.vertices.len(), 1);
+        let env = b.config.config().as_ref().unwrap().env().clone().unwrap();
+        assert!(env.contains(&"FIRST=1".to_string()), "{env:?}");
+
+        // A 2,500-long `COPY --from` chain: every stage's copy is in the graph.
+        let mut df = String::from("FROM busybox AS s0\nRUN echo > /f\n");
+        for i in 0..2500 {
+            df.push_str(&format!(
+                "FROM busybox AS s{}\nCOPY --from=s{i} /f /f\n",
+                i + 1
+            ));
+        }
+        let b = build(&df, &opts(), &Busybox).unwrap();
+        b.definition.validate().unwrap();
+        let copies = b
+            .definition
+            .vertices
+            .values()
+            .filter(|v| matches!(v.op, Op::File(_)))
+            .count();
+        assert_eq!(copies, 2500);
+    });
+}

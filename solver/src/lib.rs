@@ -298,6 +298,9 @@ impl Default for SolveOptions {
 
 type VertexFuture<O> = Shared<BoxFuture<'static, Result<O, Arc<SolveErrorShared>>>>;
 
+/// Every vertex's future of a solve, by digest.
+type Registry<O> = std::sync::Mutex<HashMap<VertexDigest, VertexFuture<O>>>;
+
 /// The error shared between the futures waiting on a failed vertex.
 #[derive(Debug)]
 struct SolveErrorShared {
@@ -452,19 +455,64 @@ pub async fn solve<W: Worker>(
         forced,
     });
 
-    let mut futures: HashMap<VertexDigest, VertexFuture<W::Output>> = HashMap::new();
+    // Every vertex's future, by digest. A vertex future finds its inputs' futures here
+    // (through a weak reference) when it needs them, instead of holding them: a chain of
+    // futures holding futures would be dropped recursively, once per level of the graph.
+    let registry: Arc<Registry<W::Output>> = Arc::default();
+    let tasks = tokio_util::task::TaskTracker::new();
+    let aborts: Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
     for d in &order {
         let v = def.vertices[d].clone();
-        let inputs: Vec<VertexFuture<W::Output>> =
-            v.op.inputs()
-                .iter()
-                .map(|i| futures[&i.vertex].clone())
-                .collect();
-        let fut = vertex_future(shared.clone(), d.clone(), v, keys[d].clone(), inputs);
-        futures.insert(d.clone(), fut.boxed().shared());
+        let inputs: Vec<VertexDigest> = v.op.inputs().iter().map(|i| i.vertex.clone()).collect();
+        let failed = fail_with(d, &v);
+        let fut = vertex_future(
+            shared.clone(),
+            d.clone(),
+            v,
+            keys[d].clone(),
+            inputs,
+            Arc::downgrade(&registry),
+        );
+        // Each vertex runs as its own task, started when it is first awaited (so inputs
+        // still run only when needed): awaiting a task is one poll deep, where awaiting
+        // the nested futures themselves would recurse once per level of the graph and
+        // overflow the stack on a long chain (a 2,500-step COPY --from chain).
+        let (tasks, aborts) = (tasks.clone(), aborts.clone());
+        let lazy = async move {
+            let task = tasks.spawn(fut);
+            aborts
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(task.abort_handle());
+            match AbortOnDrop(task).await {
+                Ok(r) => r,
+                Err(e) => Err(failed(Box::new(std::io::Error::other(format!(
+                    "the step's task failed: {e}"
+                ))))),
+            }
+        };
+        registry
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(d.clone(), lazy.boxed().shared());
     }
-    let result = futures[&root].clone().await;
-    drop(futures);
+    let root_future = registry
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&root)
+        .cloned();
+    let result = match root_future {
+        Some(f) => f.await,
+        None => return Err(SolveError::NoRoot),
+    };
+    drop(registry);
+    // Nothing of this solve runs on once it returns: steps no one waits for any more (a
+    // sibling failed) are stopped and their work dropped before the caller goes on.
+    for a in aborts.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        a.abort();
+    }
+    tasks.close();
+    tasks.wait().await;
     record_key_inputs(&shared, &keys);
     match result {
         Ok(out) => {
@@ -492,7 +540,8 @@ async fn vertex_future<W: Worker>(
     digest: VertexDigest,
     vertex: Vertex,
     key: String,
-    inputs: Vec<VertexFuture<W::Output>>,
+    inputs: Vec<VertexDigest>,
+    registry: std::sync::Weak<Registry<W::Output>>,
 ) -> Result<W::Output, Arc<SolveErrorShared>> {
     let cacheable = s.worker.cacheable(&vertex);
     let forced = s.forced.contains(&digest);
@@ -510,6 +559,21 @@ async fn vertex_future<W: Worker>(
     }
 
     // Inputs run concurrently; the first failure cancels the rest.
+    let inputs = {
+        let Some(registry) = registry.upgrade() else {
+            return Err(fail(&digest, &vertex, "the build was cancelled".into()));
+        };
+        let map = registry.lock().unwrap_or_else(|e| e.into_inner());
+        inputs
+            .iter()
+            .map(|d| {
+                map.get(d)
+                    .cloned()
+                    .ok_or("an input of this step is missing")
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| fail(&digest, &vertex, e.into()))?
+    };
     let input_results = futures::future::try_join_all(inputs).await?;
     if forced {
         // An input had to run (it ignores the cache); this vertex's own result may still
@@ -713,6 +777,43 @@ fn record<W: Worker>(s: &Shared_<W>, d: &VertexDigest, out: &W::Output) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .insert(d.clone(), out.clone());
+}
+
+/// A task that is aborted when its handle is dropped: when no one waits for a vertex any
+/// more (a sibling input failed, the build was cancelled), its work stops, as a dropped
+/// future's would.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// [`fail`] for `d` later, without holding on to the vertex.
+fn fail_with(
+    d: &VertexDigest,
+    v: &Vertex,
+) -> impl FnOnce(BoxError) -> Arc<SolveErrorShared> + Send + 'static {
+    let (d, name, location) = (d.clone(), v.meta.name.clone(), v.meta.location.clone());
+    move |e| {
+        Arc::new(SolveErrorShared {
+            vertex: d,
+            name,
+            location,
+            source: Arc::new(e),
+        })
+    }
 }
 
 fn fail(d: &VertexDigest, v: &Vertex, e: BoxError) -> Arc<SolveErrorShared> {

@@ -95,6 +95,9 @@ pub struct BuildArgs {
     /// Extra named context NAME=DIR or NAME=docker-image://REF; repeatable.
     #[arg(long = "build-context")]
     build_contexts: Vec<String>,
+    /// Add a line to /etc/hosts of RUN steps: NAME:IP (or NAME=IP); repeatable.
+    #[arg(long = "add-host")]
+    add_hosts: Vec<String>,
     /// Secret for RUN --mount=type=secret: id=ID,src=FILE or id=ID,env=VAR; repeatable.
     #[arg(long = "secret")]
     secrets: Vec<String>,
@@ -174,6 +177,11 @@ enum Export {
 }
 
 fn parse_output(s: &str) -> Result<Export, Failure> {
+    if s.trim().is_empty() {
+        return Err(Failure::usage(
+            "-o/--output needs a value: type=TYPE[,dest=PATH|name=REF][,…], or a directory",
+        ));
+    }
     let mut kv = BTreeMap::new();
     for part in s.split(',') {
         let (k, v) = part.split_once('=').unwrap_or(("dest", part));
@@ -196,6 +204,7 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
     };
     let dest = || {
         kv.get("dest")
+            .filter(|d| !d.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| Failure::usage(format!("output type={typ} needs dest=PATH")))
     };
@@ -369,7 +378,10 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
     }
     msg.push_str(&format!(": {}", e.message));
     if let Some(src) = &e.source_line {
-        msg.push_str(&format!("\n  {} | {}", e.line, src));
+        // A hostile line can be megabytes long: show its start.
+        let shown: String = src.chars().take(200).collect();
+        let more = if shown.len() < src.len() { "…" } else { "" };
+        msg.push_str(&format!("\n  {} | {shown}{more}", e.line));
     }
     if let Some(h) = &e.hint {
         msg.push_str(&format!("\nhint: {h}"));
@@ -390,6 +402,17 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         .cache_to
         .iter()
         .map(|c| kiln_remotecache::ExportSpec::parse(c).map_err(cache_usage))
+        .collect::<Result<Vec<_>, _>>()?;
+    let extra_hosts = a
+        .add_hosts
+        .iter()
+        .map(|h| {
+            kiln_executor::parse_add_host(h).map_err(|e| {
+                Failure::usage(format!(
+                    "invalid argument {h:?} for \"--add-host\" flag: {e}"
+                ))
+            })
+        })
         .collect::<Result<Vec<_>, _>>()?;
     let mut exports = a
         .outputs
@@ -493,6 +516,29 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
             .map_err(frontend_failure)?;
     no_cache_filter(&mut fe.definition, &a.no_cache_filter);
+    // Entitlements, before anything runs (BuildKit checks them when it loads the
+    // definition). `--network host` grants network.host, as buildx does.
+    let allow_insecure = a.allow.iter().any(|x| x == "security.insecure");
+    let allow_network_host = a.network == "host" || a.allow.iter().any(|x| x == "network.host");
+    if let Err((d, msg)) =
+        kiln_worker::check_entitlements(&fe.definition, allow_insecure, allow_network_host)
+    {
+        let v = &fe.definition.vertices[&d];
+        let at = v
+            .meta
+            .location
+            .as_ref()
+            .map(|l| format!("{}:{}: ", l.file, l.line))
+            .unwrap_or_default();
+        let flag = msg.split(' ').next().unwrap_or_default();
+        return Err(Failure::new(
+            1,
+            format!(
+                "{at}{}: {msg}\nhint: pass `--allow {flag}` to grant it",
+                v.meta.name
+            ),
+        ));
+    }
 
     // Imported caches: manifests and configs now, blobs when a hit is used. A cache that
     // cannot be read is a warning, as with BuildKit: the build goes on without it.
@@ -522,7 +568,9 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             .collect(),
         hostname: "kiln".into(),
         secrets,
-        allow_insecure: a.allow.iter().any(|x| x == "security.insecure"),
+        allow_insecure,
+        allow_network_host,
+        extra_hosts,
         imported: imported.clone(),
     }));
     // Explanations compare a step with the previous build of the same step in the same

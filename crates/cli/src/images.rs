@@ -131,12 +131,12 @@ pub struct RunArgs {
     /// repeatable. Implies --network default unless --network is given.
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
-    /// Memory limit (bytes, or with a b/k/m/g suffix).
+    /// Memory limit (bytes, or with a b/k/m/g suffix; 0: no limit).
     #[arg(short = 'm', long, value_parser = parse_size)]
     memory: Option<u64>,
-    /// Number of CPUs (e.g. 1.5).
-    #[arg(long)]
-    cpus: Option<f64>,
+    /// Number of CPUs (e.g. 1.5; 0: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    cpus: Option<String>,
     /// Maximum number of processes (-1: unlimited).
     #[arg(long)]
     pids_limit: Option<i64>,
@@ -153,6 +153,9 @@ pub struct RunArgs {
     /// Container hostname (default: the first 12 characters of its id).
     #[arg(long, short = 'h')]
     hostname: Option<String>,
+    /// Add a line to /etc/hosts: NAME:IP (or NAME=IP); repeatable.
+    #[arg(long = "add-host")]
+    add_hosts: Vec<String>,
     /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -161,6 +164,23 @@ pub struct RunArgs {
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// `--cpus`: a finite, non-negative number of CPUs; 0 is no limit (as docker's). docker's
+/// wording for what is not a number.
+fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
+    let bad =
+        |why: String| Failure::usage(format!("invalid argument {s:?} for \"--cpus\" flag: {why}"));
+    let n: f64 = s
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(|| bad(format!("failed to parse {s} as a rational number")))?;
+    if n < 0.0 {
+        return Err(bad("the number of CPUs cannot be negative".into()));
+    }
+    Ok((n > 0.0).then_some(n))
 }
 
 /// A size like docker's: a number with an optional b/k/m/g/t suffix (binary units; `kb`,
@@ -286,9 +306,43 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         .map(|d| d.parse::<kiln_executor::DeviceMapping>())
         .collect::<Result<Vec<_>, _>>()
         .map_err(Failure::usage)?;
-    if a.cpus.is_some_and(|c| c <= 0.0) {
-        return Err(Failure::usage("--cpus must be positive"));
+    let cpus = match a.cpus.as_deref() {
+        Some(c) => parse_cpus(c)?,
+        None => None,
+    };
+    if let Some(w) = &a.workdir {
+        if !w.starts_with('/') {
+            return Err(Failure::usage(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
     }
+    for e in &a.env {
+        // docker's ValidateEnv: a variable needs a name.
+        if e.split('=').next().unwrap_or_default().is_empty() {
+            return Err(Failure::usage(format!("invalid environment variable: {e}")));
+        }
+    }
+    if let Some(h) = &a.hostname {
+        if !kiln_executor::valid_hostname(h) {
+            // Escaped: the name may hold a newline.
+            return Err(Failure::usage(format!(
+                "invalid hostname format: {}",
+                h.escape_debug()
+            )));
+        }
+    }
+    let extra_hosts = a
+        .add_hosts
+        .iter()
+        .map(|h| {
+            kiln_executor::parse_add_host(h).map_err(|e| {
+                Failure::usage(format!(
+                    "invalid argument {h:?} for \"--add-host\" flag: {e}"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let (_, manifest) = match env.local_image(&a.image) {
         Ok(x) => x,
         Err(_) => {
@@ -378,14 +432,16 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         extra: kiln_executor::SandboxOptions {
             tmpfs,
             resources: kiln_executor::Resources {
-                memory: a.memory,
-                cpus: a.cpus,
+                // 0 is no limit, as with docker.
+                memory: a.memory.filter(|&m| m > 0),
+                cpus,
                 pids: a.pids_limit,
             },
             privileged: a.privileged,
             create_etc_files: true,
             ports,
             devices,
+            extra_hosts,
         },
     };
     // Failures of kiln itself (not of the container's command) exit 125, as docker run's.
@@ -524,6 +580,17 @@ pub async fn push_image(
         .await?)
 }
 
+/// Reads `f` as a tar to its end: every header and every entry's data must be there.
+fn check_tar(f: std::fs::File) -> std::io::Result<()> {
+    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
+    for e in ar.entries()? {
+        let mut e = e?;
+        e.path()?;
+        std::io::copy(&mut e, &mut std::io::sink())?;
+    }
+    Ok(())
+}
+
 pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
     let mut config: kiln_oci::spec::ImageConfiguration =
@@ -534,13 +601,31 @@ pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
         .map_err(|e| Failure::new(1, e.to_string()))?;
     kiln_frontend::apply_changes(&mut config, &a.changes)
         .map_err(|e| Failure::usage(format!("invalid --change: {}", e.message)))?;
-    let layer = if a.file == "-" {
-        env.store.import_layer(&mut std::io::stdin().lock())?
+    // The input is read twice (checked to be a whole tar, then stored), so stdin is kept
+    // in a temp file first; nothing is stored when it is not a tar.
+    let spool = env.store.temp_dir("import-")?;
+    let path = if a.file == "-" {
+        let p = spool.path().join("layer.tar");
+        let mut f = std::fs::File::create(&p)
+            .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
+        std::io::copy(&mut std::io::stdin().lock(), &mut f)
+            .map_err(|e| Failure::new(1, format!("reading stdin: {e}")))?;
+        p
     } else {
-        let mut f = std::fs::File::open(&a.file)
-            .map_err(|e| Failure::new(1, format!("{}: {e}", a.file)))?;
-        env.store.import_layer(&mut f)?
+        PathBuf::from(&a.file)
     };
+    let open =
+        || std::fs::File::open(&path).map_err(|e| Failure::new(1, format!("{}: {e}", a.file)));
+    // The tar crate's messages quote the bad bytes: say what it means instead.
+    check_tar(open()?).map_err(|e| {
+        let why = match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => " (it ends inside an entry)",
+            _ => "",
+        };
+        Failure::new(1, format!("{}: not a tar archive{why}", a.file))
+    })?;
+    let layer = env.store.import_layer(&mut open()?)?;
+    drop(spool);
     let mut cfg = serde_json::to_value(&config).map_err(|e| Failure::new(1, e.to_string()))?;
     if let Some(o) = cfg.as_object_mut() {
         o.remove("rootfs");

@@ -323,6 +323,10 @@ pub struct SandboxOptions {
     /// device rules (see [`SandboxOptions::privileged`] for all devices).
     #[serde(default)]
     pub devices: Vec<DeviceMapping>,
+    /// `--add-host NAME:IP`: extra `/etc/hosts` entries, as `(name, ip)`; check them with
+    /// [`parse_add_host`].
+    #[serde(default)]
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 /// A host device node made available in the sandbox (`--device HOST[:CONTAINER[:PERMS]]`):
@@ -368,6 +372,52 @@ impl std::str::FromStr for DeviceMapping {
             permissions: perms.to_string(),
         })
     }
+}
+
+/// Whether `name` may be a container's hostname: RFC 1123 labels (letters, digits and
+/// inner `-`) joined by dots, at most 64 bytes (Linux's HOST_NAME_MAX), as docker checks it.
+/// Anything else (a newline, a space) would also write extra lines into `/etc/hosts`.
+pub fn valid_hostname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// Parses `--add-host NAME:IP` (or `NAME=IP`; an IPv6 address keeps its colons: the split is
+/// at the first separator) with docker's messages: `bad format for add-host: "…"`, `invalid
+/// IP address in add-host: "…"`. The name must be a valid host name ([`valid_hostname`]) and
+/// the IP a literal address (docker's `host-gateway` is not supported).
+pub fn parse_add_host(spec: &str) -> Result<(String, String), String> {
+    let sep = spec.find([':', '=']);
+    let (name, ip) = match sep {
+        Some(i) => (&spec[..i], &spec[i + 1..]),
+        None => return Err(format!("bad format for add-host: {spec:?}")),
+    };
+    if name.is_empty() {
+        return Err(format!("bad format for add-host: {spec:?}"));
+    }
+    if ip == "host-gateway" {
+        return Err("add-host: host-gateway is not supported".into());
+    }
+    // docker accepts `[::1]` for an IPv6 address.
+    let bare = ip
+        .strip_prefix('[')
+        .and_then(|i| i.strip_suffix(']'))
+        .unwrap_or(ip);
+    let addr: std::net::IpAddr = bare
+        .parse()
+        .map_err(|_| format!("invalid IP address in add-host: {ip:?}"))?;
+    if !valid_hostname(name) {
+        return Err(format!("invalid host name in add-host: {name:?}"));
+    }
+    Ok((name.to_string(), addr.to_string()))
 }
 
 /// A port published from the host into the sandbox (`-p [IP:]HOST:CTR[/PROTO]`).
@@ -586,5 +636,52 @@ pub mod mount {
         target: &Path,
     ) -> std::io::Result<()> {
         crate::mounts::overlay(lowers, upper_work, target)
+    }
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::*;
+
+    #[test]
+    fn hostnames_and_add_hosts() {
+        for ok in ["web", "a-b.example.com", "x1", &"a".repeat(64)] {
+            assert!(valid_hostname(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a\nb",
+            "a b",
+            "bad_name",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            &"a".repeat(65),
+        ] {
+            assert!(!valid_hostname(bad), "{bad:?}");
+        }
+        assert_eq!(
+            parse_add_host("db:10.0.0.5").unwrap(),
+            ("db".into(), "10.0.0.5".into())
+        );
+        assert_eq!(
+            parse_add_host("v6:::1").unwrap(),
+            ("v6".into(), "::1".into())
+        );
+        assert_eq!(
+            parse_add_host("v6=[::1]").unwrap(),
+            ("v6".into(), "::1".into())
+        );
+        assert_eq!(
+            parse_add_host("h:x").unwrap_err(),
+            "invalid IP address in add-host: \"x\""
+        );
+        assert_eq!(
+            parse_add_host(":1.2.3.4").unwrap_err(),
+            "bad format for add-host: \":1.2.3.4\""
+        );
+        assert!(parse_add_host("a\nb:1.2.3.4").is_err());
+        assert!(parse_add_host("h:1.2.3.4\nevil").is_err());
     }
 }

@@ -751,8 +751,16 @@ fn create_device_node(root: &Path, d: &crate::DeviceMapping) {
 pub(crate) fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-    if !spec.hostname.is_empty() {
+    // Checked by the callers; a name that would add lines of its own is left out here too.
+    let one_line =
+        |s: &str| !s.is_empty() && !s.contains(|c: char| c.is_whitespace() || c.is_control());
+    if one_line(&spec.hostname) {
         hosts.push_str(&format!("127.0.1.1\t{}\n", spec.hostname));
+    }
+    for (name, ip) in &spec.extra.extra_hosts {
+        if one_line(name) && one_line(ip) {
+            hosts.push_str(&format!("{ip}\t{name}\n"));
+        }
     }
     let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let resolv = match spec.network {

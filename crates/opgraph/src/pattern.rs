@@ -70,14 +70,7 @@ impl PatternMatcher {
             if p.exclusion != excluded {
                 continue;
             }
-            let mut hit = false;
-            for n in (1..=parts.len()).rev() {
-                if match_parts(&p.parts, &parts[..n]) {
-                    hit = true;
-                    break;
-                }
-            }
-            if hit {
+            if matches_or_parent(&p.parts, &parts) {
                 excluded = !p.exclusion;
             }
         }
@@ -107,15 +100,33 @@ pub fn clean(p: &str) -> String {
     out.join("/")
 }
 
-fn match_parts(pat: &[String], path: &[&str]) -> bool {
-    match pat.first() {
-        None => path.is_empty(),
-        Some(p) if p == "**" => (0..=path.len()).any(|skip| match_parts(&pat[1..], &path[skip..])),
-        Some(p) => match path.first() {
-            Some(c) => glob_match(p.as_bytes(), c.as_bytes()) && match_parts(&pat[1..], &path[1..]),
-            None => false,
-        },
+/// Whether the pattern components match the path components or those of one of its
+/// parents, `**` standing for any number of components. Iterative (one row of a table per
+/// pattern component, O(pattern × path)): a `.dockerignore` line is written by strangers,
+/// and a recursive matcher would recurse once per component and take exponential time on
+/// `**/**/…`.
+fn matches_or_parent(pat: &[String], path: &[&str]) -> bool {
+    // row[j]: the pattern so far matches path[..j].
+    let mut row = vec![false; path.len() + 1];
+    row[0] = true;
+    for p in pat {
+        if p == "**" {
+            let mut any = false;
+            for m in row.iter_mut() {
+                any |= *m;
+                *m = any;
+            }
+        } else {
+            for j in (1..=path.len()).rev() {
+                row[j] = row[j - 1] && glob_match(p.as_bytes(), path[j - 1].as_bytes());
+            }
+            row[0] = false;
+        }
+        if !row.contains(&true) {
+            return false;
+        }
     }
+    row[1..].contains(&true)
 }
 
 /// Go `filepath.Match` on one path component: `*`, `?`, `[...]` with ranges and `^`/`!`,
@@ -228,6 +239,30 @@ mod tests {
         assert!(m.is_excluded("a/b/c.tmp"));
         assert!(m.is_excluded("c.tmp"));
         assert!(!m.is_excluded("src/main.rs"));
+    }
+
+    /// Issue 11, item 6: deep and `**`-heavy patterns on a 2 MiB stack, in linear time.
+    #[test]
+    fn deep_patterns_match_without_recursion() {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(|| {
+                let deep = vec!["a"; 3_000].join("/");
+                let m = PatternMatcher::new(&[deep.as_str()]);
+                assert!(m.is_excluded(&deep));
+                assert!(m.is_excluded(&(deep.clone() + "/below")));
+                assert!(!m.is_excluded(&vec!["a"; 2_999].join("/")));
+                let stars = vec!["**"; 200].join("/") + "/x";
+                let m = PatternMatcher::new(&[stars.as_str()]);
+                assert!(m.is_excluded(&(vec!["a"; 200].join("/") + "/x")));
+                assert!(!m.is_excluded(&vec!["a"; 200].join("/")));
+                assert!(PatternMatcher::new(&["a/**/b/**"]).is_excluded("a/b"));
+                assert!(PatternMatcher::new(&["a/**/b"]).is_excluded("a/x/y/b"));
+                assert!(!PatternMatcher::new(&["a/**/b"]).is_excluded("x/a/b"));
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

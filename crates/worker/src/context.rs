@@ -78,6 +78,45 @@ pub fn walk(
     Ok(())
 }
 
+/// Makes `into` (a new directory) a view of what `exclude` leaves of `dir`, for a
+/// `RUN --mount=type=bind` of a context: an ignored file must not be seen there, by name or
+/// through a symlink, as BuildKit never sends it. Directories are recreated with their mode
+/// and mtime, symlinks as they are, regular files hard-linked (copied when `into` is on
+/// another filesystem); other kinds are left out. The bind is read-only or of a copy, so a
+/// hard link never lets a step change the context.
+pub fn materialize(dir: &Path, exclude: &[String], into: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{lchown, symlink};
+    std::fs::create_dir_all(into)?;
+    let mut dirs = vec![(into.to_path_buf(), std::fs::metadata(dir)?)];
+    walk(dir, exclude, |rel, path, md| {
+        let target = into.join(rel);
+        // With exception patterns an included file may lie below an excluded directory.
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let ft = md.file_type();
+        if ft.is_dir() {
+            std::fs::create_dir_all(&target)?;
+            dirs.push((target, md.clone()));
+        } else if ft.is_symlink() {
+            symlink(std::fs::read_link(path)?, &target)?;
+        } else if ft.is_file() && std::fs::hard_link(path, &target).is_err() {
+            std::fs::copy(path, &target)?;
+            lchown(&target, Some(md.uid()), Some(md.gid()))?;
+            let t = filetime::FileTime::from_last_modification_time(md);
+            filetime::set_file_times(&target, t, t)?;
+        }
+        Ok(())
+    })?;
+    // Deepest first, so creating entries does not change a finished directory's mtime.
+    for (d, md) in dirs.iter().rev() {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        let t = filetime::FileTime::from_last_modification_time(md);
+        filetime::set_file_times(d, t, t)?;
+    }
+    Ok(())
+}
+
 /// The store whose stat cache [`checksum`] uses (set once per process by the CLI with
 /// [`use_stat_cache`]).
 static STAT_STORE: std::sync::OnceLock<Arc<Store>> = std::sync::OnceLock::new();
@@ -220,6 +259,32 @@ pub fn describe_change(store: &Store, old: &str, new: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn materialize_leaves_out_ignored_files() {
+        let d = tempfile::tempdir().unwrap();
+        let ctx = d.path().join("ctx");
+        std::fs::create_dir_all(ctx.join("sub/keep")).unwrap();
+        std::fs::write(ctx.join("secret"), "s").unwrap();
+        std::fs::write(ctx.join("a"), "a").unwrap();
+        std::fs::write(ctx.join("sub/x.log"), "l").unwrap();
+        std::fs::write(ctx.join("sub/keep/k.log"), "k").unwrap();
+        std::os::unix::fs::symlink("secret", ctx.join("link")).unwrap();
+        let ex: Vec<String> = ["secret", "**/*.log", "!sub/keep/k.log"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let out = d.path().join("out");
+        materialize(&ctx, &ex, &out).unwrap();
+        let mut got = Vec::new();
+        walk(&out, &[], |rel, _, _| {
+            got.push(rel.to_string());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(got, ["a", "link", "sub", "sub/keep", "sub/keep/k.log"]);
+        assert!(std::fs::read(out.join("link")).is_err(), "link is dangling");
+    }
 
     #[test]
     fn include_selects_paths_and_below() {

@@ -42,9 +42,16 @@ impl BuildWorker {
         e: &kiln_opgraph::ExecOp,
         inputs: Vec<Output>,
     ) -> Result<Output, BoxError> {
+        // Checked again here for callers that skip `check_entitlements`.
         if e.security == Security::Insecure && !self.cfg.allow_insecure {
             return Err(Box::new(StepError(
-                "RUN --security=insecure needs `--allow security.insecure`".into(),
+                "security.insecure is not allowed (RUN --security=insecure needs `--allow security.insecure`)".into(),
+            )));
+        }
+        if e.network == NetworkMode::Host && !self.cfg.allow_network_host {
+            return Err(Box::new(StepError(
+                "network.host is not allowed (RUN --network=host needs `--allow network.host`)"
+                    .into(),
             )));
         }
         let mut inputs = inputs.into_iter();
@@ -182,6 +189,7 @@ impl BuildWorker {
                 tmpfs,
                 // /etc/hosts etc. are bound over existing files only: never created in a layer.
                 create_etc_files: false,
+                extra_hosts: self.cfg.extra_hosts.clone(),
                 ..Default::default()
             },
         };
@@ -242,7 +250,16 @@ impl BuildWorker {
         held: &mut Held,
     ) -> Result<PathBuf, BoxError> {
         match src {
-            Output::Local { name, .. } => Ok(self.local_dir(name)?.clone()),
+            Output::Local { name, exclude } if exclude.is_empty() => {
+                Ok(self.local_dir(name)?.clone())
+            }
+            // The context as the build sees it: without its `.dockerignore`d files.
+            Output::Local { name, exclude } => {
+                let dir = self.local_dir(name)?;
+                let view = scratch.join("ctx");
+                crate::context::materialize(dir, exclude, &view)?;
+                Ok(view)
+            }
             Output::Layers(layers) => {
                 let lowers = self.lowers(layers)?;
                 match lowers.len() {

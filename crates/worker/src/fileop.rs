@@ -425,6 +425,29 @@ fn link_placeholder(path: &Path, candidate: &Path) -> io::Result<()> {
 /// `root` were `/` (the last component too when `follow_last`). Missing components are
 /// kept as they are.
 pub fn resolve_in(root: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf> {
+    resolve_visible(root, path, follow_last, &|_| false).map(|r| r.path)
+}
+
+/// Where [`resolve_visible`] led.
+pub(crate) struct Resolved {
+    /// The path on the host.
+    pub path: PathBuf,
+    /// The same, relative to the root (`/`-separated, no leading `/`).
+    pub rel: String,
+    /// The path, or a symlink on the way, is hidden: it does not exist for the build.
+    pub hidden: bool,
+}
+
+/// [`resolve_in`] for a source where `hidden(rel)` entries (`.dockerignore`d ones) do not
+/// exist: a hidden symlink is never followed, and a path that is, or was reached through,
+/// a hidden entry is reported as `hidden`. (A hidden directory that is not a symlink is
+/// walked through: an exception pattern may re-include something below it.)
+pub(crate) fn resolve_visible(
+    root: &Path,
+    path: &str,
+    follow_last: bool,
+    hidden: &dyn Fn(&str) -> bool,
+) -> io::Result<Resolved> {
     let mut done: Vec<OsString> = Vec::new();
     let mut todo: Vec<OsString> = Path::new(path)
         .components()
@@ -432,6 +455,14 @@ pub fn resolve_in(root: &Path, path: &str, follow_last: bool) -> io::Result<Path
         .filter_map(component)
         .collect();
     let mut links = 0;
+    let mut through_hidden = false;
+    let rel_of = |parts: &[OsString]| -> String {
+        parts
+            .iter()
+            .map(|p| p.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/")
+    };
     while let Some(c) = todo.pop() {
         if c == ".." {
             done.pop();
@@ -443,6 +474,13 @@ pub fn resolve_in(root: &Path, path: &str, follow_last: bool) -> io::Result<Path
         let is_last = todo.is_empty();
         match fs::symlink_metadata(&candidate) {
             Ok(md) if md.file_type().is_symlink() && (!is_last || follow_last) => {
+                done.push(c);
+                if hidden(&rel_of(&done)) {
+                    // Not in the build's view of the source: nothing to follow.
+                    through_hidden = true;
+                    continue;
+                }
+                done.pop();
                 links += 1;
                 if links > 40 {
                     return Err(io::Error::other(format!(
@@ -458,9 +496,15 @@ pub fn resolve_in(root: &Path, path: &str, follow_last: bool) -> io::Result<Path
             _ => done.push(c),
         }
     }
+    let rel = rel_of(&done);
+    let hidden = through_hidden || (!rel.is_empty() && hidden(&rel));
     let mut out = root.to_path_buf();
     out.extend(&done);
-    Ok(out)
+    Ok(Resolved {
+        path: out,
+        rel,
+        hidden,
+    })
 }
 
 fn component(c: std::path::Component<'_>) -> Option<OsString> {
@@ -575,10 +619,13 @@ fn clean_src(s: &str) -> String {
 
 /// A named source after glob expansion.
 struct Src {
-    /// Path relative to the source root.
+    /// Path relative to the source root, as the user named it.
     rel: String,
     /// Where it is now.
     path: PathBuf,
+    /// `path` relative to the source root (`rel` with its symlinks followed): what
+    /// `.dockerignore` and `--exclude` patterns are matched against below it.
+    real: String,
     /// `--parents`: the leading part of `rel` that is not kept below the destination (the
     /// part before a `/./` pivot; empty without one).
     pivot: String,
@@ -960,19 +1007,22 @@ impl<'a> Copier<'a> {
                 // BuildKit allows a wildcard that matches nothing (AllowEmptyWildcard).
                 let mut found = Vec::new();
                 self.glob(&rel, &mut found).map_err(|e| e.to_string())?;
-                for (rel, path) in found {
+                for (rel, r) in found {
                     if !out.iter().any(|o| o.rel == rel) {
                         out.push(Src {
                             rel,
-                            path,
+                            path: r.path,
+                            real: r.rel,
                             pivot: pivot.clone(),
                         });
                     }
                 }
             } else {
-                let p = resolve_in(self.src_root, &rel, true).map_err(|e| e.to_string())?;
-                if fs::symlink_metadata(&p).is_err() || self.excluded(&rel) {
-                    let why = if self.excluded(&rel) {
+                // A symlink to an ignored file finds nothing, as in BuildKit, where the
+                // ignored file is not in the context at all.
+                let r = self.resolve(&rel).map_err(|e| e.to_string())?;
+                if fs::symlink_metadata(&r.path).is_err() || r.hidden {
+                    let why = if r.hidden {
                         " (excluded by .dockerignore)"
                     } else {
                         ""
@@ -983,7 +1033,8 @@ impl<'a> Copier<'a> {
                 }
                 out.push(Src {
                     rel,
-                    path: p,
+                    path: r.path,
+                    real: r.rel,
                     pivot,
                 });
             }
@@ -1020,7 +1071,15 @@ impl<'a> Copier<'a> {
         Ok(())
     }
 
-    fn glob(&self, pattern: &str, found: &mut Vec<(String, PathBuf)>) -> io::Result<()> {
+    /// Resolves `rel` in the source, following symlinks; `.dockerignore`d entries of a
+    /// context do not exist.
+    fn resolve(&self, rel: &str) -> io::Result<Resolved> {
+        resolve_visible(self.src_root, rel, true, &|r| {
+            self.from_context && self.excluded(r)
+        })
+    }
+
+    fn glob(&self, pattern: &str, found: &mut Vec<(String, Resolved)>) -> io::Result<()> {
         let parts: Vec<&str> = pattern.split('/').collect();
         let mut cur: Vec<String> = vec![String::new()];
         for (i, part) in parts.iter().enumerate() {
@@ -1062,8 +1121,10 @@ impl<'a> Copier<'a> {
         }
         for rel in cur {
             if !self.excluded(&rel) {
-                let p = resolve_in(self.src_root, &rel, true)?;
-                found.push((rel, p));
+                let r = self.resolve(&rel)?;
+                if !r.hidden {
+                    found.push((rel, r));
+                }
             }
         }
         Ok(())
@@ -1082,13 +1143,19 @@ impl<'a> Copier<'a> {
         if dest_is_dir {
             self.ensure_dir(dest).map_err(|e| format!("{dest}: {e}"))?;
         }
-        for Src { rel, path: src, .. } in sources {
-            self.top = rel.clone();
+        for Src {
+            rel,
+            path: src,
+            real,
+            ..
+        } in sources
+        {
+            self.top = real.clone();
             let md = fs::metadata(&src).map_err(|e| format!("/{rel}: {e}"))?;
             let res = if md.is_dir() {
                 self.ensure_dir_like(dest, &md)
                     .map_err(|e| format!("{dest}: {e}"))?;
-                self.copy_dir_contents(&src, &rel, &dest_path)
+                self.copy_dir_contents(&src, &real, &dest_path)
             } else {
                 let target = if dest_is_dir || dest_path.is_dir() {
                     // The name the user gave (a followed symlink keeps its own name).
@@ -1117,7 +1184,7 @@ impl<'a> Copier<'a> {
                         continue;
                     }
                 }
-                self.copy_entry(&src, &rel, &target, true)
+                self.copy_entry(&src, &real, &target, true)
             };
             res.and_then(|()| self.flush())
                 .map_err(|e| format!("copying /{rel} to {dest}: {e}"))?;
@@ -1131,8 +1198,14 @@ impl<'a> Copier<'a> {
         let dest = self.copy.dest.trim_end_matches('/').to_string();
         self.ensure_dir(&format!("{dest}/"))
             .map_err(|e| format!("{dest}: {e}"))?;
-        for Src { rel, path, pivot } in sources {
-            self.top = rel.clone();
+        for Src {
+            rel,
+            path,
+            real,
+            pivot,
+        } in sources
+        {
+            self.top = real.clone();
             let keep = if pivot.is_empty() {
                 rel.as_str()
             } else {
@@ -1153,9 +1226,9 @@ impl<'a> Copier<'a> {
                 let tp = resolve_in(self.root, &target, true)?;
                 if md.is_dir() {
                     self.ensure_dir_like(&target, &md)?;
-                    self.copy_dir_contents(&path, &rel, &tp)
+                    self.copy_dir_contents(&path, &real, &tp)
                 } else {
-                    self.copy_entry(&path, &rel, &tp, true)
+                    self.copy_entry(&path, &real, &tp, true)
                 }
             })();
             res.and_then(|()| self.flush())
@@ -1431,6 +1504,50 @@ mod tests {
         );
         assert_eq!(resolve_in(r, "abs", false).unwrap(), r.join("abs"));
         assert_eq!(resolve_in(r, "/../../x", true).unwrap(), r.join("x"));
+    }
+
+    /// Issue 11, item 5: a symlink never brings in a `.dockerignore`d file's content.
+    #[test]
+    fn symlinks_to_ignored_files_find_nothing() {
+        let ctx = context(&["secret", "public/a", "hidden/b"]);
+        let c = ctx.path();
+        symlink("secret", c.join("link")).unwrap();
+        symlink("/secret", c.join("abslink")).unwrap();
+        symlink("hidden", c.join("dirlink")).unwrap();
+        symlink("public", c.join("pub")).unwrap();
+        fs::write(c.join("public/ignored.txt"), "x").unwrap();
+        let ex: Vec<String> = ["secret", "hidden", "public/ignored.txt"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let copy = |src: &[&str]| {
+            let root = tempfile::tempdir().unwrap();
+            let r = Copier::new(root.path(), c, &ex, true, &copy_action(src, "/x/"))
+                .unwrap()
+                .run();
+            (root, r)
+        };
+        for src in ["link", "abslink", "dirlink/b", "dirlink"] {
+            let (_, r) = copy(&[src]);
+            let e = r.expect_err(src);
+            assert!(e.contains("not found"), "{src}: {e}");
+        }
+        // A wildcard does not match through them either.
+        let (root, r) = copy(&["*link*"]);
+        r.unwrap();
+        assert_eq!(files(root.path()), ["x/"]);
+        // Below a followed symlink, patterns apply to the real paths.
+        let (root, r) = copy(&["pub"]);
+        r.unwrap();
+        assert_eq!(files(root.path()), ["x/", "x/a"]);
+        // Copied as part of a directory, a symlink stays a symlink.
+        let (root, r) = copy(&["."]);
+        r.unwrap();
+        assert_eq!(
+            fs::read_link(root.path().join("x/link")).unwrap(),
+            Path::new("secret")
+        );
+        assert!(!root.path().join("x/secret").exists());
     }
 
     fn copy_action(src: &[&str], dest: &str) -> CopyAction {

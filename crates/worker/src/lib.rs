@@ -73,6 +73,27 @@ pub struct ExecFailed {
 #[error("{0}")]
 pub struct StepError(pub String);
 
+/// BuildKit's entitlements: the first reachable exec op of `def` that needs one not granted,
+/// as `(vertex, message)` with BuildKit's wording ("network.host is not allowed"). Checked
+/// before anything runs, as BuildKit's solver does when it loads a definition.
+pub fn check_entitlements(
+    def: &kiln_opgraph::Definition,
+    allow_insecure: bool,
+    allow_network_host: bool,
+) -> Result<(), (kiln_opgraph::VertexDigest, String)> {
+    for (d, v) in &def.vertices {
+        if let Op::Exec(e) = &v.op {
+            if e.network == kiln_opgraph::NetworkMode::Host && !allow_network_host {
+                return Err((d.clone(), "network.host is not allowed".into()));
+            }
+            if e.security == kiln_opgraph::Security::Insecure && !allow_insecure {
+                return Err((d.clone(), "security.insecure is not allowed".into()));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// How the worker reaches the outside world.
 pub struct WorkerConfig {
     /// The store.
@@ -89,6 +110,10 @@ pub struct WorkerConfig {
     pub secrets: BTreeMap<String, Vec<u8>>,
     /// `--allow security.insecure`.
     pub allow_insecure: bool,
+    /// `--add-host` entries for the `/etc/hosts` of RUN steps, as `(name, ip)`.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `--allow network.host` (or `kiln build --network host`, which grants it as buildx does).
+    pub allow_network_host: bool,
     /// Caches imported with `--cache-from`: their blobs are fetched when a step that hit
     /// one of their records is needed.
     pub imported: Vec<Arc<kiln_remotecache::Imported>>,
