@@ -65,7 +65,10 @@
 
 #![deny(missing_docs)]
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
+/// File types, for [`Dir::mknod`] and [`Dir::file_type`].
+pub use rustix::fs::FileType;
+
+use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
 use std::fs::File;
