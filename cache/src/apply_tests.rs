@@ -73,6 +73,8 @@ impl Layer {
         h.set_entry_type(ty);
         h.set_mode(mode);
         h.set_mtime(1_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
         h.set_size(data.len() as u64);
         let g = h.as_gnu_mut().unwrap();
         g.name[..name.len()].copy_from_slice(name.as_bytes());
