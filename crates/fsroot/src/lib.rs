@@ -502,6 +502,70 @@ impl Root {
         Ok((dir, name.to_os_string()))
     }
 
+    /// Where `path` leads in the root, as a path relative to it that holds no symlink:
+    /// symlinks are expanded as [`Follow::InRoot`] does (the last one only when
+    /// `follow_last`), and from the first component that does not exist (or is not a
+    /// directory) on the rest is taken as written, `..` included. For callers that need a
+    /// path (a COPY destination still to be made, a name for messages): act on it with
+    /// [`Follow::Never`], so a symlink put there in between is refused, not followed.
+    pub fn resolve_path(&self, path: impl AsRef<Path>, follow_last: bool) -> io::Result<PathBuf> {
+        let bytes = path.as_ref().as_os_str().as_bytes();
+        let mut todo: Vec<Vec<u8>> = components(bytes).rev().map(<[u8]>::to_vec).collect();
+        // The components resolved so far, and the fds of those that exist as directories
+        // (a prefix of them: `fds.len() <= names.len()`).
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == b".." {
+                if names.pop().is_some() && fds.len() > names.len() {
+                    fds.pop();
+                }
+                continue;
+            }
+            if fds.len() < names.len() {
+                // Below something missing or not a directory: as written.
+                names.push(c);
+                continue;
+            }
+            let last = todo.is_empty();
+            let cur = fds.last().map_or(self.dir.fd.as_fd(), AsFd::as_fd);
+            let name = OsStr::from_bytes(&c);
+            let fd = match rustix::fs::openat(cur, name, nofollow_path(), Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT | Errno::NOTDIR) => {
+                    names.push(c);
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
+                FileType::Symlink if !last || follow_last => {
+                    links += 1;
+                    if links > MAX_LINKS {
+                        return Err(Errno::LOOP.into());
+                    }
+                    let target = rustix::fs::readlinkat(cur, name, Vec::new())?;
+                    let target = target.as_bytes();
+                    if target.starts_with(b"/") {
+                        names.clear();
+                        fds.clear();
+                    }
+                    todo.extend(components(target).rev().map(<[u8]>::to_vec));
+                }
+                FileType::Directory => {
+                    names.push(c);
+                    fds.push(fd);
+                }
+                _ => names.push(c),
+            }
+        }
+        Ok(names
+            .iter()
+            .map(|n| OsStr::from_bytes(n))
+            .collect::<PathBuf>())
+    }
+
     fn lookup(
         &self,
         path: &Path,

@@ -316,3 +316,28 @@ fn mknod_and_symlink_and_read_link() {
         assert_eq!(s, "inner");
     }
 }
+
+#[test]
+fn resolve_path_expands_symlinks_in_the_root_and_keeps_a_missing_tail() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.root.join("real/dir")).unwrap();
+    fx.link("abs", "/real");
+    fx.link("real/dir/up", "../..");
+    fx.link("escape", &fx.canary);
+    let root = Root::open(&fx.root).unwrap();
+    let p = |path: &str, last: bool| root.resolve_path(path, last).unwrap();
+    assert_eq!(p("/abs/dir", true), Path::new("real/dir"));
+    assert_eq!(p("/real/dir/up/etc/passwd", true), Path::new("etc/passwd"));
+    assert_eq!(p("abs", false), Path::new("abs"));
+    assert_eq!(p("/../../x", true), Path::new("x"));
+    assert_eq!(p("abs/new/../dir/x", true), Path::new("real/dir/x"));
+    assert_eq!(p("etc/passwd/x/../y", true), Path::new("etc/passwd/y"));
+    let inside = fx.canary.strip_prefix("/").unwrap();
+    assert_eq!(p("escape/victim", true), inside.join("victim"));
+    fx.link("loop", "loop");
+    assert_eq!(
+        errno(&root.resolve_path("loop/x", true).unwrap_err()),
+        Errno::LOOP
+    );
+    assert_eq!(p("", true), Path::new(""));
+}
