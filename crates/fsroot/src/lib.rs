@@ -67,6 +67,8 @@
 
 /// File types, for [`Dir::mknod`] and [`Dir::file_type`].
 pub use rustix::fs::FileType;
+/// What [`Dir::lstat`] returns.
+pub use rustix::fs::Stat;
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags, Timespec, Timestamps};
 use rustix::io::Errno;
@@ -379,6 +381,26 @@ impl Dir {
             &Timestamps {
                 last_access: t,
                 last_modification: t,
+            },
+            AtFlags::SYMLINK_NOFOLLOW,
+        )?)
+    }
+
+    /// Sets access and modification time of `name` (`"."`: this directory) to
+    /// `(seconds, nanoseconds)` each, not following a symlink.
+    pub fn set_times_ns(
+        &self,
+        name: &OsStr,
+        atime: (i64, i64),
+        mtime: (i64, i64),
+    ) -> io::Result<()> {
+        let ts = |(tv_sec, tv_nsec): (i64, i64)| Timespec { tv_sec, tv_nsec };
+        Ok(rustix::fs::utimensat(
+            &self.fd,
+            name,
+            &Timestamps {
+                last_access: ts(atime),
+                last_modification: ts(mtime),
             },
             AtFlags::SYMLINK_NOFOLLOW,
         )?)
