@@ -115,6 +115,15 @@ pub fn apply_merged(tar: impl Read, dst: &Path, digest: &str) -> Result<()> {
     unpack(&mut ar, dst, Whiteouts::Delete, digest)
 }
 
+/// Unpacks one uncompressed layer tar into the empty directory `dst` as a snapshot (overlay
+/// whiteouts), without the diff id check: what [`crate::Store::snapshot`] does after
+/// decompressing, for the fuzz target (cache/fuzz).
+#[doc(hidden)]
+pub fn apply_snapshot(tar: impl Read, dst: &Path, digest: &str) -> Result<()> {
+    let mut ar = tar::Archive::new(tar);
+    unpack(&mut ar, dst, Whiteouts::Overlay, digest)
+}
+
 /// What OCI whiteouts become.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Whiteouts {
