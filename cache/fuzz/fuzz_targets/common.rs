@@ -27,7 +27,10 @@ fn tree(dir: &Path) -> Tree {
             continue;
         };
         let content = if md.is_symlink() {
-            std::fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes()
+            std::fs::read_link(&p)
+                .unwrap()
+                .into_os_string()
+                .into_encoded_bytes()
         } else if md.is_dir() {
             for e in std::fs::read_dir(&p).unwrap() {
                 todo.push(e.unwrap().path());
@@ -38,7 +41,14 @@ fn tree(dir: &Path) -> Tree {
         };
         out.insert(
             p,
-            (md.mode(), md.uid(), md.gid(), md.mtime(), md.ctime(), content),
+            (
+                md.mode(),
+                md.uid(),
+                md.gid(),
+                md.mtime(),
+                md.ctime(),
+                content,
+            ),
         );
     }
     out
@@ -149,7 +159,14 @@ pub fn layers(data: &[u8], canary: &Path) -> Vec<Vec<u8>> {
             _ => b'6',
         };
         let mode = [0o755u32, 0o777, 0o6777, 0o000, 0o644, 0o4755][mode as usize % 6];
-        header(&mut cur, kind, &name, target, mode, if kind == b'0' { b"x" } else { b"" });
+        header(
+            &mut cur,
+            kind,
+            &name,
+            target,
+            mode,
+            if kind == b'0' { b"x" } else { b"" },
+        );
     }
     out.push(finish(cur));
     out
