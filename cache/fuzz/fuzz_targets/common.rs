@@ -174,7 +174,8 @@ pub fn layers(data: &[u8], canary: &Path) -> Vec<Vec<u8>> {
 
 fn octal(field: &mut [u8], v: u64) {
     let s = format!("{:0width$o}", v, width = field.len() - 1);
-    field[..field.len() - 1].copy_from_slice(&s.as_bytes()[s.len() - (field.len() - 1)..]);
+    let w = field.len() - 1;
+    field[..w].copy_from_slice(&s.as_bytes()[s.len() - w..]);
 }
 
 fn header(out: &mut Vec<u8>, kind: u8, name: &str, link: &str, mode: u32, data: &[u8]) {
