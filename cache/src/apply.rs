@@ -2,22 +2,28 @@
 //!
 //! A hand-written unpack loop rather than `tar::Archive::unpack`, because OCI whiteouts
 //! must become overlay whiteouts and because every path is resolved strictly inside the
-//! destination: no `..`, no absolute names, and no existing symlink is ever followed (each
-//! parent component must be a real directory).
+//! destination: no `..`, absolute names read relative to it, and no existing symlink is
+//! ever followed (each parent component must be a real directory). Every file is made and
+//! changed through the fd of its parent directory ([`kiln_fsroot`]), and directory modes
+//! and times, set once the layer is complete, are set on a directory looked up again
+//! without following symlinks: a later entry that replaced the directory with a symlink
+//! cannot redirect them. The same loop, with whiteouts as deletions, flattens an image into
+//! a directory for the rootfs exporters ([`apply_merged`]).
 
 use crate::diff::{
     OVERLAY_OPAQUE, OVERLAY_USER_XATTR_PREFIX, OVERLAY_XATTR_PREFIX, WH_OPAQUE, WH_PREFIX,
 };
 use crate::{io_err, Error, Result};
-use nix::sys::stat::{Mode, SFlag};
+use kiln_fsroot::{Dir, FileType, Follow, Root, SELF};
 use nix::sys::time::TimeSpec;
 use sha2::{Digest as _, Sha256};
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fs::{File, Permissions};
 use std::io::{self, BufRead, BufReader, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use tar::EntryType;
 
@@ -46,6 +52,7 @@ struct Meta {
 
 /// A directory whose mode and mtime are applied once everything inside it exists.
 struct PendingDir {
+    /// Relative to the root.
     path: PathBuf,
     depth: usize,
     mode: u32,
@@ -82,24 +89,7 @@ pub(crate) fn extract(blob: File, dst: &Path, digest: &str, diff_id: &str) -> Re
     std::fs::set_permissions(dst, Permissions::from_mode(0o755)).map_err(io_err(dst))?;
 
     let mut ar = tar::Archive::new(hr);
-    let mut pending: Vec<PendingDir> = Vec::new();
-    {
-        let entries = ar.entries().map_err(|e| bad(format!("tar: {e}")))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| bad(format!("tar: {e}")))?;
-            unpack_entry(entry, dst, &mut pending).map_err(|e| match e {
-                Unpack::Bad(m) => bad(m),
-                Unpack::Io(path, source) => Error::Io { path, source },
-            })?;
-        }
-    }
-    // Deepest first, so setting a child's mtime does not disturb its parent's afterwards.
-    pending.sort_by_key(|d| std::cmp::Reverse(d.depth));
-    for d in &pending {
-        std::fs::set_permissions(&d.path, Permissions::from_mode(d.mode))
-            .map_err(io_err(&d.path))?;
-        set_times(&d.path, d.mtime, false).map_err(io_err(&d.path))?;
-    }
+    unpack(&mut ar, dst, Whiteouts::Overlay, digest)?;
 
     // Hash whatever follows the end-of-archive marker too: the diff id covers all of it.
     let mut hr = ar.into_inner();
@@ -113,13 +103,96 @@ pub(crate) fn extract(blob: File, dst: &Path, digest: &str, diff_id: &str) -> Re
     Ok(())
 }
 
+/// Applies the uncompressed layer tar `tar` (the layer `digest`, for messages) onto the
+/// directory `dst`, which holds the layers below it: whiteouts delete what they name, an
+/// opaque whiteout empties its directory of everything earlier layers put there, and an
+/// entry replaces what is at its path (a directory only by a non-directory). A path whose
+/// parent is a non-directory from an earlier layer gets a directory there, as overlayfs
+/// shows such a layer. Nothing outside `dst` is read or changed, whatever the layers hold:
+/// symlinks are never followed (the result is what `kiln run` shows of the image).
+pub fn apply_merged(tar: impl Read, dst: &Path, digest: &str) -> Result<()> {
+    let mut ar = tar::Archive::new(tar);
+    unpack(&mut ar, dst, Whiteouts::Delete, digest)
+}
+
+/// Unpacks one uncompressed layer tar into the empty directory `dst` as a snapshot (overlay
+/// whiteouts), without the diff id check: what [`crate::Store::snapshot`] does after
+/// decompressing, for the fuzz target (cache/fuzz).
+#[doc(hidden)]
+pub fn apply_snapshot(tar: impl Read, dst: &Path, digest: &str) -> Result<()> {
+    let mut ar = tar::Archive::new(tar);
+    unpack(&mut ar, dst, Whiteouts::Overlay, digest)
+}
+
+/// What OCI whiteouts become.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Whiteouts {
+    /// Overlay whiteouts (0:0 char devices, the opaque xattr): a snapshot, one layer alone,
+    /// into an empty directory. Every parent must be a real directory of this layer.
+    Overlay,
+    /// Deletions of what earlier layers put into the same directory (a flattened rootfs).
+    Delete,
+}
+
+fn unpack<R: Read>(
+    ar: &mut tar::Archive<R>,
+    dst: &Path,
+    whiteouts: Whiteouts,
+    digest: &str,
+) -> Result<()> {
+    let bad = |message: String| Error::BadLayer {
+        digest: digest.to_string(),
+        message,
+    };
+    let root = Root::open(dst).map_err(io_err(dst))?;
+    let mut u = Unpacker {
+        root: &root,
+        dst,
+        whiteouts,
+        pending: Vec::new(),
+        cached: None,
+        written: HashSet::new(),
+    };
+    let conv = |e| match e {
+        Unpack::Bad(m) => bad(m),
+        Unpack::Io(path, source) => Error::Io { path, source },
+    };
+    let entries = ar.entries().map_err(|e| bad(format!("tar: {e}")))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| bad(format!("tar: {e}")))?;
+        u.entry(entry).map_err(conv)?;
+    }
+    u.cached = None;
+    // Deepest first, so setting a child's mtime does not disturb its parent's afterwards.
+    u.pending.sort_by_key(|d| std::cmp::Reverse(d.depth));
+    for d in &u.pending {
+        // Resolved again, never following a symlink: a later entry of the layer may have
+        // replaced the directory (or one of its parents) with a symlink, whose target must
+        // not get the directory's mode and times. Such a directory is gone: skip it.
+        let dir = match root.open_dir(&d.path, Follow::Never) {
+            Ok(dir) => dir,
+            Err(e) if gone(&e) => continue,
+            Err(e) => return Err(conv(Unpack::Io(dst.join(&d.path), e))),
+        };
+        let here = OsStr::new(SELF);
+        dir.set_mode(here, d.mode)
+            .and_then(|()| dir.set_times(here, d.mtime))
+            .map_err(|e| conv(Unpack::Io(dst.join(&d.path), e)))?;
+    }
+    Ok(())
+}
+
+/// A lookup error that means "not there as a real directory" (missing, a symlink, a file).
+fn gone(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOENT) | Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EXDEV)
+    )
+}
+
 enum Unpack {
     Bad(String),
     Io(PathBuf, io::Error),
-}
-
-fn ioe(path: &Path) -> impl FnOnce(io::Error) -> Unpack + '_ {
-    move |e| Unpack::Io(path.to_path_buf(), e)
 }
 
 /// Splits an archive path into safe components (`.`, empty and leading `/` dropped).
@@ -140,51 +213,8 @@ fn clean_path(raw: &[u8]) -> Result<Vec<&OsStr>, Unpack> {
     Ok(out)
 }
 
-fn join(dst: &Path, comps: &[&OsStr]) -> PathBuf {
-    let mut p = dst.to_path_buf();
-    p.extend(comps);
-    p
-}
-
-/// Makes sure every component of `comps` below `dst` is a real directory (not a symlink),
-/// creating missing ones (0755) when `create`.
-fn ensure_dirs(dst: &Path, comps: &[&OsStr], create: bool) -> Result<(), Unpack> {
-    let mut p = dst.to_path_buf();
-    for c in comps {
-        p.push(c);
-        match std::fs::symlink_metadata(&p) {
-            Ok(md) if md.is_dir() => {}
-            Ok(_) => {
-                return Err(Unpack::Bad(format!(
-                    "{} is not a directory but the layer puts entries under it",
-                    p.display()
-                )))
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound && create => {
-                std::fs::create_dir(&p).map_err(ioe(&p))?;
-                std::fs::set_permissions(&p, Permissions::from_mode(0o755)).map_err(ioe(&p))?;
-            }
-            Err(e) => return Err(Unpack::Io(p, e)),
-        }
-    }
-    Ok(())
-}
-
-/// Removes whatever is at `path` (never following a symlink), unless it is a directory
-/// and `keep_dir`. Returns whether a directory was kept.
-fn clear(path: &Path, keep_dir: bool) -> Result<bool, Unpack> {
-    match std::fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => {
-            if keep_dir {
-                return Ok(true);
-            }
-            std::fs::remove_dir_all(path).map_err(ioe(path))?;
-        }
-        Ok(_) => std::fs::remove_file(path).map_err(ioe(path))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(Unpack::Io(path.to_path_buf(), e)),
-    }
-    Ok(false)
+fn rel(comps: &[&OsStr]) -> PathBuf {
+    comps.iter().collect()
 }
 
 fn meta<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Meta, Unpack> {
@@ -248,194 +278,393 @@ fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
 
-fn chown(path: &Path, uid: u32, gid: u32) -> io::Result<()> {
-    match std::os::unix::fs::lchown(path, Some(uid), Some(gid)) {
+/// Unprivileged, files keep our own owner (`EPERM` ignored).
+fn owner_result(r: io::Result<()>) -> io::Result<()> {
+    match r {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) && !is_root() => Ok(()),
         r => r,
     }
 }
 
-fn set_xattrs(path: &Path, xattrs: &[(OsString, Vec<u8>)]) -> io::Result<()> {
-    for (k, v) in xattrs {
-        match xattr::set(path, k, v) {
-            // Attributes the filesystem (or, unprivileged, we) cannot carry are dropped,
-            // like other unpackers do.
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES)
-                ) => {}
-            r => r?,
+/// Attributes the filesystem (or, unprivileged, we) cannot carry are dropped, like other
+/// unpackers do.
+fn xattr_result(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES)
+            ) =>
+        {
+            Ok(())
         }
+        r => r,
     }
-    Ok(())
 }
 
-fn set_times(path: &Path, mtime: i64, nofollow: bool) -> io::Result<()> {
-    let t = TimeSpec::new(mtime, 0);
-    let flag = if nofollow {
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink
-    } else {
-        nix::sys::stat::UtimensatFlags::FollowSymlink
-    };
-    nix::sys::stat::utimensat(None, path, &t, &t, flag).map_err(io::Error::from)
+/// One layer being unpacked into a [`Root`]. Every file is created, removed and changed
+/// through the fd of its parent directory, which was reached from the root's fd without
+/// following a symlink.
+struct Unpacker<'a> {
+    root: &'a Root,
+    dst: &'a Path,
+    whiteouts: Whiteouts,
+    pending: Vec<PendingDir>,
+    /// The last parent directory used, by its components: tars list a directory's entries
+    /// together, so most entries need no lookup at all. Dropped whenever a directory is
+    /// removed (the only way a cached fd could stop being the directory at its path).
+    cached: Option<(Vec<OsString>, Dir)>,
+    /// Paths this layer wrote (`Delete` only): an opaque whiteout keeps them.
+    written: HashSet<PathBuf>,
 }
 
-fn unpack_entry<R: Read>(
-    mut entry: tar::Entry<'_, R>,
-    dst: &Path,
-    pending: &mut Vec<PendingDir>,
-) -> Result<(), Unpack> {
-    let raw = entry.path_bytes().into_owned();
-    let comps = clean_path(&raw)?;
-    let ty = entry.header().entry_type();
-    let m = meta(&mut entry)?;
+fn io_at(dst: &Path, comps: &[&OsStr]) -> impl FnOnce(io::Error) -> Unpack {
+    let path = dst.join(rel(comps));
+    move |e| Unpack::Io(path, e)
+}
 
-    // The root itself (`./` in `tar -C dir -cf - .` archives).
-    let Some((last, parents)) = comps.split_last() else {
-        if ty == EntryType::Directory {
-            chown(dst, m.uid, m.gid).map_err(ioe(dst))?;
-            set_xattrs(dst, &m.xattrs).map_err(ioe(dst))?;
-            pending.push(PendingDir {
-                path: dst.to_path_buf(),
-                depth: 0,
-                mode: m.mode,
-                mtime: m.mtime,
-            });
-        }
-        return Ok(());
-    };
-    ensure_dirs(dst, parents, true)?;
-    let path = join(dst, &comps);
-    let name = last.as_bytes();
-
-    // OCI whiteouts → overlay whiteouts.
-    if name == WH_OPAQUE.as_bytes() {
-        let dir = join(dst, parents);
-        xattr::set(&dir, OVERLAY_OPAQUE, b"y").map_err(ioe(&dir))?;
-        return Ok(());
-    }
-    if let Some(hidden) = name.strip_prefix(WH_PREFIX.as_bytes()) {
-        if hidden.starts_with(WH_PREFIX.as_bytes()) || hidden.is_empty() {
-            // Other AUFS metadata (`.wh..wh.plnk` …): meaningless here.
-            return Ok(());
-        }
-        let target = join(dst, parents).join(OsStr::from_bytes(hidden));
-        if std::fs::symlink_metadata(&target).is_ok() {
-            // The layer itself has this path: a whiteout only hides lower layers'.
-            return Ok(());
-        }
-        nix::sys::stat::mknod(&target, SFlag::S_IFCHR, Mode::empty(), 0)
-            .map_err(|e| Unpack::Io(target.clone(), e.into()))?;
-        chown(&target, m.uid, m.gid).map_err(ioe(&target))?;
-        return Ok(());
+impl Unpacker<'_> {
+    fn io(&self, comps: &[&OsStr]) -> impl FnOnce(io::Error) -> Unpack {
+        io_at(self.dst, comps)
     }
 
-    match ty {
-        EntryType::Directory => {
-            if !clear(&path, true)? {
-                std::fs::create_dir(&path).map_err(ioe(&path))?;
+    /// The directory [`Unpacker::parent`] returned last.
+    fn last_parent(cached: &Option<(Vec<OsString>, Dir)>) -> &Dir {
+        &cached.as_ref().expect("a parent was looked up").1
+    }
+
+    /// The directory at `parents`, made when missing (`create`).
+    fn parent(&mut self, parents: &[&OsStr], create: bool) -> Result<&Dir, Unpack> {
+        let hit = matches!(&self.cached, Some((c, _)) if c.len() == parents.len() && c.iter().zip(parents).all(|(a, b)| a == b));
+        if !hit {
+            let dir = self.lookup(parents, create)?;
+            self.cached = Some((parents.iter().map(|c| c.to_os_string()).collect(), dir));
+        }
+        Ok(&self.cached.as_ref().expect("just set").1)
+    }
+
+    fn lookup(&self, parents: &[&OsStr], create: bool) -> Result<Dir, Unpack> {
+        let path = rel(parents);
+        let r = match (self.whiteouts, create) {
+            (_, false) => self.root.open_dir(&path, Follow::Never),
+            (Whiteouts::Overlay, true) => self.root.mkdir_all(&path, 0o755, Follow::Never),
+            (Whiteouts::Delete, true) => return self.replace_parents(parents),
+        };
+        r.map_err(|e| {
+            if gone(&e) && (create || e.raw_os_error() != Some(libc::ENOENT)) {
+                Unpack::Bad(format!(
+                    "{} is not a directory but the layer puts entries under it",
+                    self.dst.join(&path).display()
+                ))
+            } else {
+                Unpack::Io(self.dst.join(&path), e)
             }
-            chown(&path, m.uid, m.gid).map_err(ioe(&path))?;
-            set_xattrs(&path, &m.xattrs).map_err(ioe(&path))?;
-            pending.push(PendingDir {
-                path,
-                depth: comps.len(),
-                mode: m.mode,
-                mtime: m.mtime,
-            });
+        })
+    }
+
+    /// The directory at `parents` in a flattened rootfs: a symlink or file an earlier layer
+    /// left at one of these names is replaced by a directory, never followed.
+    fn replace_parents(&self, parents: &[&OsStr]) -> Result<Dir, Unpack> {
+        match self.root.open_dir(rel(parents), Follow::Never) {
+            Ok(d) => return Ok(d),
+            Err(e) if gone(&e) => {}
+            Err(e) => return Err(self.io(parents)(e)),
         }
-        EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
-            clear(&path, false)?;
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(&path)
-                .map_err(ioe(&path))?;
-            io::copy(&mut entry, &mut f).map_err(ioe(&path))?;
-            match std::os::unix::fs::fchown(&f, Some(m.uid), Some(m.gid)) {
-                Err(e) if e.raw_os_error() != Some(libc::EPERM) || is_root() => {
-                    return Err(Unpack::Io(path, e))
+        let mut dir = self.root.dir().try_clone().map_err(self.io(&[]))?;
+        for (i, c) in parents.iter().enumerate() {
+            let here = &parents[..=i];
+            dir = match dir.open_dir(c) {
+                Ok(d) => d,
+                Err(e) if gone(&e) => {
+                    if e.raw_os_error() != Some(libc::ENOENT) {
+                        dir.remove_all(c).map_err(self.io(here))?;
+                    }
+                    dir.mkdir(c, 0o755).map_err(self.io(here))?;
+                    dir.open_dir(c).map_err(self.io(here))?
                 }
-                _ => {}
-            }
-            // After chown (which clears setuid/setgid bits).
-            f.set_permissions(Permissions::from_mode(m.mode))
-                .map_err(ioe(&path))?;
-            // After chown too (which clears security.capability).
-            set_xattrs(&path, &m.xattrs).map_err(ioe(&path))?;
-            let t = TimeSpec::new(m.mtime, 0);
-            nix::sys::stat::futimens(f.as_raw_fd(), &t, &t)
-                .map_err(|e| Unpack::Io(path.clone(), e.into()))?;
-        }
-        EntryType::Symlink => {
-            let target = entry
-                .link_name_bytes()
-                .ok_or_else(|| Unpack::Bad(format!("symlink {} has no target", path.display())))?
-                .into_owned();
-            clear(&path, false)?;
-            std::os::unix::fs::symlink(OsStr::from_bytes(&target), &path).map_err(ioe(&path))?;
-            chown(&path, m.uid, m.gid).map_err(ioe(&path))?;
-            set_xattrs(&path, &m.xattrs).map_err(ioe(&path))?;
-            set_times(&path, m.mtime, true).map_err(ioe(&path))?;
-        }
-        EntryType::Link => {
-            let target = entry
-                .link_name_bytes()
-                .ok_or_else(|| Unpack::Bad(format!("hard link {} has no target", path.display())))?
-                .into_owned();
-            let tcomps = clean_path(&target)?;
-            let Some((_, tparents)) = tcomps.split_last() else {
-                return Err(Unpack::Bad(format!(
-                    "hard link {} to the root",
-                    path.display()
-                )));
+                Err(e) => return Err(self.io(here)(e)),
             };
-            ensure_dirs(dst, tparents, false)?;
-            let tpath = join(dst, &tcomps);
-            if tpath == path {
+        }
+        Ok(dir)
+    }
+
+    /// Removes whatever is at `name` in `dir` (never following a symlink), unless it is a
+    /// directory and `keep_dir`. Returns whether a directory was kept.
+    fn clear(&mut self, comps: &[&OsStr], keep_dir: bool) -> Result<bool, Unpack> {
+        let (name, parents) = comps.split_last().expect("a name");
+        let dst = self.dst;
+        self.parent(parents, false)?;
+        let dir = Self::last_parent(&self.cached);
+        match dir.file_type(name).map_err(io_at(dst, comps))? {
+            Some(FileType::Directory) => {
+                if keep_dir {
+                    return Ok(true);
+                }
+                // The cached fd may be this directory or one below it.
+                let (_, dir) = self.cached.take().expect("looked up");
+                dir.remove_all(name).map_err(io_at(dst, comps))?;
+            }
+            Some(_) => {
+                dir.remove_file(name).map_err(io_at(dst, comps))?;
+            }
+            None => {}
+        }
+        Ok(false)
+    }
+
+    fn set_xattrs(
+        &self,
+        dir: &Dir,
+        name: &OsStr,
+        comps: &[&OsStr],
+        m: &Meta,
+    ) -> Result<(), Unpack> {
+        if self.whiteouts == Whiteouts::Delete {
+            // A flattened rootfs carries no xattrs (as before; `-o type=tar` writes none).
+            return Ok(());
+        }
+        for (k, v) in &m.xattrs {
+            xattr_result(dir.set_xattr(name, k, v)).map_err(self.io(comps))?;
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), Unpack> {
+        let raw = entry.path_bytes().into_owned();
+        let comps = clean_path(&raw)?;
+        let ty = entry.header().entry_type();
+        let m = meta(&mut entry)?;
+
+        // The root itself (`./` in `tar -C dir -cf - .` archives).
+        let Some((last, parents)) = comps.split_last() else {
+            if ty == EntryType::Directory {
+                let root = self.root.dir();
+                let here = OsStr::new(SELF);
+                owner_result(root.set_owner(here, m.uid, m.gid)).map_err(self.io(&[]))?;
+                self.set_xattrs(root, here, &[], &m)?;
+                self.pending.push(PendingDir {
+                    path: PathBuf::new(),
+                    depth: 0,
+                    mode: m.mode,
+                    mtime: m.mtime,
+                });
+            }
+            return Ok(());
+        };
+        let name = last.as_bytes();
+
+        // OCI whiteouts.
+        if name == WH_OPAQUE.as_bytes() {
+            return self.opaque(parents);
+        }
+        if let Some(hidden) = name.strip_prefix(WH_PREFIX.as_bytes()) {
+            if hidden.starts_with(WH_PREFIX.as_bytes()) || hidden.is_empty() {
+                // Other AUFS metadata (`.wh..wh.plnk` …): meaningless here.
                 return Ok(());
             }
-            match std::fs::symlink_metadata(&tpath) {
-                Ok(md) if !md.is_dir() => {}
-                _ => {
-                    return Err(Unpack::Bad(format!(
-                        "hard link {} to missing or directory target {}",
-                        path.display(),
-                        tpath.display()
-                    )))
+            return self.whiteout(parents, OsStr::from_bytes(hidden), &m);
+        }
+
+        if ty.is_hard_link() {
+            // Checked before anything is created for it.
+            return self.hard_link(&mut entry, &comps);
+        }
+        let known = matches!(
+            ty,
+            EntryType::Directory
+                | EntryType::Regular
+                | EntryType::Continuous
+                | EntryType::GNUSparse
+                | EntryType::Symlink
+                | EntryType::Char
+                | EntryType::Block
+                | EntryType::Fifo
+        );
+        if !known {
+            // Global PAX headers and anything else without a filesystem meaning.
+            return Ok(());
+        }
+        self.parent(parents, true)?;
+        if self.whiteouts == Whiteouts::Delete {
+            self.written.insert(rel(&comps));
+        }
+        let kept = self.clear(&comps, ty == EntryType::Directory)?;
+        self.parent(parents, true)?;
+        let dst = self.dst;
+        let dir = Self::last_parent(&self.cached);
+        let ioe = || io_at(dst, &comps);
+        match ty {
+            EntryType::Directory => {
+                if !kept {
+                    dir.mkdir(last, 0o777).map_err(ioe())?;
                 }
+                owner_result(dir.set_owner(last, m.uid, m.gid)).map_err(ioe())?;
+                self.set_xattrs(dir, last, &comps, &m)?;
+                self.pending.push(PendingDir {
+                    path: rel(&comps),
+                    depth: comps.len(),
+                    mode: m.mode,
+                    mtime: m.mtime,
+                });
             }
-            clear(&path, false)?;
-            // linkat(2) without AT_SYMLINK_FOLLOW: links a symlink itself, never its target.
-            std::fs::hard_link(&tpath, &path).map_err(ioe(&path))?;
+            EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => {
+                let mut f = dir.create_file(last, 0o600).map_err(ioe())?;
+                io::copy(&mut entry, &mut f).map_err(ioe())?;
+                owner_result(std::os::unix::fs::fchown(&f, Some(m.uid), Some(m.gid)))
+                    .map_err(ioe())?;
+                // After chown (which clears setuid/setgid bits).
+                f.set_permissions(Permissions::from_mode(m.mode))
+                    .map_err(ioe())?;
+                // After chown too (which clears security.capability).
+                if self.whiteouts == Whiteouts::Overlay {
+                    for (k, v) in &m.xattrs {
+                        xattr_result(xattr::FileExt::set_xattr(&f, k, v)).map_err(ioe())?;
+                    }
+                }
+                let t = TimeSpec::new(m.mtime, 0);
+                nix::sys::stat::futimens(f.as_raw_fd(), &t, &t).map_err(|e| ioe()(e.into()))?;
+            }
+            EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| {
+                        Unpack::Bad(format!(
+                            "symlink {} has no target",
+                            self.dst.join(rel(&comps)).display()
+                        ))
+                    })?
+                    .into_owned();
+                dir.symlink(last, OsStr::from_bytes(&target))
+                    .map_err(ioe())?;
+                owner_result(dir.set_owner(last, m.uid, m.gid)).map_err(ioe())?;
+                self.set_xattrs(dir, last, &comps, &m)?;
+                dir.set_times(last, m.mtime).map_err(ioe())?;
+            }
+            _ => {
+                let kind = match ty {
+                    EntryType::Char => FileType::CharacterDevice,
+                    EntryType::Block => FileType::BlockDevice,
+                    _ => FileType::Fifo,
+                };
+                let h = entry.header();
+                let dev = if ty == EntryType::Fifo {
+                    0
+                } else {
+                    let major = h.device_major().ok().flatten().unwrap_or(0);
+                    let minor = h.device_minor().ok().flatten().unwrap_or(0);
+                    libc::makedev(major, minor)
+                };
+                dir.mknod(last, kind, 0, dev).map_err(ioe())?;
+                owner_result(dir.set_owner(last, m.uid, m.gid)).map_err(ioe())?;
+                dir.set_mode(last, m.mode).map_err(ioe())?;
+                self.set_xattrs(dir, last, &comps, &m)?;
+                dir.set_times(last, m.mtime).map_err(ioe())?;
+            }
         }
-        EntryType::Char | EntryType::Block | EntryType::Fifo => {
-            let kind = match ty {
-                EntryType::Char => SFlag::S_IFCHR,
-                EntryType::Block => SFlag::S_IFBLK,
-                _ => SFlag::S_IFIFO,
-            };
-            let h = entry.header();
-            let dev = if ty == EntryType::Fifo {
-                0
-            } else {
-                let major = h.device_major().ok().flatten().unwrap_or(0);
-                let minor = h.device_minor().ok().flatten().unwrap_or(0);
-                libc::makedev(major, minor)
-            };
-            clear(&path, false)?;
-            nix::sys::stat::mknod(&path, kind, Mode::empty(), dev)
-                .map_err(|e| Unpack::Io(path.clone(), e.into()))?;
-            chown(&path, m.uid, m.gid).map_err(ioe(&path))?;
-            std::fs::set_permissions(&path, Permissions::from_mode(m.mode)).map_err(ioe(&path))?;
-            set_xattrs(&path, &m.xattrs).map_err(ioe(&path))?;
-            set_times(&path, m.mtime, true).map_err(ioe(&path))?;
-        }
-        // Global PAX headers and anything else without a filesystem meaning.
-        _ => {}
+        Ok(())
     }
-    Ok(())
+
+    fn hard_link<R: Read>(
+        &mut self,
+        entry: &mut tar::Entry<'_, R>,
+        comps: &[&OsStr],
+    ) -> Result<(), Unpack> {
+        let shown = self.dst.join(rel(comps));
+        let target = entry
+            .link_name_bytes()
+            .ok_or_else(|| Unpack::Bad(format!("hard link {} has no target", shown.display())))?
+            .into_owned();
+        let tcomps = clean_path(&target)?;
+        let Some((tname, tparents)) = tcomps.split_last() else {
+            return Err(Unpack::Bad(format!(
+                "hard link {} to the root",
+                shown.display()
+            )));
+        };
+        if tcomps == comps {
+            return Ok(());
+        }
+        let (name, parents) = comps.split_last().expect("a name");
+        let tdir = self.lookup(tparents, false)?;
+        let tshown = self.dst.join(rel(&tcomps));
+        match tdir.file_type(tname).map_err(self.io(&tcomps))? {
+            Some(t) if t != FileType::Directory => {}
+            _ => {
+                return Err(Unpack::Bad(format!(
+                    "hard link {} to missing or directory target {}",
+                    shown.display(),
+                    tshown.display()
+                )))
+            }
+        }
+        self.parent(parents, true)?;
+        if self.whiteouts == Whiteouts::Delete {
+            self.written.insert(rel(comps));
+        }
+        self.clear(comps, false)?;
+        let err = self.io(comps);
+        let dir = self.parent(parents, true)?;
+        // linkat(2) without AT_SYMLINK_FOLLOW: links a symlink itself, never its target.
+        dir.hard_link(name, &tdir, tname).map_err(err)
+    }
+
+    fn opaque(&mut self, parents: &[&OsStr]) -> Result<(), Unpack> {
+        match self.whiteouts {
+            Whiteouts::Overlay => {
+                let err = self.io(parents);
+                let dir = self.parent(parents, true)?;
+                dir.set_xattr(OsStr::new(SELF), OsStr::new(OVERLAY_OPAQUE), b"y")
+                    .map_err(err)
+            }
+            Whiteouts::Delete => {
+                let base = rel(parents);
+                // Only a real directory is emptied: an opaque marker below a symlink (or
+                // a missing directory) empties nothing.
+                let dir = match self.root.open_dir(&base, Follow::Never) {
+                    Ok(dir) => dir,
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(e) => return Err(self.io(parents)(e)),
+                };
+                // Directories below this one go: so may the cached fd.
+                self.cached = None;
+                let written = &self.written;
+                dir.clear(|n| written.contains(&base.join(n)))
+                    .map_err(self.io(parents))
+            }
+        }
+    }
+
+    fn whiteout(&mut self, parents: &[&OsStr], hidden: &OsStr, m: &Meta) -> Result<(), Unpack> {
+        let mut comps = parents.to_vec();
+        comps.push(hidden);
+        match self.whiteouts {
+            Whiteouts::Overlay => {
+                let dst = self.dst;
+                self.parent(parents, true)?;
+                let dir = Self::last_parent(&self.cached);
+                if dir.lstat(hidden).map_err(io_at(dst, &comps))?.is_some() {
+                    // The layer itself has this path: a whiteout only hides lower layers'.
+                    return Ok(());
+                }
+                let err = io_at(dst, &comps);
+                dir.mknod(hidden, FileType::CharacterDevice, 0, 0)
+                    .and_then(|()| owner_result(dir.set_owner(hidden, m.uid, m.gid)))
+                    .map_err(err)
+            }
+            Whiteouts::Delete => {
+                // Only what is there through real directories: a whiteout below a symlink
+                // (or a missing directory) deletes nothing.
+                match self.root.open_dir(rel(parents), Follow::Never) {
+                    Ok(_) => {}
+                    Err(e) if gone(&e) => return Ok(()),
+                    Err(e) => return Err(self.io(parents)(e)),
+                }
+                self.clear(&comps, false).map(|_| ())
+            }
+        }
+    }
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

@@ -80,6 +80,7 @@ mod tests;
 
 use sha2::{Digest as _, Sha256};
 
+pub use apply::{apply_merged, apply_snapshot};
 pub use compress::Compression;
 pub use gc::{disk_usage, CacheRecord, GcLock, StatEntry};
 

@@ -9,13 +9,14 @@ use crate::{
     Network, RunSpec, CGROUP_ENV, ERROR_FD_ENV, HELPER_ARG, ID_ENV, MODE_ENV, RUNTIME_ENV,
     SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT, SPEC_FD_ENV, START_FD_ENV,
 };
-use std::collections::VecDeque;
+use kiln_fsroot::Follow;
 use std::ffi::{CString, OsString};
 use std::fmt::Display;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// Where setup errors are reported (-1: stderr with [`SETUP_ERROR_PREFIX`]).
@@ -471,17 +472,19 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
         .or_fail(|| "mounting the overlay rootfs".into());
 
     // /proc
-    let proc_dir = dir_in_root(root, "/proc");
-    etc_files(spec, root, &proc_dir);
+    let proc_target = dir_in_root(root, "/proc");
+    etc_files(spec, root, &proc_target);
     let nosuid_nodev_noexec = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
     sys::mount(
         Some("proc"),
-        &proc_dir,
+        &proc_target.at(),
         Some("proc"),
         nosuid_nodev_noexec,
         None,
     )
     .or_fail(|| "mounting /proc".into());
+    // A fresh procfs: paths below it are the kernel's, not the image's.
+    let proc_dir = &proc_target.path;
     let privileged = spec.extra.privileged;
     for p in [
         "asound",
@@ -509,18 +512,21 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
     }
 
     // /sys
-    let sys_dir = dir_in_root(root, "/sys");
+    let sys_target = dir_in_root(root, "/sys");
+    let sys_dir = &sys_target.path;
     let sys_ro = if privileged { 0 } else { libc::MS_RDONLY };
     if sys::mount(
         Some("sysfs"),
-        &sys_dir,
+        &sys_target.at(),
         Some("sysfs"),
         nosuid_nodev_noexec | sys_ro,
         None,
     )
     .is_err()
     {
-        sys::bind(Path::new("/sys"), &sys_dir, !privileged).or_fail(|| "mounting /sys".into());
+        sys_target
+            .bind(Path::new("/sys"), !privileged)
+            .or_fail(|| "mounting /sys".into());
     }
     if !privileged {
         mask(&sys_dir.join("firmware"));
@@ -528,15 +534,17 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
     }
 
     // /dev
-    let dev = dir_in_root(root, "/dev");
+    let dev_target = dir_in_root(root, "/dev");
     sys::mount(
         Some("tmpfs"),
-        &dev,
+        &dev_target.at(),
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )
     .or_fail(|| "mounting /dev".into());
+    // A fresh tmpfs: paths below it hold no symlink of the image.
+    let dev = &dev_target.path;
     for name in ["null", "zero", "full", "random", "urandom", "tty"] {
         let host = Path::new("/dev").join(name);
         let target = dev.join(name);
@@ -638,7 +646,8 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
                 } else {
                     file_in_root(root, dest)
                 };
-                sys::bind(&m.source, &target, m.readonly)
+                target
+                    .bind(&m.source, m.readonly)
                     .or_fail(|| format!("bind-mounting {} on {dest}", m.source.display()));
             }
             Extra::Tmpfs(t) => {
@@ -649,7 +658,7 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
                 }
                 sys::mount(
                     Some("tmpfs"),
-                    &target,
+                    &target.at(),
                     Some("tmpfs"),
                     libc::MS_NOSUID | libc::MS_NODEV,
                     Some(&data),
@@ -728,23 +737,26 @@ fn create_device_node(root: &Path, d: &crate::DeviceMapping) {
     if !m.file_type().is_char_device() && !m.file_type().is_block_device() {
         fail(&step(), "not a device node");
     }
-    let target = resolve_in_root(root, &d.container).or_fail(step);
-    if let Some(parent) = target.parent() {
-        std::fs::create_dir_all(parent).or_fail(step);
+    // Through kiln-fsroot, like every mount target: a symlink in the image cannot send the
+    // node (or the unmount and removal of what was there) out of the rootfs.
+    let r = kiln_fsroot::Root::open(root).or_fail(|| "opening the rootfs".into());
+    let rel = r.resolve_path(&d.container, true).or_fail(step);
+    let (dir, name) = r.parent(&rel, Follow::Never, Some(0o755)).or_fail(step);
+    if dir.lstat(&name).or_fail(step).is_some() {
+        // What was there (the bound /dev/null, say), by the path that holds no symlink.
+        let _ = sys::umount2(&root.join(&rel), libc::MNT_DETACH);
+        dir.remove_file(&name).or_fail(step);
     }
-    if std::fs::symlink_metadata(&target).is_ok() {
-        let _ = sys::umount2(&target, libc::MNT_DETACH);
-        std::fs::remove_file(&target).or_fail(step);
-    }
-    let path = cstr(&target).or_fail(step);
-    // SAFETY: a valid path; mode and dev from the host node.
-    if unsafe { libc::mknod(path.as_ptr(), m.mode(), m.rdev()) } < 0 {
-        fail(&step(), io::Error::last_os_error());
-    }
-    std::os::unix::fs::chown(&target, Some(m.uid()), Some(m.gid())).or_fail(step);
-    // Not the umask's.
-    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+    let kind = if m.file_type().is_char_device() {
+        kiln_fsroot::FileType::CharacterDevice
+    } else {
+        kiln_fsroot::FileType::BlockDevice
+    };
+    dir.mknod(&name, kind, m.mode() & 0o7777, m.rdev())
         .or_fail(step);
+    dir.set_owner(&name, m.uid(), m.gid()).or_fail(step);
+    // Not the umask's.
+    dir.set_mode(&name, m.mode() & 0o7777).or_fail(step);
 }
 
 /// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
@@ -787,13 +799,19 @@ pub(crate) fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
 /// Mounts generated /etc files over the rootfs's (see [`crate::SandboxOptions::create_etc_files`]).
 /// The files live on a tmpfs mounted for a moment on `scratch` (a directory that is mounted
 /// over afterwards), so nothing is written to the layer.
-fn etc_files(spec: &RunSpec, root: &Path, scratch: &Path) {
+fn etc_files(spec: &RunSpec, root: &Path, scratch_target: &Target) {
     let files = etc_contents(spec);
     let mut targets = Vec::new();
+    let r = kiln_fsroot::Root::open(root).or_fail(|| "opening the rootfs".into());
     for (path, _) in &files {
-        let target = resolve_in_root(root, path).ok();
+        let target = r.resolve(path, Follow::InRoot).ok().filter(|fd| {
+            std::fs::metadata(kiln_fsroot::proc_fd_path(fd)).is_ok_and(|m| m.is_file())
+        });
         let target = match target {
-            Some(t) if t.is_file() => Some(t),
+            Some(fd) => Some(Target {
+                fd,
+                path: PathBuf::new(),
+            }),
             _ if spec.extra.create_etc_files => Some(file_in_root(root, path)),
             _ => None,
         };
@@ -802,9 +820,10 @@ fn etc_files(spec: &RunSpec, root: &Path, scratch: &Path) {
     if targets.iter().all(Option::is_none) {
         return;
     }
+    let scratch = &scratch_target.path;
     sys::mount(
         Some("tmpfs"),
-        scratch,
+        &scratch_target.at(),
         Some("tmpfs"),
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         Some("mode=755,size=64k"),
@@ -814,7 +833,7 @@ fn etc_files(spec: &RunSpec, root: &Path, scratch: &Path) {
         let Some(target) = target else { continue };
         let name = scratch.join(path.trim_start_matches("/etc/"));
         std::fs::write(&name, content).or_fail(|| format!("writing {path}"));
-        sys::mount_path(&name, &target, libc::MS_BIND).or_fail(|| format!("mounting {path}"));
+        sys::mount_path(&name, &target.at(), libc::MS_BIND).or_fail(|| format!("mounting {path}"));
     }
     sys::umount2(scratch, libc::MNT_DETACH).or_fail(|| "unmounting the /etc files' tmpfs".into());
 }
@@ -847,73 +866,69 @@ fn enter_root(root: &Path) {
     std::env::set_current_dir("/").or_fail(|| "chdir /".into());
 }
 
-/// Resolves the absolute container path `path` under `root`, following symlinks inside the
-/// rootfs (an absolute link target is relative to `root`, `..` never leaves it).
-fn resolve_in_root(root: &Path, path: &str) -> io::Result<PathBuf> {
-    let mut todo: VecDeque<OsString> = Path::new(path)
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_os_string()),
-            Component::ParentDir => Some(OsString::from("..")),
-            _ => None,
-        })
-        .collect();
-    let mut cur = PathBuf::new();
-    let mut links = 0;
-    while let Some(part) = todo.pop_front() {
-        if part == ".." {
-            cur.pop();
-            continue;
-        }
-        let next = cur.join(&part);
-        match std::fs::symlink_metadata(root.join(&next)) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                }
-                let target = std::fs::read_link(root.join(&next))?;
-                if target.is_absolute() {
-                    cur = PathBuf::new();
-                }
-                let mut parts: VecDeque<OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_os_string()),
-                        Component::ParentDir => Some(OsString::from("..")),
-                        _ => None,
-                    })
-                    .collect();
-                parts.extend(todo);
-                todo = parts;
-            }
-            _ => cur = next,
-        }
+/// A mount target in the rootfs, resolved inside the root (symlinks followed as if it were
+/// `/`) and held by an fd. Mounts go on `/proc/self/fd/N` ([`Target::at`], runc's
+/// `WithProcfd`), so a symlink swapped in after the lookup cannot send them elsewhere.
+struct Target {
+    fd: OwnedFd,
+    /// Where the target is (below the root, no symlink in it), for what is done after the
+    /// mount on top of it (paths below a fresh procfs, sysfs or tmpfs; a read-only remount).
+    path: PathBuf,
+}
+
+impl Target {
+    fn at(&self) -> PathBuf {
+        kiln_fsroot::proc_fd_path(&self.fd)
     }
-    Ok(root.join(cur))
+
+    /// Bind-mounts `source` here (then read-only when asked, through the new mount).
+    fn bind(&self, source: &Path, readonly: bool) -> io::Result<()> {
+        sys::mount_path(source, &self.at(), libc::MS_BIND | libc::MS_REC)?;
+        if readonly {
+            sys::remount_readonly(&self.path)?;
+        }
+        Ok(())
+    }
 }
 
 /// The directory `path` in the rootfs, created when missing.
-fn dir_in_root(root: &Path, path: &str) -> PathBuf {
-    let p = resolve_in_root(root, path).or_fail(|| format!("resolving {path} in the rootfs"));
-    std::fs::create_dir_all(&p).or_fail(|| format!("creating {path} in the rootfs"));
-    p
+fn dir_in_root(root: &Path, path: &str) -> Target {
+    let r = kiln_fsroot::Root::open(root).or_fail(|| "opening the rootfs".into());
+    let rel = r
+        .resolve_path(path, true)
+        .or_fail(|| format!("resolving {path} in the rootfs"));
+    let dir = r
+        .mkdir_all(&rel, 0o755, Follow::Never)
+        .or_fail(|| format!("creating {path} in the rootfs"));
+    Target {
+        fd: dir.into(),
+        path: root.join(rel),
+    }
 }
 
 /// The file `path` in the rootfs, created (empty) when missing.
-fn file_in_root(root: &Path, path: &str) -> PathBuf {
-    let p = resolve_in_root(root, path).or_fail(|| format!("resolving {path} in the rootfs"));
-    if std::fs::symlink_metadata(&p).is_err() {
-        if let Some(parent) = p.parent() {
-            std::fs::create_dir_all(parent).or_fail(|| format!("creating {path} in the rootfs"));
+fn file_in_root(root: &Path, path: &str) -> Target {
+    let r = kiln_fsroot::Root::open(root).or_fail(|| "opening the rootfs".into());
+    let rel = r
+        .resolve_path(path, true)
+        .or_fail(|| format!("resolving {path} in the rootfs"));
+    let creating = || format!("creating {path} in the rootfs");
+    let fd = match r.resolve(&rel, Follow::Never) {
+        Ok(fd) => fd,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let (dir, name) = r.parent(&rel, Follow::Never, Some(0o755)).or_fail(creating);
+            match dir.create_file(&name, 0o644) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => fail(&creating(), e),
+                _ => {}
+            }
+            dir.open_path(&name).or_fail(creating)
         }
-        std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&p)
-            .or_fail(|| format!("creating {path} in the rootfs"));
+        Err(e) => fail(&creating(), e),
+    };
+    Target {
+        fd,
+        path: root.join(rel),
     }
-    p
 }
 
 fn loopback_up() -> io::Result<()> {
@@ -1313,12 +1328,12 @@ mod tests {
         std::fs::create_dir_all(dir.join("a/b")).unwrap();
         std::os::unix::fs::symlink("/a", dir.join("abs")).unwrap();
         std::os::unix::fs::symlink("../../..", dir.join("a/b/up")).unwrap();
-        assert_eq!(resolve_in_root(&dir, "/abs/b").unwrap(), dir.join("a/b"));
-        assert_eq!(resolve_in_root(&dir, "/a/b/up/x").unwrap(), dir.join("x"));
-        assert_eq!(
-            resolve_in_root(&dir, "/../../etc").unwrap(),
-            dir.join("etc")
-        );
+        assert_eq!(dir_in_root(&dir, "/abs/b").path, dir.join("a/b"));
+        assert_eq!(dir_in_root(&dir, "/a/b/up/x").path, dir.join("x"));
+        assert!(dir.join("x").is_dir());
+        assert_eq!(dir_in_root(&dir, "/../../etc").path, dir.join("etc"));
+        assert_eq!(file_in_root(&dir, "/abs/f").path, dir.join("a/f"));
+        assert!(dir.join("a/f").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -351,6 +351,34 @@ async fn bind_mounts_are_mounted() {
 }
 
 #[tokio::test]
+async fn mount_targets_below_absolute_symlinks_stay_in_the_rootfs() {
+    require_root!();
+    let fx = fixture();
+    let canary = tempfile::tempdir().unwrap();
+    std::fs::write(canary.path().join("victim"), "host file\n").unwrap();
+    std::os::unix::fs::symlink(canary.path(), fx.lower.join("mnt")).unwrap();
+    std::os::unix::fs::symlink(canary.path().join("hosts"), fx.lower.join("etc/hosts")).unwrap();
+    std::fs::write(fx.host.join("f"), "from host\n").unwrap();
+    let mut spec = fx.spec(&["cat", "/mnt/data/f"]);
+    spec.mounts = vec![BindMount {
+        source: fx.host.clone(),
+        destination: "/mnt/data".into(),
+        readonly: true,
+    }];
+    spec.extra.create_etc_files = true;
+    assert_eq!(ok(&spec).await.stdout, "from host\n");
+    let names: Vec<_> = std::fs::read_dir(canary.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("victim")]);
+    assert_eq!(
+        std::fs::read(canary.path().join("victim")).unwrap(),
+        b"host file\n"
+    );
+}
+
+#[tokio::test]
 async fn setup_errors_are_reported() {
     require_root!();
     let fx = fixture();

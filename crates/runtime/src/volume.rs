@@ -17,14 +17,15 @@
 
 use crate::container::{io_err, now_millis, Containers};
 use crate::{Error, Result};
+use kiln_fsroot::{Dir, FileType, Follow, Root, Stat};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::ffi::CString;
+use std::ffi::{CString, OsStr};
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
 
 /// The label docker puts on anonymous volumes.
 pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
@@ -303,19 +304,19 @@ impl Volumes {
 // ---------------------------------------------------------------------------------------
 // Populating a new volume with what the image has at the mount point.
 
-fn is_whiteout(md: &fs::Metadata) -> bool {
-    use std::os::unix::fs::FileTypeExt;
-    md.file_type().is_char_device() && md.rdev() == 0
+fn is_whiteout(st: &Stat) -> bool {
+    FileType::from_raw_mode(st.st_mode) == FileType::CharacterDevice && st.st_rdev == 0
 }
 
-fn is_opaque(path: &Path) -> bool {
-    let Ok(p) = CString::new(path.as_os_str().as_bytes()) else {
+/// Whether `name` in `dir` (`"."`: `dir` itself) is an opaque overlay directory.
+fn is_opaque(dir: &Dir, name: &OsStr) -> bool {
+    let Ok(p) = CString::new(dir.proc_path().join(name).into_os_string().into_vec()) else {
         return false;
     };
     ["trusted.overlay.opaque", "user.overlay.opaque"]
         .iter()
-        .any(|name| {
-            let n = CString::new(*name).unwrap_or_default();
+        .any(|xname| {
+            let n = CString::new(*xname).unwrap_or_default();
             let mut buf = [0u8; 4];
             // SAFETY: valid C strings and a buffer of the given length.
             let r = unsafe {
@@ -328,133 +329,149 @@ fn is_opaque(path: &Path) -> bool {
 /// The directories (top layer first) whose merged view is `rel` in the overlay of `lowers`
 /// (top layer first), or the single non-directory entry it is; `None` when absent.
 enum Found {
-    Dirs(Vec<PathBuf>),
+    Dirs(Vec<Dir>),
     Other,
 }
 
-fn lookup(lowers: &[PathBuf], rel: &Path) -> Option<Found> {
-    let comps: Vec<_> = rel.components().collect();
+/// Every layer is a root of its own: `rel` is looked up in it one real directory at a time
+/// (a symlink in the path is not followed, a `..` never leaves the layer).
+fn lookup(lowers: &[PathBuf], rel: &Path) -> io::Result<Option<Found>> {
+    let comps: Vec<&OsStr> = rel
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    if rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Ok(None);
+    }
     let mut dirs = Vec::new();
     'layers: for layer in lowers {
-        let mut p = layer.clone();
+        let mut cur = Root::open(layer)?.dir().try_clone()?;
         for (i, c) in comps.iter().enumerate() {
-            p.push(c);
-            let Ok(md) = fs::symlink_metadata(&p) else {
+            let Some(st) = cur.lstat(c)? else {
                 continue 'layers;
             };
             let last = i + 1 == comps.len();
-            if is_whiteout(&md) {
+            if is_whiteout(&st) {
                 break 'layers;
             }
-            if !md.is_dir() {
+            if FileType::from_raw_mode(st.st_mode) != FileType::Directory {
                 if last && dirs.is_empty() {
-                    return Some(Found::Other);
+                    return Ok(Some(Found::Other));
                 }
                 // A file over a directory (or a symlink in the path: not followed).
                 break 'layers;
             }
+            let opaque = is_opaque(&cur, c);
+            let next = match cur.open_dir(c) {
+                Ok(d) => d,
+                // Replaced meanwhile: as if absent.
+                Err(_) => continue 'layers,
+            };
             if last {
-                let opaque = is_opaque(&p);
-                dirs.push(p.clone());
+                dirs.push(next);
                 if opaque {
                     break 'layers;
                 }
-            } else if is_opaque(&p) {
+            } else if opaque {
                 // Lower layers below this directory are hidden; the path goes on in this
                 // layer only.
-                let mut q = p.clone();
-                for c in &comps[i + 1..] {
-                    q.push(c);
-                }
-                match fs::symlink_metadata(&q) {
-                    Ok(m) if m.is_dir() => dirs.push(q),
-                    Ok(m) if !is_whiteout(&m) && dirs.is_empty() => return Some(Found::Other),
+                let rest: PathBuf = comps[i + 1..].iter().collect();
+                let (parent, name) = match Root::open(next.proc_path())
+                    .and_then(|r| r.parent(&rest, Follow::Never, None))
+                {
+                    Ok(p) => p,
+                    Err(_) => break 'layers,
+                };
+                match parent.lstat(&name)? {
+                    Some(m) if FileType::from_raw_mode(m.st_mode) == FileType::Directory => {
+                        dirs.push(parent.open_dir(&name)?)
+                    }
+                    Some(m) if !is_whiteout(&m) && dirs.is_empty() => {
+                        return Ok(Some(Found::Other))
+                    }
                     _ => {}
                 }
                 break 'layers;
+            } else {
+                cur = next;
+                continue;
             }
+            break;
         }
     }
-    (!dirs.is_empty()).then_some(Found::Dirs(dirs))
+    Ok((!dirs.is_empty()).then_some(Found::Dirs(dirs)))
 }
 
-fn set_meta(path: &Path, md: &fs::Metadata) -> io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(md.uid()), Some(md.gid()))?;
-    if !md.file_type().is_symlink() {
+/// Gives `name` in `dir` (`"."`: `dir` itself) the owner, mode and times of `st`.
+fn set_meta(dir: &Dir, name: &OsStr, st: &Stat) -> io::Result<()> {
+    dir.set_owner(name, st.st_uid, st.st_gid)?;
+    if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
         // After chown, which clears set-id bits.
-        fs::set_permissions(path, fs::Permissions::from_mode(md.mode() & 0o7777))?;
+        dir.set_mode(name, st.st_mode & 0o7777)?;
     }
-    let ts = |s: i64, ns: i64| nix::sys::time::TimeSpec::new(s, ns);
-    nix::sys::stat::utimensat(
-        None,
-        path,
-        &ts(md.atime(), md.atime_nsec()),
-        &ts(md.mtime(), md.mtime_nsec()),
-        nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+    dir.set_times_ns(
+        name,
+        (st.st_atime, st.st_atime_nsec as i64),
+        (st.st_mtime, st.st_mtime_nsec as i64),
     )
-    .map_err(io::Error::from)
 }
 
-fn copy_entry(src: &Path, md: &fs::Metadata, dst: &Path) -> io::Result<()> {
-    use std::os::unix::fs::FileTypeExt;
-    let ft = md.file_type();
-    if ft.is_symlink() {
-        std::os::unix::fs::symlink(fs::read_link(src)?, dst)?;
-    } else if ft.is_file() {
-        fs::copy(src, dst)?;
-    } else if ft.is_fifo() || ft.is_char_device() || ft.is_block_device() || ft.is_socket() {
-        let kind = nix::sys::stat::SFlag::from_bits_truncate(md.mode() & libc::S_IFMT);
-        nix::sys::stat::mknod(
-            dst,
-            kind,
-            nix::sys::stat::Mode::from_bits_truncate(md.mode() & 0o7777),
-            md.rdev(),
-        )?;
-    } else {
-        return Ok(());
+fn copy_entry(src: &Dir, name: &OsStr, st: &Stat, dst: &Dir) -> io::Result<()> {
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Symlink => dst.symlink(name, &src.read_link(name)?)?,
+        FileType::RegularFile => {
+            let mut from = src.open_read(name)?;
+            let mut to = dst.create_file(name, 0o600)?;
+            io::copy(&mut from, &mut to)?;
+        }
+        kind @ (FileType::Fifo
+        | FileType::CharacterDevice
+        | FileType::BlockDevice
+        | FileType::Socket) => dst.mknod(name, kind, st.st_mode & 0o7777, st.st_rdev)?,
+        _ => return Ok(()),
     }
-    set_meta(dst, md)
+    set_meta(dst, name, st)
 }
 
 /// Copies the merged content of `dirs` (top layer first) into the existing directory `dst`.
-fn copy_merged(dirs: &[PathBuf], dst: &Path) -> io::Result<()> {
+fn copy_merged(dirs: &[Dir], dst: &Dir) -> io::Result<()> {
     let mut seen = std::collections::BTreeSet::new();
     for (i, d) in dirs.iter().enumerate() {
-        for entry in fs::read_dir(d)? {
-            let entry = entry?;
-            let name = entry.file_name();
+        for name in d.names()? {
             if !seen.insert(name.clone()) {
                 continue;
             }
-            let src = entry.path();
-            let md = fs::symlink_metadata(&src)?;
-            if is_whiteout(&md) {
+            let Some(st) = d.lstat(&name)? else { continue };
+            if is_whiteout(&st) {
                 continue;
             }
-            let target = dst.join(&name);
-            if md.is_dir() {
-                let mut sub = vec![src.clone()];
-                if !is_opaque(&src) {
+            if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
+                let mut sub = vec![d.open_dir(&name)?];
+                if !is_opaque(d, &name) {
                     for lower in &dirs[i + 1..] {
-                        let p = lower.join(&name);
-                        match fs::symlink_metadata(&p) {
-                            Ok(m) if m.is_dir() => {
-                                let opaque = is_opaque(&p);
-                                sub.push(p);
+                        match lower.lstat(&name)? {
+                            Some(m)
+                                if FileType::from_raw_mode(m.st_mode) == FileType::Directory =>
+                            {
+                                let opaque = is_opaque(lower, &name);
+                                sub.push(lower.open_dir(&name)?);
                                 if opaque {
                                     break;
                                 }
                             }
-                            Ok(_) => break,
-                            Err(_) => {}
+                            Some(_) => break,
+                            None => {}
                         }
                     }
                 }
-                fs::create_dir(&target)?;
-                copy_merged(&sub, &target)?;
-                set_meta(&target, &md)?;
+                dst.mkdir(&name, 0o700)?;
+                copy_merged(&sub, &dst.open_dir(&name)?)?;
+                set_meta(dst, &name, &st)?;
             } else {
-                copy_entry(&src, &md, &target)?;
+                copy_entry(d, &name, &st, dst)?;
             }
         }
     }
@@ -466,27 +483,35 @@ fn copy_merged(dirs: &[PathBuf], dst: &Path) -> io::Result<()> {
 /// symlinks; `_data` itself takes the directory's owner and mode). Nothing happens when the
 /// image has no directory there. The copy is made beside `_data` and then renamed over it
 /// (a rename onto an empty directory is atomic), so a copy cut short by a crash never
-/// leaves a half-filled volume that would not be filled again.
+/// leaves a half-filled volume that would not be filled again. The image's layers are read
+/// and the copy written only through directory fds ([`kiln_fsroot`]): no symlink of the
+/// image is followed, and a `destination` with `..` copies nothing.
 pub(crate) fn populate(lowers: &[PathBuf], destination: &str, volume: &Volume) -> Result<()> {
     let rel = Path::new(destination.trim_start_matches('/'));
     if rel.as_os_str().is_empty() {
         return Ok(());
     }
-    let Some(Found::Dirs(dirs)) = lookup(lowers, rel) else {
+    let data = volume.mountpoint();
+    let Some(Found::Dirs(dirs)) = lookup(lowers, rel).map_err(io_err(&data))? else {
         return Ok(());
     };
-    let tmp = volume.dir.join(format!(
+    let tmp_name = format!(
         ".populate-{}-{}",
         std::process::id(),
         hex::encode(rand::random::<[u8; 4]>())
-    ));
-    let data = volume.mountpoint();
+    );
+    let tmp = volume.dir.join(&tmp_name);
     let run = || -> io::Result<()> {
-        fs::create_dir(&tmp)?;
-        copy_merged(&dirs, &tmp)?;
-        let md = fs::symlink_metadata(&dirs[0])?;
-        set_meta(&tmp, &md)?;
-        fs::rename(&tmp, &data)?;
+        let vdir = Root::open(&volume.dir)?;
+        let vdir = vdir.dir();
+        let tmp_name = OsStr::new(&tmp_name);
+        vdir.mkdir(tmp_name, 0o700)?;
+        copy_merged(&dirs, &vdir.open_dir(tmp_name)?)?;
+        let st = dirs[0]
+            .lstat(OsStr::new("."))?
+            .ok_or(io::ErrorKind::NotFound)?;
+        set_meta(vdir, tmp_name, &st)?;
+        vdir.rename(tmp_name, vdir, OsStr::new("_data"))?;
         sync_dir(&volume.dir)
     };
     let r = run();
@@ -507,6 +532,7 @@ pub(crate) fn is_empty_dir(dir: &Path) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn create_is_idempotent_and_anonymous_is_labelled() {
@@ -587,5 +613,36 @@ mod tests {
         assert!(!out.join("gone").exists());
         assert_eq!(fs::read_to_string(out.join("sub/s")).unwrap(), "s");
         assert_eq!(fs::read_link(out.join("link")).unwrap(), Path::new("a"));
+    }
+
+    #[test]
+    fn populate_never_leaves_the_image_by_dotdot_or_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let top = t.path().join("top");
+        let canary = t.path().join("canary");
+        fs::create_dir_all(top.join("v")).unwrap();
+        fs::create_dir_all(&canary).unwrap();
+        fs::write(canary.join("secret"), "host secret").unwrap();
+        std::os::unix::fs::symlink(&canary, top.join("v/link")).unwrap();
+        std::os::unix::fs::symlink(&canary, top.join("abs")).unwrap();
+        let vols = Volumes::new(&t.path().join("root"));
+        for (name, dest) in [
+            ("va", "/../canary"),
+            ("vb", "/v/../../canary"),
+            ("vc", "/abs"),
+        ] {
+            let (vol, _) = vols.create(Some(name), BTreeMap::new()).unwrap();
+            populate(std::slice::from_ref(&top), dest, &vol).unwrap();
+            assert!(is_empty_dir(&vol.mountpoint()), "{dest} copied something");
+        }
+        let (vol, _) = vols.create(Some("vd"), BTreeMap::new()).unwrap();
+        populate(std::slice::from_ref(&top), "/v", &vol).unwrap();
+        let out = vol.mountpoint();
+        assert_eq!(fs::read_link(out.join("link")).unwrap(), canary);
+        assert_eq!(fs::read_dir(&canary).unwrap().count(), 1);
+        assert_eq!(
+            fs::read_to_string(canary.join("secret")).unwrap(),
+            "host secret"
+        );
     }
 }

@@ -9,8 +9,9 @@
 //! so nothing leaks when a build is killed. (A thread instead of a helper process saves a
 //! process start, ~2 ms per COPY.)
 //!
-//! Every path inside a root filesystem is resolved with [`resolve_in`], which follows
-//! symlinks *within* that root: an absolute symlink in an image never reaches the host.
+//! Every path inside a root filesystem is resolved with [`resolve_in`] (on
+//! [`kiln_fsroot`]), which follows symlinks *within* that root: an absolute symlink in an
+//! image never reaches the host.
 //!
 //! # The file pool
 //! Large context files (at least [`POOL_MIN_SIZE`]) that a COPY writes are reported back
@@ -423,7 +424,8 @@ fn link_placeholder(path: &Path, candidate: &Path) -> io::Result<()> {
 
 /// Resolves `path` (absolute or relative to `root`) inside `root`, following symlinks as if
 /// `root` were `/` (the last component too when `follow_last`). Missing components are
-/// kept as they are.
+/// kept as they are. The walk is [`kiln_fsroot::Root::resolve_path`]: one `openat` of an
+/// `O_PATH | O_NOFOLLOW` fd per component, so the path returned holds no symlink.
 pub fn resolve_in(root: &Path, path: &str, follow_last: bool) -> io::Result<PathBuf> {
     resolve_visible(root, path, follow_last, &|_| false).map(|r| r.path)
 }
@@ -440,79 +442,21 @@ pub(crate) struct Resolved {
 
 /// [`resolve_in`] for a source where `hidden(rel)` entries (`.dockerignore`d ones) do not
 /// exist: a hidden symlink is never followed, and a path that is, or was reached through,
-/// a hidden entry is reported as `hidden`. (A hidden directory that is not a symlink is
-/// walked through: an exception pattern may re-include something below it.)
+/// a hidden entry is reported as `hidden` ([`kiln_fsroot::Root::resolve_path_hiding`]).
 pub(crate) fn resolve_visible(
     root: &Path,
     path: &str,
     follow_last: bool,
     hidden: &dyn Fn(&str) -> bool,
 ) -> io::Result<Resolved> {
-    let mut done: Vec<OsString> = Vec::new();
-    let mut todo: Vec<OsString> = Path::new(path)
-        .components()
-        .rev()
-        .filter_map(component)
-        .collect();
-    let mut links = 0;
-    let mut through_hidden = false;
-    let rel_of = |parts: &[OsString]| -> String {
-        parts
-            .iter()
-            .map(|p| p.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join("/")
-    };
-    while let Some(c) = todo.pop() {
-        if c == ".." {
-            done.pop();
-            continue;
-        }
-        let mut candidate = root.to_path_buf();
-        candidate.extend(&done);
-        candidate.push(&c);
-        let is_last = todo.is_empty();
-        match fs::symlink_metadata(&candidate) {
-            Ok(md) if md.file_type().is_symlink() && (!is_last || follow_last) => {
-                done.push(c);
-                if hidden(&rel_of(&done)) {
-                    // Not in the build's view of the source: nothing to follow.
-                    through_hidden = true;
-                    continue;
-                }
-                done.pop();
-                links += 1;
-                if links > 40 {
-                    return Err(io::Error::other(format!(
-                        "{path}: too many levels of symbolic links"
-                    )));
-                }
-                let target = fs::read_link(&candidate)?;
-                if target.is_absolute() {
-                    done.clear();
-                }
-                todo.extend(target.components().rev().filter_map(component));
-            }
-            _ => done.push(c),
-        }
-    }
-    let rel = rel_of(&done);
-    let hidden = through_hidden || (!rel.is_empty() && hidden(&rel));
-    let mut out = root.to_path_buf();
-    out.extend(&done);
+    let (rel, is_hidden) =
+        kiln_fsroot::Root::open(root)?
+            .resolve_path_hiding(path, follow_last, &|r| hidden(&r.to_string_lossy()))?;
     Ok(Resolved {
-        path: out,
-        rel,
-        hidden,
+        path: root.join(&rel),
+        rel: rel.to_string_lossy().into_owned(),
+        hidden: is_hidden,
     })
-}
-
-fn component(c: std::path::Component<'_>) -> Option<OsString> {
-    match c {
-        std::path::Component::Normal(s) => Some(s.to_os_string()),
-        std::path::Component::ParentDir => Some("..".into()),
-        _ => None,
-    }
 }
 
 /// uid:gid for a `--chown`, names resolved against the root's /etc/passwd and /etc/group.
