@@ -4,7 +4,7 @@
 //! memory and cpu v1 hierarchies are mounted; `kiln_v2_limits`: this process's cgroup2 cgroup
 //! offers the pids, memory and cpu controllers. Nothing in the library depends on these.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const CONTROLLERS: [&str; 3] = ["pids", "memory", "cpu"];
 
@@ -12,6 +12,7 @@ fn main() {
     println!("cargo::rustc-check-cfg=cfg(kiln_v1_limits)");
     println!("cargo::rustc-check-cfg=cfg(kiln_v2_limits)");
     println!("cargo::rerun-if-changed=build.rs");
+    println!("cargo::rerun-if-changed=cgroup_probe.rs");
     if CONTROLLERS
         .iter()
         .all(|c| Path::new("/sys/fs/cgroup").join(c).join("tasks").exists())
@@ -29,22 +30,4 @@ fn main() {
     }
 }
 
-/// This process's cgroup in the cgroup2 hierarchy, when one is mounted.
-fn own_v2_cgroup() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let (root, point) = mountinfo.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        if !post.starts_with("cgroup2 ") {
-            return None;
-        }
-        let f: Vec<&str> = pre.split(' ').collect();
-        Some((f.get(3)?.to_string(), PathBuf::from(f.get(4)?)))
-    })?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let rel = path
-        .strip_prefix(root.trim_end_matches('/'))
-        .unwrap_or(path)
-        .trim_start_matches('/');
-    Some(point.join(rel))
-}
+include!("cgroup_probe.rs");

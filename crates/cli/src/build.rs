@@ -403,17 +403,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         .iter()
         .map(|c| kiln_remotecache::ExportSpec::parse(c).map_err(cache_usage))
         .collect::<Result<Vec<_>, _>>()?;
-    let extra_hosts = a
-        .add_hosts
-        .iter()
-        .map(|h| {
-            kiln_executor::parse_add_host(h).map_err(|e| {
-                Failure::usage(format!(
-                    "invalid argument {h:?} for \"--add-host\" flag: {e}"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
     let mut exports = a
         .outputs
         .iter()

@@ -332,17 +332,7 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             )));
         }
     }
-    let extra_hosts = a
-        .add_hosts
-        .iter()
-        .map(|h| {
-            kiln_executor::parse_add_host(h).map_err(|e| {
-                Failure::usage(format!(
-                    "invalid argument {h:?} for \"--add-host\" flag: {e}"
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+    let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
     let (_, manifest) = match env.local_image(&a.image) {
         Ok(x) => x,
         Err(_) => {

@@ -29,6 +29,20 @@ impl Failure {
     }
 }
 
+/// `--add-host NAME:IP` flags (of `build` and `run`) as `(name, ip)`, with docker's message.
+pub fn parse_add_hosts(flags: &[String]) -> Result<Vec<(String, String)>, Failure> {
+    flags
+        .iter()
+        .map(|h| {
+            kiln_executor::parse_add_host(h).map_err(|e| {
+                Failure::usage(format!(
+                    "invalid argument {h:?} for \"--add-host\" flag: {e}"
+                ))
+            })
+        })
+        .collect()
+}
+
 impl<E: std::error::Error> From<E> for Failure {
     fn from(e: E) -> Self {
         let mut msg = e.to_string();

@@ -24,25 +24,7 @@ mod common;
 /// The tests look for the sandbox's directory under `kiln/`: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// This process's cgroup in the cgroup2 hierarchy, when one is mounted.
-fn own_v2_cgroup() -> Option<PathBuf> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let (root, point) = mountinfo.lines().find_map(|l| {
-        let (pre, post) = l.split_once(" - ")?;
-        if !post.starts_with("cgroup2 ") {
-            return None;
-        }
-        let f: Vec<&str> = pre.split(' ').collect();
-        Some((f.get(3)?.to_string(), PathBuf::from(f.get(4)?)))
-    })?;
-    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let path = own.lines().find_map(|l| l.strip_prefix("0::"))?;
-    let rel = path
-        .strip_prefix(root.trim_end_matches('/'))
-        .unwrap_or(path)
-        .trim_start_matches('/');
-    Some(point.join(rel))
-}
+include!("../cgroup_probe.rs");
 
 /// Our v2 cgroup when it offers every one of `controllers` (else says why the test skips).
 fn v2_offering(controllers: &[&str]) -> Option<PathBuf> {
