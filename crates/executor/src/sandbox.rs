@@ -607,7 +607,7 @@ fn setup_rootfs(spec: &RunSpec, root: &Path) {
     }
 
     if privileged {
-        host_devices(Path::new("/dev"), &dev);
+        host_devices(Path::new("/dev"), dev);
     }
     // Before the bind mounts: a node is never made in (nor a file removed from) a host
     // directory bound into the sandbox.
