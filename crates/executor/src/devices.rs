@@ -276,20 +276,7 @@ pub(crate) fn attach_program(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<
             expected_attach_type: BPF_CGROUP_DEVICE,
             ..Default::default()
         };
-        // SAFETY: a valid attr of the size passed; the pointers it holds outlive the call.
-        let fd = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_LOAD,
-                &attr as *const ProgLoadAttr,
-                std::mem::size_of::<ProgLoadAttr>(),
-            )
-        };
-        if fd < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(fd)
-        }
+        bpf(BPF_PROG_LOAD, &attr)
     };
     // Without the verifier's log (its full text would not fit a small buffer, and a load
     // whose log does not fit fails with ENOSPC); again with it only to explain a failure.
@@ -347,17 +334,7 @@ pub(crate) fn attach_program(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<
         attach_flags: BPF_F_ALLOW_MULTI,
         ..Default::default()
     };
-    // SAFETY: as above.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attr as *const ProgAttachAttr,
-            std::mem::size_of::<ProgAttachAttr>(),
-        )
-    };
-    if r < 0 {
-        let e = io::Error::last_os_error();
+    if let Err(e) = bpf(BPF_PROG_ATTACH, &attr) {
         return Err(io::Error::new(
             e.kind(),
             format!(
@@ -368,6 +345,26 @@ pub(crate) fn attach_program(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<
     }
     // The attachment holds the program from now on; our fd can go.
     Ok(())
+}
+
+/// The bpf(2) command `cmd` with `attr` (one of the `#[repr(C)]` attr structs above, whose
+/// pointers must outlive the call): its non-negative result, or the OS error.
+fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<i64> {
+    // SAFETY: `attr` is a valid, initialised attr of the size passed; the pointers it holds
+    // outlive the call (the caller's buffers and instructions).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *const T,
+            std::mem::size_of::<T>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
 }
 
 #[cfg(test)]
