@@ -1,0 +1,241 @@
+//! Sizes and durations as docker's command line and the Dockerfile write them.
+//!
+//! One module for the units every layer of kiln parses or prints, so that `-m 512m`,
+//! `RUN --mount=type=tmpfs,size=64k`, `--keep-storage 10GB`, `HEALTHCHECK --interval=30s` and
+//! `--filter until=24h` all read numbers the same way docker does. Docker itself has two size
+//! parsers with different units (go-units `RAMInBytes`, binary, and `FromHumanSize`, decimal),
+//! so this crate has both, named after them; everything else is one function.
+//!
+//! No dependencies and no I/O: the frontend, the CLI and the libraries all use it.
+
+use std::fmt;
+use std::time::Duration;
+
+/// Why a size or duration was refused; the message names the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UnitError {
+    /// Not a size at all (`ten`, `1x`).
+    Size(String),
+    /// Not a duration (`soon`, `5 parsecs`).
+    Duration(String),
+}
+
+impl fmt::Display for UnitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnitError::Size(s) => write!(f, "invalid size: '{s}'"),
+            UnitError::Duration(s) => write!(f, "invalid duration: '{s}'"),
+        }
+    }
+}
+
+impl std::error::Error for UnitError {}
+
+/// Splits `1.5gib` into `(1.5, "gib")`; the unit is lower-cased and trimmed.
+fn split_number(s: &str) -> Option<(f64, String)> {
+    let t = s.trim();
+    let n = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let num: f64 = t[..n].parse().ok()?;
+    Some((num, t[n..].trim().to_ascii_lowercase()))
+}
+
+fn to_bytes(s: &str, num: f64, mult: f64) -> Result<u64, UnitError> {
+    let v = num * mult;
+    if v.is_finite() && v >= 0.0 && v < u64::MAX as f64 {
+        // Truncation is docker's rounding too (go-units converts with int64()).
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        Ok(v as u64)
+    } else {
+        Err(UnitError::Size(s.to_string()))
+    }
+}
+
+/// go-units `RAMInBytes`: `1024`, `64k`, `1m`, `2g`, `1.5gb`, `1gib`: every unit is a power of
+/// 1024 (memory limits, tmpfs sizes).
+pub fn parse_ram(s: &str) -> Result<u64, UnitError> {
+    let bad = || UnitError::Size(s.to_string());
+    let (num, unit) = split_number(s).ok_or_else(bad)?;
+    let k = 1024f64;
+    let mult = match unit.as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => k,
+        "m" | "mb" | "mib" => k * k,
+        "g" | "gb" | "gib" => k.powi(3),
+        "t" | "tb" | "tib" => k.powi(4),
+        "p" | "pb" | "pib" => k.powi(5),
+        _ => return Err(bad()),
+    };
+    to_bytes(s, num, mult)
+}
+
+/// go-units `FromHumanSize`: `10GB`, `512MB`, `100kb`, `4096` are powers of 1000; the binary
+/// spellings `KiB`, `MiB`, … are powers of 1024 (disk sizes).
+pub fn parse_human(s: &str) -> Result<u64, UnitError> {
+    let bad = || UnitError::Size(s.to_string());
+    let (num, unit) = split_number(s).ok_or_else(bad)?;
+    let k = 1024f64;
+    let mult = match unit.as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "m" | "mb" => 1e6,
+        "g" | "gb" => 1e9,
+        "t" | "tb" => 1e12,
+        "p" | "pb" => 1e15,
+        "ki" | "kib" => k,
+        "mi" | "mib" => k * k,
+        "gi" | "gib" => k.powi(3),
+        "ti" | "tib" => k.powi(4),
+        "pi" | "pib" => k.powi(5),
+        _ => return Err(bad()),
+    };
+    to_bytes(s, num, mult)
+}
+
+/// go-units `HumanSize`: decimal units with four significant digits (`1.093GB`, `2.5kB`,
+/// `17B`), as `docker system df` and the prune commands print sizes.
+pub fn human(n: u64) -> String {
+    human_precision(n, 4)
+}
+
+/// go-units `HumanSizeWithPrecision`: decimal units with `digits` significant digits (Go's
+/// `%.*g`); `docker images` and `docker history` use 3 (`452MB`, `12.3MB`).
+pub fn human_precision(n: u64, digits: usize) -> String {
+    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
+    #[allow(clippy::cast_precision_loss)]
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < UNITS.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    let int_digits = if v >= 100.0 {
+        3
+    } else if v >= 10.0 {
+        2
+    } else {
+        1
+    };
+    let decimals = digits.saturating_sub(int_digits);
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", UNITS[i])
+}
+
+/// Which suffixes a duration may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationUnits {
+    /// Go's `time.ParseDuration`: `ns`, `us`/`µs`, `ms`, `s`, `m`, `h` (Dockerfile flags such as
+    /// `HEALTHCHECK --interval`). A bare `0` is allowed, other bare numbers are not.
+    Go,
+    /// Filters (`until=`): `s`, `m`, `h`, `d`, `w`; a bare number is seconds.
+    Filter,
+}
+
+/// Parses `30s`, `1m30s`, `500ms`, `1.5h` (and `7d`, `2w` with [`DurationUnits::Filter`]).
+pub fn parse_duration(s: &str, units: DurationUnits) -> Result<Duration, UnitError> {
+    let bad = || UnitError::Duration(s.to_string());
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(bad());
+    }
+    if t == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let mut rest = t;
+    let mut secs = 0f64;
+    while !rest.is_empty() {
+        let n = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if n == 0 {
+            return Err(bad());
+        }
+        let num: f64 = rest[..n].parse().map_err(|_| bad())?;
+        rest = &rest[n..];
+        let u = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match (units, &rest[..u]) {
+            (DurationUnits::Go, "ns") => 1e-9,
+            (DurationUnits::Go, "us" | "µs") => 1e-6,
+            (DurationUnits::Go, "ms") => 1e-3,
+            (DurationUnits::Filter, "") => 1.0,
+            (_, "s") => 1.0,
+            (_, "m") => 60.0,
+            (_, "h") => 3600.0,
+            (DurationUnits::Filter, "d") => 86400.0,
+            (DurationUnits::Filter, "w") => 7.0 * 86400.0,
+            _ => return Err(bad()),
+        };
+        rest = &rest[u..];
+        secs += num * mult;
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ram_sizes_are_binary() {
+        assert_eq!(parse_ram("1024"), Ok(1024));
+        assert_eq!(parse_ram("64k"), Ok(65536));
+        assert_eq!(parse_ram("2GB"), Ok(2 << 30));
+        assert_eq!(parse_ram("1.5g"), Ok(1_610_612_736));
+        assert_eq!(parse_ram("512MiB"), Ok(512 << 20));
+        assert!(parse_ram("x").is_err());
+        assert!(parse_ram("1q").is_err());
+        assert!(parse_ram("").is_err());
+    }
+
+    #[test]
+    fn human_sizes_are_decimal_unless_binary_spelled() {
+        assert_eq!(parse_human("10GB"), Ok(10_000_000_000));
+        assert_eq!(parse_human("1.5GiB"), Ok(1_610_612_736));
+        assert_eq!(parse_human("512mb"), Ok(512_000_000));
+        assert_eq!(parse_human("4096"), Ok(4096));
+        assert!(parse_human("ten").is_err());
+        assert!(parse_human("1e400").is_err());
+    }
+
+    #[test]
+    fn human_prints_like_go_units() {
+        assert_eq!(human(17), "17B");
+        assert_eq!(human(2_500), "2.5kB");
+        assert_eq!(human(451_600_000), "451.6MB");
+        assert_eq!(human(1_000_000), "1MB");
+        assert_eq!(human(1_093_000_000), "1.093GB");
+        assert_eq!(human(12_345_678), "12.35MB");
+        assert_eq!(human_precision(451_600_000, 3), "452MB");
+        assert_eq!(human_precision(12_345_678, 3), "12.3MB");
+        assert_eq!(human_precision(5_540_000, 3), "5.54MB");
+        assert_eq!(human_precision(999, 3), "999B");
+    }
+
+    #[test]
+    fn go_durations() {
+        let go = |s| parse_duration(s, DurationUnits::Go);
+        assert_eq!(go("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(go("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(go("0"), Ok(Duration::ZERO));
+        assert!(go("x").is_err());
+        assert!(go("30").is_err());
+        assert!(go("1d").is_err());
+    }
+
+    #[test]
+    fn filter_durations() {
+        let f = |s| parse_duration(s, DurationUnits::Filter);
+        assert_eq!(f("24h"), Ok(Duration::from_hours(24)));
+        assert_eq!(f("1h30m"), Ok(Duration::from_mins(90)));
+        assert_eq!(f("7d"), Ok(Duration::from_hours(168)));
+        assert_eq!(f("45"), Ok(Duration::from_secs(45)));
+        assert!(f("soon").is_err());
+        assert!(f("1ms").is_err());
+    }
+}
