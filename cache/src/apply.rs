@@ -186,7 +186,7 @@ fn unpack<R: Read>(
 fn gone(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::ENOENT) | Some(libc::ELOOP) | Some(libc::ENOTDIR) | Some(libc::EXDEV)
+        Some(libc::ENOENT | libc::ELOOP | libc::ENOTDIR | libc::EXDEV)
     )
 }
 
@@ -293,7 +293,7 @@ fn xattr_result(r: io::Result<()>) -> io::Result<()> {
         Err(e)
             if matches!(
                 e.raw_os_error(),
-                Some(libc::ENOTSUP) | Some(libc::EPERM) | Some(libc::EACCES)
+                Some(libc::ENOTSUP | libc::EPERM | libc::EACCES)
             ) =>
         {
             Ok(())

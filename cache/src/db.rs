@@ -100,7 +100,7 @@ pub(crate) fn open(path: &Path) -> Result<Connection> {
 fn is_busy(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy) | Some(rusqlite::ErrorCode::DatabaseLocked)
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
     )
 }
 
@@ -279,7 +279,7 @@ pub(crate) fn stat_cache_put_many(
                 e.size as i64,
                 e.mtime_ns,
                 e.ctime_ns,
-                e.mode as i64,
+                i64::from(e.mode),
                 &e.hash[..],
                 e.recorded_ns
             ])?;
@@ -432,8 +432,7 @@ pub(crate) fn forget_layer_blobs(c: &mut Connection, digests: &[String]) -> rusq
 pub(crate) fn now_nanos() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 // ---- file pool ----

@@ -59,7 +59,7 @@ const MAX_THREADS: usize = 4;
 /// writes them, in walk order, exactly as it would alone.
 pub(crate) fn write_upper<W: Write>(upper: &Path, w: W) -> Result<W> {
     let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
+        .map_or(1, std::num::NonZero::get)
         .min(MAX_THREADS);
     write_upper_with(upper, w, threads)
 }
@@ -314,8 +314,8 @@ fn base_header(md: &std::fs::Metadata, ty: EntryType) -> Header {
     let mut h = Header::new_gnu();
     h.set_entry_type(ty);
     h.set_mode(md.mode() & 0o7777);
-    h.set_uid(md.uid() as u64);
-    h.set_gid(md.gid() as u64);
+    h.set_uid(u64::from(md.uid()));
+    h.set_gid(u64::from(md.gid()));
     h.set_mtime(md.mtime().max(0) as u64);
     h.set_size(0);
     h
@@ -986,8 +986,7 @@ mod bench {
     #[ignore = "benchmark: needs a generated tree, run in release"]
     fn bench_write_upper() {
         let tree = std::env::var_os("KILN_HASHBENCH")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| PathBuf::from("/var/tmp/hashbench/src"));
+            .map_or_else(|| PathBuf::from("/var/tmp/hashbench/src"), PathBuf::from);
         assert!(tree.is_dir(), "no tree at {}", tree.display());
         // Warm the page cache and the dentry/inode caches first.
         let id = write_upper_with(&tree, kiln_oci::Sha256Writer::new(io::sink()), 0)

@@ -313,7 +313,7 @@ impl Store {
             if sha256_hex(&digest).is_none() {
                 continue;
             }
-            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            let size = e.metadata().map_or(0, |m| m.len());
             v.push((digest, size));
         }
         v.sort();

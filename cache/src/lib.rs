@@ -89,7 +89,7 @@ pub const LAYOUT_VERSION: &str = "1";
 
 /// Temp entries (ingest files, half-extracted snapshots) older than this are removed by
 /// [`Store::open`].
-pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_hours(1);
 
 /// Errors from the store.
 #[derive(Debug, thiserror::Error)]
@@ -263,8 +263,7 @@ fn random_name() -> String {
 pub(crate) fn now_secs() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Store {
@@ -599,7 +598,7 @@ fn check_version(root: &Path) -> Result<()> {
 /// process that is gone (`p<pid>-…`). Errors are ignored: another process may be cleaning
 /// the same entries.
 fn clean_stale(dir: &Path, pick: impl Fn(&str) -> bool) {
-    clean_before(dir, pick, now_secs() - STALE_AFTER.as_secs() as i64)
+    clean_before(dir, pick, now_secs() - STALE_AFTER.as_secs() as i64);
 }
 
 /// Removes entries of `dir` whose name passes `pick` and that last changed before `cutoff`

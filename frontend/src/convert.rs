@@ -49,7 +49,7 @@ pub(crate) fn is_predefined_arg(name: &str) -> bool {
 
 /// The image config fields the Dockerfile changes, including those `oci-spec` lacks.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct ImgConfig {
+pub(crate) struct ImgConfig {
     /// `KEY=value`.
     pub env: Vec<String>,
     /// Cmd.
@@ -112,8 +112,8 @@ impl ImgConfig {
     }
 
     fn set_env(&mut self, k: &str, v: &str) {
-        let entry = format!("{}={}", k, v);
-        for e in self.env.iter_mut() {
+        let entry = format!("{k}={v}");
+        for e in &mut self.env {
             if e.split_once('=').map(|(n, _)| n).unwrap_or(e) == k {
                 *e = entry;
                 return;
@@ -123,7 +123,7 @@ impl ImgConfig {
     }
 
     /// Writes these fields into an oci-spec config.
-    pub fn to_oci(&self, base: &ImageConfiguration) -> ImageConfiguration {
+    pub(crate) fn to_oci(&self, base: &ImageConfiguration) -> ImageConfiguration {
         let mut out = base.clone();
         let mut c = Config::default();
         let some_vec = |v: &Vec<String>| if v.is_empty() { None } else { Some(v.clone()) };
@@ -156,7 +156,7 @@ impl ImgConfig {
     }
 
     /// The fields oci-spec cannot hold: `Healthcheck`, `Shell`, `OnBuild`.
-    pub fn extra(&self) -> Map<String, Value> {
+    pub(crate) fn extra(&self) -> Map<String, Value> {
         let mut m = Map::new();
         if let Some(h) = &self.healthcheck {
             m.insert("Healthcheck".into(), h.clone());
@@ -226,7 +226,7 @@ fn err_at(kind: ErrorKind, file: &str, line: u32, message: impl Into<String>) ->
         kind,
         file: file.to_string(),
         line,
-        column: if line > 0 { 1 } else { 0 },
+        column: u32::from(line > 0),
         message: message.into(),
         source_line: None,
         hint: None,
@@ -271,11 +271,14 @@ fn flag<'i>(ins: &'i Instruction, name: &str) -> Option<&'i str> {
     })
 }
 
-impl<'a> Conv<'a> {
+impl Conv<'_> {
     fn err(&self, kind: ErrorKind, line: u32, message: impl Into<String>) -> Error {
         let mut e = err_at(kind, &self.opts.file_name, line, message);
         if line > 0 {
-            e.source_line = self.src_lines.get(line as usize - 1).map(|s| s.to_string());
+            e.source_line = self
+                .src_lines
+                .get(line as usize - 1)
+                .map(std::string::ToString::to_string);
         }
         e
     }
@@ -307,7 +310,7 @@ impl<'a> Conv<'a> {
         let allowed = allowed_flags(&ins.cmd);
         for f in &ins.flags {
             let name = f.trim_start_matches('-');
-            let name = name.split_once('=').map(|(n, _)| n).unwrap_or(name);
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
             if !allowed.contains(&name) {
                 let mut e = self.err(
                     ErrorKind::Semantic,
@@ -324,7 +327,7 @@ impl<'a> Conv<'a> {
                 Err(self.err(
                     ErrorKind::Syntax,
                     line,
-                    format!("{} requires at least {} argument(s)", up, n),
+                    format!("{up} requires at least {n} argument(s)"),
                 ))
             } else {
                 Ok(())
@@ -351,9 +354,9 @@ impl<'a> Conv<'a> {
             }
             "copy" | "add" => {
                 if ins.heredocs.is_empty() {
-                    need_args(2)?
+                    need_args(2)?;
                 } else {
-                    need_args(1)?
+                    need_args(1)?;
                 }
             }
             "run" => need_args(1)?,
@@ -399,7 +402,7 @@ impl<'a> Conv<'a> {
                         return Err(self.err(
                             ErrorKind::Semantic,
                             line,
-                            format!("Unknown type {:?} in HEALTHCHECK (try CMD)", t),
+                            format!("Unknown type {t:?} in HEALTHCHECK (try CMD)"),
                         ));
                     }
                     if t.eq_ignore_ascii_case("none") && ins.args.len() > 1 {
@@ -454,9 +457,9 @@ impl<'a> Conv<'a> {
 
     fn stage_label(&self, stage: usize) -> String {
         match &self.stages[stage].name {
-            Some(n) => format!("{} ", n),
+            Some(n) => format!("{n} "),
             None if stage == self.target => String::new(),
-            None => format!("stage-{} ", stage),
+            None => format!("stage-{stage} "),
         }
     }
 
@@ -559,7 +562,7 @@ impl<'a> Conv<'a> {
                 return Err(self.err(
                     ErrorKind::Semantic,
                     line,
-                    format!("platform {} is not supported (only linux/amd64)", p),
+                    format!("platform {p} is not supported (only linux/amd64)"),
                 ));
             }
         }
@@ -570,45 +573,42 @@ impl<'a> Conv<'a> {
             self.named_context(&base_name, line)?
         };
         let (state, mut config, base, history) = if let Some((st, img)) = named {
-            match img {
-                Some((cfg, onbuild)) => {
-                    let mut ic = ImgConfig::from_oci(&cfg);
-                    ic.on_build = onbuild;
-                    if ic.get_env("PATH").is_none() {
-                        ic.env.insert(0, DEFAULT_PATH.to_string());
-                    }
-                    (st, ic, cfg, vec![])
+            if let Some((cfg, onbuild)) = img {
+                let mut ic = ImgConfig::from_oci(&cfg);
+                ic.on_build = onbuild;
+                if ic.get_env("PATH").is_none() {
+                    ic.env.insert(0, DEFAULT_PATH.to_string());
                 }
-                None => {
-                    // A directory context as a root filesystem: its files copied onto scratch.
-                    let scratch = self.def.add(Op::Scratch, VertexMeta::default());
-                    let fs = self.def.add(
-                        Op::File(FileOp {
-                            base: scratch,
-                            actions: vec![FileAction::Copy(CopyAction {
-                                source: st,
-                                src: vec![".".into()],
-                                dest: "/".into(),
-                                chown: None,
-                                chmod: None,
-                                extract_archives: false,
-                                parents: false,
-                                exclude: vec![],
-                            })],
-                        }),
-                        VertexMeta {
-                            name: format!("[{}1/{}] FROM {}", label, total, base_name),
-                            location: None,
-                            ignore_cache: self.opts.no_cache,
-                        },
-                    );
-                    let cfg = ImgConfig {
-                        env: vec![DEFAULT_PATH.to_string()],
-                        working_dir: "/".into(),
-                        ..Default::default()
-                    };
-                    (fs, cfg, ImageConfiguration::default(), vec![])
-                }
+                (st, ic, cfg, vec![])
+            } else {
+                // A directory context as a root filesystem: its files copied onto scratch.
+                let scratch = self.def.add(Op::Scratch, VertexMeta::default());
+                let fs = self.def.add(
+                    Op::File(FileOp {
+                        base: scratch,
+                        actions: vec![FileAction::Copy(CopyAction {
+                            source: st,
+                            src: vec![".".into()],
+                            dest: "/".into(),
+                            chown: None,
+                            chmod: None,
+                            extract_archives: false,
+                            parents: false,
+                            exclude: vec![],
+                        })],
+                    }),
+                    VertexMeta {
+                        name: format!("[{label}1/{total}] FROM {base_name}"),
+                        location: None,
+                        ignore_cache: self.opts.no_cache,
+                    },
+                );
+                let cfg = ImgConfig {
+                    env: vec![DEFAULT_PATH.to_string()],
+                    working_dir: "/".into(),
+                    ..Default::default()
+                };
+                (fs, cfg, ImageConfiguration::default(), vec![])
             }
         } else if base_name.eq_ignore_ascii_case("scratch") {
             let st = self.def.add(Op::Scratch, VertexMeta::default());
@@ -633,7 +633,7 @@ impl<'a> Conv<'a> {
                 .resolve_image(
                     &base_name,
                     line,
-                    format!("[{}1/{}] FROM {}", label, total, base_name),
+                    format!("[{label}1/{total}] FROM {base_name}"),
                 )
                 .map_err(|mut e| {
                     e.hint = e.hint.or_else(|| self.stage_hint(&base_name, idx));
@@ -753,7 +753,7 @@ impl<'a> Conv<'a> {
                 for (k, v) in parts {
                     if ins.cmd == "env" {
                         run.config.set_env(&k, &v);
-                        desc.push(format!("{}={}", k, v));
+                        desc.push(format!("{k}={v}"));
                     } else {
                         desc.push(format!(
                             "{}={}",
@@ -792,7 +792,7 @@ impl<'a> Conv<'a> {
                     };
                     run.args.retain(|(n, _)| *n != name);
                     if let Some(v) = value {
-                        desc.push(format!("{}={}", name, v));
+                        desc.push(format!("{name}={v}"));
                         run.args.push((name, v));
                     } else {
                         desc.push(name);
@@ -821,7 +821,7 @@ impl<'a> Conv<'a> {
                     meta,
                 );
                 run.state = st.clone();
-                self.push_history(run, format!("WORKDIR {}", wd), Some(&st));
+                self.push_history(run, format!("WORKDIR {wd}"), Some(&st));
             }
             "cmd" | "entrypoint" => {
                 let v = if ins.json {
@@ -865,7 +865,7 @@ impl<'a> Conv<'a> {
                 }
                 added.sort();
                 added.dedup();
-                let m: Vec<String> = added.iter().map(|p| format!("{}:{{}}", p)).collect();
+                let m: Vec<String> = added.iter().map(|p| format!("{p}:{{}}")).collect();
                 self.push_history(run, format!("EXPOSE map[{}]", m.join(" ")), None);
             }
             "volume" => {
@@ -888,20 +888,12 @@ impl<'a> Conv<'a> {
                 self.push_history(run, format!("VOLUME [{}]", vols.join(" ")), None);
             }
             "user" => {
-                let u = self.word(
-                    run,
-                    ins.args.first().map(String::as_str).unwrap_or(""),
-                    line,
-                )?;
+                let u = self.word(run, ins.args.first().map_or("", String::as_str), line)?;
                 run.config.user = u.clone();
-                self.push_history(run, format!("USER {}", u), None);
+                self.push_history(run, format!("USER {u}"), None);
             }
             "stopsignal" => {
-                let s = self.word(
-                    run,
-                    ins.args.first().map(String::as_str).unwrap_or(""),
-                    line,
-                )?;
+                let s = self.word(run, ins.args.first().map_or("", String::as_str), line)?;
                 if s.is_empty() {
                     return Err(self.err(
                         ErrorKind::Semantic,
@@ -910,12 +902,12 @@ impl<'a> Conv<'a> {
                     ));
                 }
                 run.config.stop_signal = Some(s.clone());
-                self.push_history(run, format!("STOPSIGNAL {}", s), None);
+                self.push_history(run, format!("STOPSIGNAL {s}"), None);
             }
             "maintainer" => {
                 let m = ins.args.first().cloned().unwrap_or_default();
                 run.config.author = Some(m.clone());
-                self.push_history(run, format!("MAINTAINER {}", m), None);
+                self.push_history(run, format!("MAINTAINER {m}"), None);
             }
             "shell" => {
                 run.config.shell = Some(ins.args.clone());
@@ -930,7 +922,7 @@ impl<'a> Conv<'a> {
                     .trim()
                     .to_string();
                 run.config.on_build.push(text.clone());
-                self.push_history(run, format!("ONBUILD {}", text), None);
+                self.push_history(run, format!("ONBUILD {text}"), None);
             }
             "healthcheck" => {
                 let h = self.healthcheck(run, ins)?;
@@ -991,14 +983,14 @@ impl<'a> Conv<'a> {
                     self.err(
                         ErrorKind::Semantic,
                         line,
-                        format!("invalid duration for --{}: {:?}", flagname, v),
+                        format!("invalid duration for --{flagname}: {v:?}"),
                     )
                 })?;
                 if d != 0 && d < 1_000_000 {
                     return Err(self.err(
                         ErrorKind::Semantic,
                         line,
-                        format!("interval {:?} cannot be less than 1ms", flagname),
+                        format!("interval {flagname:?} cannot be less than 1ms"),
                     ));
                 }
                 if d != 0 {
@@ -1011,7 +1003,7 @@ impl<'a> Conv<'a> {
                 self.err(
                     ErrorKind::Semantic,
                     line,
-                    format!("invalid value for --retries: {:?}", v),
+                    format!("invalid value for --retries: {v:?}"),
                 )
             })?;
             if r < 0 {
@@ -1032,13 +1024,13 @@ impl<'a> Conv<'a> {
         };
         for (k, v) in &run.args {
             if !has(&env, k) {
-                env.push(format!("{}={}", k, v));
+                env.push(format!("{k}={v}"));
             }
         }
         for p in PROXY_ARGS {
             if let Some(v) = self.opts.build_args.get(*p) {
                 if !has(&env, p) {
-                    env.push(format!("{}={}", p, v));
+                    env.push(format!("{p}={v}"));
                 }
             }
         }
@@ -1049,7 +1041,7 @@ impl<'a> Conv<'a> {
     fn bool_flag(&self, ins: &Instruction, name: &str) -> Result<bool, Error> {
         match flag(ins, name) {
             None | Some("false") => Ok(false),
-            Some("") | Some("true") => Ok(true),
+            Some("" | "true") => Ok(true),
             Some(v) => Err(self.err(
                 ErrorKind::Semantic,
                 ins.start_line,
@@ -1198,18 +1190,17 @@ impl<'a> Conv<'a> {
         };
         let (target, kind) = match spec.kind.as_str() {
             "bind" => {
-                let source = match from {
-                    Some(s) => s,
-                    None => {
-                        let rel = src_path.trim_start_matches('/').to_string();
-                        let include = if rel.is_empty() || rel.contains("**") {
-                            vec![]
-                        } else {
-                            vec![rel]
-                        };
-                        let ex = self.opts.excludes.clone();
-                        self.local("context", include, ex)
-                    }
+                let source = if let Some(s) = from {
+                    s
+                } else {
+                    let rel = src_path.trim_start_matches('/').to_string();
+                    let include = if rel.is_empty() || rel.contains("**") {
+                        vec![]
+                    } else {
+                        vec![rel]
+                    };
+                    let ex = self.opts.excludes.clone();
+                    self.local("context", include, ex)
                 };
                 (
                     abs(spec.target.as_deref().unwrap_or_default()),
@@ -1293,7 +1284,7 @@ impl<'a> Conv<'a> {
                 let mut e = self.err(
                     ErrorKind::Semantic,
                     line,
-                    format!("unsupported network mode {:?} for RUN --network (use default, none or host)", v),
+                    format!("unsupported network mode {v:?} for RUN --network (use default, none or host)"),
                 );
                 e.hint = crate::suggest(v, &["default", "none", "host"])
                     .map(|s| format!("did you mean --network={s}?"));
@@ -1384,11 +1375,7 @@ impl<'a> Conv<'a> {
         };
         let mut created = String::from("RUN ");
         if !run.args.is_empty() {
-            let a: Vec<String> = run
-                .args
-                .iter()
-                .map(|(k, v)| format!("{}={}", k, v))
-                .collect();
+            let a: Vec<String> = run.args.iter().map(|(k, v)| format!("{k}={v}")).collect();
             created.push_str(&format!("|{} {} ", a.len(), a.join(" ")));
         }
         created.push_str(&args.join(" "));
@@ -1464,7 +1451,7 @@ impl<'a> Conv<'a> {
             return Err(self.err(
                 ErrorKind::Syntax,
                 line,
-                format!("{} requires at least two arguments", up),
+                format!("{up} requires at least two arguments"),
             ));
         };
         for a in src_words {
@@ -1494,7 +1481,7 @@ impl<'a> Conv<'a> {
             return Err(self.err(
                 ErrorKind::Syntax,
                 line,
-                format!("{} requires at least two arguments", up),
+                format!("{up} requires at least two arguments"),
             ));
         }
         if !is_add && !urls.is_empty() {
@@ -1645,20 +1632,19 @@ impl<'a> Conv<'a> {
                 }
             };
             let src: Vec<String> = paths.iter().map(|s| norm_src(s)).collect();
-            let source = match &from {
-                Some(f) => self.source_named(run, f, line, "--from=")?,
-                None => {
-                    let include = if src
-                        .iter()
-                        .any(|s| s == "." || s.contains("**") || s.contains("/./"))
-                    {
-                        vec![]
-                    } else {
-                        src.clone()
-                    };
-                    let ex = self.opts.excludes.clone();
-                    self.local("context", include, ex)
-                }
+            let source = if let Some(f) = &from {
+                self.source_named(run, f, line, "--from=")?
+            } else {
+                let include = if src
+                    .iter()
+                    .any(|s| s == "." || s.contains("**") || s.contains("/./"))
+                {
+                    vec![]
+                } else {
+                    src.clone()
+                };
+                let ex = self.opts.excludes.clone();
+                self.local("context", include, ex)
             };
             actions.push(FileAction::Copy(CopyAction {
                 source,
@@ -1671,21 +1657,21 @@ impl<'a> Conv<'a> {
                 exclude: exclude.clone(),
             }));
         }
-        let mut created = format!("{} ", up);
+        let mut created = format!("{up} ");
         if let Some(f) = &from {
-            created.push_str(&format!("--from={} ", f));
+            created.push_str(&format!("--from={f} "));
         }
         if let Some(c) = flag(ins, "chown") {
-            created.push_str(&format!("--chown={} ", c));
+            created.push_str(&format!("--chown={c} "));
         }
         if let Some(c) = flag(ins, "chmod") {
-            created.push_str(&format!("--chmod={} ", c));
+            created.push_str(&format!("--chmod={c} "));
         }
         if parents {
             created.push_str("--parents ");
         }
         for e in &exclude {
-            created.push_str(&format!("--exclude={} ", e));
+            created.push_str(&format!("--exclude={e} "));
         }
         let mut shown: Vec<String> = heredocs.iter().map(|h| format!("<<{}", h.name)).collect();
         shown.extend(urls.iter().cloned());
@@ -1719,15 +1705,14 @@ fn lone_heredoc(ins: &Instruction) -> Option<&parser::Heredoc> {
 }
 
 /// The file name `ADD URL` gives: the URL path's last segment, or `__unnamed__` (BuildKit).
-pub fn url_filename(url: &str) -> String {
-    let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+pub(crate) fn url_filename(url: &str) -> String {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
     let path = rest
         .split(['?', '#'])
         .next()
         .unwrap_or("")
         .split_once('/')
-        .map(|(_, p)| p)
-        .unwrap_or("");
+        .map_or("", |(_, p)| p);
     match path.trim_end_matches('/').rsplit('/').next() {
         Some(b) if !b.is_empty() && b != "." && b != ".." => b.to_string(),
         _ => "__unnamed__".to_string(),
@@ -1836,7 +1821,7 @@ pub fn parse_port_spec(s: &str) -> Result<Vec<String>, String> {
         None => (s, "tcp".to_string()),
     };
     if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
-        return Err(format!("invalid proto: {}", proto));
+        return Err(format!("invalid proto: {proto}"));
     }
     // An `ip:host:container` form keeps only the container port.
     let ports = ports.rsplit(':').next().unwrap_or(ports);
@@ -1846,18 +1831,18 @@ pub fn parse_port_spec(s: &str) -> Result<Vec<String>, String> {
     };
     let lo: u32 = lo
         .parse()
-        .map_err(|_| format!("invalid containerPort: {}", ports))?;
+        .map_err(|_| format!("invalid containerPort: {ports}"))?;
     let hi: u32 = hi
         .parse()
-        .map_err(|_| format!("invalid containerPort: {}", ports))?;
+        .map_err(|_| format!("invalid containerPort: {ports}"))?;
     if hi < lo || hi > 65535 {
-        return Err(format!("invalid containerPort: {}", ports));
+        return Err(format!("invalid containerPort: {ports}"));
     }
-    Ok((lo..=hi).map(|p| format!("{}/{}", p, proto)).collect())
+    Ok((lo..=hi).map(|p| format!("{p}/{proto}")).collect())
 }
 
 /// Entry point behind [`crate::build`].
-pub fn build(
+pub(crate) fn build(
     dockerfile: &str,
     opts: &BuildOptions,
     resolver: &dyn ImageResolver,
@@ -1867,7 +1852,9 @@ pub fn build(
     let parsed = parser::parse(dockerfile).map_err(|e| {
         let mut er = err_at(ErrorKind::Syntax, file, e.line, e.message);
         if e.line > 0 {
-            er.source_line = src_lines.get(e.line as usize - 1).map(|s| s.to_string());
+            er.source_line = src_lines
+                .get(e.line as usize - 1)
+                .map(std::string::ToString::to_string);
         }
         er
     })?;
@@ -1902,7 +1889,7 @@ pub fn build(
                     && n.chars()
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
                 if !valid {
-                    return Err(conv.err(ErrorKind::Semantic, ins.start_line, format!("invalid name for build stage: {:?}, name can't start with a number or contain symbols", n)));
+                    return Err(conv.err(ErrorKind::Semantic, ins.start_line, format!("invalid name for build stage: {n:?}, name can't start with a number or contain symbols")));
                 }
                 if conv
                     .stages
@@ -1912,7 +1899,7 @@ pub fn build(
                     return Err(conv.err(
                         ErrorKind::Semantic,
                         ins.start_line,
-                        format!("duplicate stage name {:?}", n),
+                        format!("duplicate stage name {n:?}"),
                     ));
                 }
             }
@@ -1952,13 +1939,14 @@ pub fn build(
         ));
     }
     let target = match &opts.target {
-        Some(t) => match conv
-            .stages
-            .iter()
-            .position(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(t)))
-        {
-            Some(i) => i,
-            None => {
+        Some(t) => {
+            if let Some(i) = conv
+                .stages
+                .iter()
+                .position(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(t)))
+            {
+                i
+            } else {
                 let names: Vec<String> =
                     conv.stages.iter().filter_map(|s| s.name.clone()).collect();
                 return Err(err_at(
@@ -1972,7 +1960,7 @@ pub fn build(
                     ),
                 ));
             }
-        },
+        }
         None => conv.stages.len() - 1,
     };
     conv.target = target;
@@ -1996,7 +1984,10 @@ pub fn build(
 }
 
 /// Entry point behind [`crate::apply_changes`].
-pub fn apply_changes(config: &mut ImageConfiguration, changes: &[String]) -> Result<(), Error> {
+pub(crate) fn apply_changes(
+    config: &mut ImageConfiguration,
+    changes: &[String],
+) -> Result<(), Error> {
     let mut cfg = ImgConfig::from_oci(config);
     let opts = BuildOptions {
         file_name: "change".into(),
@@ -2005,7 +1996,7 @@ pub fn apply_changes(config: &mut ImageConfiguration, changes: &[String]) -> Res
     struct NoResolve;
     impl ImageResolver for NoResolve {
         fn resolve(&self, r: &str) -> Result<crate::ResolvedImage, String> {
-            Err(format!("cannot resolve {} in a change", r))
+            Err(format!("cannot resolve {r} in a change"))
         }
     }
     let resolver = NoResolve;
@@ -2067,11 +2058,7 @@ pub fn apply_changes(config: &mut ImageConfiguration, changes: &[String]) -> Res
                 total: 1,
             };
             if ins.cmd == "workdir" {
-                let p = conv.word(
-                    &run,
-                    ins.args.first().map(String::as_str).unwrap_or(""),
-                    line,
-                )?;
+                let p = conv.word(&run, ins.args.first().map_or("", String::as_str), line)?;
                 run.config.working_dir = join_path(&run.config.working_dir, &p);
             } else {
                 conv.dispatch(&mut run, &ins, true)?;

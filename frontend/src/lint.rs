@@ -146,7 +146,7 @@ impl Ctx<'_> {
             source_line: line
                 .checked_sub(1)
                 .and_then(|i| self.lines.get(i as usize))
-                .map(|s| s.to_string()),
+                .map(std::string::ToString::to_string),
         });
     }
 }
@@ -211,13 +211,13 @@ pub fn lint(dockerfile: &str, file_name: &str) -> Result<Vec<Warning>, Error> {
         kind: ErrorKind::Syntax,
         file: file_name.to_string(),
         line: e.line,
-        column: if e.line > 0 { 1 } else { 0 },
+        column: u32::from(e.line > 0),
         message: e.message,
         source_line: e
             .line
             .checked_sub(1)
             .and_then(|i| lines.get(i as usize))
-            .map(|s| s.to_string()),
+            .map(std::string::ToString::to_string),
         hint: None,
     })?;
     let mut cx = Ctx {
@@ -476,7 +476,7 @@ fn lint_in_stage(
     match i.cmd.as_str() {
         "env" | "label" => {
             for t in i.args.chunks(3) {
-                if t.get(2).is_some_and(|sep| sep.is_empty()) {
+                if t.get(2).is_some_and(std::string::String::is_empty) {
                     let up = i.cmd.to_uppercase();
                     cx.warn(
                         "LegacyKeyValueFormat",

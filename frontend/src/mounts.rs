@@ -204,21 +204,21 @@ pub fn parse_mount(
                 m.mode = Some(
                     u32::from_str_radix(&value, 8)
                         .map_err(|_| format!("invalid value {value} for mode"))?,
-                )
+                );
             }
             "uid" => {
                 m.uid = Some(
                     value
                         .parse()
                         .map_err(|_| format!("invalid value {value} for uid"))?,
-                )
+                );
             }
             "gid" => {
                 m.gid = Some(
                     value
                         .parse()
                         .map_err(|_| format!("invalid value {value} for gid"))?,
-                )
+                );
             }
             "env" => m.env = Some(value),
             _ => {
@@ -276,36 +276,33 @@ pub fn parse_mount(
         return Err(format!("unexpected key 'env' for mount type '{kind}'"));
     }
     m.readonly = ro.unwrap_or(!matches!(kind, "cache" | "tmpfs"));
-    match kind {
-        "secret" => {
-            if m.from.is_some() {
-                return Err("secret mount should not have a from".into());
-            }
-            if m.source.is_some() && m.id.is_some() {
-                return Err("both source and id can't be set".into());
-            }
-            if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
-                return Err("invalid secret mount. one of source, target required".into());
-            }
-            if m.env.is_some() {
-                return Err(
-                    "RUN --mount=type=secret,env=… is not supported yet: mount the secret as a file (target=…)"
-                        .into(),
-                );
-            }
-            if m.id.is_none() {
-                m.id = m.source.take();
-            }
+    if kind == "secret" {
+        if m.from.is_some() {
+            return Err("secret mount should not have a from".into());
         }
-        _ => {
-            if m.target.as_deref().unwrap_or("").is_empty() {
-                return Err(format!(
-                    "mount type {kind:?} requires a target (e.g. --mount=type={kind},target=/path)"
-                ));
-            }
-            if kind == "tmpfs" && m.from.is_some() {
-                return Err("tmpfs mount should not have a from".into());
-            }
+        if m.source.is_some() && m.id.is_some() {
+            return Err("both source and id can't be set".into());
+        }
+        if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
+            return Err("invalid secret mount. one of source, target required".into());
+        }
+        if m.env.is_some() {
+            return Err(
+                "RUN --mount=type=secret,env=… is not supported yet: mount the secret as a file (target=…)"
+                    .into(),
+            );
+        }
+        if m.id.is_none() {
+            m.id = m.source.take();
+        }
+    } else {
+        if m.target.as_deref().unwrap_or("").is_empty() {
+            return Err(format!(
+                "mount type {kind:?} requires a target (e.g. --mount=type={kind},target=/path)"
+            ));
+        }
+        if kind == "tmpfs" && m.from.is_some() {
+            return Err("tmpfs mount should not have a from".into());
         }
     }
     Ok(m)

@@ -120,14 +120,14 @@ pub fn go_quote(s: &str) -> String {
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
+                out.push_str(&format!("\\x{:02x}", c as u32));
             }
             c if c.is_control() || (c.is_whitespace() && c != ' ') || c == '\u{feff}' => {
                 let n = c as u32;
                 if n < 0x10000 {
-                    out.push_str(&format!("\\u{:04x}", n))
+                    out.push_str(&format!("\\u{n:04x}"));
                 } else {
-                    out.push_str(&format!("\\U{:08x}", n))
+                    out.push_str(&format!("\\U{n:08x}"));
                 }
             }
             c => out.push(c),
@@ -159,18 +159,13 @@ impl Directives {
             return Ok(());
         }
         if self.seen.iter().any(|(s, _)| *s == k) {
-            return Err(format!("only one {} parser directive can be used", k));
+            return Err(format!("only one {k} parser directive can be used"));
         }
         if k == "escape" {
             match v.as_str() {
                 "`" => self.escape = '`',
                 "\\" => self.escape = '\\',
-                _ => {
-                    return Err(format!(
-                        "invalid escape token '{}' does not match ` or \\",
-                        v
-                    ))
-                }
+                _ => return Err(format!("invalid escape token '{v}' does not match ` or \\")),
             }
         }
         self.seen.push((k, v));
@@ -185,8 +180,7 @@ fn parse_directive_line(line: &str) -> Option<(String, String)> {
     let name_len = rest
         .char_indices()
         .find(|&(i, c)| !(c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())))
-        .map(|(i, _)| i)
-        .unwrap_or(rest.len());
+        .map_or(rest.len(), |(i, _)| i);
     if name_len == 0 {
         return None;
     }
@@ -364,7 +358,7 @@ pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 
 /// Parses one word as a heredoc opener (`^(\d*)<<(-?)([^<]*)$`).
 pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
-    let digits = word.chars().take_while(|c| c.is_ascii_digit()).count();
+    let digits = word.chars().take_while(char::is_ascii_digit).count();
     let (fd, rest) = word.split_at(digits);
     let Some(rest) = rest.strip_prefix("<<") else {
         return Ok(None);
@@ -395,8 +389,7 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     let raw_words = raw.process_words(rest, &env)?;
     if raw_words.len() != words.len() {
         return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {}",
-            rest
+            "internal lexing of heredoc produced inconsistent results: {rest}"
         ));
     }
     let count = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
@@ -591,7 +584,7 @@ fn node_from_line(line: &str, escape: char) -> Result<Instruction, String> {
             }
         }
         "maintainer" | "stopsignal" | "user" | "workdir" if !rest.is_empty() => {
-            ins.args = vec![rest]
+            ins.args = vec![rest];
         }
         "onbuild" if !rest.is_empty() => ins.sub = Some(Box::new(node_from_line(&rest, escape)?)),
         _ => {}
@@ -739,7 +732,7 @@ fn parse_name_val(rest: &str, key: &str, escape: char) -> Result<Vec<String>, St
     if !first.contains('=') {
         let t = rest;
         let Some(i) = t.find(is_ws_token) else {
-            return Err(format!("{} must have two arguments", key));
+            return Err(format!("{key} must have two arguments"));
         };
         let k = &t[..i];
         let v = t[i..].trim_start_matches(is_ws_token);

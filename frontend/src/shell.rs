@@ -69,7 +69,7 @@ impl Lexer {
             // A hostile word can be megabytes long: the message quotes its start only.
             let shown: String = word.chars().take(200).collect();
             let more = if shown.len() < word.len() { "…" } else { "" };
-            format!("failed to process {:?}{more}: {}", shown, e)
+            format!("failed to process {shown:?}{more}: {e}")
         })
     }
 }
@@ -212,8 +212,7 @@ impl ShellWord<'_> {
         }
         if let Some(s) = stop {
             return Err(format!(
-                "unexpected end of statement while looking for matching {}",
-                s
+                "unexpected end of statement while looking for matching {s}"
             ));
         }
         Ok((result, words.get_words()))
@@ -315,16 +314,14 @@ impl ShellWord<'_> {
             }
             return Ok(match self.get_env(&name) {
                 Some(v) => v,
-                None if self.lex.skip_unset_env => format!("${}", name),
+                None if self.lex.skip_unset_env => format!("${name}"),
                 None => String::new(),
             });
         }
         self.next();
         match self.peek() {
             None => return Err("syntax error: missing '}'".into()),
-            Some('{') | Some('}') | Some(':') => {
-                return Err("syntax error: bad substitution".into())
-            }
+            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
             _ => {}
         }
         let name = self.process_name();
@@ -336,7 +333,7 @@ impl ShellWord<'_> {
         match ch {
             '}' => Ok(match self.get_env(&name) {
                 Some(v) => v,
-                None if self.lex.skip_unset_env => format!("${{{}}}", name),
+                None if self.lex.skip_unset_env => format!("${{{name}}}"),
                 None => String::new(),
             }),
             ':' | '+' | '-' | '?' | '#' | '%' => {
@@ -350,12 +347,12 @@ impl ShellWord<'_> {
                 }
                 let raw = ch == '#' || ch == '%';
                 if null_is_unset && raw {
-                    return Err(format!("unsupported modifier ({}) in substitution", chs));
+                    return Err(format!("unsupported modifier ({chs}) in substitution"));
                 }
                 let word = self.word_until('}', raw, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
-                    return Ok(format!("${{{}{}{}}}", name, chs, word));
+                    return Ok(format!("${{{name}{chs}{word}}}"));
                 }
                 let set = value.is_some();
                 let value = value.unwrap_or_default();
@@ -381,7 +378,7 @@ impl ShellWord<'_> {
                             } else {
                                 &word
                             };
-                            return Err(format!("{}: {}", name, m));
+                            return Err(format!("{name}: {m}"));
                         }
                         if null_is_unset && value.is_empty() {
                             let m = if word.is_empty() {
@@ -389,7 +386,7 @@ impl ShellWord<'_> {
                             } else {
                                 &word
                             };
-                            return Err(format!("{}: {}", name, m));
+                            return Err(format!("{name}: {m}"));
                         }
                         Ok(value)
                     }
@@ -401,7 +398,7 @@ impl ShellWord<'_> {
                         }
                         Ok(trim_pattern(&value, &pat, ch == '#', greedy))
                     }
-                    _ => Err(format!("unsupported modifier ({}) in substitution", chs)),
+                    _ => Err(format!("unsupported modifier ({chs}) in substitution")),
                 }
             }
             '/' => {
@@ -413,7 +410,7 @@ impl ShellWord<'_> {
                 let repl = self.word_until('}', true, "syntax error: missing '}'")?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
-                    return Ok(format!("${{{}/{}/{}}}", name, pattern, repl));
+                    return Ok(format!("${{{name}/{pattern}/{repl}}}"));
                 }
                 let pat: Vec<char> = pattern.chars().collect();
                 Ok(replace_pattern(
@@ -423,7 +420,7 @@ impl ShellWord<'_> {
                     all,
                 ))
             }
-            _ => Err(format!("unsupported modifier ({}) in substitution", chs)),
+            _ => Err(format!("unsupported modifier ({chs}) in substitution")),
         }
     }
 
@@ -503,7 +500,7 @@ fn match_one(pat: &[char], p: usize, c: char, ch: char) -> Option<usize> {
         },
         '[' => {
             let mut q = p + 1;
-            let negate = matches!(pat.get(q), Some('!') | Some('^'));
+            let negate = matches!(pat.get(q), Some('!' | '^'));
             if negate {
                 q += 1;
             }

@@ -232,5 +232,5 @@ fn unknown_instruction_hint_and_kinds() {
         ..opts.clone()
     };
     let e = build("FROM scratch AS a\n", &o, &Busybox).unwrap_err();
-    assert!(e.message.contains("a"), "{e}");
+    assert!(e.message.contains('a'), "{e}");
 }

@@ -33,7 +33,7 @@ fn testfiles_dump_like_buildkit() {
         n += 1;
         let got = match parse(&String::from_utf8_lossy(&src)) {
             Ok(d) => d.dump(),
-            Err(e) => format!("error: {:?}", e),
+            Err(e) => format!("error: {e:?}"),
         };
         if got != want && !known(&name) {
             failed.push(format!("{name}:\n--- want\n{want}--- got\n{got}"));

@@ -90,7 +90,7 @@ fn env_diff(old: &[String], new: &[String]) -> Option<String> {
     for (k, v) in &new {
         match old.iter().find(|(ok, _)| ok == k) {
             Some((_, ov)) if ov != v => {
-                changes.push(format!("build arg or env {k} changed {ov}→{v}"))
+                changes.push(format!("build arg or env {k} changed {ov}→{v}"));
             }
             None => changes.push(format!("build arg or env {k}={v} was added")),
             _ => {}
@@ -126,10 +126,10 @@ fn op_change(old: &serde_json::Value, new: &serde_json::Value) -> Option<String>
                 digest: d2,
             },
         ) => {
-            if r1 != r2 {
-                format!("base image changed: {r1} → {r2}")
-            } else {
+            if r1 == r2 {
                 format!("base image digest changed: {} → {}", short(d1), short(d2))
+            } else {
+                format!("base image changed: {r1} → {r2}")
             }
         }
         (Op::Exec(a), Op::Exec(b)) => {
@@ -222,8 +222,8 @@ mod tests {
             rootfs: Input {
                 vertex: VertexDigest(rootfs.into()),
             },
-            args: args.iter().map(|s| s.to_string()).collect(),
-            env: env.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(std::string::ToString::to_string).collect(),
+            env: env.iter().map(std::string::ToString::to_string).collect(),
             cwd: "/".into(),
             user: String::new(),
             network: NetworkMode::None,

@@ -285,9 +285,7 @@ impl SolveOptions {
 impl Default for SolveOptions {
     /// As many heavy ops as CPUs, and up to four times as many while CPUs sit idle.
     fn default() -> Self {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
+        let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
         Self {
             jobs: cpus,
             idle_jobs: Some(cpus * 4),
@@ -482,7 +480,7 @@ pub async fn solve<W: Worker>(
             let task = tasks.spawn(fut);
             aborts
                 .lock()
-                .unwrap_or_else(|e| e.into_inner())
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .push(task.abort_handle());
             match AbortOnDrop(task).await {
                 Ok(r) => r,
@@ -493,12 +491,12 @@ pub async fn solve<W: Worker>(
         };
         registry
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(d.clone(), lazy.boxed().shared());
     }
     let root_future = registry
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .get(&root)
         .cloned();
     let result = match root_future {
@@ -508,7 +506,11 @@ pub async fn solve<W: Worker>(
     drop(registry);
     // Nothing of this solve runs on once it returns: steps no one waits for any more (a
     // sibling failed) are stopped and their work dropped before the caller goes on.
-    for a in aborts.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+    for a in aborts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .drain(..)
+    {
         a.abort();
     }
     tasks.close();
@@ -516,8 +518,12 @@ pub async fn solve<W: Worker>(
     record_key_inputs(&shared, &keys);
     match result {
         Ok(out) => {
-            let outputs =
-                std::mem::take(&mut *shared.outputs.lock().unwrap_or_else(|e| e.into_inner()));
+            let outputs = std::mem::take(
+                &mut *shared
+                    .outputs
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner),
+            );
             Ok(Solved {
                 root: out,
                 outputs,
@@ -563,7 +569,9 @@ async fn vertex_future<W: Worker>(
         let Some(registry) = registry.upgrade() else {
             return Err(fail(&digest, &vertex, "the build was cancelled".into()));
         };
-        let map = registry.lock().unwrap_or_else(|e| e.into_inner());
+        let map = registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         inputs
             .iter()
             .map(|d| {
@@ -613,7 +621,7 @@ async fn vertex_future<W: Worker>(
         vertex: digest.clone(),
         number,
         events: s.events.clone(),
-        started: permit.as_ref().map(|p| p.signal()),
+        started: permit.as_ref().map(slots::Permit::signal),
     };
     let start = Instant::now();
     match s.worker.exec(&ctx, &vertex, input_results).await {
@@ -683,7 +691,7 @@ fn announce_cached<W: Worker>(
     let first = s
         .announced
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(digest.clone());
     if first {
         let number = s.counter.fetch_add(1, Ordering::Relaxed) + 1;
@@ -752,7 +760,10 @@ fn explain_miss<W: Worker>(
 /// Records, for the next build's explanations, what the keys of the vertices that have a
 /// result (run or cached) were made of: one batch, only the slots whose key changed.
 fn record_key_inputs<W: Worker>(s: &Shared_<W>, keys: &BTreeMap<VertexDigest, String>) {
-    let outputs = s.outputs.lock().unwrap_or_else(|e| e.into_inner());
+    let outputs = s
+        .outputs
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let mut batch = Vec::new();
     for (d, (slot, rec)) in &s.records {
         if !outputs.contains_key(d) {
@@ -775,7 +786,7 @@ fn record_key_inputs<W: Worker>(s: &Shared_<W>, keys: &BTreeMap<VertexDigest, St
 fn record<W: Worker>(s: &Shared_<W>, d: &VertexDigest, out: &W::Output) {
     s.outputs
         .lock()
-        .unwrap_or_else(|e| e.into_inner())
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .insert(d.clone(), out.clone());
 }
 

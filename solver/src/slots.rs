@@ -47,9 +47,7 @@ impl IdleProbe {
     /// two, so a momentary dip, e.g. a step between two processes, does not count). Without
     /// `/proc/stat` no CPU is idle.
     pub fn proc_stat() -> IdleProbe {
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1) as u64;
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as u64;
         let before = AtomicUsize::new(0);
         IdleProbe::new(move || {
             let now = procs_running().map_or(0, |n| {
@@ -121,14 +119,20 @@ type StartTimes = std::collections::HashMap<u64, (Instant, Option<Instant>)>;
 
 impl Starting {
     fn add(&self) -> u64 {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         g.0 += 1;
         let id = g.0;
         g.1.insert(id, (Instant::now(), None));
         id
     }
     fn started(&self, id: u64) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some((_, started @ None)) = g.1.get_mut(&id) {
             *started = Some(Instant::now());
         }
@@ -136,14 +140,17 @@ impl Starting {
     fn remove(&self, id: u64) {
         self.0
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .1
             .remove(&id);
     }
     /// Whether an op is starting: admitted less than [`STARTUP_GRACE`] ago and not
     /// started, or started less than [`SETTLE`] ago.
     fn any(&self) -> bool {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         g.1.retain(|_, (admitted, started)| match started {
             None => admitted.elapsed() < STARTUP_GRACE,
             Some(t) => t.elapsed() < SETTLE,
@@ -229,7 +236,7 @@ impl Slots {
         loop {
             tokio::select! {
                 p = self.sem.clone().acquire_owned() => return Ok(self.permit(PermitKind::Slot(p?))),
-                _ = tokio::time::sleep(INTERVAL) => {
+                () = tokio::time::sleep(INTERVAL) => {
                     if self.grant_extra(x) {
                         return Ok(self.permit(PermitKind::Extra(x.in_use.clone())));
                     }
@@ -239,7 +246,10 @@ impl Slots {
     }
 
     fn grant_extra(&self, x: &Extra) -> bool {
-        let mut window = x.window.lock().unwrap_or_else(|e| e.into_inner());
+        let mut window = x
+            .window
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if window.0.is_none_or(|t| t.elapsed() >= INTERVAL) {
             // A sample taken while an admitted op sets up says nothing (module docs); the
             // ops one sample admits are admitted together.

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 #[derive(Args)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// Build context directory.
     context: PathBuf,
     /// Dockerfile (default CONTEXT/Dockerfile; `-` reads stdin).
@@ -216,14 +216,14 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
                 kiln_exporter::layout::Format::Docker
             },
             dest: dest()?,
-            dir: kv.get("tar").map(|t| t == "false").unwrap_or(false),
+            dir: kv.get("tar").is_some_and(|t| t == "false"),
             compress: Compress { compression, level },
         },
         "local" => Export::Local(dest()?),
         "tar" => Export::Tar(dest()?),
         "image" | "registry" => Export::Image {
             name: kv.get("name").cloned(),
-            push: typ == "registry" || kv.get("push").map(|p| p == "true").unwrap_or(false),
+            push: typ == "registry" || kv.get("push").is_some_and(|p| p == "true"),
             compress: Compress { compression, level },
         },
         other => {
@@ -235,7 +235,7 @@ fn parse_output(s: &str) -> Result<Export, Failure> {
 }
 
 /// Parses `--build-context NAME=DIR|docker-image://REF` values (directories made absolute).
-pub fn parse_build_contexts(
+pub(crate) fn parse_build_contexts(
     items: &[String],
 ) -> Result<BTreeMap<String, kiln_frontend::NamedContext>, Failure> {
     let mut m = BTreeMap::new();
@@ -275,7 +275,7 @@ pub fn parse_build_contexts(
 /// Parses `--secret id=ID[,src=FILE|,env=VAR]` values into each secret's content (read now,
 /// so a missing file is a usage error before any work). Without `src`/`env`, the
 /// environment variable named ID is used. For `WorkerConfig.secrets`.
-pub fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, Vec<u8>>, Failure> {
+pub(crate) fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, Vec<u8>>, Failure> {
     let mut m = BTreeMap::new();
     for i in items {
         let mut kv = BTreeMap::new();
@@ -296,7 +296,7 @@ pub fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, Vec<u8>>, Fail
             (Some("env"), s, e) | (None, s @ None, e @ Some(_)) => {
                 let var = e.or(s).cloned().unwrap_or_else(|| id.clone());
                 std::env::var_os(&var)
-                    .map(|v| v.into_encoded_bytes())
+                    .map(std::ffi::OsString::into_encoded_bytes)
                     .ok_or_else(|| {
                         Failure::usage(format!(
                             "--secret id={id}: environment variable {var} is not set"
@@ -306,7 +306,7 @@ pub fn parse_secrets(items: &[String]) -> Result<BTreeMap<String, Vec<u8>>, Fail
             (Some("file") | None, Some(f), _) => std::fs::read(f)
                 .map_err(|e| Failure::usage(format!("--secret id={id}: {f}: {e}")))?,
             (None, None, None) => std::env::var_os(&id)
-                .map(|v| v.into_encoded_bytes())
+                .map(std::ffi::OsString::into_encoded_bytes)
                 .ok_or_else(|| {
                     Failure::usage(format!(
                         "--secret id={id}: give src=FILE or env=VAR (no environment variable {id} either)"
@@ -389,7 +389,7 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
     Failure::new(if e.kind == ErrorKind::Resolve { 1 } else { 2 }, msg)
 }
 
-pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
+pub(crate) async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
     // Usage errors first, before any work.
     let cache_usage = |e: kiln_remotecache::Error| Failure::usage(e.to_string());
@@ -456,9 +456,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             (s, "Dockerfile".to_string(), None)
         }
         f => {
-            let p = f
-                .map(PathBuf::from)
-                .unwrap_or_else(|| context.join("Dockerfile"));
+            let p = f.map_or_else(|| context.join("Dockerfile"), PathBuf::from);
             let s = std::fs::read_to_string(&p).map_err(|e| {
                 Failure::new(
                     1,
@@ -570,8 +568,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         context.display(),
         dockerfile_path
             .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "-".into()),
+            .map_or_else(|| "-".into(), |p| p.display().to_string()),
         a.target.as_deref().unwrap_or("")
     );
     let cache = Arc::new(StoreCache(env.store.clone(), scope, imported));
@@ -588,7 +585,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     };
     let solved = tokio::select! {
         r = kiln_solver::solve(&fe.definition, worker, cache.clone(), Some(tx), &solve_opts) => r,
-        _ = shutdown_signal() => {
+        () = shutdown_signal() => {
             let _ = printer.await;
             return Err(Failure::new(130, "build cancelled"));
         }
@@ -623,7 +620,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 .set_image(&t.to_string(), &image.manifest_digest)?;
         }
     }
-    let first_name = tags.first().map(|t| t.to_string());
+    let first_name = tags.first().map(std::string::ToString::to_string);
     // The manifest digest of what was pushed (layers compressed), which is what the
     // registry and `--metadata-file` users know the image by.
     let mut pushed: Option<String> = None;
@@ -690,7 +687,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         let md = serde_json::json!({
             "containerimage.digest": pushed.as_deref().unwrap_or(&image.manifest_digest),
             "containerimage.config.digest": image.config_digest,
-            "image.name": tags.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(","),
+            "image.name": tags.iter().map(std::string::ToString::to_string).collect::<Vec<_>>().join(","),
         });
         std::fs::write(p, serde_json::to_vec_pretty(&md).unwrap_or_default())
             .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
@@ -710,7 +707,7 @@ pub async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
                 format!(
                     ", tagged {}",
                     tags.iter()
-                        .map(|t| t.familiar())
+                        .map(kiln_oci::Reference::familiar)
                         .collect::<Vec<_>>()
                         .join(", ")
                 )

@@ -11,7 +11,7 @@ use kiln_runtime::{Container, Containers, ExecOptions, LogOptions, Status};
 use std::time::Duration;
 
 #[derive(Args)]
-pub struct PsArgs {
+pub(crate) struct PsArgs {
     /// Show all containers (default: only running ones).
     #[arg(short, long)]
     all: bool,
@@ -24,7 +24,7 @@ pub struct PsArgs {
 }
 
 #[derive(Args)]
-pub struct PortArgs {
+pub(crate) struct PortArgs {
     /// Container (id, id prefix or name).
     container: String,
     /// Only this container port: PORT[/tcp|/udp].
@@ -32,7 +32,7 @@ pub struct PortArgs {
 }
 
 #[derive(Args)]
-pub struct LogsArgs {
+pub(crate) struct LogsArgs {
     /// Follow the output until the container stops.
     #[arg(short, long)]
     follow: bool,
@@ -47,7 +47,7 @@ pub struct LogsArgs {
 }
 
 #[derive(Args)]
-pub struct StopArgs {
+pub(crate) struct StopArgs {
     /// Seconds to wait for the container to stop before killing it.
     #[arg(
         short = 't',
@@ -61,7 +61,7 @@ pub struct StopArgs {
 }
 
 #[derive(Args)]
-pub struct KillArgs {
+pub(crate) struct KillArgs {
     /// Signal to send (name or number).
     #[arg(short, long, default_value = "KILL")]
     signal: String,
@@ -70,13 +70,13 @@ pub struct KillArgs {
 }
 
 #[derive(Args)]
-pub struct WaitArgs {
+pub(crate) struct WaitArgs {
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 #[derive(Args)]
-pub struct RmArgs {
+pub(crate) struct RmArgs {
     /// Kill and remove a running container.
     #[arg(short, long)]
     force: bool,
@@ -88,7 +88,7 @@ pub struct RmArgs {
 }
 
 #[derive(Args)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     /// Keep stdin open (pass the caller's stdin through).
     #[arg(short, long)]
     interactive: bool,
@@ -138,22 +138,22 @@ fn each(
 }
 
 /// Docker's `units.HumanDuration`.
-pub fn human_duration(d: Duration) -> String {
+pub(crate) fn human_duration(d: Duration) -> String {
     let seconds = d.as_secs();
     let minutes = seconds / 60;
     let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
     match () {
-        _ if seconds < 1 => "Less than a second".into(),
-        _ if seconds == 1 => "1 second".into(),
-        _ if seconds < 60 => format!("{seconds} seconds"),
-        _ if minutes == 1 => "About a minute".into(),
-        _ if minutes < 60 => format!("{minutes} minutes"),
-        _ if hours == 1 => "About an hour".into(),
-        _ if hours < 48 => format!("{hours} hours"),
-        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        _ => format!("{} years", seconds / 3600 / 24 / 365),
+        () if seconds < 1 => "Less than a second".into(),
+        () if seconds == 1 => "1 second".into(),
+        () if seconds < 60 => format!("{seconds} seconds"),
+        () if minutes == 1 => "About a minute".into(),
+        () if minutes < 60 => format!("{minutes} minutes"),
+        () if hours == 1 => "About an hour".into(),
+        () if hours < 48 => format!("{hours} hours"),
+        () if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        () if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        () if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        () => format!("{} years", seconds / 3600 / 24 / 365),
     }
 }
 
@@ -213,7 +213,7 @@ fn ports(c: &Container) -> String {
 
 /// `kiln port CTR [PORT[/PROTO]]`, as docker's: `80/tcp -> 0.0.0.0:8080` per mapping, or
 /// only the host addresses of one container port (exit 1 when it is not published).
-pub fn port(env: &Env, a: PortArgs) -> Result<u8, Failure> {
+pub(crate) fn port(env: &Env, a: PortArgs) -> Result<u8, Failure> {
     let c = find(env, &a.container)?;
     let maps = &c.config.spec.extra.ports;
     match &a.private_port {
@@ -248,7 +248,7 @@ pub fn port(env: &Env, a: PortArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
+pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
     let list = Containers::new(env.store.root()).list().map_err(failure)?;
     let now = kiln_runtime::now_millis();
     let shown = list
@@ -292,7 +292,7 @@ pub fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
 }
 
 /// Columns padded to the widest cell plus three spaces (docker's tabwriter layout).
-pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
+pub(crate) fn table<const N: usize>(rows: &[[String; N]]) -> String {
     let mut widths = [0usize; N];
     for r in rows {
         for (w, cell) in widths.iter_mut().zip(r) {
@@ -315,7 +315,7 @@ pub fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
-pub fn logs(env: &Env, a: LogsArgs) -> Result<u8, Failure> {
+pub(crate) fn logs(env: &Env, a: LogsArgs) -> Result<u8, Failure> {
     let tail = match a.tail.as_str() {
         "all" => None,
         n => Some(n.parse::<usize>().map_err(|_| {
@@ -341,7 +341,7 @@ pub fn logs(env: &Env, a: LogsArgs) -> Result<u8, Failure> {
     }
 }
 
-pub fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
+pub(crate) fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
     Ok(each(env, &a.containers, |mut c, name| {
         c.stop(Duration::from_secs(a.time)).map_err(failure)?;
         println!("{name}");
@@ -349,7 +349,7 @@ pub fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
     }))
 }
 
-pub fn kill(env: &Env, a: KillArgs) -> Result<u8, Failure> {
+pub(crate) fn kill(env: &Env, a: KillArgs) -> Result<u8, Failure> {
     let signal = kiln_runtime::parse_signal(&a.signal)
         .ok_or_else(|| Failure::usage(format!("invalid signal: {}", a.signal)))?;
     Ok(each(env, &a.containers, |mut c, name| {
@@ -359,7 +359,7 @@ pub fn kill(env: &Env, a: KillArgs) -> Result<u8, Failure> {
     }))
 }
 
-pub fn wait(env: &Env, a: WaitArgs) -> Result<u8, Failure> {
+pub(crate) fn wait(env: &Env, a: WaitArgs) -> Result<u8, Failure> {
     Ok(each(env, &a.containers, |mut c, _| {
         match c.wait().map_err(failure)? {
             Some(code) => println!("{code}"),
@@ -377,7 +377,7 @@ pub fn wait(env: &Env, a: WaitArgs) -> Result<u8, Failure> {
     }))
 }
 
-pub fn rm(env: &Env, a: RmArgs) -> Result<u8, Failure> {
+pub(crate) fn rm(env: &Env, a: RmArgs) -> Result<u8, Failure> {
     Ok(each(env, &a.containers, |c, name| {
         let volumes = a.volumes.then(|| c.clone());
         c.remove(a.force).map_err(failure)?;
@@ -389,7 +389,7 @@ pub fn rm(env: &Env, a: RmArgs) -> Result<u8, Failure> {
     }))
 }
 
-pub async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
+pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
     if a.tty {
         return Err(Failure::usage(
             "kiln exec -t is not supported yet (no pseudo-terminal allocation); run without -t \

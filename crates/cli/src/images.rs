@@ -13,13 +13,13 @@ use kiln_oci::Reference;
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct RefArg {
+pub(crate) struct RefArg {
     /// Image reference.
     reference: String,
 }
 
 #[derive(Args)]
-pub struct PullArgs {
+pub(crate) struct PullArgs {
     /// Image reference.
     reference: String,
     /// Print only the image's name.
@@ -28,26 +28,26 @@ pub struct PullArgs {
 }
 
 #[derive(Args)]
-pub struct ImagesArgs {
+pub(crate) struct ImagesArgs {
     /// Show only image IDs.
     #[arg(short, long)]
     quiet: bool,
 }
 
 #[derive(Args)]
-pub struct TagArgs {
+pub(crate) struct TagArgs {
     source: String,
     target: String,
 }
 
 #[derive(Args)]
-pub struct RmiArgs {
+pub(crate) struct RmiArgs {
     #[arg(required = true)]
     references: Vec<String>,
 }
 
 #[derive(Args)]
-pub struct SaveArgs {
+pub(crate) struct SaveArgs {
     /// Output file (default stdout is not supported: give -o).
     #[arg(short, long)]
     output: PathBuf,
@@ -56,7 +56,7 @@ pub struct SaveArgs {
 }
 
 #[derive(Args)]
-pub struct LoadArgs {
+pub(crate) struct LoadArgs {
     /// Read from a tar archive file instead of stdin.
     #[arg(short, long)]
     input: Option<PathBuf>,
@@ -66,15 +66,15 @@ pub struct LoadArgs {
 }
 
 /// The name prefix of untagged (dangling) images in the store.
-pub const UNTAGGED: &str = "<none>@";
+pub(crate) const UNTAGGED: &str = "<none>@";
 
 /// Whether a stored name is an untagged image's.
-pub fn is_untagged(name: &str) -> bool {
+pub(crate) fn is_untagged(name: &str) -> bool {
     name.starts_with(UNTAGGED)
 }
 
 #[derive(Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// Dockerfile instruction applied to the image config (CMD, ENTRYPOINT, ENV, …); repeatable.
     #[arg(short = 'c', long = "change")]
     changes: Vec<String>,
@@ -87,7 +87,7 @@ pub struct ImportArgs {
 #[derive(Args)]
 // `-h` is --hostname, as in `docker run`; help is `--help` only.
 #[command(disable_help_flag = true)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -185,7 +185,7 @@ fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
 
 /// A size like docker's: a number with an optional b/k/m/g/t suffix (binary units; `kb`,
 /// `kib` and so on are accepted too).
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim().to_ascii_lowercase();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -206,7 +206,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `-p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
-pub fn parse_publish(spec: &str) -> Result<kiln_executor::PortMapping, Failure> {
+pub(crate) fn parse_publish(spec: &str) -> Result<kiln_executor::PortMapping, Failure> {
     let bad = |why: &str| Failure::usage(format!("invalid publish spec `{spec}`: {why}"));
     let (rest, protocol) = match spec.rsplit_once('/') {
         Some((r, p)) if p == "tcp" || p == "udp" => (r, p.to_string()),
@@ -269,7 +269,7 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     })
 }
 
-pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
+pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     if a.detach && a.runtime.is_some() {
         return Err(Failure::usage(
             "kiln run -d does not support --runtime yet (kiln exec and the shim need the \
@@ -333,19 +333,18 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         }
     }
     let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
-    let (_, manifest) = match env.local_image(&a.image) {
-        Ok(x) => x,
-        Err(_) => {
-            let r = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
-            eprintln!("Unable to find image '{}' locally", r.familiar());
-            // A failed pull is kiln's failure, not the container's: 125, as docker run's.
-            let pulled = env
-                .registry
-                .pull_and_name(&r, &env.store)
-                .await
-                .map_err(|e| Failure::new(125, Failure::from(e).message))?;
-            (r, pulled.manifest_digest)
-        }
+    let (_, manifest) = if let Ok(x) = env.local_image(&a.image) {
+        x
+    } else {
+        let r = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
+        eprintln!("Unable to find image '{}' locally", r.familiar());
+        // A failed pull is kiln's failure, not the container's: 125, as docker run's.
+        let pulled = env
+            .registry
+            .pull_and_name(&r, &env.store)
+            .await
+            .map_err(|e| Failure::new(125, Failure::from(e).message))?;
+        (r, pulled.manifest_digest)
     };
     let layers = kiln_exporter::image_layers(&env.store, &manifest)?;
     let config = kiln_exporter::image_config(&env.store, &manifest)?;
@@ -460,7 +459,7 @@ pub async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     Ok(result.exit_code.clamp(0, 255) as u8)
 }
 
-pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
+pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
     let list = env.store.list_images()?;
     if !a.quiet {
         println!(
@@ -481,8 +480,7 @@ pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
         }
         let size: u64 = m["layers"]
             .as_array()
-            .map(|ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum())
-            .unwrap_or(0);
+            .map_or(0, |ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum());
         let parsed = if is_untagged(&rec.name) {
             Err(())
         } else {
@@ -499,8 +497,8 @@ pub fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
                 .familiar();
                 (repo, tag)
             }
-            Err(_) if is_untagged(&rec.name) => ("<none>".into(), "<none>".into()),
-            Err(_) => (rec.name.clone(), "<none>".into()),
+            Err(()) if is_untagged(&rec.name) => ("<none>".into(), "<none>".into()),
+            Err(()) => (rec.name.clone(), "<none>".into()),
         };
         println!(
             "{:<40} {:<16} {:<14} {:<22} {:>10}",
@@ -531,7 +529,7 @@ fn human_size(n: u64) -> String {
 
 /// `kiln pull`: fetches the image and, as `docker pull` does, unpacks its layers, so that
 /// the first build or run from it starts at once.
-pub async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
+pub(crate) async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
     let pulled = env.registry.pull_and_name(&r, &env.store).await?;
     if a.quiet {
@@ -542,7 +540,7 @@ pub async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-pub async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
+pub(crate) async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
     let image = kiln_exporter::stored_image(&env.store, &manifest)?;
     let digest = push_image(env, &image, &r, Default::default()).await?;
@@ -552,7 +550,7 @@ pub async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
 
 /// Pushes a stored image as `r`, its build-step layers compressed as `compress` says first
 /// (once: the blobs are kept for the next push). Returns the pushed manifest's digest.
-pub async fn push_image(
+pub(crate) async fn push_image(
     env: &Env,
     image: &kiln_exporter::StoredImage,
     r: &Reference,
@@ -581,7 +579,7 @@ fn check_tar(f: std::fs::File) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
+pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
     let mut config: kiln_oci::spec::ImageConfiguration =
         serde_json::from_value(serde_json::json!({
@@ -638,7 +636,7 @@ pub fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-pub fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
+pub(crate) fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
     let manifest = match env.local_image(&a.source) {
         Ok((_, m)) => m,
         Err(e) => by_id(env, &a.source)?.ok_or(e)?,
@@ -648,7 +646,7 @@ pub fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-pub fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
+pub(crate) fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
     let mut code = 0;
     for name in &a.references {
         let r = Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
@@ -662,7 +660,7 @@ pub fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
     Ok(code)
 }
 
-pub fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
+pub(crate) fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
     let m = kiln_exporter::read_manifest(&env.store, &manifest)?;
     let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
@@ -676,13 +674,13 @@ pub fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
         "Config": cfg["config"],
         "RootFS": cfg["rootfs"],
         "History": cfg["history"],
-        "Size": m["layers"].as_array().map(|ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum::<u64>()).unwrap_or(0),
+        "Size": m["layers"].as_array().map_or(0, |ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum::<u64>()),
     }]);
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(0)
 }
 
-pub fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
+pub(crate) fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (_, manifest) = env.local_image(&a.reference)?;
     let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
     println!("{:<22} {:<60} EMPTY", "CREATED", "CREATED BY");
@@ -701,7 +699,7 @@ pub fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
     Ok(0)
 }
 
-pub fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
+pub(crate) fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
     if a.references.len() != 1 {
         return Err(Failure::usage("kiln save takes one image for now"));
     }
@@ -744,7 +742,7 @@ fn by_id(env: &Env, id: &str) -> Result<Option<String>, Failure> {
 
 /// `kiln load`: a docker archive or an OCI layout tar (file or stdin) into the store, then
 /// its names, once every image in it has been read and checked.
-pub fn load(env: &Env, a: LoadArgs) -> Result<u8, Failure> {
+pub(crate) fn load(env: &Env, a: LoadArgs) -> Result<u8, Failure> {
     // SAFETY: isatty has no preconditions.
     if a.input.is_none() && unsafe { libc::isatty(0) } == 1 {
         return Err(Failure::usage(

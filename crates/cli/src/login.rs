@@ -8,7 +8,7 @@ use std::io::{BufRead as _, IsTerminal as _, Read as _, Write as _};
 use std::path::PathBuf;
 
 #[derive(Args)]
-pub struct LoginArgs {
+pub(crate) struct LoginArgs {
     /// Username.
     #[arg(short, long)]
     username: Option<String>,
@@ -23,7 +23,7 @@ pub struct LoginArgs {
 }
 
 #[derive(Args)]
-pub struct LogoutArgs {
+pub(crate) struct LogoutArgs {
     /// Registry server (default: Docker Hub).
     server: Option<String>,
 }
@@ -65,7 +65,7 @@ fn config_path() -> Result<PathBuf, Failure> {
     })
 }
 
-pub async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Result<u8, Failure> {
+pub(crate) async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Result<u8, Failure> {
     if a.password.is_some() && a.password_stdin {
         return Err(Failure::usage(
             "--password and --password-stdin are mutually exclusive",
@@ -106,14 +106,13 @@ pub async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Result<u8,
     }
 
     let stdin = std::io::stdin();
-    let user = match a.username {
-        Some(u) => u.trim().to_string(),
-        None => {
-            if !stdin.is_terminal() {
-                return Err(Failure::new(1, NON_TTY));
-            }
-            prompt("Username: ")?.trim().to_string()
+    let user = if let Some(u) = a.username {
+        u.trim().to_string()
+    } else {
+        if !stdin.is_terminal() {
+            return Err(Failure::new(1, NON_TTY));
         }
+        prompt("Username: ")?.trim().to_string()
     };
     if user.is_empty() {
         return Err(Failure::new(1, "username is required"));
@@ -166,7 +165,7 @@ fn login_failure(host: &str, e: kiln_registry::Error) -> Failure {
     Failure::new(1, format!("login to {host} failed: {why}"))
 }
 
-pub fn logout(a: LogoutArgs) -> Result<u8, Failure> {
+pub(crate) fn logout(a: LogoutArgs) -> Result<u8, Failure> {
     let (host, key) = server(a.server.as_deref())?;
     let path = config_path()?;
     let removed = kiln_registry::remove_docker_credentials(&path, &host)
@@ -207,13 +206,13 @@ impl EchoOff {
     fn new() -> Self {
         // SAFETY: termios is plain data; tcgetattr fills it or fails (then it is not used).
         let mut old: libc::termios = unsafe { std::mem::zeroed() };
-        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut old) } != 0 {
+        if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &raw mut old) } != 0 {
             return Self(None);
         }
         let mut quiet = old;
         quiet.c_lflag &= !libc::ECHO;
         // SAFETY: a valid termios for the same descriptor.
-        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &quiet) } != 0 {
+        if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &raw const quiet) } != 0 {
             return Self(None);
         }
         Self(Some(old))

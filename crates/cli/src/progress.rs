@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
+pub(crate) enum Mode {
     Auto,
     Tty,
     Plain,
@@ -32,7 +32,7 @@ pub enum Mode {
 }
 
 /// Consumes events until the channel closes; returns the counts (executed, cached).
-pub async fn render(mode: Mode, explain: bool, mut rx: mpsc::UnboundedReceiver<Event>) {
+pub(crate) async fn render(mode: Mode, explain: bool, mut rx: mpsc::UnboundedReceiver<Event>) {
     let mode = match mode {
         Mode::Auto => {
             if std::io::IsTerminal::is_terminal(&std::io::stderr()) {

@@ -19,7 +19,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 #[derive(Args)]
-pub struct BuilderArgs {
+pub(crate) struct BuilderArgs {
     #[command(subcommand)]
     cmd: BuilderCmd,
 }
@@ -31,7 +31,7 @@ enum BuilderCmd {
 }
 
 #[derive(Args)]
-pub struct SystemArgs {
+pub(crate) struct SystemArgs {
     #[command(subcommand)]
     cmd: SystemCmd,
 }
@@ -46,7 +46,7 @@ enum SystemCmd {
 }
 
 #[derive(Args)]
-pub struct ImageArgs {
+pub(crate) struct ImageArgs {
     #[command(subcommand)]
     cmd: ImageCmd,
 }
@@ -58,7 +58,7 @@ enum ImageCmd {
 }
 
 #[derive(Args)]
-pub struct ImagePruneArgs {
+pub(crate) struct ImagePruneArgs {
     /// Remove every image no container uses, not only dangling ones.
     #[arg(short, long)]
     all: bool,
@@ -68,7 +68,7 @@ pub struct ImagePruneArgs {
 }
 
 #[derive(Args)]
-pub struct SystemPruneArgs {
+pub(crate) struct SystemPruneArgs {
     /// Remove every image no container uses (not only dangling ones) and all build cache.
     #[arg(short, long)]
     all: bool,
@@ -81,7 +81,7 @@ pub struct SystemPruneArgs {
 }
 
 #[derive(Args)]
-pub struct PruneArgs {
+pub(crate) struct PruneArgs {
     /// Remove all build cache, not only unusable records and unreferenced data.
     #[arg(short, long)]
     all: bool,
@@ -98,26 +98,26 @@ pub struct PruneArgs {
 }
 
 #[derive(Args)]
-pub struct DfArgs {
+pub(crate) struct DfArgs {
     /// Output format: table (default) or json.
     #[arg(long, default_value = "table", value_parser = ["table", "json"])]
     format: String,
 }
 
-pub fn builder(env: &Env, a: BuilderArgs) -> Result<u8, Failure> {
+pub(crate) fn builder(env: &Env, a: BuilderArgs) -> Result<u8, Failure> {
     match a.cmd {
         BuilderCmd::Prune(p) => prune(env, p),
     }
 }
 
-pub fn system(env: &Env, a: SystemArgs) -> Result<u8, Failure> {
+pub(crate) fn system(env: &Env, a: SystemArgs) -> Result<u8, Failure> {
     match a.cmd {
         SystemCmd::Df(d) => df(env, d),
         SystemCmd::Prune(p) => system_prune(env, p),
     }
 }
 
-pub fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
+pub(crate) fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
     match a.cmd {
         ImageCmd::Prune(p) => image_prune(env, p),
     }
@@ -125,7 +125,7 @@ pub fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
 
 /// Asks "Are you sure…" on a terminal unless `force`; without a terminal, `force` is
 /// required (docker would read a "no" from a closed stdin).
-pub fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
+pub(crate) fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
     if force {
         return Ok(true);
     }
@@ -145,12 +145,11 @@ pub fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
 
 /// The GC lock, waiting for running builds.
 fn lock_exclusive(env: &Env) -> Result<kiln_cache::GcLock, Failure> {
-    Ok(match env.store.try_lock_gc_exclusive()? {
-        Some(l) => l,
-        None => {
-            eprintln!("waiting for running builds to finish…");
-            env.store.lock_gc_exclusive()?
-        }
+    Ok(if let Some(l) = env.store.try_lock_gc_exclusive()? {
+        l
+    } else {
+        eprintln!("waiting for running builds to finish…");
+        env.store.lock_gc_exclusive()?
     })
 }
 
@@ -342,7 +341,7 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
 
 /// `10GB`, `512MB`, `1.5GiB`, `100kb`, `4096` (bytes). Decimal units are powers of 1000,
 /// binary ones (`KiB`, `MiB`, …) of 1024, as docker does.
-pub fn parse_size(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -367,7 +366,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 }
 
 /// `24h`, `30m`, `45s`, `7d`, `1h30m`, `1.5h`.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let bad = || format!("`{s}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)");
     let mut total = 0f64;
     let mut num = String::new();
@@ -401,7 +400,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 }
 
 /// Human size, docker style (powers of 1000).
-pub fn human(n: u64) -> String {
+pub(crate) fn human(n: u64) -> String {
     let units = ["B", "kB", "MB", "GB", "TB"];
     let mut v = n as f64;
     let mut i = 0;
@@ -420,7 +419,7 @@ pub fn human(n: u64) -> String {
 
 /// How to choose the cache records to remove.
 #[derive(Default, Clone, Debug)]
-pub struct PrunePolicy {
+pub(crate) struct PrunePolicy {
     pub all: bool,
     pub until: Option<Duration>,
     pub keep_storage: Option<u64>,
@@ -428,7 +427,7 @@ pub struct PrunePolicy {
 
 /// What a prune did.
 #[derive(Default, Debug)]
-pub struct PruneReport {
+pub(crate) struct PruneReport {
     pub records: usize,
     pub blobs: usize,
     pub snapshots: usize,
@@ -500,7 +499,7 @@ fn record_layers(value: &[u8]) -> Vec<kiln_oci::Layer> {
 /// Compressed blobs made for pushes and exports of build-step layers are referenced by no
 /// image or record (those name the layer's snapshot), so a prune drops them: they are
 /// remade from the snapshot when next needed. The caller holds the GC lock exclusive.
-pub fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, Failure> {
+pub(crate) fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, Failure> {
     let root = store.root().to_path_buf();
     let before = kiln_cache::disk_usage(&root);
     let (pinned, _) = image_refs(store)?;
@@ -509,8 +508,7 @@ pub fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, 
     let records = store.cache_records()?; // least recently used first
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_secs() as i64);
 
     let mut remove: Vec<String> = Vec::new();
     let mut keep: Vec<(String, Vec<kiln_oci::Layer>)> = Vec::new();
@@ -619,7 +617,7 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
         match f.split_once('=') {
             Some(("until", d)) => {
                 policy.until =
-                    Some(parse_duration(d).map_err(|e| Failure::usage(format!("--filter: {e}")))?)
+                    Some(parse_duration(d).map_err(|e| Failure::usage(format!("--filter: {e}")))?);
             }
             _ => {
                 return Err(Failure::usage(format!(
@@ -628,12 +626,11 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
             }
         }
     }
-    let lock = match env.store.try_lock_gc_exclusive()? {
-        Some(l) => l,
-        None => {
-            eprintln!("waiting for running builds to finish…");
-            env.store.lock_gc_exclusive()?
-        }
+    let lock = if let Some(l) = env.store.try_lock_gc_exclusive()? {
+        l
+    } else {
+        eprintln!("waiting for running builds to finish…");
+        env.store.lock_gc_exclusive()?
     };
     let r = prune_locked(&env.store, &policy)?;
     drop(lock);
@@ -650,7 +647,7 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
 
 /// After a build: trim the root below `[gc] keep-storage` (least recently used cache
 /// first). Skipped when another build holds the GC lock (the last one to finish trims).
-pub fn gc_after_build(env: &Env) {
+pub(crate) fn gc_after_build(env: &Env) {
     let Some(cap) = env.gc_keep_storage() else {
         return;
     };
@@ -825,9 +822,9 @@ mod tests {
         assert_eq!(parse_size("512mb").unwrap(), 512_000_000);
         assert_eq!(parse_size("4096").unwrap(), 4096);
         assert!(parse_size("ten").is_err());
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86400));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(604800));
+        assert_eq!(parse_duration("24h").unwrap(), Duration::from_hours(24));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_mins(90));
+        assert_eq!(parse_duration("7d").unwrap(), Duration::from_hours(168));
         assert!(parse_duration("soon").is_err());
         assert_eq!(human(999), "999B");
         assert_eq!(human(1_500_000), "1.5MB");

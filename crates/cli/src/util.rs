@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// An error on its way to the user, with the exit code it ends in.
-pub struct Failure {
+pub(crate) struct Failure {
     /// Exit code (1 build failure, 2 usage / Dockerfile error).
     pub code: u8,
     /// The message (first line is the summary).
@@ -15,22 +15,22 @@ pub struct Failure {
 }
 
 impl Failure {
-    pub fn new(code: u8, message: impl Into<String>) -> Self {
+    pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
         }
     }
-    pub fn usage(message: impl Into<String>) -> Self {
+    pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self::new(2, message)
     }
-    pub fn print(&self) {
+    pub(crate) fn print(&self) {
         eprintln!("error: {}", self.message);
     }
 }
 
 /// `--add-host NAME:IP` flags (of `build` and `run`) as `(name, ip)`, with docker's message.
-pub fn parse_add_hosts(flags: &[String]) -> Result<Vec<(String, String)>, Failure> {
+pub(crate) fn parse_add_hosts(flags: &[String]) -> Result<Vec<(String, String)>, Failure> {
     flags
         .iter()
         .map(|h| {
@@ -62,7 +62,7 @@ impl<E: std::error::Error> From<E> for Failure {
 /// Writes to stdout (the crate's `print!`/`println!`). When the reader has gone away (EPIPE)
 /// the process ends at once with exit 0; another write error ends it with exit 1 and a
 /// one-line message.
-pub fn out(args: std::fmt::Arguments<'_>) {
+pub(crate) fn out(args: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     if let Err(e) = std::io::stdout().lock().write_fmt(args) {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
@@ -75,7 +75,7 @@ pub fn out(args: std::fmt::Arguments<'_>) {
 
 /// Writes to stderr (the crate's `eprint!`/`eprintln!`), ignoring errors: with stderr closed
 /// there is nowhere to report them.
-pub fn err(args: std::fmt::Arguments<'_>) {
+pub(crate) fn err(args: std::fmt::Arguments<'_>) {
     use std::io::Write as _;
     let _ = std::io::stderr().lock().write_fmt(args);
 }
@@ -155,7 +155,7 @@ struct GcConfig {
 }
 
 /// The opened state directory and the clients built from the configuration.
-pub struct Env {
+pub(crate) struct Env {
     pub store: Arc<Store>,
     pub registry: kiln_registry::Client,
     pub exe: PathBuf,
@@ -164,7 +164,7 @@ pub struct Env {
 }
 
 impl Env {
-    pub fn open(root: Option<PathBuf>, config: Option<PathBuf>) -> Result<Self, Failure> {
+    pub(crate) fn open(root: Option<PathBuf>, config: Option<PathBuf>) -> Result<Self, Failure> {
         let root = root.unwrap_or_else(default_root);
         std::fs::create_dir_all(&root)
             .map_err(|e| Failure::new(1, format!("cannot create root {}: {e}", root.display())))?;
@@ -199,11 +199,11 @@ impl Env {
     }
 
     /// The storage cap (`[gc] keep-storage`), in bytes.
-    pub fn gc_keep_storage(&self) -> Option<u64> {
+    pub(crate) fn gc_keep_storage(&self) -> Option<u64> {
         self.gc_keep_storage
     }
 
-    pub fn executor(&self) -> kiln_executor::Executor {
+    pub(crate) fn executor(&self) -> kiln_executor::Executor {
         kiln_executor::Executor::new(vec![
             self.exe.clone().into_os_string(),
             kiln_executor::HELPER_ARG.into(),
@@ -211,7 +211,7 @@ impl Env {
     }
 
     /// The manifest digest a local name points at, or a clear error.
-    pub fn local_image(&self, name: &str) -> Result<(kiln_oci::Reference, String), Failure> {
+    pub(crate) fn local_image(&self, name: &str) -> Result<(kiln_oci::Reference, String), Failure> {
         let r = kiln_oci::Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
         match self.store.get_image(&r.to_string())? {
             Some(rec) => Ok((r, rec.manifest_digest)),
@@ -250,7 +250,7 @@ fn registry_client(
 /// The registry client alone, for commands that do not touch the store (`login`): the
 /// configuration is read as [`Env::open`] reads it, but the root is neither created nor
 /// opened.
-pub fn registry_only(
+pub(crate) fn registry_only(
     root: Option<PathBuf>,
     config: Option<PathBuf>,
 ) -> Result<kiln_registry::Client, Failure> {
@@ -264,7 +264,7 @@ pub fn registry_only(
 
 /// The Docker credentials file that pulls and pushes read and `kiln login` writes:
 /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`.
-pub fn docker_config_path() -> Option<PathBuf> {
+pub(crate) fn docker_config_path() -> Option<PathBuf> {
     std::env::var_os("DOCKER_CONFIG")
         .filter(|d| !d.is_empty())
         .map(|d| PathBuf::from(d).join("config.json"))
@@ -288,16 +288,15 @@ fn default_root() -> PathBuf {
 }
 
 /// RFC 3339 UTC time of now, as image configs carry it.
-pub fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_secs() as i64);
     rfc3339(secs)
 }
 
 /// RFC 3339 UTC time of a Unix time in seconds (times before 1970 print as 1970).
-pub fn rfc3339(secs: i64) -> String {
+pub(crate) fn rfc3339(secs: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
 }

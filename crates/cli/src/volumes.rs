@@ -8,7 +8,7 @@ use kiln_runtime::Volumes;
 use std::collections::BTreeMap;
 
 #[derive(Args)]
-pub struct VolumeArgs {
+pub(crate) struct VolumeArgs {
     #[command(subcommand)]
     cmd: VolumeCmd,
 }
@@ -77,7 +77,7 @@ fn failure(e: kiln_runtime::Error) -> Failure {
     Failure::new(1, e.to_string())
 }
 
-pub fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
+pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
     let vols = Volumes::new(env.store.root());
     match a.cmd {
         VolumeCmd::Create(c) => {

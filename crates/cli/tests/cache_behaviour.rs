@@ -129,7 +129,7 @@ fn kill_9_mid_build_leaves_a_consistent_store() {
             .unwrap();
         match delay {
             // During the RUN.
-            None => assert!(wait_for(&logf, "started", Duration::from_secs(60))),
+            None => assert!(wait_for(&logf, "started", Duration::from_mins(1))),
             // Early: context hashing or the COPY.
             Some(d) => std::thread::sleep(d),
         }
@@ -594,8 +594,8 @@ fn ctrl_c_cancels_running_steps_and_exits_130() {
             .unwrap(),
     );
     // The steps' output (their command lines in the log say `$((40+2))`).
-    assert!(wait_for(&logf, "up-42a", Duration::from_secs(60)));
-    assert!(wait_for(&logf, "up-42b", Duration::from_secs(60)));
+    assert!(wait_for(&logf, "up-42a", Duration::from_mins(1)));
+    assert!(wait_for(&logf, "up-42b", Duration::from_mins(1)));
     let sleeping =
         || pids_running(&format!("sleep {ta}")).len() + pids_running(&format!("sleep {tb}")).len();
     assert!(sleeping() >= 2, "both steps run");

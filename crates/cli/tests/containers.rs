@@ -95,15 +95,10 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 
 fn pid_alive(pid: i64) -> bool {
     // A zombie is dead too.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| {
-            let state = s
-                .rsplit_once(')')
-                .map(|(_, r)| r.trim_start())
-                .unwrap_or("");
-            !state.starts_with('Z')
-        })
-        .unwrap_or(false)
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        let state = s.rsplit_once(')').map_or("", |(_, r)| r.trim_start());
+        !state.starts_with('Z')
+    })
 }
 
 #[test]

@@ -30,9 +30,7 @@ fn ids(k: &Kiln) -> Vec<String> {
 }
 
 fn blob_count(k: &Kiln) -> usize {
-    std::fs::read_dir(k.root.path().join("blobs/sha256"))
-        .map(|d| d.count())
-        .unwrap_or(0)
+    std::fs::read_dir(k.root.path().join("blobs/sha256")).map_or(0, std::iter::Iterator::count)
 }
 
 #[test]

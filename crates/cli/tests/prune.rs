@@ -22,13 +22,11 @@ fn images(k: &Kiln) -> Vec<String> {
 }
 
 fn entries(k: &Kiln, dir: &str) -> usize {
-    std::fs::read_dir(k.root.path().join(dir))
-        .map(|d| {
-            d.flatten()
-                .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
-                .count()
-        })
-        .unwrap_or(0)
+    std::fs::read_dir(k.root.path().join(dir)).map_or(0, |d| {
+        d.flatten()
+            .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    })
 }
 
 /// A root with busybox, `app:1` and `other:1` (each with a layer of its own).

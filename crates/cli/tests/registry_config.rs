@@ -19,7 +19,7 @@ fn issue_11_a_silent_registry_fails_after_the_configured_stall_timeout() {
                 break;
             }
         }
-        std::thread::sleep(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_mins(1));
     });
     let k = Kiln::new();
     let cfg = k.root.path().join("config.toml");

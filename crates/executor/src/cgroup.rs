@@ -471,7 +471,7 @@ impl Cgroup {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
                     Err(_) if start.elapsed() < patience => {
-                        std::thread::sleep(std::time::Duration::from_millis(2))
+                        std::thread::sleep(std::time::Duration::from_millis(2));
                     }
                     Err(_) => break,
                 }

@@ -297,11 +297,11 @@ pub(crate) fn attach_program(cgroup: &Path, rules: &[DeviceRule]) -> io::Result<
         };
         // SAFETY: valid rlimit structs.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut old) == 0
-                && libc::setrlimit(libc::RLIMIT_MEMLOCK, &raised) == 0
+            if libc::getrlimit(libc::RLIMIT_MEMLOCK, &raw mut old) == 0
+                && libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const raised) == 0
             {
                 fd = load(&mut []);
-                libc::setrlimit(libc::RLIMIT_MEMLOCK, &old);
+                libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const old);
             }
         }
     }
@@ -356,7 +356,7 @@ fn bpf<T>(cmd: libc::c_long, attr: &T) -> io::Result<i64> {
         libc::syscall(
             libc::SYS_bpf,
             cmd,
-            attr as *const T,
+            std::ptr::from_ref::<T>(attr),
             std::mem::size_of::<T>(),
         )
     };

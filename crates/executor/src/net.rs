@@ -191,7 +191,7 @@ fn route_events() -> io::Result<libc::c_int> {
     let r = unsafe {
         libc::bind(
             fd,
-            (&addr as *const libc::sockaddr_nl).cast(),
+            (&raw const addr).cast(),
             std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
         )
     };

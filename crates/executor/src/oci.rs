@@ -43,7 +43,10 @@ fn caps(privileged: bool) -> HashSet<Capability> {
     let names: Vec<String> = if privileged {
         all_caps()
     } else {
-        DOCKER_CAPS.iter().map(|s| s.to_string()).collect()
+        DOCKER_CAPS
+            .iter()
+            .map(std::string::ToString::to_string)
+            .collect()
     };
     names
         .into_iter()
@@ -221,7 +224,7 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Stri
                 m.set_options(Some(
                     ["nosuid", "noexec", "nodev", "rw"]
                         .iter()
-                        .map(|s| s.to_string())
+                        .map(std::string::ToString::to_string)
                         .collect(),
                 ));
             }

@@ -261,7 +261,7 @@ fn read_started(mut f: std::fs::File) -> Option<HostProcess> {
                     init = Some(HostProcess {
                         pid: pid.parse().ok()?,
                         start_time: start.parse().ok()?,
-                    })
+                    });
                 }
                 (Some("ready"), None, None) => ready = true,
                 _ => {}

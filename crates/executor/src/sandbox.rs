@@ -278,7 +278,7 @@ pub(crate) fn wait_outer(child: libc::pid_t) -> libc::c_int {
     loop {
         let mut status = 0;
         // SAFETY: valid out-pointer.
-        let r = unsafe { libc::waitpid(child, &mut status, 0) };
+        let r = unsafe { libc::waitpid(child, &raw mut status, 0) };
         if r == child {
             return status;
         }
@@ -313,8 +313,8 @@ fn install_forwarders_for(signals: &[libc::c_int]) {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = forward_signal as *const () as usize;
             sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
+            libc::sigemptyset(&raw mut sa.sa_mask);
+            libc::sigaction(sig, &raw const sa, std::ptr::null_mut());
         }
     }
 }
@@ -324,11 +324,11 @@ pub(crate) fn block_signals() -> libc::sigset_t {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         let mut old: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
+        libc::sigemptyset(&raw mut set);
         for sig in FORWARDED_SIGNALS {
-            libc::sigaddset(&mut set, sig);
+            libc::sigaddset(&raw mut set, sig);
         }
-        libc::sigprocmask(libc::SIG_BLOCK, &set, &mut old);
+        libc::sigprocmask(libc::SIG_BLOCK, &raw const set, &raw mut old);
         old
     }
 }
@@ -386,7 +386,7 @@ fn init(
             events: libc::POLLIN,
             revents: 0,
         };
-        if libc::poll(&mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
+        if libc::poll(&raw mut pfd, 1, 0) > 0 && pfd.revents & libc::POLLHUP != 0 {
             exit(128 + libc::SIGKILL);
         }
         libc::close(death_pipe);
@@ -451,7 +451,7 @@ fn init(
     loop {
         let mut status = 0;
         // SAFETY: valid out-pointer.
-        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        let pid = unsafe { libc::waitpid(-1, &raw mut status, 0) };
         if pid == main {
             // Exiting kills whatever is left in the namespace.
             exit(status_code(status));
@@ -1186,7 +1186,7 @@ pub(crate) fn exec_process(
     unsafe { libc::execve(program_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
     let e = io::Error::last_os_error();
     let (what, code) = match e.raw_os_error() {
-        Some(libc::ENOENT) | Some(libc::ENOTDIR) => ("no such file or directory".to_string(), 127),
+        Some(libc::ENOENT | libc::ENOTDIR) => ("no such file or directory".to_string(), 127),
         Some(libc::EACCES) => ("permission denied".to_string(), 126),
         _ => (e.to_string(), 126),
     };
@@ -1237,7 +1237,7 @@ fn drop_capabilities(privileged: bool) {
             continue;
         }
         // SAFETY: plain prctl.
-        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) } < 0 {
+        if unsafe { libc::prctl(libc::PR_CAPBSET_DROP, libc::c_ulong::from(cap), 0, 0, 0) } < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EINVAL) {
                 fail(&format!("dropping capability {cap}"), e);

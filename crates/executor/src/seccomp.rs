@@ -99,9 +99,9 @@ pub(crate) const ALLOWED_ARCH: &[(&str, i64)] = syscalls![
 #[cfg(target_arch = "x86_64")]
 #[allow(non_upper_case_globals)]
 mod libc {
-    pub use ::libc::*;
+    pub(super) use ::libc::*;
     /// Not named by `libc` for x86_64 (shadows the glob import).
-    pub const SYS_io_pgetevents: ::libc::c_long = 333;
+    pub(super) const SYS_io_pgetevents: ::libc::c_long = 333;
 }
 
 /// The legacy syscalls of other architectures (none on aarch64), and `io_pgetevents`, which

@@ -39,7 +39,7 @@ pub(crate) fn mount(
             target.as_ptr(),
             ptr(&fstype),
             flags,
-            ptr(&data) as *const libc::c_void,
+            ptr(&data).cast::<libc::c_void>(),
         )
     })
 }
@@ -95,7 +95,7 @@ fn statvfs(path: &Path) -> io::Result<libc::c_ulong> {
     // SAFETY: zeroed statvfs is a valid out-parameter.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: valid path and out-pointer.
-    check(unsafe { libc::statvfs(c.as_ptr(), &mut st) })?;
+    check(unsafe { libc::statvfs(c.as_ptr(), &raw mut st) })?;
     Ok(st.f_flag)
 }
 
@@ -136,7 +136,7 @@ pub(crate) fn pivot_root(new_root: &Path, put_old: &Path) -> io::Result<()> {
 pub(crate) fn write_all_fd(fd: libc::c_int, mut buf: &[u8]) {
     while !buf.is_empty() {
         // SAFETY: buf is valid for buf.len() bytes.
-        let n = unsafe { libc::write(fd, buf.as_ptr() as *const libc::c_void, buf.len()) };
+        let n = unsafe { libc::write(fd, buf.as_ptr().cast::<libc::c_void>(), buf.len()) };
         if n < 0 {
             if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
                 continue;

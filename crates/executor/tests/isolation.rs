@@ -309,7 +309,7 @@ fn kiln_cgroups(controller: &str) -> Vec<PathBuf> {
         .join("kiln");
     std::fs::read_dir(dir)
         .map(|d| {
-            d.filter_map(|e| e.ok())
+            d.filter_map(std::result::Result::ok)
                 .map(|e| e.path())
                 .filter(|p| p.is_dir())
                 .collect()

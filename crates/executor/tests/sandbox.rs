@@ -58,7 +58,7 @@ impl Fixture {
                 upper: self.upper.clone(),
                 work: self.work.clone(),
             },
-            args: args.iter().map(|s| s.to_string()).collect(),
+            args: args.iter().map(std::string::ToString::to_string).collect(),
             env: vec![],
             cwd: "/".into(),
             user: String::new(),
@@ -155,7 +155,7 @@ async fn environment_is_exactly_the_spec_plus_defaults() {
     spec.env = vec!["FOO=bar baz".into()];
     let out = ok(&spec).await.stdout;
     let mut lines: Vec<&str> = out.lines().collect();
-    lines.sort();
+    lines.sort_unstable();
     assert_eq!(
         lines,
         [
@@ -642,7 +642,7 @@ async fn exec_capture(
 
 fn exec_spec(args: &[&str]) -> kiln_executor::ExecSpec {
     kiln_executor::ExecSpec {
-        args: args.iter().map(|s| s.to_string()).collect(),
+        args: args.iter().map(std::string::ToString::to_string).collect(),
         env: vec!["FROM_EXEC=1".into()],
         cwd: "/".into(),
         user: String::new(),

@@ -169,8 +169,7 @@ pub fn distributable(
         return Ok(image.clone());
     }
     let workers = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+        .map_or(1, std::num::NonZero::get)
         .min(todo.len());
     let next = std::sync::atomic::AtomicUsize::new(0);
     let done: std::sync::Mutex<Vec<(usize, Result<Layer>)>> = Default::default();
@@ -182,12 +181,17 @@ pub fn distributable(
                 let r = store
                     .compressed_layer_at(&layers[i], compression, level)
                     .map_err(Error::from);
-                done.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+                done.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push((i, r));
             });
         }
     });
     let mut out = layers;
-    for (i, r) in done.into_inner().unwrap_or_else(|e| e.into_inner()) {
+    for (i, r) in done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
         out[i] = r?;
     }
     m["layers"] = json!(out

@@ -142,7 +142,7 @@ fn stage(dir: &Path, input: &mut dyn Read) -> Result<Staged> {
                 let resolved = if entry.header().entry_type() == tar::EntryType::Link {
                     normalise(&target)
                 } else {
-                    let parent = name.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                    let parent = name.rsplit_once('/').map_or("", |(p, _)| p);
                     normalise(&format!("{parent}/{target}"))
                 };
                 staged.links.insert(name, resolved);
@@ -208,16 +208,15 @@ fn check_layer(
     media_type: Option<&str>,
 ) -> Result<Layer> {
     let known = staged.diff_ids.borrow().get(&s.digest).cloned();
-    let (actual, compression) = match known {
-        Some(k) => k,
-        None => {
-            let k = diff_id(s)?;
-            staged
-                .diff_ids
-                .borrow_mut()
-                .insert(s.digest.clone(), k.clone());
-            k
-        }
+    let (actual, compression) = if let Some(k) = known {
+        k
+    } else {
+        let k = diff_id(s)?;
+        staged
+            .diff_ids
+            .borrow_mut()
+            .insert(s.digest.clone(), k.clone());
+        k
     };
     if actual != expected {
         return Err(bad(format!(
@@ -229,9 +228,7 @@ fn check_layer(
         diff_id: actual,
         digest: s.digest.clone(),
         size: s.size,
-        media_type: media_type
-            .map(str::to_string)
-            .unwrap_or_else(|| compression.media_type().to_string()),
+        media_type: media_type.map_or_else(|| compression.media_type().to_string(), str::to_string),
     })
 }
 
@@ -438,25 +435,22 @@ pub fn load(
         if !store.has_blob(&p.config.digest) {
             store.commit_file(&p.config.path, &p.config.digest)?;
         }
-        let manifest_digest = match p.manifest {
-            Some(m) => {
-                if !store.has_blob(&m.digest) {
-                    store.commit_file(&m.path, &m.digest)?;
-                }
-                m.digest.clone()
+        let manifest_digest = if let Some(m) = p.manifest {
+            if !store.has_blob(&m.digest) {
+                store.commit_file(&m.path, &m.digest)?;
             }
-            None => {
-                let m = json!({
-                    "schemaVersion": 2,
-                    "mediaType": media::OCI_MANIFEST,
-                    "config": {"mediaType": media::OCI_CONFIG, "digest": p.config.digest, "size": p.config.size},
-                    "layers": p.layers.iter().map(|(l, _)| json!({
-                        "mediaType": l.media_type, "digest": l.digest, "size": l.size
-                    })).collect::<Vec<_>>(),
-                });
-                let bytes = serde_json::to_vec(&m).map_err(|e| Error::Config(e.to_string()))?;
-                store.write_blob(&bytes)?.0
-            }
+            m.digest.clone()
+        } else {
+            let m = json!({
+                "schemaVersion": 2,
+                "mediaType": media::OCI_MANIFEST,
+                "config": {"mediaType": media::OCI_CONFIG, "digest": p.config.digest, "size": p.config.size},
+                "layers": p.layers.iter().map(|(l, _)| json!({
+                    "mediaType": l.media_type, "digest": l.digest, "size": l.size
+                })).collect::<Vec<_>>(),
+            });
+            let bytes = serde_json::to_vec(&m).map_err(|e| Error::Config(e.to_string()))?;
+            store.write_blob(&bytes)?.0
         };
         out.push(LoadedImage {
             names: p.names,

@@ -1,7 +1,7 @@
 use std::fmt;
 
 /// Docker Hub's registry name in canonical references.
-pub const DOCKER_HUB: &str = "docker.io";
+pub(crate) const DOCKER_HUB: &str = "docker.io";
 
 /// An image reference, normalised as Docker does: `busybox` is
 /// `docker.io/library/busybox:latest`, `127.0.0.1:5000/x` keeps its registry.
@@ -37,7 +37,7 @@ impl Reference {
         if s.is_empty() {
             return Err(err("empty"));
         }
-        if s.chars().any(|c| c.is_whitespace()) {
+        if s.chars().any(char::is_whitespace) {
             return Err(err("contains white space"));
         }
         let (rest, digest) = match s.split_once('@') {
@@ -50,7 +50,7 @@ impl Reference {
             None => (s, None),
         };
         // The tag is after the last ':' that follows the last '/'.
-        let last_slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
+        let last_slash = rest.rfind('/').map_or(0, |i| i + 1);
         let (name, tag) = match rest[last_slash..].rfind(':') {
             Some(i) => {
                 let t = &rest[last_slash + i + 1..];

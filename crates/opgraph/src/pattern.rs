@@ -112,7 +112,7 @@ fn matches_or_parent(pat: &[String], path: &[&str]) -> bool {
     for p in pat {
         if p == "**" {
             let mut any = false;
-            for m in row.iter_mut() {
+            for m in &mut row {
                 any |= *m;
                 *m = any;
             }

@@ -274,10 +274,10 @@ fn write_config(path: &Path, config: &serde_json::Value) -> std::io::Result<()> 
     );
     config.serialize(&mut ser).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    let name = target
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "config.json".into());
+    let name = target.file_name().map_or_else(
+        || "config.json".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp); // left over by a crashed run with the same pid
     let written = (|| {

@@ -406,8 +406,7 @@ pub fn is_loopback(host: &str) -> bool {
         return true;
     }
     name.parse::<std::net::IpAddr>()
-        .map(|ip| ip.is_loopback())
-        .unwrap_or(false)
+        .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_sha256_digest(d: &str) -> bool {
@@ -458,7 +457,7 @@ fn pick_platform(index: &serde_json::Value) -> Option<String> {
             continue;
         };
         let rank = match field("variant") {
-            None | Some("") | Some("v1") => 0,
+            None | Some("" | "v1") => 0,
             _ => 1,
         };
         let better = match &best {
@@ -1152,7 +1151,11 @@ impl Client {
                 return Err(ctx.protocol(format!("manifest {child} is an index inside an index")));
             }
         }
-        if json.get("schemaVersion").and_then(|v| v.as_u64()) != Some(2) {
+        if json
+            .get("schemaVersion")
+            .and_then(serde_json::Value::as_u64)
+            != Some(2)
+        {
             return Err(ctx.protocol(format!(
                 "manifest {digest}: only schema version 2 manifests are supported ({mt})"
             )));
@@ -1233,7 +1236,7 @@ impl Client {
             .map_err(|e| ctx.protocol(format!("{what}: writer task failed: {e}")))?;
         match (failure, outcome) {
             // The writer failed first; its error says why.
-            (Some(None), Some(Err(e))) | (None, Some(Err(e))) => match e {
+            (Some(None) | None, Some(Err(e))) => match e {
                 Error::Store(kiln_cache::Error::DigestMismatch { expected, actual }) => Err(ctx
                     .protocol(format!(
                     "{what}: content does not match its digest (expected {expected}, got {actual})"
@@ -1686,10 +1689,10 @@ mod tests {
             retry_after(&h(RETRY_AFTER, "7")),
             Some(Duration::from_secs(7))
         );
-        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let later = std::time::SystemTime::now() + Duration::from_mins(2);
         let d = retry_after(&h(RETRY_AFTER, &httpdate::fmt_http_date(later))).unwrap();
         assert!(
-            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            d > Duration::from_secs(100) && d <= Duration::from_mins(2),
             "{d:?}"
         );
         assert_eq!(

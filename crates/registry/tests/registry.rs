@@ -95,7 +95,7 @@ async fn missing_tag_and_repository_are_not_found() {
         let r = reference(&format!("{}/{name}", reg.host()));
         match client.resolve(&r, &a).await {
             Err(Error::NotFound { reference }) => {
-                assert!(reference.contains(&r.to_string()), "{reference}")
+                assert!(reference.contains(&r.to_string()), "{reference}");
             }
             other => panic!("{name}: expected NotFound, got {other:?}"),
         }
@@ -181,7 +181,7 @@ async fn docker_media_types_and_index_resolve_to_amd64() {
             .manifest
             .media_type()
             .as_ref()
-            .map(|m| m.to_string())
+            .map(std::string::ToString::to_string)
             .as_deref(),
         Some(kiln_oci::media::DOCKER_MANIFEST)
     );
@@ -360,7 +360,7 @@ async fn check_login_with_basic_auth() {
         .unwrap();
     match client.check_login(&reg.host(), USER, "wrong").await {
         Err(e @ Error::Unauthorized { .. }) => {
-            assert!(e.to_string().contains(&reg.host()), "{e}")
+            assert!(e.to_string().contains(&reg.host()), "{e}");
         }
         other => panic!("expected Unauthorized, got {other:?}"),
     }

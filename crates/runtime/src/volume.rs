@@ -133,20 +133,17 @@ impl Volumes {
         labels: BTreeMap<String, String>,
     ) -> Result<(Volume, bool)> {
         let mut labels = labels;
-        let name = match name {
-            Some(n) => {
-                if !valid_volume_name(n) {
-                    return Err(Error::InvalidVolumeName(n.to_string()));
-                }
-                if let Ok(v) = self.get(n) {
-                    return Ok((v, false));
-                }
-                n.to_string()
+        let name = if let Some(n) = name {
+            if !valid_volume_name(n) {
+                return Err(Error::InvalidVolumeName(n.to_string()));
             }
-            None => {
-                labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-                random_volume_name()
+            if let Ok(v) = self.get(n) {
+                return Ok((v, false));
             }
+            n.to_string()
+        } else {
+            labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+            random_volume_name()
         };
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let tmp = self.dir.join(format!(
@@ -387,7 +384,7 @@ fn lookup(lowers: &[PathBuf], rel: &Path) -> io::Result<Option<Found>> {
                 };
                 match parent.lstat(&name)? {
                     Some(m) if FileType::from_raw_mode(m.st_mode) == FileType::Directory => {
-                        dirs.push(parent.open_dir(&name)?)
+                        dirs.push(parent.open_dir(&name)?);
                     }
                     Some(m) if !is_whiteout(&m) && dirs.is_empty() => {
                         return Ok(Some(Found::Other))

@@ -272,7 +272,7 @@ mod tests {
         std::os::unix::fs::symlink("secret", ctx.join("link")).unwrap();
         let ex: Vec<String> = ["secret", "**/*.log", "!sub/keep/k.log"]
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         let out = d.path().join("out");
         materialize(&ctx, &ex, &out).unwrap();

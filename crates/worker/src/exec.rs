@@ -372,8 +372,7 @@ fn secret_file(value: &[u8], mode: u32, uid: u32, gid: u32) -> std::io::Result<P
 fn hex_id() -> String {
     let t = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
+        .map_or(0, |d| d.as_nanos());
     blake3::hash(format!("{t}-{}", std::process::id()).as_bytes()).to_hex()[..16].to_string()
 }
 

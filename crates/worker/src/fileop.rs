@@ -358,7 +358,7 @@ impl Claims {
     fn claim(&self, md: &fs::Metadata) -> bool {
         self.0
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert((md.dev(), md.ino()))
     }
 }
@@ -400,20 +400,17 @@ fn link_placeholder(path: &Path, candidate: &Path) -> io::Result<()> {
     let mut name = OsString::from(".kiln-link-");
     name.push(path.file_name().unwrap_or_default());
     let tmp = parent.join(name);
-    match fs::hard_link(candidate, &tmp) {
-        Ok(()) => {
-            if let Err(e) = fs::rename(&tmp, path) {
-                let _ = fs::remove_file(&tmp);
-                return Err(e);
-            }
+    if let Ok(()) = fs::hard_link(candidate, &tmp) {
+        if let Err(e) = fs::rename(&tmp, path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
         }
-        Err(_) => {
-            let md = fs::symlink_metadata(path)?;
-            let mut to = fs::OpenOptions::new().write(true).open(path)?;
-            io::copy(&mut fs::File::open(candidate)?, &mut to)?;
-            let t = filetime::FileTime::from_last_modification_time(&md);
-            filetime::set_file_times(path, t, t)?;
-        }
+    } else {
+        let md = fs::symlink_metadata(path)?;
+        let mut to = fs::OpenOptions::new().write(true).open(path)?;
+        io::copy(&mut fs::File::open(candidate)?, &mut to)?;
+        let t = filetime::FileTime::from_last_modification_time(&md);
+        filetime::set_file_times(path, t, t)?;
     }
     filetime::set_file_times(
         parent,
@@ -743,8 +740,7 @@ fn parallel<T: Sync, R: Send>(
     f: impl Fn(&T) -> io::Result<Option<R>> + Sync,
 ) -> io::Result<Vec<R>> {
     let threads = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+        .map_or(1, std::num::NonZero::get)
         .min(items.len() / 64 + 1);
     // Runs of items in one directory, at most 64 long (a big directory is still shared).
     let mut groups: Vec<std::ops::Range<usize>> = Vec::new();
@@ -885,7 +881,7 @@ impl<'a> Copier<'a> {
         for o in outcomes {
             match o {
                 Outcome::Pooled(hash, target) | Outcome::Linked(hash, target) => {
-                    self.pooled.push((hash, target))
+                    self.pooled.push((hash, target));
                 }
                 Outcome::Deferred(d) => self.deferred.push(d),
                 Outcome::Reused => {}
@@ -994,7 +990,7 @@ impl<'a> Copier<'a> {
             return Ok(());
         };
         let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
@@ -1005,8 +1001,7 @@ impl<'a> Copier<'a> {
                 format!("{base}/{n}")
             };
             let is_dir = fs::symlink_metadata(dir.join(p.rsplit('/').next().unwrap_or("")))
-                .map(|m| m.is_dir())
-                .unwrap_or(false);
+                .is_ok_and(|m| m.is_dir());
             out.push(p.clone());
             if is_dir && out.len() < 1_000_000 {
                 self.descendants(&p, out)?;
@@ -1036,7 +1031,7 @@ impl<'a> Copier<'a> {
                 } else if has_glob(part) {
                     let Ok(rd) = fs::read_dir(&dir) else { continue };
                     let mut names: Vec<String> = rd
-                        .filter_map(|e| e.ok())
+                        .filter_map(std::result::Result::ok)
                         .map(|e| e.file_name().to_string_lossy().into_owned())
                         .filter(|n| glob_match(part.as_bytes(), n.as_bytes()))
                         .collect();
@@ -1105,7 +1100,7 @@ impl<'a> Copier<'a> {
                     // The name the user gave (a followed symlink keeps its own name).
                     let name = Path::new(&rel)
                         .file_name()
-                        .map(|n| n.to_os_string())
+                        .map(std::ffi::OsStr::to_os_string)
                         .unwrap_or_default();
                     dest_path.join(name)
                 } else {
@@ -1154,8 +1149,7 @@ impl<'a> Copier<'a> {
                 rel.as_str()
             } else {
                 rel.strip_prefix(pivot.as_str())
-                    .map(|r| r.trim_start_matches('/'))
-                    .unwrap_or(&rel)
+                    .map_or(rel.as_str(), |r| r.trim_start_matches('/'))
             };
             let target = if keep.is_empty() {
                 format!("{dest}/")
@@ -1206,7 +1200,7 @@ impl<'a> Copier<'a> {
 
     fn copy_dir_contents(&mut self, src: &Path, rel: &str, dest: &Path) -> io::Result<()> {
         let mut names: Vec<OsString> = fs::read_dir(src)?
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .map(|e| e.file_name())
             .collect();
         names.sort();
@@ -1462,7 +1456,7 @@ mod tests {
         fs::write(c.join("public/ignored.txt"), "x").unwrap();
         let ex: Vec<String> = ["secret", "hidden", "public/ignored.txt"]
             .iter()
-            .map(|s| s.to_string())
+            .map(std::string::ToString::to_string)
             .collect();
         let copy = |src: &[&str]| {
             let root = tempfile::tempdir().unwrap();
@@ -1499,7 +1493,7 @@ mod tests {
             source: kiln_opgraph::Input {
                 vertex: kiln_opgraph::VertexDigest("blake3:x".into()),
             },
-            src: src.iter().map(|s| s.to_string()).collect(),
+            src: src.iter().map(std::string::ToString::to_string).collect(),
             dest: dest.into(),
             chown: None,
             chmod: None,

@@ -17,7 +17,7 @@ use tokio::io::AsyncWriteExt;
 /// What [`download`] fetched.
 #[derive(Debug)]
 #[allow(dead_code)] // `size` is for callers and tests.
-pub struct Downloaded {
+pub(crate) struct Downloaded {
     /// `sha256:<hex>` of the body.
     pub digest: String,
     /// The `Last-Modified` header, parsed.
@@ -27,7 +27,7 @@ pub struct Downloaded {
 }
 
 /// Streams `url` into `dest` and checks it against `checksum` (`sha256:<hex>`) if given.
-pub async fn download(
+pub(crate) async fn download(
     url: &str,
     checksum: Option<&str>,
     dest: &Path,
@@ -152,7 +152,7 @@ mod tests {
         assert_eq!(std::fs::read(&f).unwrap(), b"hello\n");
         assert_eq!(
             got.last_modified,
-            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1445412480))
+            Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_mins(24090208))
         );
         let bad = format!("sha256:{}", "0".repeat(64));
         let e = download(&format!("{base}/x"), Some(&bad), &f)

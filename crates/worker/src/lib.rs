@@ -296,9 +296,10 @@ impl kiln_solver::Worker for BuildWorker {
             // ADD <url>: the --checksum, or else what the URL serves now (its content and
             // Last-Modified, which becomes the file's mtime). Without a checksum the file is
             // fetched here and again when the step runs.
-            Op::Http { url, checksum, .. } => match checksum {
-                Some(c) => Ok(Some(format!("checksum:{c}"))),
-                None => {
+            Op::Http { url, checksum, .. } => {
+                if let Some(c) = checksum {
+                    Ok(Some(format!("checksum:{c}")))
+                } else {
                     let tmp = self.cfg.store.temp_dir("http-key-")?;
                     let got = http::download(url, None, &tmp.path().join("body")).await?;
                     let mtime = got
@@ -307,7 +308,7 @@ impl kiln_solver::Worker for BuildWorker {
                         .map(|d| d.as_secs());
                     Ok(Some(format!("content:{}:{mtime:?}", got.digest)))
                 }
-            },
+            }
             _ => Ok(None),
         }
     }

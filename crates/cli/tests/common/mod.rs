@@ -9,12 +9,12 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// True when the test may run; prints why it is skipped otherwise.
-pub fn can_run(tools: &[&str]) -> bool {
+pub(crate) fn can_run(tools: &[&str]) -> bool {
     kiln_testutil::require_root("namespaces, overlayfs, mounts")
         && kiln_testutil::require_tools(tools)
 }
 
-pub fn which(tool: &str) -> Option<PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<PathBuf> {
     std::env::var_os("PATH")?
         .to_str()?
         .split(':')
@@ -22,11 +22,11 @@ pub fn which(tool: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-pub fn kiln_bin() -> PathBuf {
+pub(crate) fn kiln_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_kiln"))
 }
 
-pub fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
@@ -37,17 +37,17 @@ pub fn repo_root() -> PathBuf {
 /// (`Registry::start_with_auth`, `USER`/`PASSWORD`): one implementation for both crates'
 /// tests, included from there.
 #[path = "../../../registry/tests/common/server.rs"]
-pub mod registry_server;
+pub(crate) mod registry_server;
 
 /// A `docker-registry` serving on a free loopback port; killed on drop.
-pub struct Registry {
+pub(crate) struct Registry {
     child: Child,
     pub addr: String,
     _dir: tempfile::TempDir,
 }
 
 impl Registry {
-    pub fn start() -> Registry {
+    pub(crate) fn start() -> Registry {
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -57,7 +57,7 @@ impl Registry {
     }
 
     /// A registry on a fixed address (the conformance corpus names 127.0.0.1:5000).
-    pub fn start_at(addr: &str) -> Registry {
+    pub(crate) fn start_at(addr: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let addr = addr.to_string();
         let cfg = dir.path().join("config.yml");
@@ -94,7 +94,7 @@ impl Registry {
 
 impl Registry {
     /// The registry's storage directory (`docker/registry/v2/blobs/…` below it).
-    pub fn storage(&self) -> PathBuf {
+    pub(crate) fn storage(&self) -> PathBuf {
         self._dir.path().join("storage")
     }
 }
@@ -107,18 +107,18 @@ impl Drop for Registry {
 }
 
 /// A kiln state directory.
-pub struct Kiln {
+pub(crate) struct Kiln {
     pub root: tempfile::TempDir,
 }
 
 impl Kiln {
-    pub fn new() -> Kiln {
+    pub(crate) fn new() -> Kiln {
         Kiln {
             root: tempfile::tempdir().unwrap(),
         }
     }
 
-    pub fn cmd(&self) -> Command {
+    pub(crate) fn cmd(&self) -> Command {
         let mut c = Command::new(kiln_bin());
         c.arg("--root").arg(self.root.path());
         c.stdin(Stdio::null());
@@ -126,12 +126,12 @@ impl Kiln {
     }
 
     /// Runs kiln with `args`; returns the output (never panics on failure).
-    pub fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run kiln")
     }
 
     /// Runs kiln and asserts success; returns stdout.
-    pub fn ok(&self, args: &[&str]) -> String {
+    pub(crate) fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
         assert!(
             out.status.success(),
@@ -144,7 +144,7 @@ impl Kiln {
     }
 
     /// Imports the busybox base image as `REGISTRY/busybox:latest` and pushes it.
-    pub fn seed_base(&self, registry: &Registry) -> String {
+    pub(crate) fn seed_base(&self, registry: &Registry) -> String {
         let tar = self.root.path().join("busybox-rootfs.tar");
         busybox_rootfs_tar(&tar);
         let name = format!("{}/busybox:latest", registry.addr);
@@ -157,7 +157,7 @@ impl Kiln {
 
 impl Kiln {
     /// Imports the busybox base image as `busybox:latest` in this root only (no registry).
-    pub fn seed_local_base(&self) -> String {
+    pub(crate) fn seed_local_base(&self) -> String {
         let tar = self.root.path().join("busybox-rootfs.tar");
         busybox_rootfs_tar(&tar);
         let name = "busybox:latest".to_string();
@@ -167,7 +167,7 @@ impl Kiln {
     }
 
     /// Runs `kiln build --progress plain ARGS… CONTEXT`; returns (success, stderr).
-    pub fn build(&self, context: &Path, args: &[&str]) -> (bool, String) {
+    pub(crate) fn build(&self, context: &Path, args: &[&str]) -> (bool, String) {
         let mut c = self.cmd();
         c.args(["build", "--progress", "plain"])
             .args(args)
@@ -179,7 +179,7 @@ impl Kiln {
 
 /// A root with the local busybox base image and an empty context dir, when the tools a
 /// test needs are there (`can_run`).
-pub fn local_project(tools: &[&str]) -> Option<(Kiln, tempfile::TempDir)> {
+pub(crate) fn local_project(tools: &[&str]) -> Option<(Kiln, tempfile::TempDir)> {
     if !can_run(tools) {
         return None;
     }
@@ -189,7 +189,7 @@ pub fn local_project(tools: &[&str]) -> Option<(Kiln, tempfile::TempDir)> {
 }
 
 /// The step names a plain build log shows as CACHED, and those it ran (`DONE`).
-pub fn cached_and_run(log: &str) -> (Vec<String>, Vec<String>) {
+pub(crate) fn cached_and_run(log: &str) -> (Vec<String>, Vec<String>) {
     let mut names = std::collections::HashMap::new();
     let (mut cached, mut run) = (vec![], vec![]);
     for l in log.lines() {
@@ -212,7 +212,7 @@ pub fn cached_and_run(log: &str) -> (Vec<String>, Vec<String>) {
 
 /// Writes the base rootfs the conformance corpus describes: /bin/busybox, a symlink per
 /// applet, /etc/passwd and /etc/group with root, empty standard dirs.
-pub fn busybox_rootfs_tar(out: &Path) {
+pub(crate) fn busybox_rootfs_tar(out: &Path) {
     let busybox = ["/bin/busybox", "/usr/bin/busybox"]
         .into_iter()
         .find(|p| Path::new(p).exists())
@@ -250,16 +250,16 @@ pub fn busybox_rootfs_tar(out: &Path) {
     assert!(st.success());
 }
 
-pub fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-pub fn stdout(o: &Output) -> String {
+pub(crate) fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 /// Every file below `dir` (relative paths), for checking that nothing was left behind.
-pub fn files_below(dir: &Path) -> Vec<String> {
+pub(crate) fn files_below(dir: &Path) -> Vec<String> {
     let mut v = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
@@ -270,7 +270,7 @@ pub fn files_below(dir: &Path) -> Vec<String> {
 }
 
 /// Writes `text` to `dir/name`, creating parent directories.
-pub fn write(dir: &Path, name: &str, text: &str) {
+pub(crate) fn write(dir: &Path, name: &str, text: &str) {
     let p = dir.join(name);
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();

@@ -2,7 +2,7 @@
 #![allow(dead_code)] // each test binary uses a part of it
 
 /// True as root; prints why the test is skipped otherwise.
-pub fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     kiln_testutil::require_root("namespaces, overlayfs, mounts")
 }
 
@@ -17,14 +17,14 @@ macro_rules! require_root {
 }
 
 /// `tool` on `PATH`.
-pub fn which(tool: &str) -> Option<std::path::PathBuf> {
+pub(crate) fn which(tool: &str) -> Option<std::path::PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
         .map(|d| d.join(tool))
         .find(|p| p.is_file())
 }
 
 /// The executor, its helper being the test helper binary.
-pub fn executor() -> kiln_executor::Executor {
+pub(crate) fn executor() -> kiln_executor::Executor {
     kiln_executor::Executor::new(vec![
         std::ffi::OsString::from(env!("CARGO_BIN_EXE_kiln-sandbox-test-helper")),
         std::ffi::OsString::from(kiln_executor::HELPER_ARG),
@@ -32,7 +32,7 @@ pub fn executor() -> kiln_executor::Executor {
 }
 
 /// Everything a finished run sent through `Output::Capture`: (stdout, stderr).
-pub fn drain<B: AsRef<[u8]>>(
+pub(crate) fn drain<B: AsRef<[u8]>>(
     rx: &mut tokio::sync::mpsc::UnboundedReceiver<(kiln_executor::Stream, B)>,
 ) -> (String, String) {
     let (mut stdout, mut stderr) = (Vec::new(), Vec::new());

@@ -4,23 +4,23 @@
 #![allow(dead_code)]
 
 mod server;
-pub use server::*;
+pub(crate) use server::*;
 /// The fault-injecting proxy of `faults.rs`.
-pub mod proxy;
+pub(crate) mod proxy;
 
 use kiln_cache::Store;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A new empty store in its own temp dir.
-pub fn new_store() -> (tempfile::TempDir, Store) {
+pub(crate) fn new_store() -> (tempfile::TempDir, Store) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("root")).unwrap();
     (dir, store)
 }
 
 /// An image put together in `store`; blob digests for checks.
-pub struct TestImage {
+pub(crate) struct TestImage {
     pub manifest_digest: String,
     pub config_digest: String,
     pub layer_digests: Vec<String>,
@@ -29,7 +29,7 @@ pub struct TestImage {
 /// Writes a config blob, two layer blobs (one small, one of several MiB, streamed through a
 /// `BlobWriter`) and a manifest of `manifest_media_type` (OCI or Docker schema 2; the
 /// blobs' media types follow) into `store`.
-pub fn make_image(store: &Store, seed: u8, docker: bool) -> TestImage {
+pub(crate) fn make_image(store: &Store, seed: u8, docker: bool) -> TestImage {
     let (config_mt, layer_mt, manifest_mt) = if docker {
         (
             kiln_oci::media::DOCKER_CONFIG,
@@ -50,7 +50,7 @@ pub fn make_image(store: &Store, seed: u8, docker: bool) -> TestImage {
     let mut state: u32 = 0x1234_5678 ^ u32::from(seed);
     let mut chunk = vec![0u8; 64 * 1024];
     for _ in 0..80 {
-        for b in chunk.iter_mut() {
+        for b in &mut chunk {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
@@ -93,7 +93,7 @@ pub fn make_image(store: &Store, seed: u8, docker: bool) -> TestImage {
 }
 
 /// Writes an index (`docker` → Docker manifest list) naming `amd64` and `arm64` manifests.
-pub fn make_index(store: &Store, amd64: &str, arm64: &str, docker: bool) -> String {
+pub(crate) fn make_index(store: &Store, amd64: &str, arm64: &str, docker: bool) -> String {
     let (mt, child_mt) = if docker {
         (
             kiln_oci::media::DOCKER_LIST,
@@ -120,7 +120,7 @@ pub fn make_index(store: &Store, amd64: &str, arm64: &str, docker: bool) -> Stri
 }
 
 /// Asserts both stores hold `digest` with identical bytes.
-pub fn assert_same_blob(a: &Store, b: &Store, digest: &str) {
+pub(crate) fn assert_same_blob(a: &Store, b: &Store, digest: &str) {
     assert!(
         b.has_blob(digest),
         "{digest} missing from the pulling store"
@@ -136,7 +136,7 @@ pub fn assert_same_blob(a: &Store, b: &Store, digest: &str) {
 }
 
 /// A Docker `config.json` with Basic credentials for `host`.
-pub fn docker_config(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
+pub(crate) fn docker_config(dir: &Path, host: &str, user: &str, password: &str) -> PathBuf {
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
     let p = dir.join("docker-config.json");

@@ -9,7 +9,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 /// What to do with a matching request.
 #[derive(Clone, Debug)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Answer with this status and these extra headers (the upstream is not asked).
     Status(u16, Vec<(String, String)>),
     /// Forward, but close the connection after the answer's head and this many body bytes.
@@ -26,7 +26,7 @@ pub enum Fault {
 /// `fault` for the next `times` requests whose method is `method` and whose path contains
 /// `path`.
 #[derive(Clone, Debug)]
-pub struct Rule {
+pub(crate) struct Rule {
     pub method: &'static str,
     pub path: String,
     pub fault: Fault,
@@ -35,14 +35,14 @@ pub struct Rule {
 
 /// A request as the proxy saw it.
 #[derive(Clone, Debug)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub method: String,
     pub path: String,
     pub range: Option<String>,
     pub at: Instant,
 }
 
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub port: u16,
     rules: Arc<Mutex<Vec<Rule>>>,
     seen: Arc<Mutex<Vec<Seen>>>,
@@ -51,7 +51,7 @@ pub struct Proxy {
 
 impl Proxy {
     /// A proxy forwarding to `upstream` (`host:port`).
-    pub async fn start(upstream: String) -> Proxy {
+    pub(crate) async fn start(upstream: String) -> Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let rules = Arc::new(Mutex::new(Vec::<Rule>::new()));
@@ -73,11 +73,11 @@ impl Proxy {
         }
     }
 
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn add(&self, method: &'static str, path: &str, fault: Fault, times: usize) {
+    pub(crate) fn add(&self, method: &'static str, path: &str, fault: Fault, times: usize) {
         self.rules.lock().unwrap().push(Rule {
             method,
             path: path.to_string(),
@@ -87,7 +87,7 @@ impl Proxy {
     }
 
     /// The requests seen so far with this method and a path containing `path`.
-    pub fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
+    pub(crate) fn seen(&self, method: &str, path: &str) -> Vec<Seen> {
         self.seen
             .lock()
             .unwrap()
@@ -179,7 +179,7 @@ async fn serve(
         return Ok(());
     }
     if let Some(Fault::Silent) = fault {
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        tokio::time::sleep(Duration::from_mins(10)).await;
         return Ok(());
     }
     // Forward, one request per connection.
@@ -199,7 +199,7 @@ async fn serve(
     let mut answer = Vec::new();
     up.read_to_end(&mut answer).await?;
     let limit = match fault {
-        Some(Fault::DropAfter(n)) | Some(Fault::StallAfter(n)) => {
+        Some(Fault::DropAfter(n) | Fault::StallAfter(n)) => {
             let head_len = answer
                 .windows(4)
                 .position(|w| w == b"\r\n\r\n")
@@ -211,7 +211,7 @@ async fn serve(
     conn.write_all(&answer[..limit]).await?;
     conn.flush().await?;
     if let Some(Fault::StallAfter(_)) = fault {
-        tokio::time::sleep(Duration::from_secs(600)).await;
+        tokio::time::sleep(Duration::from_mins(10)).await;
     }
     Ok(())
 }

@@ -12,34 +12,34 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
+pub(crate) const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
 /// `user:password` accepted by [`Registry::start_with_auth`].
-pub const USER: &str = "kiln";
-pub const PASSWORD: &str = "kiln-secret";
+pub(crate) const USER: &str = "kiln";
+pub(crate) const PASSWORD: &str = "kiln-secret";
 /// bcrypt (cost 4) of [`PASSWORD`], made with python3's `crypt` so the test needs no tool.
 const PASSWORD_BCRYPT: &str = "$2b$04$WSMAMqWQsv3zAGQHdGuM6uIjpsXhKHMz7Lp8odsqJnXcbK/bFo1xK";
 
-pub struct Registry {
+pub(crate) struct Registry {
     child: Child,
     pub port: u16,
     pub dir: tempfile::TempDir,
 }
 
 /// A port nobody listens on (bound, read, released).
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     l.local_addr().unwrap().port()
 }
 
 impl Registry {
     /// `None` (after printing why) when the binary is not installed.
-    pub fn start() -> Option<Registry> {
+    pub(crate) fn start() -> Option<Registry> {
         Self::start_inner(false)
     }
 
     /// With htpasswd (Basic) auth for [`USER`]/[`PASSWORD`].
-    pub fn start_with_auth() -> Option<Registry> {
+    pub(crate) fn start_with_auth() -> Option<Registry> {
         Self::start_inner(true)
     }
 
@@ -86,27 +86,26 @@ impl Registry {
             if let Ok(Some(exit)) = reg.child.try_wait() {
                 panic!("docker-registry exited ({exit}):\n{}", reg.log());
             }
-            if Instant::now() > deadline {
-                panic!(
-                    "docker-registry did not answer on port {port}:\n{}",
-                    reg.log()
-                );
-            }
+            assert!(
+                Instant::now() <= deadline,
+                "docker-registry did not answer on port {port}:\n{}",
+                reg.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
-    pub fn host(&self) -> String {
+    pub(crate) fn host(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
-    pub fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }
 
     /// How many requests with this method and a path containing `path_part` the access log
     /// shows.
-    pub fn count_requests(&self, method: &str, path_part: &str) -> usize {
+    pub(crate) fn count_requests(&self, method: &str, path_part: &str) -> usize {
         let needle = format!("\"{method} ");
         self.log()
             .lines()
