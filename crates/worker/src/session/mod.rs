@@ -15,6 +15,31 @@
 //!
 //! What a user should see on the way (cache imports, pushes) goes to an [`Observer`] as
 //! [`Notice`]s; the caller decides what to print.
+//!
+//! ```no_run
+//! # async fn demo(
+//! #     resources: kiln_worker::session::Resources,
+//! #     opts: kiln_worker::session::BuildOptions,
+//! #     resolver: &dyn kiln_frontend::ImageResolver,
+//! # ) -> Result<(), kiln_worker::session::Error> {
+//! use kiln_worker::session::{BuildSession, Notice, Observer};
+//! use std::sync::Arc;
+//!
+//! struct Silent;
+//! impl Observer for Silent {
+//!     fn notice(&self, _: Notice<'_>) {}
+//! }
+//!
+//! let session = BuildSession::load(resources, opts, resolver, Arc::new(Silent)).await?;
+//! let (events, mut rx) = tokio::sync::mpsc::unbounded_channel();
+//! let progress = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+//! let solved = session.solve(Some(events)).await?;
+//! let _ = progress.await;
+//! let outcome = solved.export("2026-01-01T00:00:00Z").await?;
+//! println!("{} ({} steps run)", outcome.image.config_digest, outcome.executed);
+//! # Ok(())
+//! # }
+//! ```
 
 mod cache;
 mod entitlements;
