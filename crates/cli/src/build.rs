@@ -4,11 +4,13 @@ use crate::progress;
 use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
 use kiln_cache::Compression;
-use kiln_exporter::{Compress, HistoryEntry};
+use kiln_exporter::Compress;
 use kiln_frontend::{ErrorKind, ImageResolver, ResolvedImage};
 use kiln_oci::Reference;
-use kiln_opgraph::{NetworkMode, Op, VertexDigest};
-use kiln_worker::{BuildWorker, Output, WorkerConfig};
+use kiln_worker::session::{
+    self, BuildOptions, BuildSession, Dockerfile, Entitlements, Export, NetworkMode, Notice,
+    Observer, Outcome, Resources,
+};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -158,22 +160,6 @@ fn onbuild_triggers(cfg: &serde_json::Value) -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-enum Export {
-    Layout {
-        format: kiln_exporter::layout::Format,
-        dest: PathBuf,
-        dir: bool,
-        compress: Compress,
-    },
-    Local(PathBuf),
-    Tar(PathBuf),
-    Image {
-        name: Option<String>,
-        push: bool,
-        compress: Compress,
-    },
 }
 
 fn parse_output(s: &str) -> Result<Export, Failure> {
@@ -392,50 +378,92 @@ fn frontend_failure(e: kiln_frontend::Error) -> Failure {
 pub(crate) async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
     let started = std::time::Instant::now();
     // Usage errors first, before any work.
-    let cache_usage = |e: kiln_remotecache::Error| Failure::usage(e.to_string());
-    let cache_from = a
-        .cache_from
-        .iter()
-        .map(|c| kiln_remotecache::parse_from(c).map_err(cache_usage))
-        .collect::<Result<Vec<_>, _>>()?;
-    let cache_to = a
-        .cache_to
-        .iter()
-        .map(|c| kiln_remotecache::ExportSpec::parse(c).map_err(cache_usage))
-        .collect::<Result<Vec<_>, _>>()?;
-    let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
-    let mut exports = a
-        .outputs
-        .iter()
-        .map(|o| parse_output(o))
-        .collect::<Result<Vec<_>, _>>()?;
-    if a.push {
-        exports.push(Export::Image {
-            name: None,
-            push: true,
-            compress: Compress::default(),
-        });
-    }
-    let tags: Vec<Reference> = a
-        .tags
-        .iter()
-        .map(|t| Reference::parse(t).map_err(|e| Failure::usage(e.to_string())))
-        .collect::<Result<_, _>>()?;
-    if let Some(p) = &a.platform {
-        if p != "linux/amd64" {
-            return Err(Failure::usage(format!(
-                "platform {p} is not supported: kiln builds for linux/amd64 only"
-            )));
-        }
-    }
+    let flags = Flags::parse(&a)?;
     // Held for the whole build: a prune (exclusive) waits, so it never removes what this
     // build wrote but has not recorded yet.
     let gc_lock = env.store.lock_gc_shared()?;
-    kiln_worker::context::use_stat_cache(env.store.clone());
-    let context = std::fs::canonicalize(&a.context).map_err(|e| {
+    let context = context_dir(&a.context)?;
+    let dockerfile = read_dockerfile(a.file.as_deref(), &context)?;
+    if a.check {
+        return check(&dockerfile.text, &dockerfile.file_name);
+    }
+    let tags = flags.tags.clone();
+    let opts = options(&a, flags, context, dockerfile)?;
+    let outcome = run_session(env, &a, opts).await?;
+    write_files(&a, &outcome, &tags)?;
+    if a.quiet {
+        println!("{}", outcome.image.config_digest);
+    } else {
+        eprintln!("\n{}", summary(&outcome, &tags, started.elapsed()));
+    }
+    drop(gc_lock);
+    crate::system::gc_after_build(env);
+    Ok(0)
+}
+
+/// The flags that are checked before anything else (their errors are usage errors).
+struct Flags {
+    cache_from: Vec<kiln_remotecache::Location>,
+    cache_to: Vec<kiln_remotecache::ExportSpec>,
+    extra_hosts: Vec<(String, String)>,
+    exports: Vec<Export>,
+    tags: Vec<Reference>,
+}
+
+impl Flags {
+    fn parse(a: &BuildArgs) -> Result<Self, Failure> {
+        let cache_usage = |e: kiln_remotecache::Error| Failure::usage(e.to_string());
+        let cache_from = a
+            .cache_from
+            .iter()
+            .map(|c| kiln_remotecache::parse_from(c).map_err(cache_usage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cache_to = a
+            .cache_to
+            .iter()
+            .map(|c| kiln_remotecache::ExportSpec::parse(c).map_err(cache_usage))
+            .collect::<Result<Vec<_>, _>>()?;
+        let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
+        let mut exports = a
+            .outputs
+            .iter()
+            .map(|o| parse_output(o))
+            .collect::<Result<Vec<_>, _>>()?;
+        if a.push {
+            exports.push(Export::Image {
+                name: None,
+                push: true,
+                compress: Compress::default(),
+            });
+        }
+        let tags = a
+            .tags
+            .iter()
+            .map(|t| Reference::parse(t).map_err(|e| Failure::usage(e.to_string())))
+            .collect::<Result<_, _>>()?;
+        if let Some(p) = &a.platform {
+            if p != "linux/amd64" {
+                return Err(Failure::usage(format!(
+                    "platform {p} is not supported: kiln builds for linux/amd64 only"
+                )));
+            }
+        }
+        Ok(Self {
+            cache_from,
+            cache_to,
+            extra_hosts,
+            exports,
+            tags,
+        })
+    }
+}
+
+/// The context directory, absolute.
+fn context_dir(dir: &std::path::Path) -> Result<PathBuf, Failure> {
+    let context = std::fs::canonicalize(dir).map_err(|e| {
         Failure::new(
             1,
-            format!("unable to prepare context: {}: {e}", a.context.display()),
+            format!("unable to prepare context: {}: {e}", dir.display()),
         )
     })?;
     if !context.is_dir() {
@@ -447,42 +475,53 @@ pub(crate) async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             ),
         ));
     }
-    let (dockerfile, file_name, dockerfile_path) = match a.file.as_deref() {
-        Some("-") => {
-            let mut s = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map_err(|e| {
-                Failure::new(1, format!("cannot read the Dockerfile from stdin: {e}"))
-            })?;
-            (s, "Dockerfile".to_string(), None)
-        }
-        f => {
-            let p = f.map_or_else(|| context.join("Dockerfile"), PathBuf::from);
-            let s = std::fs::read_to_string(&p).map_err(|e| {
-                Failure::new(
-                    1,
-                    format!("failed to read dockerfile: {}: {e}", p.display()),
-                )
-            })?;
-            let name = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            (s, name, Some(p))
-        }
-    };
-    if a.check {
-        return check(&dockerfile, &file_name);
+    Ok(context)
+}
+
+/// `-f FILE` (`-` reads stdin), by default `CONTEXT/Dockerfile`.
+fn read_dockerfile(file: Option<&str>, context: &std::path::Path) -> Result<Dockerfile, Failure> {
+    if file == Some("-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text)
+            .map_err(|e| Failure::new(1, format!("cannot read the Dockerfile from stdin: {e}")))?;
+        return Ok(Dockerfile {
+            text,
+            file_name: "Dockerfile".to_string(),
+            path: None,
+        });
     }
+    let p = file.map_or_else(|| context.join("Dockerfile"), PathBuf::from);
+    let text = std::fs::read_to_string(&p).map_err(|e| {
+        Failure::new(
+            1,
+            format!("failed to read dockerfile: {}: {e}", p.display()),
+        )
+    })?;
+    Ok(Dockerfile {
+        text,
+        file_name: p
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        path: Some(p),
+    })
+}
+
+/// The session's options: the checked flags, then the rest of the flags resolved.
+fn options(
+    a: &BuildArgs,
+    flags: Flags,
+    context: PathBuf,
+    dockerfile: Dockerfile,
+) -> Result<BuildOptions, Failure> {
     let named_contexts = parse_build_contexts(&a.build_contexts)?;
     let secrets = parse_secrets(&a.secrets)?;
-    let ignore_text = dockerfile_path
-        .as_ref()
-        .and_then(|p| std::fs::read_to_string(format!("{}.dockerignore", p.display())).ok())
-        .or_else(|| std::fs::read_to_string(context.join(".dockerignore")).ok())
-        .unwrap_or_default();
-    let excludes = kiln_opgraph::pattern::parse_dockerignore(&ignore_text);
-    let opts = kiln_frontend::BuildOptions {
-        file_name: file_name.clone(),
+    let load = a.load
+        || (!flags.tags.is_empty() && a.outputs.is_empty())
+        || flags.tags.is_empty() && flags.exports.is_empty();
+    Ok(BuildOptions {
+        context,
+        dockerfile,
         build_args: key_values(&a.build_args, true)?,
         target: a.target.clone(),
         labels: key_values(&a.labels, false)?,
@@ -491,87 +530,41 @@ pub(crate) async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
             "host" => NetworkMode::Host,
             _ => NetworkMode::Default,
         },
-        excludes,
         no_cache: a.no_cache,
-        named_contexts: named_contexts.clone(),
+        no_cache_filter: a.no_cache_filter.clone(),
+        named_contexts,
+        secrets,
+        extra_hosts: flags.extra_hosts,
+        // `--network host` grants network.host, as buildx does.
+        entitlements: Entitlements {
+            security_insecure: a.allow.iter().any(|x| x == "security.insecure"),
+            network_host: a.network == "host" || a.allow.iter().any(|x| x == "network.host"),
+        },
+        jobs: a.jobs,
+        cache_from: flags.cache_from,
+        cache_to: flags.cache_to,
+        tags: flags.tags,
+        load,
+        exports: flags.exports,
+    })
+}
+
+/// Loads, solves (showing progress; a signal cancels) and exports.
+async fn run_session(env: &Env, a: &BuildArgs, opts: BuildOptions) -> Result<Outcome, Failure> {
+    let resources = Resources {
+        store: env.store.clone(),
+        registry: env.registry.clone(),
+        executor: env.executor(),
     };
     let resolver = Resolver {
         env,
         pull: a.pull,
         handle: tokio::runtime::Handle::current(),
     };
-    let mut fe =
-        tokio::task::block_in_place(|| kiln_frontend::build(&dockerfile, &opts, &resolver))
-            .map_err(frontend_failure)?;
-    no_cache_filter(&mut fe.definition, &a.no_cache_filter);
-    // Entitlements, before anything runs (BuildKit checks them when it loads the
-    // definition). `--network host` grants network.host, as buildx does.
-    let allow_insecure = a.allow.iter().any(|x| x == "security.insecure");
-    let allow_network_host = a.network == "host" || a.allow.iter().any(|x| x == "network.host");
-    if let Err((d, msg)) =
-        kiln_worker::check_entitlements(&fe.definition, allow_insecure, allow_network_host)
-    {
-        let v = &fe.definition.vertices[&d];
-        let at = v
-            .meta
-            .location
-            .as_ref()
-            .map(|l| format!("{}:{}: ", l.file, l.line))
-            .unwrap_or_default();
-        let flag = msg.split(' ').next().unwrap_or_default();
-        return Err(Failure::new(
-            1,
-            format!(
-                "{at}{}: {msg}\nhint: pass `--allow {flag}` to grant it",
-                v.meta.name
-            ),
-        ));
-    }
-
-    // Imported caches: manifests and configs now, blobs when a hit is used. A cache that
-    // cannot be read is a warning, as with BuildKit: the build goes on without it.
-    let mut imported = Vec::new();
-    for from in &cache_from {
-        match kiln_remotecache::import(&env.store, &env.registry, from).await {
-            Ok(c) => {
-                if !a.quiet {
-                    eprintln!("importing cache from {from}: {} records", c.len());
-                }
-                imported.push(Arc::new(c));
-            }
-            Err(e) => eprintln!("warning: cannot import cache from {from}: {e}"),
-        }
-    }
-    let worker = Arc::new(BuildWorker::new(WorkerConfig {
-        store: env.store.clone(),
-        registry: env.registry.clone(),
-        executor: env.executor(),
-        locals: named_contexts
-            .iter()
-            .filter_map(|(n, c)| match c {
-                kiln_frontend::NamedContext::Dir(d) => Some((n.clone(), d.clone())),
-                kiln_frontend::NamedContext::Image(_) => None,
-            })
-            .chain([("context".to_string(), context.clone())])
-            .collect(),
-        hostname: "kiln".into(),
-        secrets,
-        allow_insecure,
-        allow_network_host,
-        extra_hosts,
-        imported: imported.clone(),
-    }));
-    // Explanations compare a step with the previous build of the same step in the same
-    // project: context dir, Dockerfile and target.
-    let scope = format!(
-        "{}\0{}\0{}",
-        context.display(),
-        dockerfile_path
-            .as_ref()
-            .map_or_else(|| "-".into(), |p| p.display().to_string()),
-        a.target.as_deref().unwrap_or("")
-    );
-    let cache = Arc::new(StoreCache(env.store.clone(), scope, imported));
+    let notices = Arc::new(Notices { quiet: a.quiet });
+    let session = BuildSession::load(resources, opts, &resolver, notices)
+        .await
+        .map_err(session_failure)?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let mode = if a.quiet {
         progress::Mode::Quiet
@@ -579,322 +572,96 @@ pub(crate) async fn build(env: &Env, a: BuildArgs) -> Result<u8, Failure> {
         a.progress
     };
     let printer = tokio::spawn(progress::render(mode, a.explain, rx));
-    let solve_opts = match a.jobs {
-        Some(n) => kiln_solver::SolveOptions::strict(n),
-        None => kiln_solver::SolveOptions::default(),
-    };
     let solved = tokio::select! {
-        r = kiln_solver::solve(&fe.definition, worker, cache.clone(), Some(tx), &solve_opts) => r,
+        r = session.solve(Some(tx)) => r,
         () = shutdown_signal() => {
             let _ = printer.await;
             return Err(Failure::new(130, "build cancelled"));
         }
     };
     let _ = printer.await;
-    let solved = solved.map_err(solve_failure)?;
-    cache.keep_imported_hits(&solved);
+    let solved = solved.map_err(session_failure)?;
+    solved.export(&now_rfc3339()).await.map_err(session_failure)
+}
 
-    // The image: config + history (empty_layer decided from the solved layer counts).
-    let layers = solved.root.layers().to_vec();
-    let history = reconcile_history(&fe, &solved, &cache);
-    let mut config = serde_json::to_value(&fe.config)
-        .map_err(|e| Failure::new(1, format!("image config: {e}")))?;
-    if let Some(obj) = config.as_object_mut() {
-        obj.remove("rootfs");
-        // What oci-spec's config cannot hold (Healthcheck, Shell, OnBuild) comes beside it.
-        let inner = obj.entry("config").or_insert_with(|| serde_json::json!({}));
-        if let Some(inner) = inner.as_object_mut() {
-            for (k, v) in &fe.extra_config {
-                inner.insert(k.clone(), v.clone());
-            }
-        }
-    }
-    let image = kiln_exporter::store_image(&env.store, config, &history, &layers, &now_rfc3339())?;
+/// What the session tells the user on the way (`--quiet` keeps only warnings and pushes).
+struct Notices {
+    quiet: bool,
+}
 
-    let load = a.load
-        || (!tags.is_empty() && a.outputs.is_empty())
-        || tags.is_empty() && exports.is_empty();
-    if load {
-        for t in &tags {
-            env.store
-                .set_image(&t.to_string(), &image.manifest_digest)?;
-        }
-    }
-    let first_name = tags.first().map(std::string::ToString::to_string);
-    // The manifest digest of what was pushed (layers compressed), which is what the
-    // registry and `--metadata-file` users know the image by.
-    let mut pushed: Option<String> = None;
-    for e in &exports {
-        match e {
-            Export::Layout {
-                format,
-                dest,
-                dir,
-                compress,
-            } => kiln_exporter::layout::write(
-                &env.store,
-                &image,
-                first_name.as_deref(),
-                *format,
-                dest,
-                *dir,
-                *compress,
-            )?,
-            Export::Local(d) => kiln_exporter::rootfs::write_dir(&env.store, &layers, d)?,
-            Export::Tar(d) => kiln_exporter::rootfs::write_tar(&env.store, &layers, d)?,
-            Export::Image {
-                name,
-                push,
-                compress,
-            } => {
-                let names: Vec<Reference> = match name {
-                    Some(n) => n
-                        .split(',')
-                        .map(|n| Reference::parse(n).map_err(|e| Failure::usage(e.to_string())))
-                        .collect::<Result<_, _>>()?,
-                    None => tags.clone(),
-                };
-                if names.is_empty() {
-                    return Err(Failure::usage(
-                        "pushing needs a name: use -t or -o type=image,name=REF",
-                    ));
-                }
-                for n in &names {
-                    env.store
-                        .set_image(&n.to_string(), &image.manifest_digest)?;
-                    if *push {
-                        eprintln!("pushing {n}");
-                        pushed = Some(crate::images::push_image(env, &image, n, *compress).await?);
-                    }
-                }
+impl Observer for Notices {
+    fn notice(&self, notice: Notice<'_>) {
+        match notice {
+            Notice::CacheImported { from, records } if !self.quiet => {
+                eprintln!("importing cache from {from}: {records} records");
             }
+            Notice::CacheImportFailed { from, error } => {
+                eprintln!("warning: cannot import cache from {from}: {error}");
+            }
+            Notice::CacheRecordFailed { error } => {
+                eprintln!("warning: cannot record a cache entry: {error}");
+            }
+            Notice::Pushing { reference } => eprintln!("pushing {reference}"),
+            Notice::CacheExporting { to, records } if !self.quiet => {
+                eprintln!("exporting cache to {to}: {records} records");
+            }
+            _ => {}
         }
     }
-    for spec in &cache_to {
-        let records = cache.export_records(&fe.definition, &solved, spec.max);
-        if !a.quiet {
-            eprintln!("exporting cache to {}: {} records", spec.to, records.len());
+}
+
+/// A session error as `kiln build` reports it.
+fn session_failure(e: session::Error) -> Failure {
+    match e {
+        session::Error::Frontend(fe) => frontend_failure(fe),
+        e if e.is_usage() => Failure::usage(e.to_string()),
+        // The store's, the exporter's and the registry's errors with their causes.
+        e @ (session::Error::Export(_) | session::Error::Store(_) | session::Error::Push(_)) => {
+            Failure::from(e)
         }
-        kiln_remotecache::export(&env.store, &env.registry, &spec.to, records)
-            .await
-            .map_err(|e| Failure::new(1, format!("exporting cache to {}: {e}", spec.to)))?;
+        e => Failure::new(1, e.to_string()),
     }
+}
+
+/// `--iidfile` and `--metadata-file`.
+fn write_files(a: &BuildArgs, outcome: &Outcome, tags: &[Reference]) -> Result<(), Failure> {
+    let image = &outcome.image;
     if let Some(p) = &a.iidfile {
         std::fs::write(p, &image.config_digest)
             .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
     }
     if let Some(p) = &a.metadata_file {
         let md = serde_json::json!({
-            "containerimage.digest": pushed.as_deref().unwrap_or(&image.manifest_digest),
+            "containerimage.digest": outcome.pushed.as_deref().unwrap_or(&image.manifest_digest),
             "containerimage.config.digest": image.config_digest,
             "image.name": tags.iter().map(std::string::ToString::to_string).collect::<Vec<_>>().join(","),
         });
         std::fs::write(p, serde_json::to_vec_pretty(&md).unwrap_or_default())
             .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
     }
-    if a.quiet {
-        println!("{}", image.config_digest);
-    } else {
-        eprintln!(
-            "\nbuilt {} in {:.1}s: {} steps run, {} cached{}",
-            image.config_digest,
-            started.elapsed().as_secs_f64(),
-            solved.executed,
-            solved.cached,
-            if tags.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ", tagged {}",
-                    tags.iter()
-                        .map(kiln_oci::Reference::familiar)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            }
-        );
-    }
-    drop(gc_lock);
-    crate::system::gc_after_build(env);
-    Ok(0)
+    Ok(())
 }
 
-/// `--no-cache-filter STAGE`: the steps of those stages ignore the cache. Coupled to the
-/// frontend's display names: a stage's steps are named `[STAGE n/m] …` (`stage-N` for
-/// unnamed non-target stages).
-fn no_cache_filter(def: &mut kiln_opgraph::Definition, stages: &[String]) {
-    if stages.is_empty() {
-        return;
-    }
-    let prefixes: Vec<String> = stages
-        .iter()
-        .map(|s| format!("[{} ", s.to_ascii_lowercase()))
-        .collect();
-    for v in def.vertices.values_mut() {
-        let name = v.meta.name.to_ascii_lowercase();
-        if prefixes.iter().any(|p| name.starts_with(p)) {
-            v.meta.ignore_cache = true;
+/// `built sha256:… in 1.2s: 3 steps run, 2 cached, tagged app:1`.
+fn summary(outcome: &Outcome, tags: &[Reference], took: std::time::Duration) -> String {
+    format!(
+        "built {} in {:.1}s: {} steps run, {} cached{}",
+        outcome.image.config_digest,
+        took.as_secs_f64(),
+        outcome.executed,
+        outcome.cached,
+        if tags.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", tagged {}",
+                tags.iter()
+                    .map(kiln_oci::Reference::familiar)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
         }
-    }
-}
-
-/// The store's cache records (scope: see `build`), then those of imported caches.
-struct StoreCache(
-    Arc<kiln_cache::Store>,
-    String,
-    Vec<Arc<kiln_remotecache::Imported>>,
-);
-
-impl StoreCache {
-    /// Records locally the imported results this build used, so the next build on this
-    /// machine hits them without `--cache-from`.
-    fn keep_imported_hits(&self, solved: &kiln_solver::Solved<Output>) {
-        if self.2.is_empty() {
-            return;
-        }
-        for (d, out) in &solved.outputs {
-            let Some(key) = solved.keys.get(d) else {
-                continue;
-            };
-            if matches!(self.0.cache_get(key), Ok(None))
-                && self.2.iter().any(|c| c.get(key).is_some())
-            {
-                if let Ok(v) = serde_json::to_vec(out) {
-                    let _ = self.0.cache_put(key, &v);
-                }
-            }
-        }
-    }
-
-    /// The records to export: every step's (`max`), or the steps whose layers the result
-    /// holds (`min`), among those whose layers this machine has.
-    fn export_records(
-        &self,
-        def: &kiln_opgraph::Definition,
-        solved: &kiln_solver::Solved<Output>,
-        max: bool,
-    ) -> Vec<kiln_remotecache::Record> {
-        let root = solved.root.layers();
-        let mut out = Vec::new();
-        for (d, key) in &solved.keys {
-            if matches!(
-                def.vertices.get(d).map(|v| &v.op),
-                Some(Op::Local { .. }) | None
-            ) {
-                continue;
-            }
-            let Some(value) = self.0.cache_get(key).ok().flatten() else {
-                continue;
-            };
-            let Ok(output) = serde_json::from_slice::<Output>(&value) else {
-                continue;
-            };
-            let layers = output.layers().to_vec();
-            let in_result = layers.len() <= root.len() && root[..layers.len()] == layers[..];
-            if (max || in_result) && layers.iter().all(|l| self.0.layer_available(l)) {
-                out.push(kiln_remotecache::Record {
-                    key: key.clone(),
-                    value,
-                    layers,
-                });
-            }
-        }
-        out
-    }
-}
-
-impl kiln_solver::CacheStorage for StoreCache {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.0
-            .cache_get(key)
-            .ok()
-            .flatten()
-            .or_else(|| self.2.iter().find_map(|c| c.get(key)))
-    }
-    fn put(&self, key: &str, value: &[u8]) {
-        if let Err(e) = self.0.cache_put(key, value) {
-            eprintln!("warning: cannot record a cache entry: {e}");
-        }
-    }
-    fn previous_inputs(&self) -> std::collections::HashMap<String, (String, Vec<u8>)> {
-        self.0.key_inputs_get_many(&self.1).unwrap_or_default()
-    }
-    fn record_inputs(&self, records: Vec<(String, String, Vec<u8>)>) {
-        // Only explanations depend on these: failing to record them must not fail a build.
-        let _ = self.0.key_inputs_put_many(&self.1, &records);
-    }
-    fn describe_content_change(&self, old: &str, new: &str) -> Option<String> {
-        kiln_worker::context::describe_change(&self.0, old, new)
-    }
-}
-
-/// Decides `empty_layer` for each history entry by comparing the layer count of its vertex's
-/// result with that of the vertex's base input (from this solve, or from the cache).
-fn reconcile_history(
-    fe: &kiln_frontend::Build,
-    solved: &kiln_solver::Solved<Output>,
-    cache: &StoreCache,
-) -> Vec<HistoryEntry> {
-    use kiln_solver::CacheStorage;
-    let output = |d: &VertexDigest| -> Option<Output> {
-        solved.outputs.get(d).cloned().or_else(|| {
-            let key = solved.keys.get(d)?;
-            serde_json::from_slice(&cache.get(key)?).ok()
-        })
-    };
-    fe.history
-        .iter()
-        .map(|h| {
-            let empty_layer = match &h.layer_vertex {
-                None => true,
-                Some(v) => {
-                    let d = VertexDigest(v.clone());
-                    let base = fe.definition.vertices.get(&d).and_then(|vx| match &vx.op {
-                        Op::Exec(e) => Some(e.rootfs.vertex.clone()),
-                        Op::File(f) => Some(f.base.vertex.clone()),
-                        _ => None,
-                    });
-                    match (output(&d), base.and_then(|b| output(&b))) {
-                        (Some(o), Some(b)) => o.layers().len() == b.layers().len(),
-                        _ => false,
-                    }
-                }
-            };
-            HistoryEntry {
-                created_by: h.created_by.clone(),
-                comment: h.comment.clone(),
-                empty_layer,
-            }
-        })
-        .collect()
-}
-
-fn solve_failure(e: kiln_solver::SolveError) -> Failure {
-    match e {
-        kiln_solver::SolveError::Vertex {
-            name,
-            location,
-            source,
-            ..
-        } => {
-            let at = location
-                .map(|l| format!("{}:{}: ", l.file, l.line))
-                .unwrap_or_default();
-            if let Some(x) = source.downcast_ref::<kiln_worker::ExecFailed>() {
-                let mut msg = format!("{at}{name}: {x}");
-                if !x.tail.is_empty() {
-                    msg.push_str("\n--- last lines of output ---");
-                    for l in &x.tail {
-                        msg.push_str("\n  ");
-                        msg.push_str(l);
-                    }
-                }
-                return Failure::new(1, msg);
-            }
-            Failure::new(1, format!("{at}{name}: {source}"))
-        }
-        other => Failure::new(1, other.to_string()),
-    }
+    )
 }
 
 async fn shutdown_signal() {

@@ -16,7 +16,7 @@
 //! (rawjson: `{"type": "explain", "vertex", "number", "reason"}`).
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use kiln_solver::Event;
+use kiln_worker::session::Event;
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, Instant};

@@ -14,6 +14,7 @@ pub mod context;
 mod exec;
 pub mod fileop;
 mod http;
+pub mod session;
 
 use kiln_cache::Store;
 use kiln_executor::Executor;
