@@ -42,7 +42,7 @@ impl BuildWorker {
         e: &kiln_opgraph::ExecOp,
         inputs: Vec<Output>,
     ) -> Result<Output, BoxError> {
-        // Checked again here for callers that skip `check_entitlements`.
+        // Checked again here for callers that skip `session::Entitlements::check`.
         if e.security == Security::Insecure && !self.cfg.allow_insecure {
             return Err(Box::new(StepError(
                 "security.insecure is not allowed (RUN --security=insecure needs `--allow security.insecure`)".into(),

@@ -74,27 +74,6 @@ pub struct ExecFailed {
 #[error("{0}")]
 pub struct StepError(pub String);
 
-/// BuildKit's entitlements: the first reachable exec op of `def` that needs one not granted,
-/// as `(vertex, message)` with BuildKit's wording ("network.host is not allowed"). Checked
-/// before anything runs, as BuildKit's solver does when it loads a definition.
-pub fn check_entitlements(
-    def: &kiln_opgraph::Definition,
-    allow_insecure: bool,
-    allow_network_host: bool,
-) -> Result<(), (kiln_opgraph::VertexDigest, String)> {
-    for (d, v) in &def.vertices {
-        if let Op::Exec(e) = &v.op {
-            if e.network == kiln_opgraph::NetworkMode::Host && !allow_network_host {
-                return Err((d.clone(), "network.host is not allowed".into()));
-            }
-            if e.security == kiln_opgraph::Security::Insecure && !allow_insecure {
-                return Err((d.clone(), "security.insecure is not allowed".into()));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// How the worker reaches the outside world.
 pub struct WorkerConfig {
     /// The store.
