@@ -1,9 +1,11 @@
 //! The Dockerfile parser: BuildKit's line-level grammar (directives, comments, continuations,
-//! flags, JSON or shell forms, heredocs) producing one [`Instruction`] per instruction with
-//! its line range. [`Instruction::dump`] prints BuildKit's AST dump format, which the parser
-//! corpus compares byte for byte.
+//! flags, JSON or shell forms, heredocs) producing one [`Node`] per instruction with its
+//! line range. [`Node::dump`] prints BuildKit's AST dump format, which the parser corpus
+//! compares byte for byte. The nodes are still untyped (flags as written, arguments as
+//! strings): [`crate::instructions`] turns them into typed instructions.
 
-use crate::shell::Lexer;
+use crate::instructions::Keyword;
+use crate::shell::{Lexer, ShellError};
 
 /// A heredoc attached to an instruction (`<<EOF` … `EOF`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,11 +22,13 @@ pub struct Heredoc {
     pub content: String,
 }
 
-/// One parsed instruction.
+/// One parsed instruction, untyped (BuildKit's `parser.Node`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instruction {
+pub struct Node {
     /// The instruction keyword, lower-case (`run`). Unknown keywords are kept.
     pub cmd: String,
+    /// The keyword, when BuildKit knows it.
+    pub keyword: Option<Keyword>,
     /// The keyword as written (`Run`).
     pub cmd_original: String,
     /// The logical line (continuations joined, comments dropped).
@@ -35,7 +39,7 @@ pub struct Instruction {
     /// first; for JSON forms the parsed strings.
     pub args: Vec<String>,
     /// The nested instruction of an ONBUILD.
-    pub sub: Option<Box<Instruction>>,
+    pub sub: Option<Box<Node>>,
     /// The arguments were a JSON array.
     pub json: bool,
     /// Heredocs, in order.
@@ -44,9 +48,11 @@ pub struct Instruction {
     pub start_line: u32,
     /// Last line, 1-based (including heredoc bodies).
     pub end_line: u32,
+    /// 1-based column (in characters) of the keyword on its first line.
+    pub column: u32,
 }
 
-impl Instruction {
+impl Node {
     /// BuildKit's AST dump: `(run "echo hi")`, without the parentheses.
     pub fn dump(&self) -> String {
         let mut s = self.cmd.to_lowercase();
@@ -73,7 +79,7 @@ impl Instruction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dockerfile {
     /// The instructions, in order.
-    pub instructions: Vec<Instruction>,
+    pub instructions: Vec<Node>,
     /// The escape character in effect.
     pub escape: char,
     /// Parser directives found (`syntax`, `escape`, `check`), lower-case names.
@@ -94,7 +100,8 @@ impl Dockerfile {
 }
 
 /// A parse error with its line range.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct ParseError {
     /// The message.
     pub message: String,
@@ -252,13 +259,18 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
     while idx < lines.len() {
         let raw = lines[idx];
         idx += 1;
-        let token = trim_newline(raw).trim_start();
+        let untrimmed = trim_newline(raw);
+        let token = untrimmed.trim_start();
         if let Err(e) = d.possible_directive(token) {
             return Err(err(e, current + 1, current + 1));
         }
         let token = if token.starts_with('#') { "" } else { token };
         current += 1;
         let start_line = current;
+        let indent = untrimmed[..untrimmed.len() - token.len().min(untrimmed.len())]
+            .chars()
+            .count();
+        let column = u32::try_from(indent).map_or(u32::MAX, |n| n.saturating_add(1));
         let (mut line, mut eol) = trim_continuation(token, d.escape);
         if eol && line.is_empty() {
             continue;
@@ -288,7 +300,7 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         if can_contain_heredoc(&ins) {
             let docs = match heredocs_from_line(&line) {
                 Ok(d) => d,
-                Err(e) => return Err(err(e, start_line, current)),
+                Err(e) => return Err(err(e.to_string(), start_line, current)),
             };
             for mut doc in docs {
                 let mut terminated = false;
@@ -314,6 +326,7 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         }
         ins.start_line = start_line;
         ins.end_line = current;
+        ins.column = column;
         instructions.push(ins);
     }
     if instructions.is_empty() {
@@ -326,20 +339,19 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
     })
 }
 
-fn can_contain_heredoc(ins: &Instruction) -> bool {
-    let target = if ins.cmd == "onbuild" {
-        match &ins.sub {
-            Some(s) => s.as_ref(),
-            None => ins,
-        }
-    } else {
-        ins
+fn can_contain_heredoc(ins: &Node) -> bool {
+    let target = match (ins.keyword, &ins.sub) {
+        (Some(Keyword::Onbuild), Some(s)) => s.as_ref(),
+        _ => ins,
     };
-    matches!(target.cmd.as_str(), "add" | "copy" | "run") && !target.json
+    matches!(
+        target.keyword,
+        Some(Keyword::Add | Keyword::Copy | Keyword::Run)
+    ) && !target.json
 }
 
 /// Finds the heredocs a line opens (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`).
-pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, ShellError> {
     let lex = Lexer {
         escape: '\\',
         raw_quotes: true,
@@ -357,7 +369,7 @@ pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 }
 
 /// Parses one word as a heredoc opener (`^(\d*)<<(-?)([^<]*)$`).
-pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ShellError> {
     let digits = word.chars().take_while(char::is_ascii_digit).count();
     let (fd, rest) = word.split_at(digits);
     let Some(rest) = rest.strip_prefix("<<") else {
@@ -388,9 +400,7 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     };
     let raw_words = raw.process_words(rest, &env)?;
     if raw_words.len() != words.len() {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
+        return Err(ShellError::InconsistentHeredoc(rest.to_string()));
     }
     let count = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     let name = words[0].clone();
@@ -521,33 +531,13 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     (String::new(), words)
 }
 
-/// Instructions BuildKit knows.
-pub const KNOWN: &[&str] = &[
-    "add",
-    "arg",
-    "cmd",
-    "copy",
-    "entrypoint",
-    "env",
-    "expose",
-    "from",
-    "healthcheck",
-    "label",
-    "maintainer",
-    "onbuild",
-    "run",
-    "shell",
-    "stopsignal",
-    "user",
-    "volume",
-    "workdir",
-];
-
-fn node_from_line(line: &str, escape: char) -> Result<Instruction, String> {
+fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
     let (cmd_original, flags, rest) = split_command(line);
     let cmd = cmd_original.to_lowercase();
-    let mut ins = Instruction {
-        cmd: cmd.clone(),
+    let keyword = Keyword::from_name(&cmd);
+    let mut ins = Node {
+        cmd,
+        keyword,
         cmd_original,
         original: line.to_string(),
         flags,
@@ -557,23 +547,28 @@ fn node_from_line(line: &str, escape: char) -> Result<Instruction, String> {
         heredocs: vec![],
         start_line: 0,
         end_line: 0,
+        column: 1,
     };
-    match cmd.as_str() {
-        "add" | "copy" | "volume" => {
+    // BuildKit's dispatch table (parser.go `dispatch`): how each keyword's rest is split.
+    let Some(keyword) = keyword else {
+        return Ok(ins);
+    };
+    match keyword {
+        Keyword::Add | Keyword::Copy | Keyword::Volume => {
             let (a, j) = parse_maybe_json_to_list(&rest)?;
             ins.args = a;
             ins.json = j;
         }
-        "arg" => ins.args = parse_words(&rest, escape),
-        "cmd" | "entrypoint" | "run" | "shell" => {
+        Keyword::Arg => ins.args = parse_words(&rest, escape),
+        Keyword::Cmd | Keyword::Entrypoint | Keyword::Run | Keyword::Shell => {
             let (a, j) = parse_maybe_json(&rest)?;
             ins.args = a;
             ins.json = j;
         }
-        "env" => ins.args = parse_name_val(&rest, "ENV", escape)?,
-        "label" => ins.args = parse_name_val(&rest, "LABEL", escape)?,
-        "expose" | "from" => ins.args = split_ws(&rest),
-        "healthcheck" => {
+        Keyword::Env => ins.args = parse_name_val(&rest, "ENV", escape)?,
+        Keyword::Label => ins.args = parse_name_val(&rest, "LABEL", escape)?,
+        Keyword::Expose | Keyword::From => ins.args = split_ws(&rest),
+        Keyword::Healthcheck => {
             let t = rest.find(char::is_whitespace).unwrap_or(rest.len());
             if t > 0 {
                 let typ = &rest[..t];
@@ -583,10 +578,14 @@ fn node_from_line(line: &str, escape: char) -> Result<Instruction, String> {
                 ins.json = j;
             }
         }
-        "maintainer" | "stopsignal" | "user" | "workdir" if !rest.is_empty() => {
+        Keyword::Maintainer | Keyword::Stopsignal | Keyword::User | Keyword::Workdir
+            if !rest.is_empty() =>
+        {
             ins.args = vec![rest];
         }
-        "onbuild" if !rest.is_empty() => ins.sub = Some(Box::new(node_from_line(&rest, escape)?)),
+        Keyword::Onbuild if !rest.is_empty() => {
+            ins.sub = Some(Box::new(node_from_line(&rest, escape)?));
+        }
         _ => {}
     }
     Ok(ins)
