@@ -10,8 +10,7 @@
 //! expanded (`--from=$STAGE`, `--chown=$USER`) stay words: they can only be read once the
 //! stage's ARG and ENV are known.
 
-use crate::parser::{Heredoc, Node};
-use crate::ErrorKind;
+use crate::parser::{Heredoc, Node, Position};
 use kiln_opgraph::{NetworkMode, Security};
 use std::fmt;
 use std::time::Duration;
@@ -180,161 +179,23 @@ impl Span {
             column: node.column,
         }
     }
-}
 
-/// A value that was parsed up front but whose error is reported when the instruction is
-/// converted (see the module docs).
-pub type Checked<T> = Result<T, InstructionError>;
-
-/// An instruction that could not be typed, with its position.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{kind}")]
-pub struct InstructionError {
-    /// 1-based line (the instruction's first).
-    pub line: u32,
-    /// 1-based column.
-    pub column: u32,
-    /// What is wrong.
-    pub kind: InstructionErrorKind,
-}
-
-impl InstructionError {
-    fn at(span: Span, kind: InstructionErrorKind) -> Self {
-        InstructionError {
-            line: span.start_line,
-            column: span.column,
-            kind,
-        }
-    }
-
-    /// Malformed (exit 2 as a syntax error) or well-formed but wrong.
-    pub fn error_kind(&self) -> ErrorKind {
-        use InstructionErrorKind as K;
-        match self.kind {
-            K::TooFewArguments { .. }
-            | K::FromArguments
-            | K::ShellNotJson
-            | K::OnbuildNeedsArgument
-            | K::HealthcheckNeedsArgument
-            | K::HealthcheckMissingCommand => ErrorKind::Syntax,
-            _ => ErrorKind::Semantic,
-        }
-    }
-
-    /// A likely fix ("did you mean FROM?").
-    pub fn hint(&self) -> Option<String> {
-        use InstructionErrorKind as K;
-        match &self.kind {
-            K::UnknownInstruction { suggestion, .. } => {
-                suggestion.map(|k| format!("did you mean {k}?"))
-            }
-            K::UnknownFlag { suggestion, .. } => {
-                suggestion.as_ref().map(|s| format!("did you mean --{s}?"))
-            }
-            K::InvalidNetwork { suggestion, .. } => suggestion
-                .as_ref()
-                .map(|s| format!("did you mean --network={s}?")),
-            _ => None,
+    /// Where the keyword is.
+    pub fn position(&self) -> Position {
+        Position {
+            line: self.start_line,
+            column: self.column,
         }
     }
 }
 
-/// What is wrong with an instruction (the messages are kiln's, BuildKit's where it has one).
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum InstructionErrorKind {
-    /// A keyword BuildKit does not know.
-    #[error("unknown instruction: {name}")]
-    UnknownInstruction {
-        /// The keyword as written, upper-cased.
-        name: String,
-        /// The closest keyword.
-        suggestion: Option<Keyword>,
-    },
-    /// A flag the instruction does not take.
-    #[error("unknown flag: {flag} (for {keyword})")]
-    UnknownFlag {
-        /// The flag's name.
-        flag: String,
-        /// The instruction.
-        keyword: Keyword,
-        /// The closest flag it takes.
-        suggestion: Option<String>,
-    },
-    /// Fewer arguments than the instruction needs.
-    #[error("{keyword} requires at least {n} argument(s)")]
-    TooFewArguments {
-        /// The instruction.
-        keyword: Keyword,
-        /// How many it needs.
-        n: usize,
-    },
-    /// `FROM a b`.
-    #[error("FROM requires either one or three arguments")]
-    FromArguments,
-    /// FROM, ONBUILD or MAINTAINER after ONBUILD.
-    #[error("{0} isn't allowed as an ONBUILD trigger")]
-    NotATrigger(Keyword),
-    /// `SHELL sh -c`.
-    #[error("SHELL requires the arguments to be in JSON form")]
-    ShellNotJson,
-    /// `ONBUILD` alone.
-    #[error("ONBUILD requires at least one argument")]
-    OnbuildNeedsArgument,
-    /// `HEALTHCHECK` alone.
-    #[error("HEALTHCHECK requires an argument")]
-    HealthcheckNeedsArgument,
-    /// `HEALTHCHECK WHAT …`.
-    #[error("Unknown type {0:?} in HEALTHCHECK (try CMD)")]
-    HealthcheckType(String),
-    /// `HEALTHCHECK NONE x`.
-    #[error("HEALTHCHECK NONE takes no arguments")]
-    HealthcheckNoneArguments,
-    /// `HEALTHCHECK CMD` without a command.
-    #[error("Missing command after HEALTHCHECK CMD")]
-    HealthcheckMissingCommand,
-    /// A HEALTHCHECK duration flag that is not a Go duration.
-    #[error("invalid duration for --{flag}: {value:?}")]
-    InvalidDuration {
-        /// The flag.
-        flag: &'static str,
-        /// Its value.
-        value: String,
-    },
-    /// A HEALTHCHECK duration under a millisecond (and not 0).
-    #[error("interval {0:?} cannot be less than 1ms")]
-    DurationTooShort(&'static str),
-    /// `--retries` that is not a number.
-    #[error("invalid value for --retries: {0:?}")]
-    InvalidRetries(String),
-    /// `--retries=-1`.
-    #[error("--retries cannot be negative")]
-    NegativeRetries,
-    /// `RUN --security=…` other than sandbox or insecure.
-    #[error("security mode {0:?} is not valid for RUN --security (use sandbox or insecure)")]
-    InvalidSecurity(String),
-    /// `RUN --network=…` other than default, none or host.
-    #[error("unsupported network mode {value:?} for RUN --network (use default, none or host)")]
-    InvalidNetwork {
-        /// The value.
-        value: String,
-        /// The closest mode.
-        suggestion: Option<String>,
-    },
-    /// A boolean flag (`--link`, `--parents`) with another value.
-    #[error("invalid value {value:?} for --{flag}: expected true or false")]
-    InvalidBool {
-        /// The flag.
-        flag: &'static str,
-        /// The value.
-        value: String,
-    },
-    /// `RUN --mount` without `=…`.
-    #[error("--mount needs a value (e.g. --mount=type=cache,target=/root/.cache)")]
-    MountNeedsValue,
-    /// `COPY --exclude` without `=…`.
-    #[error("{0} --exclude needs a pattern (--exclude=*.md)")]
-    ExcludeNeedsPattern(Keyword),
+/// A flag's value as written, and where the flag is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flag {
+    /// The value (after `=`; empty for a bare `--flag`).
+    pub value: String,
+    /// Where `--flag` starts.
+    pub at: Position,
 }
 
 /// A typed instruction with where it was written.
@@ -424,7 +285,7 @@ pub struct FromInstr {
     /// `AS NAME`, as written.
     pub stage_name: Option<String>,
     /// `--platform=`, as written.
-    pub platform: Option<String>,
+    pub platform: Option<Flag>,
 }
 
 /// A command in JSON (exec) or shell form.
@@ -443,8 +304,8 @@ pub struct RunInstr {
     pub command: CommandLine,
     /// Heredocs, in order.
     pub heredocs: Vec<Heredoc>,
-    /// `--mount=` values as written, in order (`None`: a `--mount` without a value).
-    pub mounts: Vec<Checked<String>>,
+    /// `--mount=` values as written, in order (an error for a `--mount` without a value).
+    pub mounts: Vec<Checked<Flag>>,
     /// `--network`: `None` for the build's default.
     pub network: Checked<Option<NetworkMode>>,
     /// `--security`.
@@ -461,21 +322,21 @@ pub struct CopyInstr {
     /// Heredocs, in order.
     pub heredocs: Vec<Heredoc>,
     /// `--from=` (COPY).
-    pub from: Option<String>,
+    pub from: Option<Flag>,
     /// `--chown=`.
-    pub chown: Option<String>,
+    pub chown: Option<Flag>,
     /// `--chmod=`.
-    pub chmod: Option<String>,
+    pub chmod: Option<Flag>,
     /// `--link`.
     pub link: Checked<bool>,
     /// `--parents`.
     pub parents: Checked<bool>,
     /// `--exclude=` patterns as written, in order.
-    pub excludes: Vec<Checked<String>>,
+    pub excludes: Vec<Checked<Flag>>,
     /// `--checksum=` (ADD).
-    pub checksum: Option<String>,
-    /// `--keep-git-dir` was given (ADD).
-    pub keep_git_dir: bool,
+    pub checksum: Option<Flag>,
+    /// Where `--keep-git-dir` is, when given (ADD).
+    pub keep_git_dir: Option<Position>,
 }
 
 /// `ENV` and `LABEL`: key/value pairs as written.
@@ -527,61 +388,87 @@ pub struct OnbuildInstr {
     pub expression: String,
 }
 
-/// The last value of flag `--name` (`""` for a bare `--name`), as BuildKit's flag parser
-/// keeps the last occurrence.
-fn last_flag<'a>(node: &'a Node, name: &str) -> Option<&'a str> {
-    node.flags.iter().rev().find_map(|f| {
-        let f = f.strip_prefix("--")?;
-        match f.split_once('=') {
-            Some((n, v)) if n == name => Some(v),
-            None if f == name => Some(""),
-            _ => None,
-        }
+/// The flags with their positions (the keyword's when the parser gave none).
+fn flags(node: &Node, span: Span) -> impl DoubleEndedIterator<Item = (&str, Position)> {
+    node.flags.iter().enumerate().map(move |(i, f)| {
+        let at = node
+            .flag_positions
+            .get(i)
+            .copied()
+            .unwrap_or_else(|| span.position());
+        (f.as_str(), at)
     })
 }
 
-/// Every `--name=value` in order; a bare `--name` is `bare`.
-fn all_flags(node: &Node, name: &str, bare: &InstructionError) -> Vec<Checked<String>> {
-    node.flags
-        .iter()
-        .filter_map(|f| {
+/// The last value of flag `--name` (`""` for a bare `--name`), as BuildKit's flag parser
+/// keeps the last occurrence.
+fn last_flag(node: &Node, span: Span, name: &str) -> Option<Flag> {
+    flags(node, span).rev().find_map(|(f, at)| {
+        let f = f.strip_prefix("--")?;
+        let value = match f.split_once('=') {
+            Some((n, v)) if n == name => v,
+            None if f == name => "",
+            _ => return None,
+        };
+        Some(Flag {
+            value: value.to_string(),
+            at,
+        })
+    })
+}
+
+/// Every `--name=value` in order; a bare `--name` is the error `bare`.
+fn all_flags(
+    node: &Node,
+    span: Span,
+    name: &str,
+    bare: &InstructionErrorKind,
+) -> Vec<Checked<Flag>> {
+    flags(node, span)
+        .filter_map(|(f, at)| {
             let rest = f.strip_prefix("--")?;
             if rest == name {
-                return Some(Err(bare.clone()));
+                return Some(Err(InstructionError::at(at, bare.clone())));
             }
-            rest.strip_prefix(name)?
-                .strip_prefix('=')
-                .map(|v| Ok(v.to_string()))
+            let value = rest.strip_prefix(name)?.strip_prefix('=')?;
+            Some(Ok(Flag {
+                value: value.to_string(),
+                at,
+            }))
         })
         .collect()
 }
 
 fn bool_flag(node: &Node, span: Span, flag: &'static str) -> Checked<bool> {
-    match last_flag(node, flag) {
-        None | Some("false") => Ok(false),
-        Some("" | "true") => Ok(true),
-        Some(v) => Err(InstructionError::at(
-            span,
+    let Some(f) = last_flag(node, span, flag) else {
+        return Ok(false);
+    };
+    match f.value.as_str() {
+        "false" => Ok(false),
+        "" | "true" => Ok(true),
+        _ => Err(InstructionError::at(
+            f.at,
             InstructionErrorKind::InvalidBool {
                 flag,
-                value: v.to_string(),
+                value: f.value,
             },
         )),
     }
 }
 
 fn duration_flag(node: &Node, span: Span, flag: &'static str) -> Checked<Option<Duration>> {
-    let Some(v) = last_flag(node, flag) else {
+    let Some(f) = last_flag(node, span, flag) else {
         return Ok(None);
     };
-    let err = |kind| InstructionError::at(span, kind);
+    let err = |kind| InstructionError::at(f.at, kind);
     let invalid = || {
         err(InstructionErrorKind::InvalidDuration {
             flag,
-            value: v.to_string(),
+            value: f.value.clone(),
         })
     };
-    let d = kiln_units::parse_duration(v, kiln_units::DurationUnits::Go).map_err(|_| invalid())?;
+    let d = kiln_units::parse_duration(&f.value, kiln_units::DurationUnits::Go)
+        .map_err(|_| invalid())?;
     // Docker stores nanoseconds in an int64.
     if i64::try_from(d.as_nanos()).is_err() {
         return Err(invalid());
@@ -596,7 +483,7 @@ fn duration_flag(node: &Node, span: Span, flag: &'static str) -> Checked<Option<
 }
 
 fn healthcheck(node: &Node, span: Span) -> Healthcheck {
-    let err = |kind| InstructionError::at(span, kind);
+    let err = |kind| InstructionError::at(span.position(), kind);
     let test = if node.json {
         Ok(std::iter::once("CMD".to_string())
             .chain(node.args[1..].iter().cloned())
@@ -609,11 +496,17 @@ fn healthcheck(node: &Node, span: Span) -> Healthcheck {
             Ok(vec!["CMD-SHELL".into(), cmd])
         }
     };
-    let retries = match last_flag(node, "retries") {
+    let retries = match last_flag(node, span, "retries") {
         None => Ok(None),
-        Some(v) => match v.parse::<i64>() {
-            Err(_) => Err(err(InstructionErrorKind::InvalidRetries(v.to_string()))),
-            Ok(r) if r < 0 => Err(err(InstructionErrorKind::NegativeRetries)),
+        Some(f) => match f.value.parse::<i64>() {
+            Err(_) => Err(InstructionError::at(
+                f.at,
+                InstructionErrorKind::InvalidRetries(f.value),
+            )),
+            Ok(r) if r < 0 => Err(InstructionError::at(
+                f.at,
+                InstructionErrorKind::NegativeRetries,
+            )),
             Ok(0) => Ok(None),
             Ok(r) => Ok(Some(r)),
         },
@@ -629,20 +522,31 @@ fn healthcheck(node: &Node, span: Span) -> Healthcheck {
 }
 
 fn run(node: &Node, span: Span) -> RunInstr {
-    let err = |kind| InstructionError::at(span, kind);
-    let security = match last_flag(node, "security") {
-        None | Some("sandbox") => Ok(Security::Sandbox),
-        Some("insecure") => Ok(Security::Insecure),
-        Some(v) => Err(err(InstructionErrorKind::InvalidSecurity(v.to_string()))),
+    let security = match last_flag(node, span, "security") {
+        None => Ok(Security::Sandbox),
+        Some(f) => match f.value.as_str() {
+            "sandbox" => Ok(Security::Sandbox),
+            "insecure" => Ok(Security::Insecure),
+            _ => Err(InstructionError::at(
+                f.at,
+                InstructionErrorKind::InvalidSecurity(f.value),
+            )),
+        },
     };
-    let network = match last_flag(node, "network") {
-        None | Some("default") => Ok(None),
-        Some("none") => Ok(Some(NetworkMode::None)),
-        Some("host") => Ok(Some(NetworkMode::Host)),
-        Some(v) => Err(err(InstructionErrorKind::InvalidNetwork {
-            value: v.to_string(),
-            suggestion: crate::suggest(v, &["default", "none", "host"]),
-        })),
+    let network = match last_flag(node, span, "network") {
+        None => Ok(None),
+        Some(f) => match f.value.as_str() {
+            "default" => Ok(None),
+            "none" => Ok(Some(NetworkMode::None)),
+            "host" => Ok(Some(NetworkMode::Host)),
+            v => Err(InstructionError::at(
+                f.at,
+                InstructionErrorKind::InvalidNetwork {
+                    suggestion: crate::suggest(v, &["default", "none", "host"]),
+                    value: f.value,
+                },
+            )),
+        },
     };
     RunInstr {
         command: CommandLine {
@@ -650,7 +554,7 @@ fn run(node: &Node, span: Span) -> RunInstr {
             json: node.json,
         },
         heredocs: node.heredocs.clone(),
-        mounts: all_flags(node, "mount", &err(InstructionErrorKind::MountNeedsValue)),
+        mounts: all_flags(node, span, "mount", &InstructionErrorKind::MountNeedsValue),
         network,
         security,
     }
@@ -661,23 +565,23 @@ fn copy(node: &Node, span: Span, keyword: Keyword) -> CopyInstr {
         Some((d, s)) => (d.clone(), s.to_vec()),
         None => (String::new(), vec![]),
     };
-    let owned = |v: Option<&str>| v.map(str::to_string);
     CopyInstr {
         sources,
         dest,
         heredocs: node.heredocs.clone(),
-        from: owned(last_flag(node, "from")),
-        chown: owned(last_flag(node, "chown")),
-        chmod: owned(last_flag(node, "chmod")),
+        from: last_flag(node, span, "from"),
+        chown: last_flag(node, span, "chown"),
+        chmod: last_flag(node, span, "chmod"),
         link: bool_flag(node, span, "link"),
         parents: bool_flag(node, span, "parents"),
         excludes: all_flags(
             node,
+            span,
             "exclude",
-            &InstructionError::at(span, InstructionErrorKind::ExcludeNeedsPattern(keyword)),
+            &InstructionErrorKind::ExcludeNeedsPattern(keyword),
         ),
-        checksum: owned(last_flag(node, "checksum")),
-        keep_git_dir: last_flag(node, "keep-git-dir").is_some(),
+        checksum: last_flag(node, span, "checksum"),
+        keep_git_dir: last_flag(node, span, "keep-git-dir").map(|f| f.at),
     }
 }
 
@@ -700,7 +604,7 @@ fn first(node: &Node) -> String {
 /// Checks what BuildKit checks before dispatching anything: the keyword, the flags' names
 /// and the argument count.
 fn check(node: &Node, span: Span, in_onbuild: bool) -> Result<Keyword, InstructionError> {
-    let err = |kind| Err(InstructionError::at(span, kind));
+    let err = |kind| Err(InstructionError::at(span.position(), kind));
     let Some(keyword) = node.keyword else {
         let best = Keyword::ALL
             .iter()
@@ -717,15 +621,18 @@ fn check(node: &Node, span: Span, in_onbuild: bool) -> Result<Keyword, Instructi
         });
     };
     let allowed = keyword.flags();
-    for f in &node.flags {
+    for (f, at) in flags(node, span) {
         let name = f.trim_start_matches('-');
         let name = name.split_once('=').map_or(name, |(n, _)| n);
         if !allowed.contains(&name) {
-            return err(InstructionErrorKind::UnknownFlag {
-                flag: name.to_string(),
-                keyword,
-                suggestion: crate::suggest(name, allowed),
-            });
+            return Err(InstructionError::at(
+                at,
+                InstructionErrorKind::UnknownFlag {
+                    flag: name.to_string(),
+                    keyword,
+                    suggestion: crate::suggest(name, allowed),
+                },
+            ));
         }
     }
     let need_args = |n: usize| {
@@ -807,7 +714,7 @@ fn parse_at(node: &Node, span: Span, in_onbuild: bool) -> Result<Instruction, In
         Keyword::From => Instruction::From(FromInstr {
             base: first(node),
             stage_name: node.args.get(2).cloned(),
-            platform: last_flag(node, "platform").map(str::to_string),
+            platform: last_flag(node, span, "platform"),
         }),
         Keyword::Run => Instruction::Run(run(node, span)),
         Keyword::Copy => Instruction::Copy(copy(node, span, keyword)),
@@ -858,7 +765,7 @@ fn parse_at(node: &Node, span: Span, in_onbuild: bool) -> Result<Instruction, In
             // The trigger is checked at the ONBUILD's position.
             let Some(sub) = node.sub.as_deref() else {
                 return Err(InstructionError::at(
-                    span,
+                    span.position(),
                     InstructionErrorKind::OnbuildNeedsArgument,
                 ));
             };
@@ -877,6 +784,9 @@ fn parse_at(node: &Node, span: Span, in_onbuild: bool) -> Result<Instruction, In
         }
     })
 }
+
+mod error;
+pub use error::{Checked, InstructionError, InstructionErrorKind};
 
 #[cfg(test)]
 mod tests;

@@ -35,6 +35,8 @@ pub struct Node {
     pub original: String,
     /// `--flag=value` flags, as written (`--from=builder`).
     pub flags: Vec<String>,
+    /// Where each of `flags` starts.
+    pub flag_positions: Vec<Position>,
     /// Arguments. For ENV and LABEL: key, value, separator triples; for HEALTHCHECK the type
     /// first; for JSON forms the parsed strings.
     pub args: Vec<String>,
@@ -52,7 +54,29 @@ pub struct Node {
     pub column: u32,
 }
 
+/// A place in the Dockerfile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, in characters.
+    pub column: u32,
+}
+
 impl Node {
+    /// Places the node (its flags, and its ONBUILD trigger's) at `line`..`end_line`, column
+    /// `column`: for text that is not in the Dockerfile (an image's ONBUILD triggers, a
+    /// `--change`), whose errors point at the line that brought it in.
+    pub fn place_at(&mut self, line: u32, end_line: u32, column: u32) {
+        self.start_line = line;
+        self.end_line = end_line;
+        self.column = column;
+        self.flag_positions.fill(Position { line, column });
+        if let Some(sub) = &mut self.sub {
+            sub.place_at(line, end_line, column);
+        }
+    }
+
     /// BuildKit's AST dump: `(run "echo hi")`, without the parentheses.
     pub fn dump(&self) -> String {
         let mut s = self.cmd.to_lowercase();
@@ -275,6 +299,15 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         if eol && line.is_empty() {
             continue;
         }
+        // Where each piece of the logical line starts in the file: (offset in `line`,
+        // position), to place flags that sit on continuation lines.
+        let mut pieces = vec![(
+            0usize,
+            Position {
+                line: start_line,
+                column,
+            },
+        )];
         while !eol && idx < lines.len() {
             let raw = lines[idx];
             idx += 1;
@@ -291,9 +324,31 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
             }
             let (l, e) = trim_continuation(token, d.escape);
             eol = e;
+            pieces.push((
+                line.len(),
+                Position {
+                    line: current,
+                    column: 1,
+                },
+            ));
             line.push_str(&l);
         }
-        let mut ins = match node_from_line(&line, d.escape) {
+        let position = |offset: usize| {
+            let (start, p) = pieces
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= offset)
+                .copied()
+                .unwrap_or_default();
+            let chars = line.get(start..offset).map_or(0, |s| s.chars().count());
+            Position {
+                line: p.line,
+                column: p
+                    .column
+                    .saturating_add(u32::try_from(chars).unwrap_or(u32::MAX)),
+            }
+        };
+        let mut ins = match node_from_line(&line, 0, d.escape, &position) {
             Ok(i) => i,
             Err(e) => return Err(err(e, start_line, current)),
         };
@@ -421,24 +476,45 @@ pub fn chomp_heredoc_content(s: &str) -> String {
         .collect()
 }
 
+/// `line` split into keyword, flags (each with its byte offset in `line`) and the rest
+/// (with its offset).
+struct Command {
+    cmd: String,
+    flags: Vec<(String, usize)>,
+    rest: String,
+    rest_offset: usize,
+}
+
 /// Splits `line` into keyword, flags and the rest.
-fn split_command(line: &str) -> (String, Vec<String>, String) {
+fn split_command(line: &str) -> Command {
     let t = line.trim();
+    let t_offset = line.len() - line.trim_start().len();
     let (cmd, rest) = match t.find(is_ws_token) {
         Some(i) => (&t[..i], t[i..].trim_start_matches(is_ws_token)),
         None => (t, ""),
     };
+    let rest_offset = t_offset + t.len() - rest.len();
     let (args, flags) = if rest.is_empty() && !t.contains(is_ws_token) {
         (String::new(), vec![])
     } else {
         extract_flags(rest)
     };
-    (cmd.to_string(), flags, args.trim().to_string())
+    let args_offset = rest_offset + rest.len() - args.len();
+    let trimmed = args.trim();
+    Command {
+        cmd: cmd.to_string(),
+        flags: flags
+            .into_iter()
+            .map(|(f, at)| (f, rest_offset + at))
+            .collect(),
+        rest_offset: args_offset + args.len() - args.trim_start().len(),
+        rest: trimmed.to_string(),
+    }
 }
 
 /// BuildKit's `extractBuilderFlags`: leading `--words` (quotes and `\` processed), until a
-/// word not starting with `--` or a lone `--`.
-fn extract_flags(line: &str) -> (String, Vec<String>) {
+/// word not starting with `--` or a lone `--`. Each flag comes with its byte offset.
+fn extract_flags(line: &str) -> (String, Vec<(String, usize)>) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -449,6 +525,7 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut word = String::new();
+    let mut start = 0;
     let mut quote = '\0';
     let mut blank_ok = false;
     let mut i = 0;
@@ -468,10 +545,11 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
                 return (line[pos..].to_string(), words);
             }
             phase = Phase::Word;
+            start = pos;
         }
         if at_end {
             if word != "--" && (blank_ok || !word.is_empty()) {
-                words.push(word);
+                words.push((word, start));
             }
             break;
         }
@@ -482,7 +560,7 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
                     return (line[pos..].to_string(), words);
                 }
                 if blank_ok || !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
+                    words.push((std::mem::take(&mut word), start));
                 }
                 word.clear();
                 blank_ok = false;
@@ -531,16 +609,34 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     (String::new(), words)
 }
 
-fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
-    let (cmd_original, flags, rest) = split_command(line);
+/// The node of a logical line; `offset` is where `line` starts in the whole logical line
+/// (an ONBUILD's trigger starts after the keyword) and `position` places an offset of the
+/// whole line in the file.
+fn node_from_line(
+    line: &str,
+    offset: usize,
+    escape: char,
+    position: &dyn Fn(usize) -> Position,
+) -> Result<Node, String> {
+    let Command {
+        cmd: cmd_original,
+        flags,
+        rest,
+        rest_offset,
+    } = split_command(line);
     let cmd = cmd_original.to_lowercase();
     let keyword = Keyword::from_name(&cmd);
+    let (flags, flag_positions) = flags
+        .into_iter()
+        .map(|(f, at)| (f, position(offset + at)))
+        .unzip();
     let mut ins = Node {
         cmd,
         keyword,
         cmd_original,
         original: line.to_string(),
         flags,
+        flag_positions,
         args: vec![],
         sub: None,
         json: false,
@@ -584,7 +680,8 @@ fn node_from_line(line: &str, escape: char) -> Result<Node, String> {
             ins.args = vec![rest];
         }
         Keyword::Onbuild if !rest.is_empty() => {
-            ins.sub = Some(Box::new(node_from_line(&rest, escape)?));
+            let sub = node_from_line(&rest, offset + rest_offset, escape, position)?;
+            ins.sub = Some(Box::new(sub));
         }
         _ => {}
     }

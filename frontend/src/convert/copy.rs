@@ -20,8 +20,8 @@ impl Conv<'_> {
     ) -> Result<(), Error> {
         let span = ins.span;
         let is_add = keyword == Keyword::Add;
-        if c.keep_git_dir {
-            return Err(self.err(span, ConvertError::KeepGitDir));
+        if let Some(at) = c.keep_git_dir {
+            return Err(self.err(at, ConvertError::KeepGitDir));
         }
         let parents = self.checked(&c.parents)?;
         // --link only changes how BuildKit produces the layer (independent of the layers
@@ -29,10 +29,10 @@ impl Conv<'_> {
         let _link = self.checked(&c.link)?;
         let mut exclude = vec![];
         for e in &c.excludes {
-            let p = self.checked(e)?;
-            let p = self.word(run, &p, span)?;
+            let f = self.checked(e)?;
+            let p = self.word(run, &f.value, f.at)?;
             if p.is_empty() {
-                return Err(self.err(span, ConvertError::EmptyExclude(keyword)));
+                return Err(self.err(f.at, ConvertError::EmptyExclude(keyword)));
             }
             exclude.push(p);
         }
@@ -66,24 +66,24 @@ impl Conv<'_> {
             return Err(self.err(span, ConvertError::CopyUrl));
         }
         let checksum = match &c.checksum {
-            Some(sum) => {
-                let sum = self.word(run, sum, span)?;
+            Some(f) => {
+                let sum = self.word(run, &f.value, f.at)?;
                 if urls.is_empty() || !paths.is_empty() || !heredocs.is_empty() {
-                    return Err(self.err(span, ConvertError::ChecksumNotHttp));
+                    return Err(self.err(f.at, ConvertError::ChecksumNotHttp));
                 }
                 let ok = sum
                     .strip_prefix("sha256:")
                     .is_some_and(|h| h.len() == 64 && h.chars().all(|x| x.is_ascii_hexdigit()));
                 if !ok {
-                    return Err(self.err(span, ConvertError::Checksum(sum)));
+                    return Err(self.err(f.at, ConvertError::Checksum(sum)));
                 }
                 Some(sum.to_ascii_lowercase())
             }
             None => None,
         };
         let chown = match &c.chown {
-            Some(o) => {
-                let o = self.word(run, o, span)?;
+            Some(f) => {
+                let o = self.word(run, &f.value, f.at)?;
                 if o.is_empty() {
                     None
                 } else {
@@ -102,11 +102,11 @@ impl Conv<'_> {
             None => None,
         };
         let chmod = match &c.chmod {
-            Some(m) => {
-                let m = self.word(run, m, span)?;
+            Some(f) => {
+                let m = self.word(run, &f.value, f.at)?;
                 match u32::from_str_radix(&m, 8) {
                     Ok(v) if v <= 0o7777 && !m.is_empty() => Some(v),
-                    _ => return Err(self.err(span, ConvertError::Chmod(m))),
+                    _ => return Err(self.err(f.at, ConvertError::Chmod(m))),
                 }
             }
             None => None,
@@ -117,7 +117,7 @@ impl Conv<'_> {
             dest.push('/');
         }
         let from = match &c.from {
-            Some(f) => Some(self.word(run, f, span)?),
+            Some(f) => Some((self.word(run, &f.value, f.at)?, f.at)),
             None => None,
         };
         let mut actions = vec![];
@@ -192,8 +192,8 @@ impl Conv<'_> {
                 }
             };
             let src: Vec<String> = paths.iter().map(|s| norm_src(s)).collect();
-            let source = if let Some(f) = &from {
-                self.source_named(run, f, span, "--from=")?
+            let source = if let Some((f, at)) = &from {
+                self.source_named(run, f, *at, "--from=")?
             } else {
                 let include = if src
                     .iter()
@@ -218,14 +218,14 @@ impl Conv<'_> {
             }));
         }
         let mut created = format!("{keyword} ");
-        if let Some(f) = &from {
+        if let Some((f, _)) = &from {
             created.push_str(&format!("--from={f} "));
         }
         if let Some(o) = &c.chown {
-            created.push_str(&format!("--chown={o} "));
+            created.push_str(&format!("--chown={} ", o.value));
         }
         if let Some(m) = &c.chmod {
-            created.push_str(&format!("--chmod={m} "));
+            created.push_str(&format!("--chmod={} ", m.value));
         }
         if parents {
             created.push_str("--parents ");

@@ -56,6 +56,15 @@ impl From<Span> for Pos {
     }
 }
 
+impl From<crate::parser::Position> for Pos {
+    fn from(p: crate::parser::Position) -> Self {
+        Pos {
+            line: p.line,
+            column: p.column,
+        }
+    }
+}
+
 impl From<&instructions::InstructionError> for Pos {
     fn from(e: &instructions::InstructionError) -> Self {
         Pos {
@@ -362,9 +371,7 @@ pub(crate) fn apply_changes(
         let parsed = crate::parser::parse(change).map_err(|e| err_at("change", line, e))?;
         let mut conv = Conv::new(&opts, &resolver, vec![change.as_str()], parsed.escape);
         for mut node in parsed.instructions {
-            node.start_line = line;
-            node.end_line = line;
-            node.column = 1;
+            node.place_at(line, line, 1);
             // `docker commit --change` takes these only (docker's `validCommitCommands`).
             let allowed = matches!(
                 node.keyword,

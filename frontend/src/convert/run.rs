@@ -3,9 +3,9 @@
 
 use super::stages::PROXY_ARGS;
 use super::{join_path, Conv, ConvertError, Run};
-use crate::instructions::{Located, RunInstr, Span};
+use crate::instructions::{Located, RunInstr};
 use crate::mounts::{self, MountType};
-use crate::parser::{self, chomp_heredoc_content, Heredoc};
+use crate::parser::{self, chomp_heredoc_content, Heredoc, Position};
 use crate::Error;
 use kiln_opgraph::{ExecMount, ExecOp, FileAction, FileOp, MountKind, Op, VertexMeta};
 
@@ -51,14 +51,14 @@ impl Conv<'_> {
         env
     }
 
-    fn run_mount(&mut self, run: &Run, value: &str, span: Span) -> Result<ExecMount, Error> {
+    fn run_mount(&mut self, run: &Run, value: &str, at: Position) -> Result<ExecMount, Error> {
         let spec = {
             let env = self.expand_env(run);
             let lex = self.lexer();
             let expand = |w: &str| lex.process_word(w, &env);
             mounts::parse_mount(value, &expand).map_err(|source| {
                 self.err(
-                    span,
+                    at,
                     ConvertError::Mount {
                         value: value.to_string(),
                         source,
@@ -70,7 +70,7 @@ impl Conv<'_> {
         let abs = |p: &str| trim_trailing_slash(join_path(&wd, p));
         let src_path = trim_trailing_slash(join_path("/", spec.source.as_deref().unwrap_or("/")));
         let from = match &spec.from {
-            Some(f) => Some(self.source_named(run, f, span, "--mount from=")?),
+            Some(f) => Some(self.source_named(run, f, at, "--mount from=")?),
             None => None,
         };
         let (target, kind) = match spec.kind {
@@ -122,7 +122,7 @@ impl Conv<'_> {
                 let id = match (&spec.id, &target) {
                     (Some(id), _) if !id.is_empty() => id.clone(),
                     (_, Some(t)) => t.rsplit('/').next().unwrap_or_default().to_string(),
-                    _ => return Err(self.err(span, ConvertError::SecretId)),
+                    _ => return Err(self.err(at, ConvertError::SecretId)),
                 };
                 (
                     target.unwrap_or_else(|| format!("/run/secrets/{id}")),
@@ -187,10 +187,10 @@ impl Conv<'_> {
         let network = self.checked(&r.network)?.unwrap_or(self.opts.network);
         let mut mounts = vec![];
         for m in &r.mounts {
-            let v = self.checked(m)?;
-            let m = self.run_mount(run, &v, span)?;
+            let f = self.checked(m)?;
+            let m = self.run_mount(run, &f.value, f.at)?;
             if mounts.iter().any(|o: &ExecMount| o.target == m.target) {
-                return Err(self.err(span, ConvertError::SameTarget(m.target)));
+                return Err(self.err(f.at, ConvertError::SameTarget(m.target)));
             }
             mounts.push(m);
         }

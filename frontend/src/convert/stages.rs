@@ -216,7 +216,7 @@ impl Conv<'_> {
     fn resolve_image(
         &mut self,
         reference: &str,
-        at: Span,
+        at: impl Into<Pos>,
         name: String,
     ) -> Result<(Input, ImageConfiguration, Vec<String>), Error> {
         let r = self
@@ -307,17 +307,17 @@ impl Conv<'_> {
         let span = self.stages[idx].span;
         let total = self.stages[idx].instructions.len() + 1;
         let base_name = self.expand_global(&from.base, span)?;
-        if let Some(p) = &from.platform {
-            let p = self.expand_global(p, span)?;
+        if let Some(f) = &from.platform {
+            let p = self.expand_global(&f.value, f.at)?;
             if !p.is_empty() && p != "linux/amd64" && p != "linux" {
-                return Err(self.err(span, ConvertError::Platform(p)));
+                return Err(self.err(f.at, ConvertError::Platform(p)));
             }
         }
         let label = self.stage_label(idx);
         let named = if base_name.eq_ignore_ascii_case("scratch") {
             None
         } else {
-            self.named_context(&base_name, span)?
+            self.named_context(&base_name, span.into())?
         };
         let (state, mut config, base, history) = if let Some((st, img)) = named {
             if let Some((cfg, onbuild)) = img {
@@ -398,9 +398,7 @@ impl Conv<'_> {
             // The base image's ONBUILD triggers run first, placed at the FROM.
             let parsed = crate::parser::parse(&t).map_err(|e| self.err(span, e))?;
             for mut node in parsed.instructions {
-                node.start_line = span.start_line;
-                node.end_line = span.end_line;
-                node.column = span.column;
+                node.place_at(span.start_line, span.end_line, span.column);
                 let ins = self.typed(&node, true)?;
                 self.dispatch(&mut run, &ins)?;
             }
@@ -450,7 +448,7 @@ impl Conv<'_> {
 
     /// A `--build-context NAME=…`: its filesystem (a `Local` for a directory, or the image)
     /// and, for an image, what a `FROM` of it inherits.
-    fn named_context(&mut self, name: &str, at: Span) -> Result<Option<Named>, Error> {
+    fn named_context(&mut self, name: &str, at: Pos) -> Result<Option<Named>, Error> {
         let Some(nc) = self.opts.named_contexts.get(name).cloned() else {
             return Ok(None);
         };
@@ -470,9 +468,10 @@ impl Conv<'_> {
         &mut self,
         run: &Run,
         f: &str,
-        at: Span,
+        at: impl Into<Pos>,
         what: &'static str,
     ) -> Result<Input, Error> {
+        let at = at.into();
         if let Some((st, _)) = self.named_context(f, at)? {
             return Ok(st);
         }

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::parser;
+use crate::ErrorKind;
 
 /// Types the only instruction of `df` (or the last one).
 fn one(df: &str) -> Result<Located, InstructionError> {
@@ -12,6 +13,17 @@ fn one(df: &str) -> Result<Located, InstructionError> {
 
 fn ins(df: &str) -> Instruction {
     one(df).unwrap().instruction
+}
+
+fn flag(value: &str, line: u32, column: u32) -> Flag {
+    Flag {
+        value: value.into(),
+        at: Position { line, column },
+    }
+}
+
+fn value(f: &Option<Flag>) -> Option<&str> {
+    f.as_ref().map(|f| f.value.as_str())
 }
 
 fn err(df: &str) -> (u32, u32, String) {
@@ -40,7 +52,7 @@ fn from() {
         Instruction::From(FromInstr {
             base: "busybox:1".into(),
             stage_name: Some("Build".into()),
-            platform: Some("$BUILDPLATFORM".into()),
+            platform: Some(flag("$BUILDPLATFORM", 1, 6)),
         })
     );
     assert_eq!(
@@ -69,7 +81,10 @@ fn run() {
     );
     assert_eq!(
         r.mounts,
-        [Ok("type=cache,target=/c".into()), Ok("target=/x".into())]
+        [
+            Ok(flag("type=cache,target=/c", 1, 5)),
+            Ok(flag("target=/x", 1, 49))
+        ]
     );
     assert_eq!(r.network, Ok(Some(NetworkMode::None)));
     assert_eq!(r.security, Ok(Security::Sandbox));
@@ -97,20 +112,26 @@ fn copy_and_add() {
     };
     assert_eq!(c.sources, ["a", "b"]);
     assert_eq!(c.dest, "/d/");
-    assert_eq!(c.from.as_deref(), Some("build"));
-    assert_eq!(c.chown.as_deref(), Some("1:2"));
-    assert_eq!(c.chmod.as_deref(), Some("755"));
+    assert_eq!(value(&c.from), Some("build"));
+    assert_eq!(value(&c.chown), Some("1:2"));
+    assert_eq!(value(&c.chmod), Some("755"));
     assert_eq!((c.link.clone(), c.parents.clone()), (Ok(true), Ok(true)));
-    assert_eq!(c.excludes, [Ok("*.md".into()), Ok("x".into())]);
-    assert!(!c.keep_git_dir && c.checksum.is_none());
+    assert_eq!(c.excludes, [Ok(flag("*.md", 1, 60)), Ok(flag("x", 1, 75))]);
+    assert!(c.keep_git_dir.is_none() && c.checksum.is_none());
     let Instruction::Add(a) =
         ins("ADD --checksum=sha256:ab --link=false --keep-git-dir https://x/y /z")
     else {
         panic!()
     };
-    assert_eq!(a.checksum.as_deref(), Some("sha256:ab"));
+    assert_eq!(value(&a.checksum), Some("sha256:ab"));
     assert_eq!(a.link, Ok(false));
-    assert!(a.keep_git_dir);
+    assert_eq!(
+        a.keep_git_dir,
+        Some(Position {
+            line: 1,
+            column: 39
+        })
+    );
     assert_eq!(a.from, None);
     // A heredoc is a source: one argument is enough.
     let Instruction::Copy(c) = ins("COPY <<EOF /f\nx\nEOF\n") else {
@@ -124,7 +145,26 @@ fn copy_and_add() {
     let Instruction::Copy(c) = ins("COPY --from=a --from=b x y") else {
         panic!()
     };
-    assert_eq!(c.from.as_deref(), Some("b"));
+    assert_eq!(c.from, Some(flag("b", 1, 15)));
+}
+
+/// Flags are placed where they are written, on continuation lines too.
+#[test]
+fn flag_positions() {
+    let df = "FROM x\n  RUN --network=none \\\n# comment\n\t--mount=type=tmpfs,target=/t \\\n    --mount echo\n";
+    let Instruction::Run(r) = ins(df) else {
+        panic!()
+    };
+    assert_eq!(r.mounts[0], Ok(flag("type=tmpfs,target=/t", 4, 2)));
+    let bare = r.mounts[1].clone().unwrap_err();
+    assert_eq!((bare.line, bare.column), (5, 5));
+    let e = one("FROM x\nCOPY --from=a \\\n  --form=b x y").unwrap_err();
+    assert_eq!((e.line, e.column), (3, 3));
+    let e = one("FROM x\nONBUILD COPY --nope a b").unwrap_err();
+    assert_eq!(
+        (e.line, e.column, e.to_string().as_str()),
+        (2, 14, "unknown flag: nope (for COPY)")
+    );
 }
 
 #[test]
@@ -226,15 +266,15 @@ fn errors_with_positions() {
         ("FROM x\nFORM y", (2, 1, "unknown instruction: FORM")),
         (
             "FROM x\n  COPY --nope=1 a b",
-            (2, 3, "unknown flag: nope (for COPY)"),
+            (2, 8, "unknown flag: nope (for COPY)"),
         ),
         (
             "FROM x\nRUN --from=a b",
-            (2, 1, "unknown flag: from (for RUN)"),
+            (2, 5, "unknown flag: from (for RUN)"),
         ),
         (
-            "FROM x\nADD --from=a b c",
-            (2, 1, "unknown flag: from (for ADD)"),
+            "FROM x\nADD --link --from=a b c",
+            (2, 12, "unknown flag: from (for ADD)"),
         ),
         (
             "FROM a b",
@@ -309,9 +349,9 @@ fn errors_with_positions() {
 /// instruction is converted.
 #[test]
 fn deferred_flag_errors() {
-    let at = |line, kind| InstructionError {
-        line,
-        column: 1,
+    let at = |column, kind| InstructionError {
+        line: 2,
+        column,
         kind,
     };
     let Instruction::Run(r) = ins("FROM x\nRUN --network=hots --security=root --mount x") else {
@@ -320,7 +360,7 @@ fn deferred_flag_errors() {
     assert_eq!(
         r.network,
         Err(at(
-            2,
+            5,
             InstructionErrorKind::InvalidNetwork {
                 value: "hots".into(),
                 suggestion: Some("host".into())
@@ -337,7 +377,7 @@ fn deferred_flag_errors() {
     );
     assert_eq!(
         r.mounts,
-        [Err(at(2, InstructionErrorKind::MountNeedsValue))]
+        [Err(at(36, InstructionErrorKind::MountNeedsValue))]
     );
     let Instruction::Copy(c) = ins("FROM x\nCOPY --link=maybe --exclude a b") else {
         panic!()
@@ -356,21 +396,21 @@ fn deferred_flag_errors() {
         panic!()
     };
     let c = h.check.unwrap();
+    let test = c.test.unwrap_err();
+    assert_eq!(test.to_string(), "Missing command after HEALTHCHECK CMD");
+    assert_eq!(test.column, 1, "the command's error is at the keyword");
+    let interval = c.interval.unwrap_err();
     assert_eq!(
-        c.test.unwrap_err().to_string(),
-        "Missing command after HEALTHCHECK CMD"
-    );
-    assert_eq!(
-        c.interval.unwrap_err().to_string(),
+        interval.to_string(),
         "invalid duration for --interval: \"1x\""
     );
+    assert_eq!(interval.column, 13);
     assert_eq!(
         c.timeout.unwrap_err().to_string(),
         "interval \"timeout\" cannot be less than 1ms"
     );
     assert!(c.start_period.is_err());
-    assert_eq!(
-        c.retries.unwrap_err().to_string(),
-        "--retries cannot be negative"
-    );
+    let retries = c.retries.unwrap_err();
+    assert_eq!(retries.to_string(), "--retries cannot be negative");
+    assert_eq!((retries.line, retries.column), (2, 60));
 }
