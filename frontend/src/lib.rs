@@ -5,8 +5,10 @@
 //!
 //! Modules: [`parser`] (BuildKit's line grammar: directives, continuations, flags, JSON or
 //! shell forms, heredocs, line ranges; its AST dump matches BuildKit's parser test vectors
-//! byte for byte), [`shell`] (BuildKit's shell-word expansion) and the conversion behind
-//! [`build`] and [`apply_changes`].
+//! byte for byte), [`instructions`] (the parsed nodes typed, flags checked once),
+//! [`shell`] (BuildKit's shell-word expansion), [`mounts`] (`RUN --mount` values) and the
+//! conversion behind [`build`] and [`apply_changes`] (`convert/`: stages and ARG scoping,
+//! RUN, COPY/ADD, the image config).
 //!
 //! The parser is hand-written rather than taken from the `dockerfile-parser` crate: that
 //! crate has no heredocs, no `# escape=`/`# check=` handling as BuildKit does it and no way
@@ -15,12 +17,13 @@
 #![deny(missing_docs)]
 
 mod convert;
+pub mod instructions;
 pub mod lint;
 pub mod mounts;
 pub mod parser;
 pub mod shell;
 
-pub use convert::{join_path, parse_duration, parse_port_spec, DEFAULT_PATH};
+pub use convert::{join_path, parse_port_spec, PortError, DEFAULT_PATH};
 
 use kiln_oci::spec::ImageConfiguration;
 use std::collections::BTreeMap;
@@ -92,11 +95,35 @@ pub enum NamedContext {
     Image(String),
 }
 
+/// Why the [`ImageResolver`] could not resolve an image: the resolver's own error, shown as
+/// it is (its `Display` is the message after `Dockerfile:LINE:COLUMN:`).
+#[derive(Debug)]
+pub struct ResolveError(Box<dyn std::error::Error + Send + Sync>);
+
+impl ResolveError {
+    /// Wraps the resolver's error (or a message).
+    pub fn new(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ResolveError(e.into())
+    }
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for ResolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
 /// Resolves `FROM` and `COPY --from` image names. Implemented by the CLI (local store, then
 /// registry).
 pub trait ImageResolver {
     /// Resolves `reference` as written after variable expansion (e.g. `busybox`).
-    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String>;
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ResolveError>;
 }
 
 /// Build options that change the conversion.

@@ -10,7 +10,8 @@
 //! image base, the image's own environment (unknown without resolving it) could define the
 //! variable.
 
-use crate::parser::{self, Instruction};
+use crate::instructions::Keyword;
+use crate::parser::{self, Node};
 use crate::{Error, ErrorKind};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -267,7 +268,7 @@ pub fn lint(dockerfile: &str, file_name: &str) -> Result<Vec<Warning>, Error> {
     let mut stage: Option<StageState> = None;
     let mut stages_done: Vec<StageState> = vec![];
     for i in ins {
-        if i.cmd == "from" {
+        if i.keyword == Some(Keyword::From) {
             if let Some(s) = stage.take() {
                 finish_stage(&mut cx, &s);
                 stages_done.push(s);
@@ -288,7 +289,7 @@ pub fn lint(dockerfile: &str, file_name: &str) -> Result<Vec<Warning>, Error> {
             continue;
         }
         let Some(s) = stage.as_mut() else {
-            if i.cmd == "arg" {
+            if i.keyword == Some(Keyword::Arg) {
                 for w in &i.args {
                     let (n, d) = match w.split_once('=') {
                         Some((n, d)) => (n.to_string(), Some(d.to_string())),
@@ -347,7 +348,7 @@ fn finish_stage(cx: &mut Ctx<'_>, s: &StageState) {
 
 fn lint_from(
     cx: &mut Ctx<'_>,
-    i: &Instruction,
+    i: &Node,
     esc: char,
     global: &BTreeMap<String, Option<String>>,
     earlier: &[(String, bool)],
@@ -453,7 +454,7 @@ fn lint_from(
 fn lint_in_stage(
     cx: &mut Ctx<'_>,
     s: &mut StageState,
-    i: &Instruction,
+    i: &Node,
     esc: char,
     global: &BTreeMap<String, Option<String>>,
 ) {
@@ -473,11 +474,14 @@ fn lint_in_stage(
             }
         }
     };
-    match i.cmd.as_str() {
-        "env" | "label" => {
+    let Some(keyword) = i.keyword else {
+        return;
+    };
+    match keyword {
+        Keyword::Env | Keyword::Label => {
             for t in i.args.chunks(3) {
                 if t.get(2).is_some_and(std::string::String::is_empty) {
-                    let up = i.cmd.to_uppercase();
+                    let up = keyword.name();
                     cx.warn(
                         "LegacyKeyValueFormat",
                         line,
@@ -487,7 +491,7 @@ fn lint_in_stage(
                 if let Some(v) = t.get(1) {
                     check_vars(cx, s, v);
                 }
-                if i.cmd == "env" {
+                if keyword == Keyword::Env {
                     if let Some(k) = t.first() {
                         if is_secret_name(k) {
                             cx.warn(
@@ -501,7 +505,7 @@ fn lint_in_stage(
                 }
             }
         }
-        "arg" => {
+        Keyword::Arg => {
             for w in &i.args {
                 let (n, d) = match w.split_once('=') {
                     Some((n, d)) => (n.to_string(), Some(d)),
@@ -523,19 +527,15 @@ fn lint_in_stage(
                 s.vars.insert(n);
             }
         }
-        "maintainer" => cx.warn(
+        Keyword::Maintainer => cx.warn(
             "MaintainerDeprecated",
             line,
             "Maintainer instruction is deprecated in favor of using label".into(),
         ),
-        "cmd" | "entrypoint" | "healthcheck" => {
-            let key = match i.cmd.as_str() {
-                "cmd" => "CMD",
-                "entrypoint" => "ENTRYPOINT",
-                _ => "HEALTHCHECK",
-            };
+        Keyword::Cmd | Keyword::Entrypoint | Keyword::Healthcheck => {
+            let key = keyword.name();
             s.singles.entry(key).or_default().push(line);
-            if i.cmd != "healthcheck" && !i.json && !i.args.is_empty() {
+            if keyword != Keyword::Healthcheck && !i.json && !i.args.is_empty() {
                 cx.warn(
                     "JSONArgsRecommended",
                     line,
@@ -543,7 +543,7 @@ fn lint_in_stage(
                 );
             }
         }
-        "workdir" => {
+        Keyword::Workdir => {
             let p = i.args.first().cloned().unwrap_or_default();
             check_vars(cx, s, &p);
             if p.starts_with('/') || p.starts_with('$') {
@@ -556,7 +556,12 @@ fn lint_in_stage(
                 );
             }
         }
-        "copy" | "add" | "user" | "expose" | "volume" | "stopsignal" => {
+        Keyword::Copy
+        | Keyword::Add
+        | Keyword::User
+        | Keyword::Expose
+        | Keyword::Volume
+        | Keyword::Stopsignal => {
             for a in &i.args {
                 if !a.starts_with("<<") {
                     check_vars(cx, s, a);

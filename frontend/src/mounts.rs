@@ -5,16 +5,188 @@
 //! the conversion resolves it (named context, stage, image) and builds the
 //! [`kiln_opgraph::ExecMount`].
 
+use crate::shell::ShellError;
 use kiln_opgraph::CacheSharing;
+use kiln_units::UnitError;
+use std::fmt;
 
 /// The mount types BuildKit knows.
 pub const MOUNT_TYPES: &[&str] = &["bind", "cache", "tmpfs", "secret", "ssh"];
 
+/// The keys a `--mount` value may have (for "did you mean" hints).
+const KEYS: &[&str] = &[
+    "type",
+    "from",
+    "source",
+    "target",
+    "readonly",
+    "readwrite",
+    "required",
+    "size",
+    "id",
+    "sharing",
+    "mode",
+    "uid",
+    "gid",
+    "env",
+];
+
+/// A `type=` of `--mount`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MountType {
+    /// `bind` (the default): a directory of the context, a stage or an image.
+    Bind,
+    /// `cache`: a persistent cache directory.
+    Cache,
+    /// `tmpfs`: an empty in-memory file system.
+    Tmpfs,
+    /// `secret`: a file with a secret's content.
+    Secret,
+    /// `ssh`: refused (no agent forwarding).
+    Ssh,
+}
+
+impl MountType {
+    fn from_name(lower: &str) -> Option<Self> {
+        Some(match lower {
+            "bind" => MountType::Bind,
+            "cache" => MountType::Cache,
+            "tmpfs" => MountType::Tmpfs,
+            "secret" => MountType::Secret,
+            "ssh" => MountType::Ssh,
+            _ => return None,
+        })
+    }
+
+    /// The name as written in `type=`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MountType::Bind => "bind",
+            MountType::Cache => "cache",
+            MountType::Tmpfs => "tmpfs",
+            MountType::Secret => "secret",
+            MountType::Ssh => "ssh",
+        }
+    }
+}
+
+impl fmt::Display for MountType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `" (did you mean X?)"` when there is a suggestion.
+fn did_you_mean(s: Option<&String>) -> String {
+    s.map(|s| format!(" (did you mean {s}?)"))
+        .unwrap_or_default()
+}
+
+/// Why a `--mount` value was refused; the messages are BuildKit's where BuildKit has one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// A quoted CSV field that does not end where it should.
+    #[error("extraneous or missing \" in quoted-field: {0}")]
+    QuotedField(String),
+    /// A `"` inside an unquoted CSV field.
+    #[error("bare \" in non-quoted-field: {0}")]
+    BareQuote(String),
+    /// A field that is neither `key=value` nor a known boolean key.
+    #[error("invalid field '{0}' must be a key=value pair")]
+    NotKeyValue(String),
+    /// A value's variables could not be expanded.
+    #[error(transparent)]
+    Expand(#[from] ShellError),
+    /// An unknown `type=`.
+    #[error("unsupported mount type {value:?}{}", did_you_mean(.suggestion.as_ref()))]
+    UnsupportedType {
+        /// As written.
+        value: String,
+        /// The closest known type.
+        suggestion: Option<String>,
+    },
+    /// An unknown key.
+    #[error("unexpected key '{key}' in '{field}'{}", did_you_mean(.suggestion.as_ref()))]
+    UnexpectedKey {
+        /// The key, lower-cased.
+        key: String,
+        /// The whole field.
+        field: String,
+        /// The closest known key.
+        suggestion: Option<String>,
+    },
+    /// A boolean key with a value that is not a Go boolean.
+    #[error("invalid value for {key}: {value}")]
+    InvalidBool {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// `mode=`, `uid=` or `gid=` that is not a number.
+    #[error("invalid value {value} for {key}")]
+    InvalidNumber {
+        /// `mode`, `uid` or `gid`.
+        key: &'static str,
+        /// The value.
+        value: String,
+    },
+    /// An unknown `sharing=`.
+    #[error("unsupported sharing value {0:?}")]
+    UnsupportedSharing(String),
+    /// `size=` that is not a size.
+    #[error(transparent)]
+    InvalidSize(UnitError),
+    /// `type=ssh`.
+    #[error("RUN --mount=type=ssh is not supported by kiln (no SSH agent forwarding)")]
+    Ssh,
+    /// `size`, `required` or `env` on a type that has no such key.
+    #[error("unexpected key '{key}' for mount type '{kind}'")]
+    KeyNotForType {
+        /// The key.
+        key: &'static str,
+        /// The mount type.
+        kind: MountType,
+    },
+    /// `mode`, `uid` or `gid` on a bind or tmpfs mount.
+    #[error("{key} not allowed for \"{kind}\" type mounts")]
+    FileInfoNotAllowed {
+        /// The key.
+        key: &'static str,
+        /// The mount type.
+        kind: MountType,
+    },
+    /// `sharing=` on a mount that is not a cache.
+    #[error("invalid cache sharing set for {0} mount")]
+    SharingNotCache(MountType),
+    /// `from=` on a secret.
+    #[error("secret mount should not have a from")]
+    SecretFrom,
+    /// `source=` and `id=` on a secret.
+    #[error("both source and id can't be set")]
+    SourceAndId,
+    /// A secret with nothing to name it.
+    #[error("invalid secret mount. one of source, target required")]
+    SecretNeedsTarget,
+    /// `env=` on a secret.
+    #[error(
+        "RUN --mount=type=secret,env=… is not supported yet: mount the secret as a file (target=…)"
+    )]
+    SecretEnv,
+    /// A bind, cache or tmpfs mount without a target.
+    #[error("mount type \"{0}\" requires a target (e.g. --mount=type={0},target=/path)")]
+    NeedsTarget(MountType),
+    /// `from=` on a tmpfs.
+    #[error("tmpfs mount should not have a from")]
+    TmpfsFrom,
+}
+
 /// One parsed `--mount`, before `from` is resolved.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MountSpec {
-    /// `bind`, `cache`, `tmpfs` or `secret`.
-    pub kind: String,
+    /// `type=`.
+    pub kind: MountType,
     /// `from=`.
     pub from: Option<String>,
     /// `source=` / `src=`.
@@ -44,7 +216,7 @@ pub struct MountSpec {
 
 /// Splits a CSV record the way Go's `encoding/csv` reads one line: `,` separates fields, a
 /// field starting with `"` is quoted (`""` is a literal quote).
-pub fn split_csv(s: &str) -> Result<Vec<String>, String> {
+pub fn split_csv(s: &str) -> Result<Vec<String>, MountError> {
     let mut out = Vec::new();
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
@@ -54,7 +226,7 @@ pub fn split_csv(s: &str) -> Result<Vec<String>, String> {
             i += 1;
             loop {
                 match chars.get(i) {
-                    None => return Err(format!("extraneous or missing \" in quoted-field: {s}")),
+                    None => return Err(MountError::QuotedField(s.to_string())),
                     Some('"') if chars.get(i + 1) == Some(&'"') => {
                         field.push('"');
                         i += 2;
@@ -75,7 +247,7 @@ pub fn split_csv(s: &str) -> Result<Vec<String>, String> {
                     return Ok(out);
                 }
                 Some(',') => i += 1,
-                Some(_) => return Err(format!("extraneous or missing \" in quoted-field: {s}")),
+                Some(_) => return Err(MountError::QuotedField(s.to_string())),
             }
             out.push(field);
         } else {
@@ -84,7 +256,7 @@ pub fn split_csv(s: &str) -> Result<Vec<String>, String> {
                     break;
                 }
                 if *c == '"' {
-                    return Err(format!("bare \" in non-quoted-field: {s}"));
+                    return Err(MountError::BareQuote(s.to_string()));
                 }
                 field.push(*c);
                 i += 1;
@@ -98,41 +270,24 @@ pub fn split_csv(s: &str) -> Result<Vec<String>, String> {
     }
 }
 
-fn parse_bool(key: &str, v: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, v: &str) -> Result<bool, MountError> {
     match v {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        _ => Err(format!("invalid value for {key}: {v}")),
+        _ => Err(MountError::InvalidBool {
+            key: key.to_string(),
+            value: v.to_string(),
+        }),
     }
-}
-
-/// Docker's `RAMInBytes`: `1024`, `64k`, `1m`, `2g`, `1.5gb` (binary units).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let t = s.trim();
-    let n = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let num: f64 = t[..n].parse().ok()?;
-    let mult: f64 = match t[n..].to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" | "kib" => 1024.0,
-        "m" | "mb" | "mib" => 1024.0 * 1024.0,
-        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "t" | "tb" | "tib" => 1024f64.powi(4),
-        "p" | "pb" | "pib" => 1024f64.powi(5),
-        _ => return None,
-    };
-    let v = num * mult;
-    (v.is_finite() && v >= 0.0 && v < u64::MAX as f64).then_some(v as u64)
 }
 
 /// Parses one `--mount` value. `expand` expands a value's variables (ARG / ENV).
 pub fn parse_mount(
     val: &str,
-    expand: &dyn Fn(&str) -> Result<String, String>,
-) -> Result<MountSpec, String> {
+    expand: &dyn Fn(&str) -> Result<String, ShellError>,
+) -> Result<MountSpec, MountError> {
     let mut m = MountSpec {
-        kind: "bind".into(),
+        kind: MountType::Bind,
         from: None,
         source: None,
         target: None,
@@ -163,22 +318,24 @@ pub fn parse_mount(
                     m.required = true;
                     required_set = true;
                 }
-                _ => return Err(format!("invalid field '{field}' must be a key=value pair")),
+                _ => return Err(MountError::NotKeyValue(field)),
             }
             continue;
         };
         let value = expand(&value)?;
+        let number = |key: &'static str, radix: u32| {
+            u32::from_str_radix(&value, radix).map_err(|_| MountError::InvalidNumber {
+                key,
+                value: value.clone(),
+            })
+        };
         match key.as_str() {
             "type" => {
                 let t = value.to_ascii_lowercase();
-                if !MOUNT_TYPES.contains(&t.as_str()) {
-                    let mut msg = format!("unsupported mount type {value:?}");
-                    if let Some(s) = crate::suggest(&t, MOUNT_TYPES) {
-                        msg.push_str(&format!(" (did you mean {s}?)"));
-                    }
-                    return Err(msg);
-                }
-                m.kind = t;
+                m.kind = MountType::from_name(&t).ok_or_else(|| MountError::UnsupportedType {
+                    suggestion: crate::suggest(&t, MOUNT_TYPES),
+                    value: value.clone(),
+                })?;
             }
             "from" => m.from = Some(value),
             "source" | "src" => m.source = Some(value),
@@ -196,113 +353,76 @@ pub fn parse_mount(
                     "shared" => CacheSharing::Shared,
                     "private" => CacheSharing::Private,
                     "locked" => CacheSharing::Locked,
-                    _ => return Err(format!("unsupported sharing value {value:?}")),
+                    _ => return Err(MountError::UnsupportedSharing(value)),
                 };
                 sharing_set = true;
             }
-            "mode" => {
-                m.mode = Some(
-                    u32::from_str_radix(&value, 8)
-                        .map_err(|_| format!("invalid value {value} for mode"))?,
-                );
-            }
-            "uid" => {
-                m.uid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for uid"))?,
-                );
-            }
-            "gid" => {
-                m.gid = Some(
-                    value
-                        .parse()
-                        .map_err(|_| format!("invalid value {value} for gid"))?,
-                );
-            }
+            "mode" => m.mode = Some(number("mode", 8)?),
+            "uid" => m.uid = Some(number("uid", 10)?),
+            "gid" => m.gid = Some(number("gid", 10)?),
             "env" => m.env = Some(value),
             _ => {
-                let keys = [
-                    "type",
-                    "from",
-                    "source",
-                    "target",
-                    "readonly",
-                    "readwrite",
-                    "required",
-                    "size",
-                    "id",
-                    "sharing",
-                    "mode",
-                    "uid",
-                    "gid",
-                    "env",
-                ];
-                let mut msg = format!("unexpected key '{key}' in '{field}'");
-                if let Some(s) = crate::suggest(&key, &keys) {
-                    msg.push_str(&format!(" (did you mean {s}?)"));
-                }
-                return Err(msg);
+                return Err(MountError::UnexpectedKey {
+                    suggestion: crate::suggest(&key, KEYS),
+                    key,
+                    field,
+                })
             }
         }
     }
-    let kind = m.kind.as_str();
-    if kind == "ssh" {
-        return Err(
-            "RUN --mount=type=ssh is not supported by kiln (no SSH agent forwarding)".into(),
-        );
+    let kind = m.kind;
+    if kind == MountType::Ssh {
+        return Err(MountError::Ssh);
     }
     if let Some(s) = size_raw {
-        if kind != "tmpfs" {
-            return Err(format!("unexpected key 'size' for mount type '{kind}'"));
+        if kind != MountType::Tmpfs {
+            return Err(MountError::KeyNotForType { key: "size", kind });
         }
-        m.size = Some(parse_size(&s).ok_or_else(|| format!("invalid size: '{s}'"))?);
+        m.size = Some(kiln_units::parse_ram(&s).map_err(MountError::InvalidSize)?);
     }
-    if required_set && kind != "secret" {
-        return Err(format!("unexpected key 'required' for mount type '{kind}'"));
+    if required_set && kind != MountType::Secret {
+        return Err(MountError::KeyNotForType {
+            key: "required",
+            kind,
+        });
     }
-    let file_info_allowed = matches!(kind, "secret" | "cache");
+    let file_info_allowed = matches!(kind, MountType::Secret | MountType::Cache);
     if !file_info_allowed {
-        for (n, v) in [("mode", m.mode), ("uid", m.uid), ("gid", m.gid)] {
+        for (key, v) in [("mode", m.mode), ("uid", m.uid), ("gid", m.gid)] {
             if v.is_some() {
-                return Err(format!("{n} not allowed for {kind:?} type mounts"));
+                return Err(MountError::FileInfoNotAllowed { key, kind });
             }
         }
     }
-    if sharing_set && kind != "cache" {
-        return Err(format!("invalid cache sharing set for {kind} mount"));
+    if sharing_set && kind != MountType::Cache {
+        return Err(MountError::SharingNotCache(kind));
     }
-    if m.env.is_some() && kind != "secret" {
-        return Err(format!("unexpected key 'env' for mount type '{kind}'"));
+    if m.env.is_some() && kind != MountType::Secret {
+        return Err(MountError::KeyNotForType { key: "env", kind });
     }
-    m.readonly = ro.unwrap_or(!matches!(kind, "cache" | "tmpfs"));
-    if kind == "secret" {
+    m.readonly = ro.unwrap_or(!matches!(kind, MountType::Cache | MountType::Tmpfs));
+    if kind == MountType::Secret {
         if m.from.is_some() {
-            return Err("secret mount should not have a from".into());
+            return Err(MountError::SecretFrom);
         }
         if m.source.is_some() && m.id.is_some() {
-            return Err("both source and id can't be set".into());
+            return Err(MountError::SourceAndId);
         }
         if m.source.is_none() && m.target.is_none() && m.id.is_none() && m.env.is_none() {
-            return Err("invalid secret mount. one of source, target required".into());
+            return Err(MountError::SecretNeedsTarget);
         }
         if m.env.is_some() {
-            return Err(
-                "RUN --mount=type=secret,env=… is not supported yet: mount the secret as a file (target=…)"
-                    .into(),
-            );
+            return Err(MountError::SecretEnv);
         }
         if m.id.is_none() {
             m.id = m.source.take();
         }
     } else {
         if m.target.as_deref().unwrap_or("").is_empty() {
-            return Err(format!(
-                "mount type {kind:?} requires a target (e.g. --mount=type={kind},target=/path)"
-            ));
+            return Err(MountError::NeedsTarget(kind));
         }
-        if kind == "tmpfs" && m.from.is_some() {
-            return Err("tmpfs mount should not have a from".into());
+        if kind == MountType::Tmpfs && m.from.is_some() {
+            return Err(MountError::TmpfsFrom);
         }
     }
     Ok(m)
@@ -313,7 +433,7 @@ mod tests {
     use super::*;
 
     fn p(s: &str) -> Result<MountSpec, String> {
-        parse_mount(s, &|v| Ok(v.to_string()))
+        parse_mount(s, &|v| Ok(v.to_string())).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -327,7 +447,7 @@ mod tests {
     #[test]
     fn defaults() {
         let b = p("target=/x").unwrap();
-        assert_eq!(b.kind, "bind");
+        assert_eq!(b.kind, MountType::Bind);
         assert!(b.readonly);
         let b = p("type=bind,target=/x,rw").unwrap();
         assert!(!b.readonly);
@@ -386,11 +506,40 @@ mod tests {
             .contains("mode"));
     }
 
+    /// The messages are BuildKit's (and today's) word for word.
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1024"), Some(1024));
-        assert_eq!(parse_size("64k"), Some(65536));
-        assert_eq!(parse_size("2GB"), Some(2 << 30));
-        assert_eq!(parse_size("x"), None);
+    fn messages() {
+        for (value, want) in [
+            (
+                "type=bind",
+                "mount type \"bind\" requires a target (e.g. --mount=type=bind,target=/path)",
+            ),
+            (
+                "type=cahce,target=/x",
+                "unsupported mount type \"cahce\" (did you mean cache?)",
+            ),
+            ("type=tmpfs,target=/x,size=1q", "invalid size: '1q'"),
+            (
+                "type=bind,target=/x,mode=0600",
+                "mode not allowed for \"bind\" type mounts",
+            ),
+            (
+                "type=bind,target=/x,size=1",
+                "unexpected key 'size' for mount type 'bind'",
+            ),
+            (
+                "target=/x,trget=1",
+                "unexpected key 'trget' in 'trget=1' (did you mean target?)",
+            ),
+            ("type=cache,target=/x,uid=a", "invalid value a for uid"),
+            ("type=secret,id=a,ro=maybe", "invalid value for ro: maybe"),
+            ("\"a", "extraneous or missing \" in quoted-field: \"a"),
+            (
+                "type=ssh",
+                "RUN --mount=type=ssh is not supported by kiln (no SSH agent forwarding)",
+            ),
+        ] {
+            assert_eq!(p(value).unwrap_err(), want, "{value}");
+        }
     }
 }

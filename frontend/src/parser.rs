@@ -1,9 +1,11 @@
 //! The Dockerfile parser: BuildKit's line-level grammar (directives, comments, continuations,
-//! flags, JSON or shell forms, heredocs) producing one [`Instruction`] per instruction with
-//! its line range. [`Instruction::dump`] prints BuildKit's AST dump format, which the parser
-//! corpus compares byte for byte.
+//! flags, JSON or shell forms, heredocs) producing one [`Node`] per instruction with its
+//! line range. [`Node::dump`] prints BuildKit's AST dump format, which the parser corpus
+//! compares byte for byte. The nodes are still untyped (flags as written, arguments as
+//! strings): [`crate::instructions`] turns them into typed instructions.
 
-use crate::shell::Lexer;
+use crate::instructions::Keyword;
+use crate::shell::{Lexer, ShellError};
 
 /// A heredoc attached to an instruction (`<<EOF` … `EOF`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,22 +22,26 @@ pub struct Heredoc {
     pub content: String,
 }
 
-/// One parsed instruction.
+/// One parsed instruction, untyped (BuildKit's `parser.Node`).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Instruction {
+pub struct Node {
     /// The instruction keyword, lower-case (`run`). Unknown keywords are kept.
     pub cmd: String,
+    /// The keyword, when BuildKit knows it.
+    pub keyword: Option<Keyword>,
     /// The keyword as written (`Run`).
     pub cmd_original: String,
     /// The logical line (continuations joined, comments dropped).
     pub original: String,
     /// `--flag=value` flags, as written (`--from=builder`).
     pub flags: Vec<String>,
+    /// Where each of `flags` starts.
+    pub flag_positions: Vec<Position>,
     /// Arguments. For ENV and LABEL: key, value, separator triples; for HEALTHCHECK the type
     /// first; for JSON forms the parsed strings.
     pub args: Vec<String>,
     /// The nested instruction of an ONBUILD.
-    pub sub: Option<Box<Instruction>>,
+    pub sub: Option<Box<Node>>,
     /// The arguments were a JSON array.
     pub json: bool,
     /// Heredocs, in order.
@@ -44,9 +50,33 @@ pub struct Instruction {
     pub start_line: u32,
     /// Last line, 1-based (including heredoc bodies).
     pub end_line: u32,
+    /// 1-based column (in characters) of the keyword on its first line.
+    pub column: u32,
 }
 
-impl Instruction {
+/// A place in the Dockerfile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Position {
+    /// 1-based line.
+    pub line: u32,
+    /// 1-based column, in characters.
+    pub column: u32,
+}
+
+impl Node {
+    /// Places the node (its flags, and its ONBUILD trigger's) at `line`..`end_line`, column
+    /// `column`: for text that is not in the Dockerfile (an image's ONBUILD triggers, a
+    /// `--change`), whose errors point at the line that brought it in.
+    pub fn place_at(&mut self, line: u32, end_line: u32, column: u32) {
+        self.start_line = line;
+        self.end_line = end_line;
+        self.column = column;
+        self.flag_positions.fill(Position { line, column });
+        if let Some(sub) = &mut self.sub {
+            sub.place_at(line, end_line, column);
+        }
+    }
+
     /// BuildKit's AST dump: `(run "echo hi")`, without the parentheses.
     pub fn dump(&self) -> String {
         let mut s = self.cmd.to_lowercase();
@@ -73,7 +103,7 @@ impl Instruction {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dockerfile {
     /// The instructions, in order.
-    pub instructions: Vec<Instruction>,
+    pub instructions: Vec<Node>,
     /// The escape character in effect.
     pub escape: char,
     /// Parser directives found (`syntax`, `escape`, `check`), lower-case names.
@@ -94,7 +124,8 @@ impl Dockerfile {
 }
 
 /// A parse error with its line range.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
 pub struct ParseError {
     /// The message.
     pub message: String,
@@ -252,17 +283,31 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
     while idx < lines.len() {
         let raw = lines[idx];
         idx += 1;
-        let token = trim_newline(raw).trim_start();
+        let untrimmed = trim_newline(raw);
+        let token = untrimmed.trim_start();
         if let Err(e) = d.possible_directive(token) {
             return Err(err(e, current + 1, current + 1));
         }
         let token = if token.starts_with('#') { "" } else { token };
         current += 1;
         let start_line = current;
+        let indent = untrimmed[..untrimmed.len() - token.len().min(untrimmed.len())]
+            .chars()
+            .count();
+        let column = u32::try_from(indent).map_or(u32::MAX, |n| n.saturating_add(1));
         let (mut line, mut eol) = trim_continuation(token, d.escape);
         if eol && line.is_empty() {
             continue;
         }
+        // Where each piece of the logical line starts in the file: (offset in `line`,
+        // position), to place flags that sit on continuation lines.
+        let mut pieces = vec![(
+            0usize,
+            Position {
+                line: start_line,
+                column,
+            },
+        )];
         while !eol && idx < lines.len() {
             let raw = lines[idx];
             idx += 1;
@@ -279,16 +324,38 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
             }
             let (l, e) = trim_continuation(token, d.escape);
             eol = e;
+            pieces.push((
+                line.len(),
+                Position {
+                    line: current,
+                    column: 1,
+                },
+            ));
             line.push_str(&l);
         }
-        let mut ins = match node_from_line(&line, d.escape) {
+        let position = |offset: usize| {
+            let (start, p) = pieces
+                .iter()
+                .rev()
+                .find(|(start, _)| *start <= offset)
+                .copied()
+                .unwrap_or_default();
+            let chars = line.get(start..offset).map_or(0, |s| s.chars().count());
+            Position {
+                line: p.line,
+                column: p
+                    .column
+                    .saturating_add(u32::try_from(chars).unwrap_or(u32::MAX)),
+            }
+        };
+        let mut ins = match node_from_line(&line, 0, d.escape, &position) {
             Ok(i) => i,
             Err(e) => return Err(err(e, start_line, current)),
         };
         if can_contain_heredoc(&ins) {
             let docs = match heredocs_from_line(&line) {
                 Ok(d) => d,
-                Err(e) => return Err(err(e, start_line, current)),
+                Err(e) => return Err(err(e.to_string(), start_line, current)),
             };
             for mut doc in docs {
                 let mut terminated = false;
@@ -314,6 +381,7 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
         }
         ins.start_line = start_line;
         ins.end_line = current;
+        ins.column = column;
         instructions.push(ins);
     }
     if instructions.is_empty() {
@@ -326,20 +394,19 @@ pub fn parse(src: &str) -> Result<Dockerfile, ParseError> {
     })
 }
 
-fn can_contain_heredoc(ins: &Instruction) -> bool {
-    let target = if ins.cmd == "onbuild" {
-        match &ins.sub {
-            Some(s) => s.as_ref(),
-            None => ins,
-        }
-    } else {
-        ins
+fn can_contain_heredoc(ins: &Node) -> bool {
+    let target = match (ins.keyword, &ins.sub) {
+        (Some(Keyword::Onbuild), Some(s)) => s.as_ref(),
+        _ => ins,
     };
-    matches!(target.cmd.as_str(), "add" | "copy" | "run") && !target.json
+    matches!(
+        target.keyword,
+        Some(Keyword::Add | Keyword::Copy | Keyword::Run)
+    ) && !target.json
 }
 
 /// Finds the heredocs a line opens (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`).
-pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, ShellError> {
     let lex = Lexer {
         escape: '\\',
         raw_quotes: true,
@@ -357,7 +424,7 @@ pub fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
 }
 
 /// Parses one word as a heredoc opener (`^(\d*)<<(-?)([^<]*)$`).
-pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ShellError> {
     let digits = word.chars().take_while(char::is_ascii_digit).count();
     let (fd, rest) = word.split_at(digits);
     let Some(rest) = rest.strip_prefix("<<") else {
@@ -388,9 +455,7 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     };
     let raw_words = raw.process_words(rest, &env)?;
     if raw_words.len() != words.len() {
-        return Err(format!(
-            "internal lexing of heredoc produced inconsistent results: {rest}"
-        ));
+        return Err(ShellError::InconsistentHeredoc(rest.to_string()));
     }
     let count = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
     let name = words[0].clone();
@@ -411,24 +476,45 @@ pub fn chomp_heredoc_content(s: &str) -> String {
         .collect()
 }
 
+/// `line` split into keyword, flags (each with its byte offset in `line`) and the rest
+/// (with its offset).
+struct Command {
+    cmd: String,
+    flags: Vec<(String, usize)>,
+    rest: String,
+    rest_offset: usize,
+}
+
 /// Splits `line` into keyword, flags and the rest.
-fn split_command(line: &str) -> (String, Vec<String>, String) {
+fn split_command(line: &str) -> Command {
     let t = line.trim();
+    let t_offset = line.len() - line.trim_start().len();
     let (cmd, rest) = match t.find(is_ws_token) {
         Some(i) => (&t[..i], t[i..].trim_start_matches(is_ws_token)),
         None => (t, ""),
     };
+    let rest_offset = t_offset + t.len() - rest.len();
     let (args, flags) = if rest.is_empty() && !t.contains(is_ws_token) {
         (String::new(), vec![])
     } else {
         extract_flags(rest)
     };
-    (cmd.to_string(), flags, args.trim().to_string())
+    let args_offset = rest_offset + rest.len() - args.len();
+    let trimmed = args.trim();
+    Command {
+        cmd: cmd.to_string(),
+        flags: flags
+            .into_iter()
+            .map(|(f, at)| (f, rest_offset + at))
+            .collect(),
+        rest_offset: args_offset + args.len() - args.trim_start().len(),
+        rest: trimmed.to_string(),
+    }
 }
 
 /// BuildKit's `extractBuilderFlags`: leading `--words` (quotes and `\` processed), until a
-/// word not starting with `--` or a lone `--`.
-fn extract_flags(line: &str) -> (String, Vec<String>) {
+/// word not starting with `--` or a lone `--`. Each flag comes with its byte offset.
+fn extract_flags(line: &str) -> (String, Vec<(String, usize)>) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -439,6 +525,7 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut word = String::new();
+    let mut start = 0;
     let mut quote = '\0';
     let mut blank_ok = false;
     let mut i = 0;
@@ -458,10 +545,11 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
                 return (line[pos..].to_string(), words);
             }
             phase = Phase::Word;
+            start = pos;
         }
         if at_end {
             if word != "--" && (blank_ok || !word.is_empty()) {
-                words.push(word);
+                words.push((word, start));
             }
             break;
         }
@@ -472,7 +560,7 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
                     return (line[pos..].to_string(), words);
                 }
                 if blank_ok || !word.is_empty() {
-                    words.push(std::mem::take(&mut word));
+                    words.push((std::mem::take(&mut word), start));
                 }
                 word.clear();
                 blank_ok = false;
@@ -521,59 +609,62 @@ fn extract_flags(line: &str) -> (String, Vec<String>) {
     (String::new(), words)
 }
 
-/// Instructions BuildKit knows.
-pub const KNOWN: &[&str] = &[
-    "add",
-    "arg",
-    "cmd",
-    "copy",
-    "entrypoint",
-    "env",
-    "expose",
-    "from",
-    "healthcheck",
-    "label",
-    "maintainer",
-    "onbuild",
-    "run",
-    "shell",
-    "stopsignal",
-    "user",
-    "volume",
-    "workdir",
-];
-
-fn node_from_line(line: &str, escape: char) -> Result<Instruction, String> {
-    let (cmd_original, flags, rest) = split_command(line);
+/// The node of a logical line; `offset` is where `line` starts in the whole logical line
+/// (an ONBUILD's trigger starts after the keyword) and `position` places an offset of the
+/// whole line in the file.
+fn node_from_line(
+    line: &str,
+    offset: usize,
+    escape: char,
+    position: &dyn Fn(usize) -> Position,
+) -> Result<Node, String> {
+    let Command {
+        cmd: cmd_original,
+        flags,
+        rest,
+        rest_offset,
+    } = split_command(line);
     let cmd = cmd_original.to_lowercase();
-    let mut ins = Instruction {
-        cmd: cmd.clone(),
+    let keyword = Keyword::from_name(&cmd);
+    let (flags, flag_positions) = flags
+        .into_iter()
+        .map(|(f, at)| (f, position(offset + at)))
+        .unzip();
+    let mut ins = Node {
+        cmd,
+        keyword,
         cmd_original,
         original: line.to_string(),
         flags,
+        flag_positions,
         args: vec![],
         sub: None,
         json: false,
         heredocs: vec![],
         start_line: 0,
         end_line: 0,
+        column: 1,
     };
-    match cmd.as_str() {
-        "add" | "copy" | "volume" => {
+    // BuildKit's dispatch table (parser.go `dispatch`): how each keyword's rest is split.
+    let Some(keyword) = keyword else {
+        return Ok(ins);
+    };
+    match keyword {
+        Keyword::Add | Keyword::Copy | Keyword::Volume => {
             let (a, j) = parse_maybe_json_to_list(&rest)?;
             ins.args = a;
             ins.json = j;
         }
-        "arg" => ins.args = parse_words(&rest, escape),
-        "cmd" | "entrypoint" | "run" | "shell" => {
+        Keyword::Arg => ins.args = parse_words(&rest, escape),
+        Keyword::Cmd | Keyword::Entrypoint | Keyword::Run | Keyword::Shell => {
             let (a, j) = parse_maybe_json(&rest)?;
             ins.args = a;
             ins.json = j;
         }
-        "env" => ins.args = parse_name_val(&rest, "ENV", escape)?,
-        "label" => ins.args = parse_name_val(&rest, "LABEL", escape)?,
-        "expose" | "from" => ins.args = split_ws(&rest),
-        "healthcheck" => {
+        Keyword::Env => ins.args = parse_name_val(&rest, "ENV", escape)?,
+        Keyword::Label => ins.args = parse_name_val(&rest, "LABEL", escape)?,
+        Keyword::Expose | Keyword::From => ins.args = split_ws(&rest),
+        Keyword::Healthcheck => {
             let t = rest.find(char::is_whitespace).unwrap_or(rest.len());
             if t > 0 {
                 let typ = &rest[..t];
@@ -583,10 +674,15 @@ fn node_from_line(line: &str, escape: char) -> Result<Instruction, String> {
                 ins.json = j;
             }
         }
-        "maintainer" | "stopsignal" | "user" | "workdir" if !rest.is_empty() => {
+        Keyword::Maintainer | Keyword::Stopsignal | Keyword::User | Keyword::Workdir
+            if !rest.is_empty() =>
+        {
             ins.args = vec![rest];
         }
-        "onbuild" if !rest.is_empty() => ins.sub = Some(Box::new(node_from_line(&rest, escape)?)),
+        Keyword::Onbuild if !rest.is_empty() => {
+            let sub = node_from_line(&rest, offset + rest_offset, escape, position)?;
+            ins.sub = Some(Box::new(sub));
+        }
         _ => {}
     }
     Ok(ins)

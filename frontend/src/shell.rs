@@ -2,13 +2,65 @@
 //! `${VAR:-word}` family, the pattern modifiers (`#`, `##`, `%`, `%%`, `/`, `//`), quotes and
 //! escapes, and splitting into words after expansion.
 //!
-//! The lexer works on `char`s and never indexes out of bounds; every malformed input is an
-//! `Err(String)` with BuildKit's message.
+//! The lexer works on `char`s and never indexes out of bounds; every malformed input is a
+//! [`ShellError`] with BuildKit's message.
 
 /// How deeply `${…}` substitutions may nest (`${a:-${b:-…}}`): each level is a recursion
 /// of the lexer, so hostile input must not choose the depth. Real Dockerfiles nest two or
 /// three levels.
 pub const MAX_NESTING: usize = 100;
+
+/// Why a word could not be expanded; the messages are BuildKit's.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShellError {
+    /// The word ended inside a construct that `stop` closes.
+    #[error("unexpected end of statement while looking for matching {0}")]
+    Unmatched(char),
+    /// An unterminated `'…`.
+    #[error("unexpected end of statement while looking for matching single-quote")]
+    UnmatchedSingleQuote,
+    /// An unterminated `"…`.
+    #[error("unexpected end of statement while looking for matching double-quote")]
+    UnmatchedDoubleQuote,
+    /// More than [`MAX_NESTING`] `${` open at once.
+    #[error("variable substitutions nested deeper than {MAX_NESTING}")]
+    TooDeep,
+    /// `${` without its `}`.
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    /// `${v/pat` without the `/` before the replacement.
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    /// `${}`, `${{`, `${:`.
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    /// A modifier the shell lexer does not know (`${v:#x}`, `${v!}`).
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    /// `${v?msg}` / `${v:?msg}` on an unset (or empty) variable.
+    #[error("{name}: {message}")]
+    Required {
+        /// The variable.
+        name: String,
+        /// The word after `?`, or the default message.
+        message: String,
+    },
+    /// A heredoc name the two lexing passes split differently.
+    #[error("internal lexing of heredoc produced inconsistent results: {0}")]
+    InconsistentHeredoc(String),
+    /// Any of the above, with the start of the word it happened in (a hostile word can be
+    /// megabytes long: only its first 200 characters are kept).
+    #[error("failed to process {word:?}{ellipsis}: {cause}")]
+    Process {
+        /// The word's start.
+        word: String,
+        /// `…` when the word was cut.
+        ellipsis: &'static str,
+        /// What went wrong.
+        cause: Box<ShellError>,
+    },
+}
 
 /// Lexer options.
 #[derive(Clone, Copy, Debug)]
@@ -39,7 +91,7 @@ impl Lexer {
         &self,
         word: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<String, String> {
+    ) -> Result<String, ShellError> {
         self.process(word, env).map(|(w, _)| w)
     }
 
@@ -48,7 +100,7 @@ impl Lexer {
         &self,
         word: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, ShellError> {
         self.process(word, env).map(|(_, ws)| ws)
     }
 
@@ -56,7 +108,7 @@ impl Lexer {
         &self,
         word: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ShellError> {
         let mut sw = ShellWord {
             chars: word.chars().collect(),
             pos: 0,
@@ -68,8 +120,12 @@ impl Lexer {
         sw.process_stop_on(None, self.raw_escapes).map_err(|e| {
             // A hostile word can be megabytes long: the message quotes its start only.
             let shown: String = word.chars().take(200).collect();
-            let more = if shown.len() < word.len() { "…" } else { "" };
-            format!("failed to process {shown:?}{more}: {e}")
+            let ellipsis = if shown.len() < word.len() { "…" } else { "" };
+            ShellError::Process {
+                word: shown,
+                ellipsis,
+                cause: Box::new(e),
+            }
         })
     }
 }
@@ -139,7 +195,7 @@ impl ShellWord<'_> {
         &mut self,
         stop: Option<char>,
         raw_escapes: bool,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ShellError> {
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.process_stop_on_inner(stop);
@@ -153,11 +209,11 @@ impl ShellWord<'_> {
         &mut self,
         stop: char,
         raw_escapes: bool,
-        missing: &str,
-    ) -> Result<String, String> {
+        missing: ShellError,
+    ) -> Result<String, ShellError> {
         match self.process_stop_on(Some(stop), raw_escapes) {
             Ok((w, _)) => Ok(w),
-            Err(_) if self.peek().is_none() => Err(missing.to_string()),
+            Err(_) if self.peek().is_none() => Err(missing),
             Err(e) => Err(e),
         }
     }
@@ -165,7 +221,7 @@ impl ShellWord<'_> {
     fn process_stop_on_inner(
         &mut self,
         stop: Option<char>,
-    ) -> Result<(String, Vec<String>), String> {
+    ) -> Result<(String, Vec<String>), ShellError> {
         let mut result = String::new();
         let mut words = Words::default();
         while let Some(ch) = self.peek() {
@@ -211,14 +267,12 @@ impl ShellWord<'_> {
             }
         }
         if let Some(s) = stop {
-            return Err(format!(
-                "unexpected end of statement while looking for matching {s}"
-            ));
+            return Err(ShellError::Unmatched(s));
         }
         Ok((result, words.get_words()))
     }
 
-    fn process_single_quote(&mut self) -> Result<String, String> {
+    fn process_single_quote(&mut self) -> Result<String, ShellError> {
         let mut result = String::new();
         let open = self.next();
         if self.lex.raw_quotes {
@@ -226,12 +280,7 @@ impl ShellWord<'_> {
         }
         loop {
             match self.next() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching single-quote"
-                            .into(),
-                    )
-                }
+                None => return Err(ShellError::UnmatchedSingleQuote),
                 Some('\'') => {
                     if self.lex.raw_quotes {
                         result.push('\'');
@@ -243,7 +292,7 @@ impl ShellWord<'_> {
         }
     }
 
-    fn process_double_quote(&mut self) -> Result<String, String> {
+    fn process_double_quote(&mut self) -> Result<String, ShellError> {
         let mut result = String::new();
         let open = self.next();
         if self.lex.raw_quotes {
@@ -251,12 +300,7 @@ impl ShellWord<'_> {
         }
         loop {
             match self.peek() {
-                None => {
-                    return Err(
-                        "unexpected end of statement while looking for matching double-quote"
-                            .into(),
-                    )
-                }
+                None => return Err(ShellError::UnmatchedDoubleQuote),
                 Some('"') => {
                     self.next();
                     if self.lex.raw_quotes {
@@ -293,11 +337,9 @@ impl ShellWord<'_> {
         (self.env)(name)
     }
 
-    fn process_dollar(&mut self) -> Result<String, String> {
+    fn process_dollar(&mut self) -> Result<String, ShellError> {
         if self.depth >= MAX_NESTING {
-            return Err(format!(
-                "variable substitutions nested deeper than {MAX_NESTING}"
-            ));
+            return Err(ShellError::TooDeep);
         }
         self.depth += 1;
         let r = self.process_dollar_inner();
@@ -305,7 +347,7 @@ impl ShellWord<'_> {
         r
     }
 
-    fn process_dollar_inner(&mut self) -> Result<String, String> {
+    fn process_dollar_inner(&mut self) -> Result<String, ShellError> {
         self.next();
         if self.peek() != Some('{') {
             let name = self.process_name();
@@ -320,13 +362,13 @@ impl ShellWord<'_> {
         }
         self.next();
         match self.peek() {
-            None => return Err("syntax error: missing '}'".into()),
-            Some('{' | '}' | ':') => return Err("syntax error: bad substitution".into()),
+            None => return Err(ShellError::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ShellError::BadSubstitution),
             _ => {}
         }
         let name = self.process_name();
         let Some(mut ch) = self.next() else {
-            return Err("syntax error: missing '}'".into());
+            return Err(ShellError::MissingBrace);
         };
         let mut chs = ch.to_string();
         let mut null_is_unset = false;
@@ -340,16 +382,16 @@ impl ShellWord<'_> {
                 if ch == ':' {
                     null_is_unset = true;
                     let Some(c) = self.next() else {
-                        return Err("syntax error: missing '}'".into());
+                        return Err(ShellError::MissingBrace);
                     };
                     ch = c;
                     chs.push(c);
                 }
                 let raw = ch == '#' || ch == '%';
                 if null_is_unset && raw {
-                    return Err(format!("unsupported modifier ({chs}) in substitution"));
+                    return Err(ShellError::UnsupportedModifier(chs));
                 }
-                let word = self.word_until('}', raw, "syntax error: missing '}'")?;
+                let word = self.word_until('}', raw, ShellError::MissingBrace)?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}{chs}{word}}}"));
@@ -373,20 +415,20 @@ impl ShellWord<'_> {
                     }
                     '?' => {
                         if !set {
-                            let m = if word.is_empty() {
-                                "is not allowed to be unset"
+                            let message = if word.is_empty() {
+                                "is not allowed to be unset".to_string()
                             } else {
-                                &word
+                                word
                             };
-                            return Err(format!("{name}: {m}"));
+                            return Err(ShellError::Required { name, message });
                         }
                         if null_is_unset && value.is_empty() {
-                            let m = if word.is_empty() {
-                                "is not allowed to be empty"
+                            let message = if word.is_empty() {
+                                "is not allowed to be empty".to_string()
                             } else {
-                                &word
+                                word
                             };
-                            return Err(format!("{name}: {m}"));
+                            return Err(ShellError::Required { name, message });
                         }
                         Ok(value)
                     }
@@ -398,7 +440,7 @@ impl ShellWord<'_> {
                         }
                         Ok(trim_pattern(&value, &pat, ch == '#', greedy))
                     }
-                    _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+                    _ => Err(ShellError::UnsupportedModifier(chs)),
                 }
             }
             '/' => {
@@ -406,8 +448,8 @@ impl ShellWord<'_> {
                 if all {
                     self.next();
                 }
-                let pattern = self.word_until('/', true, "syntax error: missing '/' in ${}")?;
-                let repl = self.word_until('}', true, "syntax error: missing '}'")?;
+                let pattern = self.word_until('/', true, ShellError::MissingSlash)?;
+                let repl = self.word_until('}', true, ShellError::MissingBrace)?;
                 let value = self.get_env(&name);
                 if self.lex.skip_unset_env && value.is_none() {
                     return Ok(format!("${{{name}/{pattern}/{repl}}}"));
@@ -420,7 +462,7 @@ impl ShellWord<'_> {
                     all,
                 ))
             }
-            _ => Err(format!("unsupported modifier ({chs}) in substitution")),
+            _ => Err(ShellError::UnsupportedModifier(chs)),
         }
     }
 
@@ -451,7 +493,15 @@ impl ShellWord<'_> {
     }
 }
 
-/// Matches `s` against a shell glob pattern (`*`, `?`, `[...]`, `\x`), whole string.
+/// Matches `s` against a shell glob pattern (`*`, `?`, `[...]`, `\x`), whole string: the
+/// patterns of `${v#pat}`, `${v%pat}` and `${v/pat/repl}`.
+///
+/// This is not `kiln_opgraph::pattern::glob_match` (Go's `filepath.Match`, used for
+/// `.dockerignore` and `COPY --exclude`), and `globset` fits neither. Here the pattern
+/// matches a whole value on characters, `*` crosses `/` and an unclosed `[` is a literal
+/// (BuildKit's lexer turns the pattern into a regular expression); `filepath.Match` is applied
+/// to one path component at a time, on bytes, and a malformed class matches nothing. One
+/// matcher for both would change what one of them matches.
 pub fn glob_match(pat: &[char], s: &[char]) -> bool {
     // Iterative matcher with backtracking on the last `*`.
     let (mut p, mut i) = (0usize, 0usize);
@@ -617,7 +667,7 @@ mod tests {
                 assert_eq!(lex.process_word(&ok, &env).unwrap(), "x");
                 let n = 10_000;
                 let deep = format!("{}x{}", "${a:-".repeat(n), "}".repeat(n));
-                let e = lex.process_word(&deep, &env).unwrap_err();
+                let e = lex.process_word(&deep, &env).unwrap_err().to_string();
                 assert!(
                     e.ends_with("variable substitutions nested deeper than 100"),
                     "{e}"
@@ -626,6 +676,7 @@ mod tests {
                 assert!(lex
                     .process_word(&quoted, &env)
                     .unwrap_err()
+                    .to_string()
                     .contains("nested deeper"));
             })
             .unwrap()
@@ -650,6 +701,7 @@ mod tests {
         assert!(l
             .process_word("${X:?oops}", &env)
             .unwrap_err()
+            .to_string()
             .contains("oops"));
     }
 

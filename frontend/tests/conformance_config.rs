@@ -2,7 +2,7 @@
 //! what BuildKit produced (`expected/NAME.json`), and checks that failure cases fail on the
 //! right line. Uses /work/shared/conformance when present; skips otherwise.
 
-use kiln_frontend::{build, BuildOptions, ErrorKind, ImageResolver, ResolvedImage};
+use kiln_frontend::{build, BuildOptions, ErrorKind, ImageResolver, ResolveError, ResolvedImage};
 use kiln_oci::spec::{Config, ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -10,9 +10,9 @@ use std::path::PathBuf;
 struct Busybox;
 
 impl ImageResolver for Busybox {
-    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ResolveError> {
         if reference != "127.0.0.1:5000/busybox:latest" {
-            return Err(format!("{reference}: not found"));
+            return Err(ResolveError::new(format!("{reference}: not found")));
         }
         let cfg: Config = ConfigBuilder::default()
             .cmd(vec!["sh".to_string()])

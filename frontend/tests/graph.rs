@@ -1,12 +1,14 @@
 //! Op graph, vertex names, history and `apply_changes`.
 
-use kiln_frontend::{apply_changes, build, BuildOptions, ImageResolver, ResolvedImage};
+use kiln_frontend::{
+    apply_changes, build, BuildOptions, ImageResolver, ResolveError, ResolvedImage,
+};
 use kiln_oci::spec::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder};
 use kiln_opgraph::{FileAction, Op};
 
 struct Busybox;
 impl ImageResolver for Busybox {
-    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ResolveError> {
         let cfg = ConfigBuilder::default()
             .cmd(vec!["sh".to_string()])
             .build()
@@ -102,7 +104,7 @@ fn graph_names_and_history() {
 fn unused_stage_not_resolved() {
     struct Strict;
     impl ImageResolver for Strict {
-        fn resolve(&self, r: &str) -> Result<ResolvedImage, String> {
+        fn resolve(&self, r: &str) -> Result<ResolvedImage, ResolveError> {
             assert!(r != "unused", "resolved an unused stage");
             Busybox.resolve(r)
         }

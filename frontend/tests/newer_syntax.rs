@@ -3,7 +3,9 @@
 //! --build-context, ONBUILD from images, "did you mean" hints). The cases come from
 //! ../shared/conformance/cases-newer-syntax.md and the run-mount-* conformance cases.
 
-use kiln_frontend::{build, BuildOptions, ImageResolver, NamedContext, ResolvedImage};
+use kiln_frontend::{
+    build, BuildOptions, ImageResolver, NamedContext, ResolveError, ResolvedImage,
+};
 use kiln_oci::spec::{ConfigBuilder, ImageConfigurationBuilder};
 use kiln_opgraph::{
     CacheSharing, CopyAction, Definition, ExecOp, FileAction, Input, MountKind, NetworkMode, Op,
@@ -12,9 +14,9 @@ use kiln_opgraph::{
 
 struct Images;
 impl ImageResolver for Images {
-    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ResolveError> {
         if reference.contains("missing") || reference == "buidler" {
-            return Err(format!("{reference}: not found"));
+            return Err(ResolveError::new(format!("{reference}: not found")));
         }
         let cfg = ConfigBuilder::default()
             .cmd(vec!["sh".to_string()])

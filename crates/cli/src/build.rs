@@ -5,7 +5,7 @@ use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
 use kiln_cache::Compression;
 use kiln_exporter::Compress;
-use kiln_frontend::{ErrorKind, ImageResolver, ResolvedImage};
+use kiln_frontend::{ErrorKind, ImageResolver, ResolveError, ResolvedImage};
 use kiln_oci::Reference;
 use kiln_worker::session::{
     self, BuildOptions, BuildSession, Dockerfile, Entitlements, Export, NetworkMode, Notice,
@@ -113,15 +113,15 @@ struct Resolver<'a> {
 }
 
 impl ImageResolver for Resolver<'_> {
-    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
-        let r = Reference::parse(reference).map_err(|e| e.to_string())?;
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ResolveError> {
+        let r = Reference::parse(reference).map_err(ResolveError::new)?;
         let store = &self.env.store;
         if !self.pull {
-            if let Some(rec) = store.get_image(&r.to_string()).map_err(|e| e.to_string())? {
+            if let Some(rec) = store.get_image(&r.to_string()).map_err(ResolveError::new)? {
                 let cfg = kiln_exporter::image_config(store, &rec.manifest_digest)
-                    .map_err(|e| e.to_string())?;
+                    .map_err(ResolveError::new)?;
                 let onbuild = onbuild_triggers(&cfg);
-                let config = serde_json::from_value(cfg).map_err(|e| e.to_string())?;
+                let config = serde_json::from_value(cfg).map_err(ResolveError::new)?;
                 return Ok(ResolvedImage {
                     reference: r.to_string(),
                     digest: rec.manifest_digest,
@@ -133,7 +133,7 @@ impl ImageResolver for Resolver<'_> {
         let pulled = tokio::task::block_in_place(|| {
             self.handle.block_on(self.env.registry.resolve(&r, store))
         })
-        .map_err(|e| e.to_string())?;
+        .map_err(ResolveError::new)?;
         // oci-spec's config drops OnBuild: read it from the raw config blob.
         let onbuild = store
             .read_blob(pulled.manifest.config().digest().as_ref())

@@ -2,14 +2,14 @@
 //! input: none of them may panic, loop or overflow, whatever the bytes.
 #![no_main]
 
-use kiln_frontend::{BuildOptions, ImageResolver, ResolvedImage};
+use kiln_frontend::{BuildOptions, ImageResolver, ResolveError, ResolvedImage};
 use libfuzzer_sys::fuzz_target;
 
 struct AnyImage;
 impl ImageResolver for AnyImage {
-    fn resolve(&self, reference: &str) -> Result<ResolvedImage, String> {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ResolveError> {
         if reference.len() > 64 {
-            return Err("too long".into());
+            return Err(ResolveError::new("too long"));
         }
         Ok(ResolvedImage {
             reference: reference.into(),
