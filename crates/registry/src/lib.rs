@@ -50,4 +50,5 @@ pub use auth::{
 pub use client::{is_loopback, Client};
 pub use config::{HostConfig, RegistryConfig, RetryConfig};
 pub use error::{Error, Result};
-pub use manifest::{LayerCountMismatch, PulledImage};
+pub use kiln_oci::LayerCountMismatch;
+pub use manifest::PulledImage;

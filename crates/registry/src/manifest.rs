@@ -3,7 +3,7 @@
 use crate::client::{pull_scope, read_capped, Ctx};
 use crate::{Client, Error, Result};
 use kiln_cache::Store;
-use kiln_oci::Reference;
+use kiln_oci::{LayerCountMismatch, Reference};
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 
 /// Largest manifest accepted (the distribution spec lets registries cap at 4 MiB).
@@ -13,16 +13,6 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
     application/vnd.oci.image.index.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json, \
     application/vnd.docker.distribution.manifest.list.v2+json";
-
-/// A manifest and its config name different numbers of layers.
-#[derive(Debug, thiserror::Error)]
-#[error("{layers} layers but {diff_ids} diff ids")]
-pub struct LayerCountMismatch {
-    /// Layers in the manifest.
-    pub layers: usize,
-    /// Diff ids in the config.
-    pub diff_ids: usize,
-}
 
 /// An image whose manifest and config are in the local content store.
 #[derive(Clone, Debug)]
@@ -39,24 +29,7 @@ pub struct PulledImage {
 impl PulledImage {
     /// The image's layers, bottom first: the manifest's blobs with the config's diff ids.
     pub fn layers(&self) -> std::result::Result<Vec<kiln_oci::Layer>, LayerCountMismatch> {
-        let blobs = self.manifest.layers();
-        let diff_ids = self.config.rootfs().diff_ids();
-        if blobs.len() != diff_ids.len() {
-            return Err(LayerCountMismatch {
-                layers: blobs.len(),
-                diff_ids: diff_ids.len(),
-            });
-        }
-        Ok(blobs
-            .iter()
-            .zip(diff_ids)
-            .map(|(b, d)| kiln_oci::Layer {
-                diff_id: d.clone(),
-                digest: b.digest().to_string(),
-                size: b.size(),
-                media_type: b.media_type().to_string(),
-            })
-            .collect())
+        kiln_oci::image::image_layers(&self.manifest, self.config.rootfs().diff_ids())
     }
 }
 
