@@ -259,6 +259,30 @@ impl Write for FailAfter {
     }
 }
 
+/// Tars written at once from the tasks of another rayon pool (the exporter compresses
+/// layers on the global pool) share the prepare pool without waiting on each other forever,
+/// and each is the sequential tar.
+#[test]
+fn tars_written_from_rayon_tasks_are_the_sequential_ones() {
+    use rayon::iter::{IntoParallelIterator as _, ParallelIterator as _};
+    let dir = tempfile::tempdir().unwrap();
+    make_tree(dir.path(), 1000, false);
+    let seq = tar_bytes(dir.path(), 0);
+    let outer = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let tars: Vec<Vec<u8>> = outer.install(|| {
+        (0..6)
+            .into_par_iter()
+            .map(|_| write_upper(dir.path(), Vec::new()).unwrap())
+            .collect()
+    });
+    for t in tars {
+        assert!(t == seq);
+    }
+}
+
 /// A failing writer ends the archive with its error (naming the entry being written),
 /// and the prepare threads stop instead of waiting for room forever.
 #[test]
