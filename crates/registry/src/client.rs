@@ -257,6 +257,13 @@ impl Client {
         }
     }
 
+    /// The host itself (pushes and logins never go to a mirror).
+    pub(crate) fn host_endpoint(&self, registry: &str) -> Endpoint {
+        self.endpoints(registry, false)
+            .pop()
+            .expect("the host itself")
+    }
+
     /// Mirrors (when `with_mirrors`) then the host itself.
     pub(crate) fn endpoints(&self, registry: &str, with_mirrors: bool) -> Vec<Endpoint> {
         let cfg = &self.inner.cfg;

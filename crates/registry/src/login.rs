@@ -18,10 +18,7 @@ impl Client {
     /// answer is success; a refusal is [`Error::Unauthorized`]. Nothing is cached or saved.
     /// Plain HTTP or HTTPS is chosen as for pulls and pushes (config `http`, loopback).
     pub async fn check_login(&self, registry: &str, user: &str, password: &str) -> Result<()> {
-        let ep = self
-            .endpoints(registry, false)
-            .pop()
-            .expect("the host itself");
+        let ep = self.host_endpoint(registry);
         // Registry-level: no repository (see `Ctx::detail`) and no token scope.
         let reference = Reference {
             registry: registry.to_string(),

@@ -34,10 +34,7 @@ impl Client {
         store: &Arc<Store>,
     ) -> Result<PulledImage> {
         let image = self.pull(reference, store).await?;
-        let ep = self
-            .endpoints(&reference.registry, false)
-            .pop()
-            .expect("the host itself");
+        let ep = self.host_endpoint(&reference.registry);
         let ctx = Ctx {
             ep: &ep,
             reference,

@@ -22,10 +22,7 @@ impl Client {
         manifest_digest: &str,
         reference: &Reference,
     ) -> Result<String> {
-        let ep = self
-            .endpoints(&reference.registry, false)
-            .pop()
-            .expect("the host itself");
+        let ep = self.host_endpoint(&reference.registry);
         let ctx = Ctx {
             ep: &ep,
             reference,
