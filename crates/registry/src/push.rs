@@ -59,17 +59,13 @@ impl Client {
             })?;
             let mt = manifest_media_type(&json, None);
             if is_index_type(&mt) {
-                let children: Vec<String> = json
-                    .get("manifests")
-                    .and_then(|m| m.as_array())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|m| {
-                                m.get("digest").and_then(|d| d.as_str()).map(str::to_string)
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
+                let index = kiln_oci::image::parse_index(&bytes)
+                    .map_err(|e| ctx.protocol(format!("index {digest}: {e}")))?;
+                let children: Vec<String> = index
+                    .manifests()
+                    .iter()
+                    .map(|m| m.digest().to_string())
+                    .collect();
                 for child in &children {
                     if !is_sha256_digest(child) {
                         return Err(
