@@ -11,6 +11,8 @@
 pub mod layout;
 pub mod load;
 pub mod rootfs;
+#[cfg(test)]
+mod tests;
 
 use kiln_cache::Store;
 use kiln_oci::image::{image_manifest, to_json, ConfigRootfs};
@@ -153,7 +155,7 @@ pub fn distributable(
     compress: Compress,
 ) -> Result<StoredImage> {
     let Compress { compression, level } = compress;
-    let m = manifest(store, &image.manifest_digest)?;
+    let mut m = manifest(store, &image.manifest_digest)?;
     let layers = image_layers(store, &image.manifest_digest)?;
     let todo: Vec<usize> = layers
         .iter()
@@ -183,8 +185,12 @@ pub fn distributable(
     for (&i, r) in todo.iter().zip(done) {
         out[i] = r?;
     }
-    let config = m.config();
-    let m = image_manifest(config.digest().as_ref(), config.size(), &out)?;
+    // Only the layers change; the rest of the manifest (its config, annotations) stays.
+    m.set_layers(
+        out.iter()
+            .map(kiln_oci::image::layer_descriptor)
+            .collect::<Result<_, _>>()?,
+    );
     let bytes = to_json(&m)?;
     let (manifest_digest, manifest_size) = store.write_blob(&bytes)?;
     Ok(StoredImage {
