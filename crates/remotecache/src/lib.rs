@@ -543,4 +543,58 @@ mod tests {
             String::from_utf8(serde_json::to_vec(&by_hand).unwrap()).unwrap()
         );
     }
+
+    /// A local cache whose index or manifest is malformed is refused with an error naming
+    /// it, not read with empty digests.
+    #[tokio::test]
+    async fn malformed_local_caches_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        let registry = kiln_registry::Client::new(kiln_registry::RegistryConfig::default());
+        let dir = tmp.path().join("cache");
+        let blob = |bytes: &[u8]| {
+            let d = kiln_oci::sha256_hex_digest(bytes);
+            let p = blob_in(&dir, &d);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+            d
+        };
+        let index = |manifest: Option<&str>| {
+            let m = manifest.map_or_else(Vec::new, |d| {
+                vec![serde_json::json!({"mediaType": media::OCI_MANIFEST, "digest": d, "size": 1})]
+            });
+            let v = serde_json::json!({"schemaVersion": 2, "manifests": m});
+            std::fs::write(dir.join("index.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+        };
+        let from = Location::Local(dir.clone());
+        std::fs::create_dir_all(&dir).unwrap();
+
+        index(None);
+        let e = import(&store, &registry, &from).await.unwrap_err();
+        assert!(matches!(e, Error::Format(..)), "{e}");
+        assert!(e.to_string().contains("lists no manifest"), "{e}");
+
+        let diff_id = format!("sha256:{}", "a".repeat(64));
+        let config = blob(
+            serde_json::to_string(&serde_json::json!({
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                CONFIG_FIELD: {"records": []},
+            }))
+            .unwrap()
+            .as_bytes(),
+        );
+        let manifest = blob(
+            serde_json::to_string(&serde_json::json!({
+                "schemaVersion": 2,
+                "config": {"mediaType": media::OCI_CONFIG, "digest": config, "size": 1},
+                "layers": [{"mediaType": media::OCI_LAYER_GZIP, "size": 1}],
+            }))
+            .unwrap()
+            .as_bytes(),
+        );
+        index(Some(&manifest));
+        let e = import(&store, &registry, &from).await.unwrap_err();
+        assert!(matches!(e, Error::Format(..)), "{e}");
+        assert!(e.to_string().contains("is not a kiln build cache"), "{e}");
+    }
 }
