@@ -5,8 +5,9 @@
 
 use crate::{image_blobs, io_err, Result, StoredImage};
 use kiln_cache::Store;
+use kiln_oci::image::{descriptor, image_index, to_json, DockerArchiveEntry};
 use kiln_oci::media;
-use serde_json::json;
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -33,39 +34,40 @@ pub fn write(
 ) -> Result<()> {
     let image = &crate::distributable(store, image, compress)?;
     let blobs = image_blobs(store, &image.manifest_digest)?;
-    let mut desc = json!({
-        "mediaType": media::OCI_MANIFEST,
-        "digest": image.manifest_digest,
-        "size": image.manifest_size,
-    });
+    let mut desc = descriptor(
+        media::OCI_MANIFEST,
+        &image.manifest_digest,
+        image.manifest_size,
+    )?;
     if let Some(n) = name {
-        desc["annotations"] = json!({
-            "io.containerd.image.name": n,
-            "org.opencontainers.image.ref.name": n.rsplit_once(':').map(|(_, t)| t).filter(|t| !t.contains('/')).unwrap_or("latest"),
-        });
+        let tag = n
+            .rsplit_once(':')
+            .map(|(_, t)| t)
+            .filter(|t| !t.contains('/'))
+            .unwrap_or("latest");
+        desc.set_annotations(Some(HashMap::from([
+            ("io.containerd.image.name".to_string(), n.to_string()),
+            (
+                "org.opencontainers.image.ref.name".to_string(),
+                tag.to_string(),
+            ),
+        ])));
     }
-    let index = json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [desc]});
+    let index = image_index(vec![desc])?;
     let mut files: Vec<(String, Vec<u8>)> = vec![
         (
             "oci-layout".into(),
             br#"{"imageLayoutVersion":"1.0.0"}"#.to_vec(),
         ),
-        (
-            "index.json".into(),
-            serde_json::to_vec(&index).unwrap_or_default(),
-        ),
+        ("index.json".into(), to_json(&index)?),
     ];
     if format == Format::Docker {
-        let layers: Vec<String> = blobs[2..].iter().map(|b| blob_path(&b.0)).collect();
-        let manifest = json!([{
-            "Config": blob_path(&blobs[1].0),
-            "RepoTags": name.map(|n| vec![n.to_string()]).unwrap_or_default(),
-            "Layers": layers,
-        }]);
-        files.push((
-            "manifest.json".into(),
-            serde_json::to_vec(&manifest).unwrap_or_default(),
-        ));
+        let entry = DockerArchiveEntry {
+            config: blob_path(&blobs[1].0),
+            repo_tags: Some(name.map(|n| vec![n.to_string()]).unwrap_or_default()),
+            layers: Some(blobs[2..].iter().map(|b| blob_path(&b.0)).collect()),
+        };
+        files.push(("manifest.json".into(), to_json(&[entry])?));
     }
     let parent = dest
         .parent()

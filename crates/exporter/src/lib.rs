@@ -11,9 +11,13 @@
 pub mod layout;
 pub mod load;
 pub mod rootfs;
+#[cfg(test)]
+mod tests;
 
 use kiln_cache::Store;
-use kiln_oci::{media, Layer};
+use kiln_oci::image::{image_manifest, to_json, ConfigRootfs};
+use kiln_oci::{media, spec, Layer};
+use rayon::iter::{IntoParallelRefIterator as _, ParallelIterator as _};
 use serde_json::{json, Value};
 
 /// Errors from exporting.
@@ -36,6 +40,13 @@ pub enum Error {
     /// An archive being loaded is malformed.
     #[error("{0}")]
     Archive(String),
+    /// A manifest or config does not parse or serialize as JSON.
+    #[error("bad image config: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A manifest (or a config's `rootfs`) in the store is malformed, or one could not be
+    /// built.
+    #[error("bad image config: {0}")]
+    Image(#[from] kiln_oci::ImageError),
 }
 
 /// Result alias.
@@ -82,38 +93,30 @@ pub fn store_image(
     obj.insert("created".into(), json!(created));
     obj.entry("architecture").or_insert(json!("amd64"));
     obj.entry("os").or_insert(json!("linux"));
-    obj.insert(
-        "rootfs".into(),
-        json!({"type": "layers", "diff_ids": layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()}),
-    );
+    let mut rootfs = spec::RootFs::default();
+    rootfs.set_diff_ids(layers.iter().map(|l| l.diff_id.clone()).collect());
+    obj.insert("rootfs".into(), to_value(&rootfs)?);
+    // The base image's entries are kept as they are (Docker's configs may carry fields
+    // `oci-spec` does not know); the build's own are typed.
     let mut hist: Vec<Value> = match obj.remove("history") {
         Some(Value::Array(a)) => a,
         _ => vec![],
     };
     for h in history {
-        let mut e = json!({"created": created, "created_by": h.created_by});
-        if let Some(c) = &h.comment {
-            e["comment"] = json!(c);
-        }
-        if h.empty_layer {
-            e["empty_layer"] = json!(true);
-        }
-        hist.push(e);
+        let mut e = spec::History::default();
+        e.set_created(Some(created.to_string()));
+        e.set_created_by(Some(h.created_by.clone()));
+        e.set_comment(h.comment.clone());
+        e.set_empty_layer(h.empty_layer.then_some(true));
+        hist.push(to_value(&e)?);
     }
     if !hist.is_empty() {
         obj.insert("history".into(), Value::Array(hist));
     }
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Config(e.to_string()))?;
+    let config_bytes = to_json(&config)?;
     let (config_digest, config_size) = store.write_blob(&config_bytes)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": layers.iter().map(|l| json!({
-            "mediaType": l.media_type, "digest": l.digest, "size": l.size
-        })).collect::<Vec<_>>(),
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Config(e.to_string()))?;
+    let manifest = image_manifest(&config_digest, config_size, layers)?;
+    let manifest_bytes = to_json(&manifest)?;
     let (manifest_digest, manifest_size) = store.write_blob(&manifest_bytes)?;
     Ok(StoredImage {
         manifest_digest,
@@ -152,7 +155,7 @@ pub fn distributable(
     compress: Compress,
 ) -> Result<StoredImage> {
     let Compress { compression, level } = compress;
-    let mut m = read_manifest(store, &image.manifest_digest)?;
+    let mut m = manifest(store, &image.manifest_digest)?;
     let layers = image_layers(store, &image.manifest_digest)?;
     let todo: Vec<usize> = layers
         .iter()
@@ -168,37 +171,27 @@ pub fn distributable(
     if todo.is_empty() {
         return Ok(image.clone());
     }
-    let workers = std::thread::available_parallelism()
-        .map_or(1, std::num::NonZero::get)
-        .min(todo.len());
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let done: std::sync::Mutex<Vec<(usize, Result<Layer>)>> = Default::default();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&i) = todo.get(k) else { break };
-                let r = store
-                    .compressed_layer_at(&layers[i], compression, level)
-                    .map_err(Error::from);
-                done.lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .push((i, r));
-            });
-        }
-    });
+    // One layer per task on rayon's pool (one thread per CPU); each streams its tar
+    // through the compressor into the store.
+    let done: Vec<Result<Layer>> = todo
+        .par_iter()
+        .map(|&i| {
+            store
+                .compressed_layer_at(&layers[i], compression, level)
+                .map_err(Error::from)
+        })
+        .collect();
     let mut out = layers;
-    for (i, r) in done
-        .into_inner()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-    {
+    for (&i, r) in todo.iter().zip(done) {
         out[i] = r?;
     }
-    m["layers"] = json!(out
-        .iter()
-        .map(|l| json!({"mediaType": l.media_type, "digest": l.digest, "size": l.size}))
-        .collect::<Vec<_>>());
-    let bytes = serde_json::to_vec(&m).map_err(|e| Error::Config(e.to_string()))?;
+    // Only the layers change; the rest of the manifest (its config, annotations) stays.
+    m.set_layers(
+        out.iter()
+            .map(kiln_oci::image::layer_descriptor)
+            .collect::<Result<_, _>>()?,
+    );
+    let bytes = to_json(&m)?;
     let (manifest_digest, manifest_size) = store.write_blob(&bytes)?;
     Ok(StoredImage {
         manifest_digest,
@@ -209,83 +202,64 @@ pub fn distributable(
 
 /// A stored image by its manifest digest.
 pub fn stored_image(store: &Store, manifest_digest: &str) -> Result<StoredImage> {
-    let m = read_manifest(store, manifest_digest)?;
+    let m = manifest(store, manifest_digest)?;
     Ok(StoredImage {
         manifest_digest: manifest_digest.to_string(),
         manifest_size: store.blob_size(manifest_digest)?,
-        config_digest: m["config"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
+        config_digest: m.config().digest().to_string(),
     })
 }
 
-/// The manifest (parsed JSON) of a stored image.
+/// The manifest of a stored image.
+pub fn manifest(store: &Store, manifest_digest: &str) -> Result<spec::ImageManifest> {
+    Ok(kiln_oci::image::parse_manifest(
+        &store.read_blob(manifest_digest)?,
+    )?)
+}
+
+/// The manifest of a stored image as JSON, as it is (for showing it; [`manifest`] reads
+/// it typed).
 pub fn read_manifest(store: &Store, manifest_digest: &str) -> Result<Value> {
-    serde_json::from_slice(&store.read_blob(manifest_digest)?)
-        .map_err(|e| Error::Config(e.to_string()))
+    Ok(serde_json::from_slice(&store.read_blob(manifest_digest)?)?)
 }
 
 /// Every blob an image consists of: manifest, config, layers (with media types and sizes).
 pub fn image_blobs(store: &Store, manifest_digest: &str) -> Result<Vec<(String, String, u64)>> {
-    let m = read_manifest(store, manifest_digest)?;
+    let m = manifest(store, manifest_digest)?;
     let mut out = vec![(
         manifest_digest.to_string(),
-        m["mediaType"]
-            .as_str()
-            .unwrap_or(media::OCI_MANIFEST)
-            .to_string(),
+        m.media_type()
+            .as_ref()
+            .map_or_else(|| media::OCI_MANIFEST.to_string(), ToString::to_string),
         store.blob_size(manifest_digest)?,
     )];
-    let desc = |d: &Value| -> (String, String, u64) {
-        (
-            d["digest"].as_str().unwrap_or_default().to_string(),
-            d["mediaType"].as_str().unwrap_or_default().to_string(),
-            d["size"].as_u64().unwrap_or_default(),
-        )
+    let desc = |d: &spec::Descriptor| -> (String, String, u64) {
+        (d.digest().to_string(), d.media_type().to_string(), d.size())
     };
-    out.push(desc(&m["config"]));
-    if let Some(ls) = m["layers"].as_array() {
-        out.extend(ls.iter().map(desc));
-    }
+    out.push(desc(m.config()));
+    out.extend(m.layers().iter().map(desc));
     Ok(out)
 }
 
 /// The layers of a stored image, with diff ids from its config.
 pub fn image_layers(store: &Store, manifest_digest: &str) -> Result<Vec<Layer>> {
-    let m = read_manifest(store, manifest_digest)?;
-    let cfg_digest = m["config"]["digest"].as_str().unwrap_or_default();
-    let cfg: Value = serde_json::from_slice(&store.read_blob(cfg_digest)?)
-        .map_err(|e| Error::Config(e.to_string()))?;
-    let diff_ids = cfg["rootfs"]["diff_ids"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let layers = m["layers"].as_array().cloned().unwrap_or_default();
-    if diff_ids.len() != layers.len() {
-        return Err(Error::Config(format!(
-            "{} layers but {} diff ids",
-            layers.len(),
-            diff_ids.len()
-        )));
-    }
-    Ok(layers
-        .iter()
-        .zip(diff_ids)
-        .map(|(l, d)| Layer {
-            diff_id: d.as_str().unwrap_or_default().to_string(),
-            digest: l["digest"].as_str().unwrap_or_default().to_string(),
-            size: l["size"].as_u64().unwrap_or_default(),
-            media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
-        })
-        .collect())
+    let m = manifest(store, manifest_digest)?;
+    let cfg = store.read_blob(m.config().digest().as_ref())?;
+    let diff_ids = ConfigRootfs::parse(&cfg)?.rootfs;
+    Ok(kiln_oci::image::image_layers(&m, diff_ids.diff_ids())
+        .map_err(kiln_oci::ImageError::from)?)
 }
 
 /// The config (parsed JSON) of a stored image.
 pub fn image_config(store: &Store, manifest_digest: &str) -> Result<Value> {
-    let m = read_manifest(store, manifest_digest)?;
-    let cfg_digest = m["config"]["digest"].as_str().unwrap_or_default();
-    serde_json::from_slice(&store.read_blob(cfg_digest)?).map_err(|e| Error::Config(e.to_string()))
+    let m = manifest(store, manifest_digest)?;
+    let cfg = store.read_blob(m.config().digest().as_ref())?;
+    Ok(serde_json::from_slice(&cfg)?)
+}
+
+/// `value` as a JSON value (to go into a config kiln keeps as JSON).
+fn to_value<T: serde::Serialize>(value: &T) -> Result<Value> {
+    Ok(serde_json::to_value(value)?)
 }
 
 pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {

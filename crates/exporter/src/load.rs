@@ -16,10 +16,11 @@
 
 use crate::{Error, Result};
 use kiln_cache::Store;
-use kiln_oci::{media, Layer};
+use kiln_oci::image::{image_manifest, to_json};
+use kiln_oci::Layer;
 /// `./a/b` and `a//b` → `a/b`; `..` components are resolved against the archive root.
 use kiln_opgraph::pattern::clean as normalise;
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io::{BufWriter, Read, Write};
@@ -441,15 +442,9 @@ pub fn load(
             }
             m.digest.clone()
         } else {
-            let m = json!({
-                "schemaVersion": 2,
-                "mediaType": media::OCI_MANIFEST,
-                "config": {"mediaType": media::OCI_CONFIG, "digest": p.config.digest, "size": p.config.size},
-                "layers": p.layers.iter().map(|(l, _)| json!({
-                    "mediaType": l.media_type, "digest": l.digest, "size": l.size
-                })).collect::<Vec<_>>(),
-            });
-            let bytes = serde_json::to_vec(&m).map_err(|e| Error::Config(e.to_string()))?;
+            let layers: Vec<Layer> = p.layers.iter().map(|(l, _)| l.clone()).collect();
+            let m = image_manifest(&p.config.digest, p.config.size, &layers)?;
+            let bytes = to_json(&m)?;
             store.write_blob(&bytes)?.0
         };
         out.push(LoadedImage {

@@ -8,9 +8,11 @@
 pub use oci_spec::image as spec;
 
 mod digest;
+pub mod image;
 mod reference;
 
 pub use digest::{sha256_hex_digest, Sha256Writer};
+pub use image::{ImageError, LayerCountMismatch};
 pub use reference::{Reference, ReferenceError};
 
 /// Media types kiln reads and writes.

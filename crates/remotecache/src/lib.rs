@@ -24,8 +24,10 @@
 #![deny(missing_docs)]
 
 use kiln_cache::{Compression, Store};
-use kiln_oci::{media, Layer, Reference};
-use serde_json::{json, Value};
+use kiln_oci::image::{descriptor, image_index, image_layers, image_manifest, to_json};
+use kiln_oci::{media, spec, Layer, Reference};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -57,6 +59,75 @@ pub enum Error {
     /// What was read is not a kiln cache.
     #[error("{0} is not a kiln build cache: {1}")]
     Format(String, String),
+    /// The cache's manifest or index could not be built or written.
+    #[error(transparent)]
+    Image(#[from] kiln_oci::ImageError),
+}
+
+/// The config of a cache image: an ordinary image config (so that registries and tools
+/// take it) whose `rootfs.diff_ids` pair the layer blobs with their diff ids, carrying the
+/// records under [`CONFIG_FIELD`].
+#[derive(Serialize)]
+struct CacheConfig<'a> {
+    architecture: &'a str,
+    os: &'a str,
+    config: CacheImageConfig,
+    rootfs: spec::RootFs,
+    #[serde(rename = "kiln.cache.v1")]
+    cache: CacheRecords,
+}
+
+#[derive(Serialize)]
+struct CacheImageConfig {
+    #[serde(rename = "Labels")]
+    labels: BTreeMap<&'static str, &'static str>,
+}
+
+/// What [`import`] reads of a cache's config: its records (absent: not a kiln cache) and
+/// `rootfs`.
+#[derive(Deserialize)]
+struct ImportedConfig {
+    #[serde(rename = "kiln.cache.v1")]
+    cache: Option<CacheRecords>,
+    rootfs: spec::RootFs,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CacheRecords {
+    records: Vec<CacheRecord>,
+}
+
+/// One record: the cache key and the recorded result, whose JSON is the worker's (kept
+/// as it is).
+#[derive(Serialize, Deserialize)]
+struct CacheRecord {
+    key: String,
+    value: Value,
+}
+
+/// The bytes of the config of a cache made of `records` whose layers are `blobs`.
+fn cache_config(records: &[Record], blobs: &[Layer]) -> Result<Vec<u8>> {
+    let mut recs = Vec::with_capacity(records.len());
+    for r in records {
+        let value: Value = serde_json::from_slice(&r.value)
+            .map_err(|e| Error::Format(r.key.clone(), e.to_string()))?;
+        recs.push(CacheRecord {
+            key: r.key.clone(),
+            value,
+        });
+    }
+    let mut rootfs = spec::RootFs::default();
+    rootfs.set_diff_ids(blobs.iter().map(|b| b.diff_id.clone()).collect());
+    let config = CacheConfig {
+        architecture: "amd64",
+        os: "linux",
+        config: CacheImageConfig {
+            labels: BTreeMap::from([("org.opencontainers.image.description", "kiln build cache")]),
+        },
+        rootfs,
+        cache: CacheRecords { records: recs },
+    };
+    to_json(&config).map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// Result alias.
@@ -200,30 +271,10 @@ pub async fn export(
     })
     .await
     .map_err(|e| Error::Usage(format!("compressing the cache's layers: {e}")))??;
-    let mut recs = Vec::with_capacity(records.len());
-    for r in &records {
-        let value: Value = serde_json::from_slice(&r.value)
-            .map_err(|e| Error::Format(r.key.clone(), e.to_string()))?;
-        recs.push(json!({"key": r.key, "value": value}));
-    }
-    let config = json!({
-        "architecture": "amd64",
-        "os": "linux",
-        "config": {"Labels": {"org.opencontainers.image.description": "kiln build cache"}},
-        "rootfs": {"type": "layers", "diff_ids": blobs.iter().map(|b| &b.diff_id).collect::<Vec<_>>()},
-        CONFIG_FIELD: {"records": recs},
-    });
-    let config_bytes = serde_json::to_vec(&config).map_err(|e| Error::Usage(e.to_string()))?;
+    let config_bytes = cache_config(&records, &blobs)?;
     let (config_digest, config_size) = store.write_blob(&config_bytes)?;
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_MANIFEST,
-        "config": {"mediaType": media::OCI_CONFIG, "digest": config_digest, "size": config_size},
-        "layers": blobs.iter().map(|b| json!({
-            "mediaType": b.media_type, "digest": b.digest, "size": b.size,
-        })).collect::<Vec<_>>(),
-    });
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
+    let manifest = image_manifest(&config_digest, config_size, &blobs)?;
+    let manifest_bytes = to_json(&manifest).map_err(|e| Error::Usage(e.to_string()))?;
     let (manifest_digest, manifest_size) = store.write_blob(&manifest_bytes)?;
     match to {
         Location::Registry(r) => {
@@ -264,14 +315,15 @@ fn write_layout(
     }
     let layout = dir.join("oci-layout");
     std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).map_err(io_err(&layout))?;
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": media::OCI_INDEX,
-        "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": manifest_digest, "size": manifest_size}],
-    });
+    let index = image_index(vec![descriptor(
+        media::OCI_MANIFEST,
+        manifest_digest,
+        manifest_size,
+    )?])?;
+    let index = to_json(&index).map_err(|e| Error::Usage(e.to_string()))?;
     let tmp = dir.join(".index.json.tmp");
     let mut f = std::fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&serde_json::to_vec(&index).unwrap_or_default())
+    f.write_all(&index)
         .and_then(|()| f.sync_all())
         .map_err(io_err(&tmp))?;
     let dest = dir.join("index.json");
@@ -293,64 +345,47 @@ pub async fn import(
     registry: &kiln_registry::Client,
     from: &Location,
 ) -> Result<Imported> {
-    let (manifest, config): (Value, Value) = match from {
+    let format = |e: &dyn std::fmt::Display| Error::Format(from.to_string(), e.to_string());
+    let (manifest, config) = match from {
         Location::Registry(r) => {
             let img = registry.resolve(r, store).await?;
-            let m: Value = serde_json::from_slice(&store.read_blob(&img.manifest_digest)?)
-                .map_err(|e| Error::Format(from.to_string(), e.to_string()))?;
             let cd = img.manifest.config().digest().to_string();
-            let c = serde_json::from_slice(&store.read_blob(&cd)?)
-                .map_err(|e| Error::Format(from.to_string(), e.to_string()))?;
-            (m, c)
+            (img.manifest, store.read_blob(&cd)?)
         }
         Location::Local(dir) => {
-            let read = |p: PathBuf| -> Result<Value> {
-                let bytes = std::fs::read(&p).map_err(io_err(&p))?;
-                serde_json::from_slice(&bytes)
-                    .map_err(|e| Error::Format(p.display().to_string(), e.to_string()))
+            let read = |p: PathBuf| -> Result<Vec<u8>> { std::fs::read(&p).map_err(io_err(&p)) };
+            let in_file = |p: &Path, e: &dyn std::fmt::Display| {
+                Error::Format(p.display().to_string(), e.to_string())
             };
-            let index = read(dir.join("index.json"))?;
-            let md = index["manifests"][0]["digest"].as_str().unwrap_or_default();
-            let m = read(blob_in(dir, md))?;
-            let cd = m["config"]["digest"]
-                .as_str()
-                .unwrap_or_default()
+            let index_path = dir.join("index.json");
+            let index = kiln_oci::image::parse_index(&read(index_path.clone())?)
+                .map_err(|e| in_file(&index_path, &e))?;
+            let md = index
+                .manifests()
+                .first()
+                .ok_or_else(|| in_file(&index_path, &"it lists no manifest"))?
+                .digest()
                 .to_string();
-            let c = read(blob_in(dir, &cd))?;
+            let manifest_path = blob_in(dir, &md);
+            let m = kiln_oci::image::parse_manifest(&read(manifest_path.clone())?)
+                .map_err(|e| in_file(&manifest_path, &e))?;
+            let c = read(blob_in(dir, m.config().digest().as_ref()))?;
             (m, c)
         }
     };
     let bad = |what: &str| Error::Format(from.to_string(), what.to_string());
-    let records_json = config[CONFIG_FIELD]["records"]
-        .as_array()
-        .ok_or_else(|| bad("its config has no kiln.cache.v1 records"))?;
-    let diff_ids = config["rootfs"]["diff_ids"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let layers = manifest["layers"].as_array().cloned().unwrap_or_default();
-    if diff_ids.len() != layers.len() {
-        return Err(bad("its layers and diff ids do not pair up"));
-    }
-    let blobs = layers
-        .iter()
-        .zip(&diff_ids)
-        .map(|(l, d)| {
-            let diff_id = d.as_str().unwrap_or_default().to_string();
-            let layer = Layer {
-                diff_id: diff_id.clone(),
-                digest: l["digest"].as_str().unwrap_or_default().to_string(),
-                size: l["size"].as_u64().unwrap_or_default(),
-                media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
-            };
-            (diff_id, layer)
-        })
-        .collect();
+    let config: ImportedConfig = serde_json::from_slice(&config).map_err(|e| format(&e))?;
+    let records_json = config
+        .cache
+        .ok_or_else(|| bad("its config has no kiln.cache.v1 records"))?
+        .records;
+    let layers = image_layers(&manifest, config.rootfs.diff_ids())
+        .map_err(|_| bad("its layers and diff ids do not pair up"))?;
+    let blobs = layers.into_iter().map(|l| (l.diff_id.clone(), l)).collect();
     let mut records = HashMap::new();
     for r in records_json {
-        if let (Some(k), Ok(v)) = (r["key"].as_str(), serde_json::to_vec(&r["value"])) {
-            records.insert(k.to_string(), v);
-        }
+        let v = serde_json::to_vec(&r.value).map_err(|e| format(&e))?;
+        records.insert(r.key, v);
     }
     Ok(Imported {
         from: from.clone(),
@@ -466,5 +501,100 @@ mod tests {
             Location::Local("/c".into())
         );
         assert!(parse_from("type=local").is_err());
+    }
+
+    /// The typed config is byte for byte the one kiln built by hand before, so a cache's
+    /// digests do not change.
+    #[test]
+    fn cache_config_bytes_are_the_hand_built_ones() {
+        let layer = |n: char| Layer {
+            diff_id: format!("sha256:{}", n.to_string().repeat(64)),
+            digest: format!("sha256:{}", "f".repeat(64)),
+            size: 3,
+            media_type: media::OCI_LAYER_GZIP.into(),
+        };
+        let blobs = [layer('a'), layer('b')];
+        let records = vec![
+            Record {
+                key: "sha256:k1".into(),
+                value: br#"{"z": 1, "a": [true, null], "m": {"y": "x", "b": 2}}"#.to_vec(),
+                layers: vec![],
+            },
+            Record {
+                key: "sha256:k2".into(),
+                value: b"[]".to_vec(),
+                layers: vec![],
+            },
+        ];
+        let mut recs = Vec::new();
+        for r in &records {
+            let value: Value = serde_json::from_slice(&r.value).unwrap();
+            recs.push(serde_json::json!({"key": r.key, "value": value}));
+        }
+        let by_hand = serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Labels": {"org.opencontainers.image.description": "kiln build cache"}},
+            "rootfs": {"type": "layers", "diff_ids": blobs.iter().map(|b| &b.diff_id).collect::<Vec<_>>()},
+            CONFIG_FIELD: {"records": recs},
+        });
+        assert_eq!(
+            String::from_utf8(cache_config(&records, &blobs).unwrap()).unwrap(),
+            String::from_utf8(serde_json::to_vec(&by_hand).unwrap()).unwrap()
+        );
+    }
+
+    /// A local cache whose index or manifest is malformed is refused with an error naming
+    /// it, not read with empty digests.
+    #[tokio::test]
+    async fn malformed_local_caches_are_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("store")).unwrap();
+        let registry = kiln_registry::Client::new(kiln_registry::RegistryConfig::default());
+        let dir = tmp.path().join("cache");
+        let blob = |bytes: &[u8]| {
+            let d = kiln_oci::sha256_hex_digest(bytes);
+            let p = blob_in(&dir, &d);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+            d
+        };
+        let index = |manifest: Option<&str>| {
+            let m = manifest.map_or_else(Vec::new, |d| {
+                vec![serde_json::json!({"mediaType": media::OCI_MANIFEST, "digest": d, "size": 1})]
+            });
+            let v = serde_json::json!({"schemaVersion": 2, "manifests": m});
+            std::fs::write(dir.join("index.json"), serde_json::to_vec(&v).unwrap()).unwrap();
+        };
+        let from = Location::Local(dir.clone());
+        std::fs::create_dir_all(&dir).unwrap();
+
+        index(None);
+        let e = import(&store, &registry, &from).await.unwrap_err();
+        assert!(matches!(e, Error::Format(..)), "{e}");
+        assert!(e.to_string().contains("lists no manifest"), "{e}");
+
+        let diff_id = format!("sha256:{}", "a".repeat(64));
+        let config = blob(
+            serde_json::to_string(&serde_json::json!({
+                "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                CONFIG_FIELD: {"records": []},
+            }))
+            .unwrap()
+            .as_bytes(),
+        );
+        let manifest = blob(
+            serde_json::to_string(&serde_json::json!({
+                "schemaVersion": 2,
+                "config": {"mediaType": media::OCI_CONFIG, "digest": config, "size": 1},
+                "layers": [{"mediaType": media::OCI_LAYER_GZIP, "size": 1}],
+            }))
+            .unwrap()
+            .as_bytes(),
+        );
+        index(Some(&manifest));
+        let e = import(&store, &registry, &from).await.unwrap_err();
+        assert!(matches!(e, Error::Format(..)), "{e}");
+        assert!(e.to_string().contains("is not a kiln build cache"), "{e}");
     }
 }
