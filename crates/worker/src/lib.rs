@@ -14,6 +14,9 @@ pub mod context;
 mod exec;
 pub mod fileop;
 mod http;
+mod record;
+
+pub use record::record_layers;
 
 use kiln_cache::Store;
 use kiln_executor::Executor;
