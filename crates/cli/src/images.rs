@@ -124,7 +124,7 @@ pub(crate) struct RunArgs {
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
     /// Memory limit (bytes, or with a b/k/m/g suffix; 0: no limit).
-    #[arg(short = 'm', long, value_parser = kiln_units::parse_ram)]
+    #[arg(short = 'm', long, value_parser = parse_ram)]
     memory: Option<u64>,
     /// Number of CPUs (e.g. 1.5; 0: no limit).
     #[arg(long, allow_hyphen_values = true)]
@@ -173,6 +173,23 @@ fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
         return Err(bad("the number of CPUs cannot be negative".into()));
     }
     Ok((n > 0.0).then_some(n))
+}
+
+/// `-m` and tmpfs sizes: docker's RAMInBytes (every unit a power of 1024), refused in
+/// kiln's words.
+fn parse_ram(s: &str) -> Result<u64, String> {
+    kiln_units::parse_ram(s).map_err(|_| {
+        let t = s.trim().to_ascii_lowercase();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.parse::<f64>().is_ok() {
+            format!("invalid size `{s}`: unknown unit `{unit}`")
+        } else {
+            format!("invalid size `{s}`: use a number with b, k, m or g")
+        }
+    })
 }
 
 /// `-p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
@@ -230,7 +247,7 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     let mut size = None;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         if let Some(v) = o.strip_prefix("size=") {
-            size = Some(kiln_units::parse_ram(v).map_err(|e| Failure::usage(e.to_string()))?);
+            size = Some(parse_ram(v).map_err(Failure::usage)?);
         }
     }
     Ok(kiln_executor::TmpfsMount {

@@ -9,7 +9,7 @@
 //! exclusive while a prune runs (builds hold it shared for their whole run, because a build
 //! in progress references blobs the database does not know yet), and prints.
 
-use crate::util::{confirm, is_untagged, Env, Failure};
+use crate::util::{confirm, is_untagged, parse_size, Env, Failure};
 use clap::{Args, Subcommand};
 use kiln_cache::{GcRoots, PrunePolicy, Store};
 use kiln_units::{human, DurationUnits};
@@ -321,16 +321,17 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
         ..Default::default()
     };
     if let Some(k) = &a.keep_storage {
-        policy.keep_storage = Some(
-            kiln_units::parse_human(k)
-                .map_err(|e| Failure::usage(format!("--keep-storage: {e}")))?,
-        );
+        policy.keep_storage =
+            Some(parse_size(k).map_err(|e| Failure::usage(format!("--keep-storage: {e}")))?);
     }
     for f in &a.filter {
         match f.split_once('=') {
             Some(("until", d)) => {
-                let d = kiln_units::parse_duration(d, DurationUnits::Filter)
-                    .map_err(|e| Failure::usage(format!("--filter: {e}")))?;
+                let d = kiln_units::parse_duration(d, DurationUnits::Filter).map_err(|_| {
+                    Failure::usage(format!(
+                        "--filter: `{d}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)"
+                    ))
+                })?;
                 policy.until = Some(d);
             }
             _ => {
@@ -510,7 +511,7 @@ mod tests {
     /// `--keep-storage` and `--filter until=` read as they did before kiln-units.
     #[test]
     fn sizes_and_durations() {
-        let size = kiln_units::parse_human;
+        let size = crate::util::parse_size;
         assert_eq!(size("10GB").unwrap(), 10_000_000_000);
         assert_eq!(size("1.5GiB").unwrap(), 1_610_612_736);
         assert_eq!(size("512mb").unwrap(), 512_000_000);

@@ -133,6 +133,12 @@ impl<E: std::error::Error + Send + Sync + 'static> From<E> for Failure {
     }
 }
 
+/// `--keep-storage` and `[gc] keep-storage`: docker's FromHumanSize (`10GB`, `512MB`,
+/// `1.5GiB`, bytes), refused in kiln's words.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    kiln_units::parse_human(s).map_err(|_| format!("`{s}` is not a size (e.g. 10GB, 512MB)"))
+}
+
 /// The name prefix of untagged (dangling) images in the store.
 pub(crate) const UNTAGGED: &str = "<none>@";
 
@@ -281,7 +287,7 @@ impl Env {
             Failure::with_source(1, message, e)
         })?;
         let gc_keep_storage = match &cfg.gc.keep_storage {
-            Some(s) => Some(kiln_units::parse_human(s).map_err(|e| {
+            Some(s) => Some(parse_size(s).map_err(|e| {
                 Failure::usage(format!(
                     "{}: gc.keep-storage: {e}",
                     config_path.as_deref().unwrap_or(root.as_path()).display()
