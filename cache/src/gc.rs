@@ -11,8 +11,17 @@
 //! snapshots takes it exclusive ([`Store::lock_gc_exclusive`] /
 //! [`Store::try_lock_gc_exclusive`]). The lock is an advisory `flock`, released when the
 //! [`GcLock`] is dropped or the process dies.
+//!
+//! The policy itself (what a prune removes, what is live) is in `gc/prune.rs`:
+//! [`Store::prune`], [`Store::live_set`], [`Store::usage`].
 
 use crate::{db, io_err, sha256_hex, Error, Result, Store};
+
+mod prune;
+#[cfg(test)]
+mod tests;
+
+pub use prune::{GcRoots, LiveSet, PrunePolicy, PruneReport, StoreUsage};
 use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};

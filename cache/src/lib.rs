@@ -82,7 +82,10 @@ use sha2::{Digest as _, Sha256};
 
 pub use apply::{apply_merged, apply_snapshot};
 pub use compress::Compression;
-pub use gc::{disk_usage, CacheRecord, GcLock, StatEntry};
+pub use gc::{
+    disk_usage, CacheRecord, GcLock, GcRoots, LiveSet, PrunePolicy, PruneReport, StatEntry,
+    StoreUsage,
+};
 
 /// The layout version written to `<root>/VERSION`.
 pub const LAYOUT_VERSION: &str = "1";

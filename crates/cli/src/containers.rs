@@ -112,7 +112,7 @@ pub(crate) struct ExecArgs {
 }
 
 fn failure(e: kiln_runtime::Error) -> Failure {
-    Failure::new(1, e.to_string())
+    Failure::with_source(1, e.to_string(), e)
 }
 
 fn find(env: &Env, what: &str) -> Result<Container, Failure> {
@@ -420,7 +420,9 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
     };
     match c.exec(&env.executor(), &opts, output).await {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
-        Err(e @ kiln_runtime::Error::Executor(_)) => Err(Failure::new(126, e.to_string())),
+        Err(e @ kiln_runtime::Error::Executor(_)) => {
+            Err(Failure::with_source(126, e.to_string(), e))
+        }
         Err(e) => Err(failure(e)),
     }
 }

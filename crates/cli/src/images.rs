@@ -6,7 +6,7 @@
 //! `<none>`, `kiln tag ID NAME` names it, and `kiln image prune` removes it (it is what
 //! docker calls a dangling image).
 
-use crate::util::{now_rfc3339, Env, Failure};
+use crate::util::{is_untagged, now_rfc3339, Env, Failure, UNTAGGED};
 use clap::Args;
 use kiln_exporter::HistoryEntry;
 use kiln_oci::Reference;
@@ -63,14 +63,6 @@ pub(crate) struct LoadArgs {
     /// Suppress the per-layer output (the `Loaded image` lines stay).
     #[arg(short, long)]
     quiet: bool,
-}
-
-/// The name prefix of untagged (dangling) images in the store.
-pub(crate) const UNTAGGED: &str = "<none>@";
-
-/// Whether a stored name is an untagged image's.
-pub(crate) fn is_untagged(name: &str) -> bool {
-    name.starts_with(UNTAGGED)
 }
 
 #[derive(Args)]
@@ -132,7 +124,7 @@ pub(crate) struct RunArgs {
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
     /// Memory limit (bytes, or with a b/k/m/g suffix; 0: no limit).
-    #[arg(short = 'm', long, value_parser = parse_size)]
+    #[arg(short = 'm', long, value_parser = parse_ram)]
     memory: Option<u64>,
     /// Number of CPUs (e.g. 1.5; 0: no limit).
     #[arg(long, allow_hyphen_values = true)]
@@ -183,26 +175,21 @@ fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
     Ok((n > 0.0).then_some(n))
 }
 
-/// A size like docker's: a number with an optional b/k/m/g/t suffix (binary units; `kb`,
-/// `kib` and so on are accepted too).
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`: use a number with b, k, m or g"))?;
-    let mult: u64 = match unit.trim_end_matches("ib").trim_end_matches('b') {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        _ => return Err(format!("invalid size `{s}`: unknown unit `{unit}`")),
-    };
-    Ok((num * mult as f64) as u64)
+/// `-m` and tmpfs sizes: docker's RAMInBytes (every unit a power of 1024), refused in
+/// kiln's words.
+fn parse_ram(s: &str) -> Result<u64, String> {
+    kiln_units::parse_ram(s).map_err(|_| {
+        let t = s.trim().to_ascii_lowercase();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.parse::<f64>().is_ok() {
+            format!("invalid size `{s}`: unknown unit `{unit}`")
+        } else {
+            format!("invalid size `{s}`: use a number with b, k, m or g")
+        }
+    })
 }
 
 /// `-p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
@@ -260,7 +247,7 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     let mut size = None;
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         if let Some(v) = o.strip_prefix("size=") {
-            size = Some(parse_size(v).map_err(Failure::usage)?);
+            size = Some(parse_ram(v).map_err(Failure::usage)?);
         }
     }
     Ok(kiln_executor::TmpfsMount {
@@ -333,21 +320,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         }
     }
     let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
-    let (_, manifest) = if let Ok(x) = env.local_image(&a.image) {
-        x
-    } else {
-        let r = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
-        eprintln!("Unable to find image '{}' locally", r.familiar());
-        // A failed pull is kiln's failure, not the container's: 125, as docker run's.
-        let pulled = env
-            .registry
-            .pull_and_name(&r, &env.store)
-            .await
-            .map_err(|e| Failure::new(125, Failure::from(e).message))?;
-        (r, pulled.manifest_digest)
-    };
-    let layers = kiln_exporter::image_layers(&env.store, &manifest)?;
-    let config = kiln_exporter::image_config(&env.store, &manifest)?;
+    let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
     for v in &a.volumes {
@@ -404,7 +377,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             }
         })
         .collect();
-    let opts = kiln_runtime::RunOptions {
+    let container = kiln_runtime::CreateOptions {
         name: a.name,
         remove: a.rm,
         env: env_vars,
@@ -433,30 +406,38 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             extra_hosts,
         },
     };
-    // Failures of kiln itself (not of the container's command) exit 125, as docker run's.
-    let run_failure = |e: kiln_runtime::Error| Failure::new(125, e.to_string());
     let _ = a.tty;
-    if a.detach {
-        let shim = [
-            env.exe.clone().into_os_string(),
-            kiln_runtime::SHIM_ARG.into(),
-        ];
-        let c = kiln_runtime::run_detached(&env.store, &a.image, &layers, &config, &opts, &shim)
-            .map_err(run_failure)?;
-        println!("{}", c.id());
-        return Ok(0);
-    }
     let mut executor = env.executor();
     if let Some(r) = a.runtime {
         executor = executor.with_runtime(r);
     }
-    let result = kiln_runtime::run(&env.store, &executor, &a.image, &layers, &config, &opts)
-        .await
-        .map_err(run_failure)?;
-    if result.oom_killed {
-        eprintln!("kiln: the container was killed: out of memory (--memory limit)");
+    let launcher = kiln_runtime::Launcher {
+        executor,
+        shim: vec![
+            env.exe.clone().into_os_string(),
+            kiln_runtime::SHIM_ARG.into(),
+        ],
+    };
+    let opts = kiln_runtime::RunOptions {
+        image: a.image,
+        reference,
+        container,
+    };
+    let outcome = kiln_runtime::run(&env.store, &env.registry, &launcher, &opts, |e| match e {
+        kiln_runtime::RunEvent::Pulling(r) => {
+            eprintln!("Unable to find image '{}' locally", r.familiar());
+        }
+    })
+    .await
+    .map_err(|e| Failure::wrap(e.exit_code(), e))?;
+    match &outcome {
+        kiln_runtime::Outcome::Detached(c) => println!("{}", c.id()),
+        kiln_runtime::Outcome::Exited(r) if r.oom_killed => {
+            eprintln!("kiln: the container was killed: out of memory (--memory limit)");
+        }
+        kiln_runtime::Outcome::Exited(_) => {}
     }
-    Ok(result.exit_code.clamp(0, 255) as u8)
+    Ok(outcome.exit_code())
 }
 
 pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
@@ -512,19 +493,9 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
+/// Sizes in the `images`, `history` and `load` lines: three significant digits, as docker's.
 fn human_size(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        format!("{v:.3}{}", units[i]).replace(".000", "")
-    }
+    kiln_units::human_precision(n, 3)
 }
 
 /// `kiln pull`: fetches the image and, as `docker pull` does, unpacks its layers, so that
@@ -561,7 +532,7 @@ pub(crate) async fn push_image(
     let out =
         tokio::task::spawn_blocking(move || kiln_exporter::distributable(&store, &image, compress))
             .await
-            .map_err(|e| Failure::new(1, e.to_string()))??;
+            .map_err(|e| Failure::with_source(1, e.to_string(), e))??;
     Ok(env
         .registry
         .push(&env.store, &out.manifest_digest, r)
@@ -586,7 +557,7 @@ pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
             "architecture": "amd64", "os": "linux", "config": {},
             "rootfs": {"type": "layers", "diff_ids": []}
         }))
-        .map_err(|e| Failure::new(1, e.to_string()))?;
+        .map_err(|e| Failure::with_source(1, e.to_string(), e))?;
     kiln_frontend::apply_changes(&mut config, &a.changes)
         .map_err(|e| Failure::usage(format!("invalid --change: {}", e.message)))?;
     // The input is read twice (checked to be a whole tar, then stored), so stdin is kept
@@ -595,15 +566,17 @@ pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
     let path = if a.file == "-" {
         let p = spool.path().join("layer.tar");
         let mut f = std::fs::File::create(&p)
-            .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
+            .map_err(|e| Failure::with_source(1, format!("{}: {e}", p.display()), e))?;
         std::io::copy(&mut std::io::stdin().lock(), &mut f)
-            .map_err(|e| Failure::new(1, format!("reading stdin: {e}")))?;
+            .map_err(|e| Failure::with_source(1, format!("reading stdin: {e}"), e))?;
         p
     } else {
         PathBuf::from(&a.file)
     };
-    let open =
-        || std::fs::File::open(&path).map_err(|e| Failure::new(1, format!("{}: {e}", a.file)));
+    let open = || {
+        std::fs::File::open(&path)
+            .map_err(|e| Failure::with_source(1, format!("{}: {e}", a.file), e))
+    };
     // The tar crate's messages quote the bad bytes: say what it means instead.
     check_tar(open()?).map_err(|e| {
         let why = match e.kind() {
@@ -614,7 +587,8 @@ pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
     })?;
     let layer = env.store.import_layer(&mut open()?)?;
     drop(spool);
-    let mut cfg = serde_json::to_value(&config).map_err(|e| Failure::new(1, e.to_string()))?;
+    let mut cfg =
+        serde_json::to_value(&config).map_err(|e| Failure::with_source(1, e.to_string(), e))?;
     if let Some(o) = cfg.as_object_mut() {
         o.remove("rootfs");
         o.remove("history");
@@ -653,7 +627,7 @@ pub(crate) fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
         if env.store.remove_image(&r.to_string())? {
             println!("Untagged: {}", r.familiar());
         } else {
-            eprintln!("error: no such image: {}", r.familiar());
+            Failure::new(1, format!("no such image: {}", r.familiar())).print();
             code = 1;
         }
     }
@@ -765,7 +739,7 @@ pub(crate) fn load(env: &Env, a: LoadArgs) -> Result<u8, Failure> {
     let (source, result) = match &a.input {
         Some(p) => {
             let f = std::fs::File::open(p)
-                .map_err(|e| Failure::new(1, format!("{}: {e}", p.display())))?;
+                .map_err(|e| Failure::with_source(1, format!("{}: {e}", p.display()), e))?;
             let mut r = std::io::BufReader::with_capacity(256 * 1024, f);
             (
                 p.display().to_string(),
@@ -777,13 +751,14 @@ pub(crate) fn load(env: &Env, a: LoadArgs) -> Result<u8, Failure> {
             kiln_exporter::load::load(&env.store, &mut std::io::stdin().lock(), &mut progress),
         ),
     };
-    let images = result.map_err(|e| Failure::new(1, format!("cannot load {source}: {e}")))?;
+    let images =
+        result.map_err(|e| Failure::with_source(1, format!("cannot load {source}: {e}"), e))?;
     // Every name is checked before any is set.
     let mut names = Vec::new();
     for img in &images {
         for n in &img.names {
             let r = Reference::parse(n).map_err(|e| {
-                Failure::new(1, format!("cannot load {source}: bad image name: {e}"))
+                Failure::with_source(1, format!("cannot load {source}: bad image name: {e}"), e)
             })?;
             names.push((r, &img.manifest_digest));
         }

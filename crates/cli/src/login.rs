@@ -100,7 +100,7 @@ pub(crate) async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Res
                     println!("Login Succeeded");
                     return Ok(0);
                 }
-                Err(f) => eprintln!("Login did not succeed, error: {}", f.message),
+                Err(f) => eprintln!("Login did not succeed, error: {}", f.message()),
             }
         }
     }
@@ -121,10 +121,9 @@ pub(crate) async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Res
         p
     } else if a.password_stdin {
         let mut s = String::new();
-        stdin
-            .lock()
-            .read_to_string(&mut s)
-            .map_err(|e| Failure::new(1, format!("cannot read the password from stdin: {e}")))?;
+        stdin.lock().read_to_string(&mut s).map_err(|e| {
+            Failure::with_source(1, format!("cannot read the password from stdin: {e}"), e)
+        })?;
         let s = s.strip_suffix('\n').unwrap_or(&s);
         s.strip_suffix('\r').unwrap_or(s).to_string()
     } else {
@@ -139,10 +138,8 @@ pub(crate) async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Res
 
     check(user.clone(), password.clone()).await?;
     kiln_registry::save_docker_credentials(&path, &key, &user, &password).map_err(|e| {
-        Failure::new(
-            1,
-            format!("login to {host} succeeded, but saving failed: {e}"),
-        )
+        let message = format!("login to {host} succeeded, but saving failed: {e}");
+        Failure::with_source(1, message, e)
     })?;
     eprintln!(
         "WARNING! Your credentials are stored unencrypted in '{}'.",
@@ -162,6 +159,8 @@ fn login_failure(host: &str, e: kiln_registry::Error) -> Failure {
         kiln_registry::Error::Protocol { message, .. } => message,
         other => other.to_string(),
     };
+    // The registry's own wording is rephrased (the host named once), so the error is not
+    // kept as a cause: it would repeat the summary.
     Failure::new(1, format!("login to {host} failed: {why}"))
 }
 
@@ -169,7 +168,7 @@ pub(crate) fn logout(a: LogoutArgs) -> Result<u8, Failure> {
     let (host, key) = server(a.server.as_deref())?;
     let path = config_path()?;
     let removed = kiln_registry::remove_docker_credentials(&path, &host)
-        .map_err(|e| Failure::new(1, format!("cannot remove the credentials: {e}")))?;
+        .map_err(|e| Failure::with_source(1, format!("cannot remove the credentials: {e}"), e))?;
     if removed {
         println!("Removing login credentials for {key}");
     } else {
@@ -187,7 +186,7 @@ fn prompt(label: &str) -> Result<String, Failure> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|e| Failure::new(1, format!("cannot read from the terminal: {e}")))?;
+        .map_err(|e| Failure::with_source(1, format!("cannot read from the terminal: {e}"), e))?;
     Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 

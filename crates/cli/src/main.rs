@@ -5,6 +5,16 @@
 //! and its worker, the exporters and the registry client together, renders progress and
 //! errors, and maps failures to exit codes (0 ok, 1 build failure, 2 usage or Dockerfile
 //! error).
+//!
+//! Every command is flags → resolved options → one library call → rendering. Errors reach
+//! the user one way: a command returns a [`Failure`] (an exit code, the summary line, the
+//! typed library error behind it, an optional hint), and `main` renders it with
+//! [`Failure::render`] as `error: …`, `  Caused by: …` lines, `hint: …` (commands that go
+//! on after a failed item, like `kiln rm A B`, render each the same way).
+//!
+//! Modules depend one way: `main` → commands (`build`, `images`, `containers`, `volumes`,
+//! `system`, `login`) → `util` (the environment, `Failure`, shared helpers); `volumes` also
+//! uses `containers`' table layout and `build` `images`' push and `system`'s GC.
 
 // Every `println!`/`print!`/`eprintln!`/`eprint!` in this crate is the checked one below
 // (`macro_rules!` defined before the `mod`s shadow std's in all of them). std's versions panic
@@ -132,7 +142,8 @@ fn main() -> ExitCode {
                     kiln_executor::HELPER_ARG.into(),
                 ]),
                 Err(e) => {
-                    eprintln!("error: cannot find the kiln binary: {e}");
+                    let message = format!("cannot find the kiln binary: {e}");
+                    Failure::with_source(1, message, e).print();
                     return ExitCode::from(1);
                 }
             };
@@ -153,7 +164,8 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            let message = format!("cannot start the async runtime: {e}");
+            Failure::with_source(1, message, e).print();
             return ExitCode::from(1);
         }
     };

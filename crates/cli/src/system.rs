@@ -2,21 +2,18 @@
 //! storage cap (`[gc] keep-storage`) applied after every build.
 //!
 //! `image prune` and `system prune` remove image names (and stopped containers) first, then
-//! run the same collection as `builder prune` ([`prune_locked`]): whatever those names
-//! alone kept is then unreferenced and goes.
-//!
-//! What is live: every blob and snapshot an image name reaches (manifest, config, layers)
-//! and every layer of a remaining build cache record. Prune removes cache records (all,
-//! older than a duration, unusable ones, or least recently used first until the root fits
-//! a size), then every blob and snapshot nothing live references. It holds the root's GC
-//! lock exclusive while doing so: builds hold it shared for their whole run, because a
-//! build in progress references blobs the database does not know yet.
+//! run the same collection as `builder prune` ([`kiln_cache::Store::prune`], where the
+//! policy and what is live are decided): whatever those names alone kept is then
+//! unreferenced and goes. This module gives the store what it cannot know (the snapshots
+//! containers stack, the worker's record format: [`gc_roots`]), holds the root's GC lock
+//! exclusive while a prune runs (builds hold it shared for their whole run, because a build
+//! in progress references blobs the database does not know yet), and prints.
 
-use crate::util::{Env, Failure};
+use crate::util::{confirm, is_untagged, parse_size, Env, Failure};
 use clap::{Args, Subcommand};
-use kiln_cache::Store;
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use kiln_cache::{GcRoots, PrunePolicy, Store};
+use kiln_units::{human, DurationUnits};
+use std::collections::HashSet;
 
 #[derive(Args)]
 pub(crate) struct BuilderArgs {
@@ -123,26 +120,6 @@ pub(crate) fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
     }
 }
 
-/// Asks "Are you sure…" on a terminal unless `force`; without a terminal, `force` is
-/// required (docker would read a "no" from a closed stdin).
-pub(crate) fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
-    if force {
-        return Ok(true);
-    }
-    // SAFETY: isatty has no preconditions.
-    if unsafe { libc::isatty(0) } != 1 {
-        return Err(Failure::usage(format!(
-            "{warning}\nstdin is not a terminal to confirm this: pass -f (--force)"
-        )));
-    }
-    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| Failure::new(1, format!("stdin: {e}")))?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
-}
-
 /// The GC lock, waiting for running builds.
 fn lock_exclusive(env: &Env) -> Result<kiln_cache::GcLock, Failure> {
     Ok(if let Some(l) = env.store.try_lock_gc_exclusive()? {
@@ -160,22 +137,18 @@ fn measured_usage(store: &Store) -> u64 {
     kiln_cache::disk_usage(store.root())
 }
 
-/// The manifests of the images containers (running or stopped) were made from, by the
-/// name their `kiln run` gave.
-fn used_manifests(store: &Store) -> Result<HashSet<String>, Failure> {
-    let mut used = HashSet::new();
-    if let Ok(containers) = kiln_runtime::Containers::new(store.root()).list() {
-        for c in containers {
-            let name = match kiln_oci::Reference::parse(&c.config.image) {
-                Ok(r) => r.to_string(),
-                Err(_) => c.config.image.clone(),
-            };
-            if let Some(rec) = store.get_image(&name)? {
-                used.insert(rec.manifest_digest);
-            }
-        }
+/// What the store cannot know by itself: the snapshots containers stack, and how a build
+/// cache record (the worker's) names its layers.
+fn gc_roots(store: &Store) -> GcRoots<'static> {
+    GcRoots {
+        snapshots: kiln_runtime::Containers::new(store.root()).stacked_snapshots(),
+        record_layers: &kiln_worker::record_layers,
     }
-    Ok(used)
+}
+
+/// The manifests of the images containers (running or stopped) were made from.
+fn used_manifests(store: &Store) -> Result<HashSet<String>, Failure> {
+    Ok(kiln_runtime::Containers::new(store.root()).image_manifests(store)?)
 }
 
 /// What an image prune removed: names (`untagged:` lines) and image IDs no name reaches
@@ -201,7 +174,7 @@ fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
     let mut removed_manifests = Vec::new();
     let mut kept_manifests = HashSet::new();
     for rec in records {
-        let dangling = crate::images::is_untagged(&rec.name);
+        let dangling = is_untagged(&rec.name);
         if used.contains(&rec.manifest_digest) || !(all || dangling) {
             kept_manifests.insert(rec.manifest_digest);
             continue;
@@ -256,7 +229,9 @@ fn image_prune(env: &Env, a: ImagePruneArgs) -> Result<u8, Failure> {
     let after = if removed.untagged.is_empty() && removed.deleted.is_empty() {
         before
     } else {
-        prune_locked(&env.store, &PrunePolicy::default())?.after
+        env.store
+            .prune(&PrunePolicy::default(), &gc_roots(&env.store))?
+            .after
     };
     drop(lock);
     print_images_removed(&removed);
@@ -298,7 +273,7 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
     let volumes = if a.volumes {
         kiln_runtime::Volumes::new(env.store.root())
             .prune(false)
-            .map_err(|e| Failure::new(1, e.to_string()))?
+            .map_err(|e| Failure::with_source(1, e.to_string(), e))?
             .0
     } else {
         Vec::new()
@@ -309,7 +284,7 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
         all: a.all,
         ..Default::default()
     };
-    let r = prune_locked(&env.store, &policy)?;
+    let r = env.store.prune(&policy, &gc_roots(&env.store))?;
     drop(lock);
     if !containers.is_empty() {
         println!("Deleted Containers:");
@@ -339,270 +314,6 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// `10GB`, `512MB`, `1.5GiB`, `100kb`, `4096` (bytes). Decimal units are powers of 1000,
-/// binary ones (`KiB`, `MiB`, …) of 1024, as docker does.
-pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a size (e.g. 10GB, 512MB)"))?;
-    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kb" => 1e3,
-        "m" | "mb" => 1e6,
-        "g" | "gb" => 1e9,
-        "t" | "tb" => 1e12,
-        "ki" | "kib" => 1024.0,
-        "mi" | "mib" => 1024.0 * 1024.0,
-        "gi" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "ti" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("unknown size unit `{other}` in `{s}`")),
-    };
-    Ok((n * mult) as u64)
-}
-
-/// `24h`, `30m`, `45s`, `7d`, `1h30m`, `1.5h`.
-pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("`{s}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)");
-    let mut total = 0f64;
-    let mut num = String::new();
-    let mut any = false;
-    for c in s.trim().chars() {
-        if c.is_ascii_digit() || c == '.' {
-            num.push(c);
-            continue;
-        }
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        num.clear();
-        total += n * match c {
-            's' => 1.0,
-            'm' => 60.0,
-            'h' => 3600.0,
-            'd' => 86400.0,
-            'w' => 7.0 * 86400.0,
-            _ => return Err(bad()),
-        };
-        any = true;
-    }
-    if !num.is_empty() {
-        // A bare number is seconds.
-        total += num.parse::<f64>().map_err(|_| bad())?;
-        any = true;
-    }
-    if !any {
-        return Err(bad());
-    }
-    Ok(Duration::from_secs_f64(total))
-}
-
-/// Human size, docker style (powers of 1000).
-pub(crate) fn human(n: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i < units.len() - 1 {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{n}B")
-    } else {
-        let num = format!("{v:.2}");
-        let num = num.trim_end_matches('0').trim_end_matches('.');
-        format!("{num}{}", units[i])
-    }
-}
-
-/// How to choose the cache records to remove.
-#[derive(Default, Clone, Debug)]
-pub(crate) struct PrunePolicy {
-    pub all: bool,
-    pub until: Option<Duration>,
-    pub keep_storage: Option<u64>,
-}
-
-/// What a prune did.
-#[derive(Default, Debug)]
-pub(crate) struct PruneReport {
-    pub records: usize,
-    pub blobs: usize,
-    pub snapshots: usize,
-    pub before: u64,
-    pub after: u64,
-}
-
-/// The blobs (digests) and snapshots (diff ids) a set of roots references.
-#[derive(Default)]
-struct Refs {
-    blobs: HashSet<String>,
-    diffs: HashSet<String>,
-}
-
-/// What images and containers reference: manifests, configs, layers, snapshots.
-fn image_refs(store: &Store) -> Result<(Refs, usize), Failure> {
-    let mut r = Refs::default();
-    let images = store.list_images()?;
-    for img in &images {
-        r.blobs.insert(img.manifest_digest.clone());
-        if let Ok(blobs) = kiln_exporter::image_blobs(store, &img.manifest_digest) {
-            r.blobs.extend(blobs.into_iter().map(|(d, _, _)| d));
-        }
-        if let Ok(layers) = kiln_exporter::image_layers(store, &img.manifest_digest) {
-            for l in layers {
-                r.blobs.insert(l.digest);
-                r.diffs.insert(l.diff_id);
-            }
-        }
-    }
-    // Containers, running or stopped, keep the snapshots their root filesystems stack:
-    // pruning must not pull layers from under them (even after `rmi` of their image).
-    if let Ok(containers) = kiln_runtime::Containers::new(store.root()).list() {
-        for c in containers {
-            for lower in &c.config.spec.rootfs.lowers {
-                if let Some(hex) = lower.file_name() {
-                    r.diffs.insert(format!("sha256:{}", hex.to_string_lossy()));
-                }
-            }
-        }
-    }
-    Ok((r, images.len()))
-}
-
-/// A live layer whose snapshot is not extracted (one fetched from an imported cache, say)
-/// lives in a blob recorded for its diff id: that blob is live too.
-fn pin_unextracted(store: &Store, refs: &mut Refs, snaps: &HashMap<String, u64>) {
-    let missing: Vec<String> = refs
-        .diffs
-        .iter()
-        .filter(|d| !snaps.contains_key(*d))
-        .cloned()
-        .collect();
-    for d in missing {
-        if let Ok(Some(l)) = store.find_layer(&d) {
-            refs.blobs.insert(l.digest);
-        }
-    }
-}
-
-/// The layers of a cache record (a `kiln_worker::Output` as JSON).
-fn record_layers(value: &[u8]) -> Vec<kiln_oci::Layer> {
-    serde_json::from_slice::<kiln_worker::Output>(value)
-        .map(|o| o.layers().to_vec())
-        .unwrap_or_default()
-}
-
-/// Removes cache records per `policy`, then every blob and snapshot nothing references.
-/// Compressed blobs made for pushes and exports of build-step layers are referenced by no
-/// image or record (those name the layer's snapshot), so a prune drops them: they are
-/// remade from the snapshot when next needed. The caller holds the GC lock exclusive.
-pub(crate) fn prune_locked(store: &Store, policy: &PrunePolicy) -> Result<PruneReport, Failure> {
-    let root = store.root().to_path_buf();
-    let before = kiln_cache::disk_usage(&root);
-    let (pinned, _) = image_refs(store)?;
-    let blobs: HashMap<String, u64> = store.list_blobs()?.into_iter().collect();
-    let snaps: HashMap<String, u64> = store.list_snapshots()?.into_iter().collect();
-    let records = store.cache_records()?; // least recently used first
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-
-    let mut remove: Vec<String> = Vec::new();
-    let mut keep: Vec<(String, Vec<kiln_oci::Layer>)> = Vec::new();
-    for r in records {
-        let layers = record_layers(&r.value);
-        let usable = layers.iter().all(|l| store.layer_available(l));
-        let old = policy
-            .until
-            .is_some_and(|u| r.last_used < now - u.as_secs() as i64);
-        if policy.all || old || !usable {
-            remove.push(r.key);
-        } else {
-            keep.push((r.key, layers));
-        }
-    }
-
-    // LRU until the root fits: count references, drop the oldest records first, and count
-    // what each drop frees (blobs and snapshots no image and no other record references).
-    if let Some(cap) = policy.keep_storage {
-        let mut blob_refs: HashMap<&str, u32> = HashMap::new();
-        let mut diff_refs: HashMap<&str, u32> = HashMap::new();
-        for (_, layers) in &keep {
-            for l in layers {
-                *blob_refs.entry(l.digest.as_str()).or_default() += 1;
-                *diff_refs.entry(l.diff_id.as_str()).or_default() += 1;
-            }
-        }
-        // What removing the already chosen records and the orphans frees.
-        let mut freed: u64 = 0;
-        for (d, size) in &blobs {
-            if !pinned.blobs.contains(d) && !blob_refs.contains_key(d.as_str()) {
-                freed += size;
-            }
-        }
-        for (d, size) in &snaps {
-            if !pinned.diffs.contains(d) && !diff_refs.contains_key(d.as_str()) {
-                freed += size;
-            }
-        }
-        let mut n = 0;
-        while before.saturating_sub(freed) > cap && n < keep.len() {
-            for l in &keep[n].1 {
-                if let Some(c) = blob_refs.get_mut(l.digest.as_str()) {
-                    *c -= 1;
-                    if *c == 0 && !pinned.blobs.contains(&l.digest) {
-                        freed += blobs.get(&l.digest).copied().unwrap_or(0);
-                    }
-                }
-                if let Some(c) = diff_refs.get_mut(l.diff_id.as_str()) {
-                    *c -= 1;
-                    if *c == 0 && !pinned.diffs.contains(&l.diff_id) {
-                        freed += snaps.get(&l.diff_id).copied().unwrap_or(0);
-                    }
-                }
-            }
-            n += 1;
-        }
-        remove.extend(keep.drain(..n).map(|(k, _)| k));
-    }
-
-    // Records first (a crash after this leaves only unreferenced files, collected next
-    // time), then the files nothing live references.
-    store.cache_remove(&remove)?;
-    let mut live = pinned;
-    for (_, layers) in &keep {
-        for l in layers {
-            live.blobs.insert(l.digest.clone());
-            live.diffs.insert(l.diff_id.clone());
-        }
-    }
-    pin_unextracted(store, &mut live, &snaps);
-    let dead_blobs: Vec<String> = blobs
-        .keys()
-        .filter(|d| !live.blobs.contains(*d))
-        .cloned()
-        .collect();
-    store.remove_blobs(&dead_blobs)?;
-    let mut nsnap = 0;
-    for d in snaps.keys().filter(|d| !live.diffs.contains(*d)) {
-        store.remove_snapshot(d)?;
-        nsnap += 1;
-    }
-    store.clean_temp();
-    let _ = store.stat_cache_forget_missing_roots();
-    let _ = store.compact_db();
-    Ok(PruneReport {
-        records: remove.len(),
-        blobs: dead_blobs.len(),
-        snapshots: nsnap,
-        before,
-        after: kiln_cache::disk_usage(&root),
-    })
-}
-
 fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
     let _ = a.force;
     let mut policy = PrunePolicy {
@@ -616,8 +327,12 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
     for f in &a.filter {
         match f.split_once('=') {
             Some(("until", d)) => {
-                policy.until =
-                    Some(parse_duration(d).map_err(|e| Failure::usage(format!("--filter: {e}")))?);
+                let d = kiln_units::parse_duration(d, DurationUnits::Filter).map_err(|_| {
+                    Failure::usage(format!(
+                        "--filter: `{d}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)"
+                    ))
+                })?;
+                policy.until = Some(d);
             }
             _ => {
                 return Err(Failure::usage(format!(
@@ -626,13 +341,8 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
             }
         }
     }
-    let lock = if let Some(l) = env.store.try_lock_gc_exclusive()? {
-        l
-    } else {
-        eprintln!("waiting for running builds to finish…");
-        env.store.lock_gc_exclusive()?
-    };
-    let r = prune_locked(&env.store, &policy)?;
+    let lock = lock_exclusive(env)?;
+    let r = env.store.prune(&policy, &gc_roots(&env.store))?;
     drop(lock);
     println!(
         "Deleted {} build cache records, {} blobs, {} snapshots",
@@ -661,10 +371,11 @@ pub(crate) fn gc_after_build(env: &Env) {
         keep_storage: Some(cap),
         ..Default::default()
     };
-    if let Err(e) = prune_locked(&env.store, &policy) {
+    if let Err(e) = env.store.prune(&policy, &gc_roots(&env.store)) {
+        let e = Failure::from(e);
         eprintln!(
             "warning: trimming the store to gc.keep-storage failed: {}",
-            e.message
+            e.message()
         );
     }
     drop(lock);
@@ -690,31 +401,7 @@ struct Usage {
 }
 
 fn usage(store: &Store) -> Result<Usage, Failure> {
-    // The write-ahead log is folded into the database first, so that what is counted is
-    // what stays on disk once kiln exits (SQLite removes the log on the last close).
-    let _ = store.compact_db();
-    let (mut pinned, nimages) = image_refs(store)?;
-    let blobs = store.list_blobs()?;
-    let snaps = store.list_snapshots()?;
-    pin_unextracted(store, &mut pinned, &snaps.iter().cloned().collect());
-    let records = store.cache_records()?;
-    let total = kiln_cache::disk_usage(store.root());
-    let mut images_size = 0;
-    let mut cache_size = 0;
-    for (d, size) in &blobs {
-        if pinned.blobs.contains(d) {
-            images_size += size;
-        } else {
-            cache_size += size;
-        }
-    }
-    for (d, size) in &snaps {
-        if pinned.diffs.contains(d) {
-            images_size += size;
-        } else {
-            cache_size += size;
-        }
-    }
+    let u = store.usage(&gc_roots(store))?;
     let used = used_manifests(store)?;
     let images_active = store
         .list_images()?
@@ -739,17 +426,19 @@ fn usage(store: &Store) -> Result<Usage, Failure> {
         volumes_active,
         volumes_size,
         volumes_reclaimable,
-        images: nimages,
+        images: u.images,
         images_active,
-        images_size,
+        images_size: u.images_size,
         // Every image can be removed with `kiln rmi` (its layers stay while a container
         // stacks them), so all of it counts as reclaimable.
-        images_reclaimable: images_size,
-        build_cache: records.len(),
-        build_cache_size: cache_size,
-        build_cache_reclaimable: cache_size,
-        other_size: total.saturating_sub(images_size + cache_size + volumes_size),
-        total,
+        images_reclaimable: u.images_size,
+        build_cache: u.build_cache,
+        build_cache_size: u.build_cache_size,
+        build_cache_reclaimable: u.build_cache_size,
+        other_size: u
+            .total
+            .saturating_sub(u.images_size + u.build_cache_size + volumes_size),
+        total: u.total,
     })
 }
 
@@ -758,7 +447,11 @@ fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
     if a.format == "json" {
         println!(
             "{}",
-            serde_json::to_string_pretty(&u).map_err(|e| Failure::new(1, e.to_string()))?
+            serde_json::to_string_pretty(&u).map_err(|e| Failure::with_source(
+                1,
+                e.to_string(),
+                e
+            ))?
         );
         return Ok(0);
     }
@@ -813,21 +506,23 @@ fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::time::Duration;
 
+    /// `--keep-storage` and `--filter until=` read as they did before kiln-units.
     #[test]
     fn sizes_and_durations() {
-        assert_eq!(parse_size("10GB").unwrap(), 10_000_000_000);
-        assert_eq!(parse_size("1.5GiB").unwrap(), 1_610_612_736);
-        assert_eq!(parse_size("512mb").unwrap(), 512_000_000);
-        assert_eq!(parse_size("4096").unwrap(), 4096);
-        assert!(parse_size("ten").is_err());
-        assert_eq!(parse_duration("24h").unwrap(), Duration::from_hours(24));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_mins(90));
-        assert_eq!(parse_duration("7d").unwrap(), Duration::from_hours(168));
-        assert!(parse_duration("soon").is_err());
-        assert_eq!(human(999), "999B");
-        assert_eq!(human(1_500_000), "1.5MB");
-        assert_eq!(human(2_000_000_000), "2GB");
+        let size = crate::util::parse_size;
+        assert_eq!(size("10GB").unwrap(), 10_000_000_000);
+        assert_eq!(size("1.5GiB").unwrap(), 1_610_612_736);
+        assert_eq!(size("512mb").unwrap(), 512_000_000);
+        assert_eq!(size("4096").unwrap(), 4096);
+        assert!(size("ten").is_err());
+        let until = |s| kiln_units::parse_duration(s, kiln_units::DurationUnits::Filter);
+        assert_eq!(until("24h").unwrap(), Duration::from_hours(24));
+        assert_eq!(until("1h30m").unwrap(), Duration::from_mins(90));
+        assert_eq!(until("7d").unwrap(), Duration::from_hours(168));
+        assert_eq!(until("1.5h").unwrap(), Duration::from_mins(90));
+        assert_eq!(until("45").unwrap(), Duration::from_secs(45));
+        assert!(until("soon").is_err());
     }
 }

@@ -2,31 +2,115 @@
 //! with exit codes.
 
 use kiln_cache::Store;
+use kiln_units::DurationUnits;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-/// An error on its way to the user, with the exit code it ends in.
+/// An error on its way to the user, with the exit code it ends in. `main` renders it (see
+/// [`Failure::render`]).
 pub(crate) struct Failure {
     /// Exit code (1 build failure, 2 usage / Dockerfile error).
     pub code: u8,
-    /// The message (first line is the summary).
-    pub message: String,
+    /// The summary: the first line, as scripts read it.
+    message: String,
+    /// The library error behind it, when one is wrapped.
+    source: Option<BoxError>,
+    /// What to do about it.
+    hint: Option<String>,
 }
+
+/// A library error, kept typed until it is rendered.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 impl Failure {
     pub(crate) fn new(code: u8, message: impl Into<String>) -> Self {
         Self {
             code,
             message: message.into(),
+            source: None,
+            hint: None,
         }
     }
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self::new(2, message)
     }
-    pub(crate) fn print(&self) {
-        eprintln!("error: {}", self.message);
+    /// A library error with its exit code; the summary is its chain flattened, as
+    /// [`From`] makes it.
+    pub(crate) fn wrap(code: u8, e: impl Into<BoxError>) -> Self {
+        let source = e.into();
+        Self {
+            code,
+            message: flatten(source.as_ref()),
+            source: Some(source),
+            hint: None,
+        }
     }
+    /// `message` as the summary, for a wrapped library error `source`.
+    pub(crate) fn with_source(
+        code: u8,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self {
+            source: Some(source.into()),
+            ..Self::new(code, message)
+        }
+    }
+    /// Adds a `hint:` line.
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    /// The summary line (without `error: `).
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+    /// The failure as the user sees it, uv's way: `error: SUMMARY`, then one
+    /// `  Caused by: …` line per error in the wrapped error's `source()` chain, then
+    /// `hint: …`. The summary is what kiln printed before errors were rendered this way
+    /// (scripts and docker-compat tests read the first line), and it often carries its
+    /// causes' text already (library messages embed them): a cause already said on an
+    /// earlier line is not repeated.
+    pub(crate) fn render(&self) -> String {
+        let mut out = format!("error: {}\n", self.message);
+        let mut said = self.message.clone();
+        let mut next: Option<&(dyn std::error::Error + 'static)> =
+            self.source.as_deref().map(|e| e as _);
+        while let Some(e) = next {
+            let text = e.to_string();
+            if !text.is_empty() && !said.contains(&text) {
+                out.push_str(&format!("  Caused by: {text}\n"));
+                said.push('\n');
+                said.push_str(&text);
+            }
+            next = e.source();
+        }
+        if let Some(h) = &self.hint {
+            out.push_str(&format!("hint: {h}\n"));
+        }
+        out
+    }
+    /// Writes [`Failure::render`] to stderr.
+    pub(crate) fn print(&self) {
+        eprint!("{}", self.render());
+    }
+}
+
+/// An error's text followed by each cause its text does not already hold, `: `-separated
+/// (the one-line summary kiln has always printed).
+fn flatten(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let s_msg = s.to_string();
+        if !msg.contains(&s_msg) {
+            msg.push_str(": ");
+            msg.push_str(&s_msg);
+        }
+        src = s.source();
+    }
+    msg
 }
 
 /// `--add-host NAME:IP` flags (of `build` and `run`) as `(name, ip)`, with docker's message.
@@ -43,20 +127,43 @@ pub(crate) fn parse_add_hosts(flags: &[String]) -> Result<Vec<(String, String)>,
         .collect()
 }
 
-impl<E: std::error::Error> From<E> for Failure {
+impl<E: std::error::Error + Send + Sync + 'static> From<E> for Failure {
     fn from(e: E) -> Self {
-        let mut msg = e.to_string();
-        let mut src = e.source();
-        while let Some(s) = src {
-            let s_msg = s.to_string();
-            if !msg.contains(&s_msg) {
-                msg.push_str(": ");
-                msg.push_str(&s_msg);
-            }
-            src = s.source();
-        }
-        Failure::new(1, msg)
+        Failure::wrap(1, e)
     }
+}
+
+/// `--keep-storage` and `[gc] keep-storage`: docker's FromHumanSize (`10GB`, `512MB`,
+/// `1.5GiB`, bytes), refused in kiln's words.
+pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
+    kiln_units::parse_human(s).map_err(|_| format!("`{s}` is not a size (e.g. 10GB, 512MB)"))
+}
+
+/// The name prefix of untagged (dangling) images in the store.
+pub(crate) const UNTAGGED: &str = "<none>@";
+
+/// Whether a stored name is an untagged image's.
+pub(crate) fn is_untagged(name: &str) -> bool {
+    name.starts_with(UNTAGGED)
+}
+
+/// Asks "Are you sure…" on a terminal unless `force`; without a terminal, `force` is
+/// required (docker would read a "no" from a closed stdin).
+pub(crate) fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {
+    if force {
+        return Ok(true);
+    }
+    // SAFETY: isatty has no preconditions.
+    if unsafe { libc::isatty(0) } != 1 {
+        return Err(Failure::usage(warning)
+            .hint("stdin is not a terminal to confirm this: pass -f (--force)"));
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::with_source(1, format!("stdin: {e}"), e))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "Yes"))
 }
 
 /// Writes to stdout (the crate's `print!`/`println!`). When the reader has gone away (EPIPE)
@@ -108,17 +215,22 @@ struct RegistrySection {
 impl RegistrySection {
     /// The client's settings; `source` names the file in errors.
     fn resolve(self, source: &Path) -> Result<kiln_registry::RegistryConfig, Failure> {
-        let duration = |key: &str,
-                        v: &Option<String>|
-         -> Result<Option<std::time::Duration>, Failure> {
-            v.as_deref()
-                .map(|s| {
-                    humantime::parse_duration(s).map_err(|e| {
-                        Failure::usage(format!("{}: registry.{key}: `{s}`: {e}", source.display()))
+        let duration =
+            |key: &str, v: &Option<String>| -> Result<Option<std::time::Duration>, Failure> {
+                v.as_deref()
+                    .map(|s| {
+                        // Go's units ("30s", "200ms"), and days and weeks as before.
+                        kiln_units::parse_duration(s, DurationUnits::Go)
+                            .or_else(|_| kiln_units::parse_duration(s, DurationUnits::Filter))
+                            .map_err(|e| {
+                                Failure::usage(format!(
+                                    "{}: registry.{key}: `{s}`: {e}",
+                                    source.display()
+                                ))
+                            })
                     })
-                })
-                .transpose()
-        };
+                    .transpose()
+            };
         let mut cfg = kiln_registry::RegistryConfig {
             hosts: self.hosts,
             docker_config: docker_config_path(),
@@ -166,17 +278,16 @@ pub(crate) struct Env {
 impl Env {
     pub(crate) fn open(root: Option<PathBuf>, config: Option<PathBuf>) -> Result<Self, Failure> {
         let root = root.unwrap_or_else(default_root);
-        std::fs::create_dir_all(&root)
-            .map_err(|e| Failure::new(1, format!("cannot create root {}: {e}", root.display())))?;
+        std::fs::create_dir_all(&root).map_err(|e| {
+            Failure::with_source(1, format!("cannot create root {}: {e}", root.display()), e)
+        })?;
         let (cfg, config_path) = read_config(&root, config)?;
         let store = Store::open(&root).map_err(|e| {
-            Failure::new(
-                1,
-                format!("cannot open the store at {}: {e}", root.display()),
-            )
+            let message = format!("cannot open the store at {}: {e}", root.display());
+            Failure::with_source(1, message, e)
         })?;
         let gc_keep_storage = match &cfg.gc.keep_storage {
-            Some(s) => Some(crate::system::parse_size(s).map_err(|e| {
+            Some(s) => Some(parse_size(s).map_err(|e| {
                 Failure::usage(format!(
                     "{}: gc.keep-storage: {e}",
                     config_path.as_deref().unwrap_or(root.as_path()).display()
@@ -189,7 +300,7 @@ impl Env {
             config_path.as_deref().unwrap_or(root.as_path()),
         )?;
         let exe = std::env::current_exe()
-            .map_err(|e| Failure::new(1, format!("cannot find the kiln binary: {e}")))?;
+            .map_err(|e| Failure::with_source(1, format!("cannot find the kiln binary: {e}"), e))?;
         Ok(Self {
             store: Arc::new(store),
             registry,
@@ -232,8 +343,9 @@ fn read_config(
     let cfg: ConfigFile = match &config_path {
         Some(p) => {
             let text = std::fs::read_to_string(p)
-                .map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?;
-            toml::from_str(&text).map_err(|e| Failure::usage(format!("{}: {e}", p.display())))?
+                .map_err(|e| Failure::with_source(2, format!("{}: {e}", p.display()), e))?;
+            toml::from_str(&text)
+                .map_err(|e| Failure::with_source(2, format!("{}: {e}", p.display()), e))?
         }
         None => ConfigFile::default(),
     };
@@ -303,6 +415,52 @@ pub(crate) fn rfc3339(secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::Failure;
+
+    /// An error whose Display leaves its cause out (`#[source]` without `{source}`).
+    #[derive(Debug)]
+    struct Outer(std::io::Error);
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("cannot read the thing")
+        }
+    }
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    fn denied() -> std::io::Error {
+        std::io::Error::new(std::io::ErrorKind::PermissionDenied, "permission denied")
+    }
+
+    #[test]
+    fn errors_render_as_summary_causes_and_hint() {
+        assert_eq!(Failure::usage("bad flag").render(), "error: bad flag\n");
+        // The summary is the chain flattened, as before: scripts read the first line.
+        let f = Failure::from(Outer(denied()));
+        assert_eq!(
+            (f.code, f.message()),
+            (1, "cannot read the thing: permission denied")
+        );
+        assert_eq!(
+            f.render(),
+            "error: cannot read the thing: permission denied\n"
+        );
+        // A cause the summary does not say gets a line of its own.
+        let f = Failure::with_source(125, "cannot read the thing", Outer(denied()));
+        assert_eq!(
+            f.render(),
+            "error: cannot read the thing\n  Caused by: permission denied\n"
+        );
+        let f = Failure::usage("WARNING! This removes things.").hint("pass -f");
+        assert_eq!(
+            f.render(),
+            "error: WARNING! This removes things.\nhint: pass -f\n"
+        );
+    }
+
     #[test]
     fn rfc3339_dates() {
         assert_eq!(super::rfc3339(0), "1970-01-01T00:00:00Z");

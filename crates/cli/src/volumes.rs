@@ -1,8 +1,7 @@
 //! `kiln volume create|ls|inspect|rm|prune`, as docker's (the local driver only).
 
 use crate::containers::table;
-use crate::system::{confirm, human};
-use crate::util::{Env, Failure};
+use crate::util::{confirm, Env, Failure};
 use clap::{Args, Subcommand};
 use kiln_runtime::Volumes;
 use std::collections::BTreeMap;
@@ -74,7 +73,7 @@ struct PruneArgs {
 }
 
 fn failure(e: kiln_runtime::Error) -> Failure {
-    Failure::new(1, e.to_string())
+    Failure::with_source(1, e.to_string(), e)
 }
 
 pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
@@ -90,7 +89,9 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
             // Unnamed, but not anonymous (docker's `volume prune` keeps it without -a).
             let name = c.name.unwrap_or_else(kiln_runtime::random_volume_name);
             let (v, _) = vols.create(Some(&name), labels).map_err(|e| match e {
-                kiln_runtime::Error::InvalidVolumeName(_) => Failure::usage(e.to_string()),
+                kiln_runtime::Error::InvalidVolumeName(_) => {
+                    Failure::with_source(2, e.to_string(), e)
+                }
                 e => failure(e),
             })?;
             println!("{}", v.name);
@@ -116,14 +117,18 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
                 match vols.get(name) {
                     Ok(v) => out.push(v.inspect()),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        failure(e).print();
                         code = 1;
                     }
                 }
             }
             println!(
                 "{}",
-                serde_json::to_string_pretty(&out).map_err(|e| Failure::new(1, e.to_string()))?
+                serde_json::to_string_pretty(&out).map_err(|e| Failure::with_source(
+                    1,
+                    e.to_string(),
+                    e
+                ))?
             );
             Ok(code)
         }
@@ -133,7 +138,7 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
                 match vols.remove(name, r.force) {
                     Ok(()) => println!("{name}"),
                     Err(e) => {
-                        eprintln!("error: {e}");
+                        failure(e).print();
                         code = 1;
                     }
                 }
@@ -158,7 +163,7 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
                 }
                 println!();
             }
-            println!("Total reclaimed space: {}", human(size));
+            println!("Total reclaimed space: {}", kiln_units::human(size));
             Ok(0)
         }
     }

@@ -4,6 +4,7 @@
 use crate::{Error, Result};
 use kiln_executor::{HostProcess, RunSpec};
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
@@ -159,22 +160,6 @@ impl Container {
             config,
             state,
         })
-    }
-
-    /// Removes the container's anonymous volumes (after the container itself went:
-    /// `kiln rm -v`, `kiln run --rm`), unless another container uses them.
-    pub fn remove_anonymous_volumes(&self) -> Result<()> {
-        let names: Vec<String> = self
-            .config
-            .volumes
-            .iter()
-            .filter(|v| v.anonymous)
-            .map(|v| v.name.clone())
-            .collect();
-        let Some(root) = self.dir.parent().and_then(Path::parent) else {
-            return Ok(());
-        };
-        crate::Volumes::new(root).remove_anonymous(&names)
     }
 
     /// The full id.
@@ -358,6 +343,65 @@ impl Containers {
             (Some(c), None) => Ok(c.clone()),
             (Some(_), Some(_)) => Err(Error::AmbiguousContainer(what.to_string())),
             _ => Err(Error::NoSuchContainer(what.to_string())),
+        }
+    }
+}
+
+impl Containers {
+    /// Diff ids (`sha256:…`) of the layer snapshots containers, running or stopped, stack:
+    /// a prune must keep them, even after `rmi` of their image (see
+    /// [`kiln_cache::GcRoots::snapshots`]). None when the containers cannot be listed.
+    pub fn stacked_snapshots(&self) -> Vec<String> {
+        let Ok(containers) = self.list() else {
+            return Vec::new();
+        };
+        containers
+            .iter()
+            .flat_map(|c| &c.config.spec.rootfs.lowers)
+            .filter_map(|lower| lower.file_name())
+            .map(|hex| format!("sha256:{}", hex.to_string_lossy()))
+            .collect()
+    }
+
+    /// The manifests of the images containers (running or stopped) were made from, by the
+    /// name their `kiln run` gave: `image prune` keeps them. None when the containers cannot
+    /// be listed.
+    pub fn image_manifests(&self, store: &kiln_cache::Store) -> Result<HashSet<String>> {
+        let mut used = HashSet::new();
+        let Ok(containers) = self.list() else {
+            return Ok(used);
+        };
+        for c in containers {
+            let name = match kiln_oci::Reference::parse(&c.config.image) {
+                Ok(r) => r.to_string(),
+                Err(_) => c.config.image.clone(),
+            };
+            if let Some(rec) = store.get_image(&name)? {
+                used.insert(rec.manifest_digest);
+            }
+        }
+        Ok(used)
+    }
+}
+
+/// Whether `name` is a valid container name (docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
+pub(crate) fn valid_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    b.len() >= 2
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names() {
+        for ok in ["ab", "web-1", "a.b_c", "X9"] {
+            assert!(super::valid_name(ok), "{ok}");
+        }
+        for bad in ["", "a", "-ab", "_ab", "a b", "a/b", "é1"] {
+            assert!(!super::valid_name(bad), "{bad}");
         }
     }
 }

@@ -2,10 +2,10 @@
 //! work dirs, `config.json` and a first `state.json`.
 
 use crate::container::{io_err, now_millis, write_json_atomic, Config, Container, Containers};
-use crate::container::{MountedVolume, State, LAYOUT_VERSION};
+use crate::container::{valid_name, MountedVolume, State, LAYOUT_VERSION};
 use crate::volume::{is_empty_dir, populate};
 use crate::Volumes;
-use crate::{process, Error, Result, RunOptions};
+use crate::{process, CreateOptions, Error, Result};
 use kiln_cache::Store;
 use kiln_executor::{BindMount, RootFs, RunSpec, SandboxOptions};
 use kiln_oci::Layer;
@@ -25,15 +25,6 @@ const NAMES: &[&str] = &[
     "wozniak", "yalow", "zuse",
 ];
 
-/// Whether `name` is a valid container name (docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
-pub(crate) fn valid_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    b.len() >= 2
-        && b[0].is_ascii_alphanumeric()
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
-
 impl Containers {
     /// Creates a container for `opts` from an image (`layers`, `config`, named `image` by the
     /// user): state `created`, nothing running yet.
@@ -43,7 +34,7 @@ impl Containers {
         image: &str,
         layers: &[Layer],
         config: &Value,
-        opts: &RunOptions,
+        opts: &CreateOptions,
     ) -> Result<Container> {
         let (args, env, cwd, user) = process(config, opts)?;
         if let Some(n) = &opts.name {
@@ -165,7 +156,7 @@ fn resolve_volumes(
     store: &Store,
     lowers: &[PathBuf],
     config: &Value,
-    opts: &RunOptions,
+    opts: &CreateOptions,
     mounts: &mut Vec<BindMount>,
     out: &mut Vec<MountedVolume>,
 ) -> Result<()> {
@@ -220,17 +211,4 @@ fn drop_anonymous(store: &Store, volumes: &[MountedVolume]) {
         .map(|v| v.name.clone())
         .collect();
     let _ = Volumes::new(store.root()).remove_anonymous(&names);
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn names() {
-        for ok in ["ab", "web-1", "a.b_c", "X9"] {
-            assert!(super::valid_name(ok), "{ok}");
-        }
-        for bad in ["", "a", "-ab", "_ab", "a b", "a/b", "é1"] {
-            assert!(!super::valid_name(bad), "{bad}");
-        }
-    }
 }

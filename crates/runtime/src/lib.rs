@@ -13,6 +13,11 @@
 //! `ROOT/volumes/NAME/` (`_data/` and `volume.json`, as docker's local driver; see
 //! [`Volumes`]); a container's config lists the volumes it mounts.
 //!
+//! [`run`] is `kiln run` as one call: [`RunOptions`] (the image and [`CreateOptions`], which
+//! the command line resolves from its flags) in, an [`Outcome`] or a [`RunError`] (with
+//! `docker run`'s exit codes) out. It finds the image in the store or pulls it (the
+//! registry client), reads it (the exporter's image store) and runs the container.
+//!
 //! Which process runs follows `docker run`: `--entrypoint` replaces the image's entrypoint
 //! and drops its CMD, arguments after the image replace CMD, `-e` overrides the image's Env
 //! by key.
@@ -54,11 +59,8 @@
 //! to the command; see `kill.rs`.
 #![deny(missing_docs)]
 
-use kiln_cache::Store;
-use kiln_executor::{BindMount, Executor, Network, RunResult, SandboxOptions};
-use kiln_oci::Layer;
+use kiln_executor::{BindMount, Network, SandboxOptions};
 use serde_json::Value;
-use std::ffi::OsString;
 use std::path::PathBuf;
 
 mod container;
@@ -67,6 +69,7 @@ mod delete;
 mod exec;
 mod kill;
 mod logs;
+mod run;
 mod start;
 mod volume;
 
@@ -76,6 +79,7 @@ pub use container::{
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
+pub use run::{run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
 pub use volume::{random_volume_name, valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
@@ -173,9 +177,10 @@ pub enum Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// `kiln run` options.
+/// How a container is made: `kiln run`'s flags, resolved (see [`RunOptions`] for the run
+/// itself).
 #[derive(Clone, Debug, Default)]
-pub struct RunOptions {
+pub struct CreateOptions {
     /// `--name`.
     pub name: Option<String>,
     /// `--rm`.
@@ -223,7 +228,7 @@ pub struct VolumeSpec {
 /// The process a container runs: (argv, env, cwd, user), from the image config and options.
 pub fn process(
     config: &Value,
-    opts: &RunOptions,
+    opts: &CreateOptions,
 ) -> Result<(Vec<String>, Vec<String>, String, String)> {
     let c = &config["config"];
     let strings = |v: &Value| -> Vec<String> {
@@ -273,46 +278,6 @@ pub fn process(
     Ok((argv, env, cwd, user))
 }
 
-/// Runs a container from an image (its `layers` and `config`, named `image` by the user) in
-/// the foreground, with the caller's stdio, and returns how it ended. The container is
-/// listed while it runs; it stays (exited) afterwards unless `opts.remove`.
-pub async fn run(
-    store: &Store,
-    executor: &Executor,
-    image: &str,
-    layers: &[Layer],
-    config: &Value,
-    opts: &RunOptions,
-) -> Result<RunResult> {
-    let containers = Containers::new(store.root());
-    let mut container = containers.create(store, image, layers, config, opts)?;
-    container.run_foreground(executor).await
-}
-
-/// Creates a container and starts it in the background under a shim (`shim`: the command
-/// line that reaches [`shim_main`]); returns it once it runs.
-pub fn run_detached(
-    store: &Store,
-    image: &str,
-    layers: &[Layer],
-    config: &Value,
-    opts: &RunOptions,
-    shim: &[OsString],
-) -> Result<Container> {
-    let containers = Containers::new(store.root());
-    let mut container = containers.create(store, image, layers, config, opts)?;
-    match container.start_detached(shim) {
-        Ok(()) => Ok(container),
-        Err(e) => {
-            if opts.remove {
-                let _ = container.remove_dir();
-                let _ = container.remove_anonymous_volumes();
-            }
-            Err(e)
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -324,11 +289,11 @@ mod tests {
 
     #[test]
     fn docker_run_command_rules() {
-        let (a, env, cwd, _) = process(&cfg(), &RunOptions::default()).unwrap();
+        let (a, env, cwd, _) = process(&cfg(), &CreateOptions::default()).unwrap();
         assert_eq!(a, vec!["/bin/ep", "default"]);
         assert_eq!(cwd, "/app");
         assert_eq!(env, vec!["PATH=/bin", "A=1"]);
-        let o = RunOptions {
+        let o = CreateOptions {
             args: vec!["x".into()],
             env: vec!["A=2".into()],
             ..Default::default()
@@ -336,7 +301,7 @@ mod tests {
         let (a, env, _, _) = process(&cfg(), &o).unwrap();
         assert_eq!(a, vec!["/bin/ep", "x"]);
         assert_eq!(env, vec!["PATH=/bin", "A=2"]);
-        let o = RunOptions {
+        let o = CreateOptions {
             entrypoint: Some("sh".into()),
             ..Default::default()
         };
@@ -345,7 +310,7 @@ mod tests {
             vec!["sh"],
             "--entrypoint drops the image CMD"
         );
-        let o = RunOptions {
+        let o = CreateOptions {
             entrypoint: Some(String::new()),
             ..Default::default()
         };

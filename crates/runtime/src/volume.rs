@@ -15,7 +15,7 @@
 //! label `com.docker.volume.anonymous`, as docker 23+ marks them: `volume prune` without
 //! `-a` removes only those.
 
-use crate::container::{io_err, now_millis, Containers};
+use crate::container::{io_err, now_millis, valid_name, Container, Containers};
 use crate::{Error, Result};
 use kiln_fsroot::{Dir, FileType, Follow, Root, Stat};
 use serde::{Deserialize, Serialize};
@@ -72,9 +72,27 @@ impl Volume {
     }
 }
 
+impl Container {
+    /// Removes the container's anonymous volumes (after the container itself went:
+    /// `kiln rm -v`, `kiln run --rm`), unless another container uses them.
+    pub fn remove_anonymous_volumes(&self) -> Result<()> {
+        let names: Vec<String> = self
+            .config
+            .volumes
+            .iter()
+            .filter(|v| v.anonymous)
+            .map(|v| v.name.clone())
+            .collect();
+        let Some(root) = self.dir.parent().and_then(Path::parent) else {
+            return Ok(());
+        };
+        Volumes::new(root).remove_anonymous(&names)
+    }
+}
+
 /// Whether `name` is a valid volume name (docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`).
 pub fn valid_volume_name(name: &str) -> bool {
-    crate::create::valid_name(name)
+    valid_name(name)
 }
 
 /// A random 64-hex name, as docker gives volumes created without one.

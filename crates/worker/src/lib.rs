@@ -14,7 +14,10 @@ pub mod context;
 mod exec;
 pub mod fileop;
 mod http;
+mod record;
 pub mod session;
+
+pub use record::record_layers;
 
 use kiln_cache::Store;
 use kiln_executor::Executor;

@@ -1,0 +1,244 @@
+//! `kiln run` as one call: the image found in the store (or pulled, as `docker run` does),
+//! a container made from it, then run in the foreground with the caller's stdio or started
+//! in the background under a shim. The command line only resolves its flags into
+//! [`RunOptions`] and renders the [`Outcome`] or the [`RunError`].
+
+use crate::{Container, Containers, CreateOptions, Error};
+use kiln_cache::Store;
+use kiln_executor::{Executor, RunResult};
+use kiln_oci::{Layer, Reference};
+use serde_json::Value;
+use std::ffi::OsString;
+use std::sync::Arc;
+
+/// `kiln run`, resolved from its flags.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// The image as the user named it (recorded in the container's config, shown by `ps`).
+    pub image: String,
+    /// The image's reference (parsed from `image`): looked up in the store, pulled when
+    /// missing.
+    pub reference: Reference,
+    /// How the container is made; `detach` runs it under the shim.
+    pub container: CreateOptions,
+}
+
+/// How to run containers: the executor for the foreground, the shim's command line (the
+/// one that reaches [`crate::shim_main`]) for the background.
+#[derive(Clone, Debug)]
+pub struct Launcher {
+    /// Runs foreground containers.
+    pub executor: Executor,
+    /// Starts the supervisor of a detached container.
+    pub shim: Vec<OsString>,
+}
+
+/// What happens while a run starts, for the caller to show.
+#[derive(Debug)]
+pub enum RunEvent<'a> {
+    /// The image is not in the store: it is pulled.
+    Pulling(&'a Reference),
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Started in the background (`-d`), running.
+    Detached(Box<Container>),
+    /// Ran in the foreground and exited.
+    Exited(RunResult),
+}
+
+impl Outcome {
+    /// The exit code of `kiln run`: the container's (`0..=255`; 128+N when a signal N
+    /// killed it), 0 once a detached one is running.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Detached(_) => 0,
+            Outcome::Exited(r) => u8::try_from(r.exit_code.clamp(0, 255)).unwrap_or(u8::MAX),
+        }
+    }
+}
+
+/// Why a run failed before the container's command ended.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The image is not in the store and could not be pulled.
+    #[error(transparent)]
+    Pull(kiln_registry::Error),
+    /// The stored image could not be read.
+    #[error(transparent)]
+    Image(kiln_exporter::Error),
+    /// The container could not be made or run.
+    #[error(transparent)]
+    Run(#[from] Error),
+}
+
+impl RunError {
+    /// The exit code, as `docker run`'s: 125 when kiln itself failed to run the container
+    /// (a failed pull included), 1 when the stored image cannot be read.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            // crate::START_FAILED_EXIT, the code a detached container's failed start records.
+            RunError::Pull(_) | RunError::Run(_) => 125,
+            RunError::Image(_) => 1,
+        }
+    }
+}
+
+/// Runs `opts`: finds the image (pulling it when it is not stored; `on` hears of it first),
+/// makes the container and runs it, in the foreground with the caller's stdio or, with
+/// `opts.container.detach`, in the background. A foreground container is listed while it
+/// runs and stays (exited) afterwards unless `remove`.
+pub async fn run(
+    store: &Arc<Store>,
+    registry: &kiln_registry::Client,
+    launcher: &Launcher,
+    opts: &RunOptions,
+    mut on: impl FnMut(RunEvent<'_>),
+) -> Result<Outcome, RunError> {
+    // A name that cannot be read from the store is treated as missing: the pull says why.
+    let stored = store.get_image(&opts.reference.to_string()).ok().flatten();
+    let manifest = if let Some(rec) = stored {
+        rec.manifest_digest
+    } else {
+        on(RunEvent::Pulling(&opts.reference));
+        registry
+            .pull_and_name(&opts.reference, store)
+            .await
+            .map_err(RunError::Pull)?
+            .manifest_digest
+    };
+    let layers = kiln_exporter::image_layers(store, &manifest).map_err(RunError::Image)?;
+    let config = kiln_exporter::image_config(store, &manifest).map_err(RunError::Image)?;
+    let c = &opts.container;
+    if c.detach {
+        let container = run_detached(store, &opts.image, &layers, &config, c, &launcher.shim)?;
+        return Ok(Outcome::Detached(Box::new(container)));
+    }
+    let containers = Containers::new(store.root());
+    let mut container = containers.create(store, &opts.image, &layers, &config, c)?;
+    Ok(Outcome::Exited(
+        container.run_foreground(&launcher.executor).await?,
+    ))
+}
+
+/// Creates a container and starts it in the background under a shim; returns it once it
+/// runs.
+fn run_detached(
+    store: &Store,
+    image: &str,
+    layers: &[Layer],
+    config: &Value,
+    opts: &CreateOptions,
+    shim: &[OsString],
+) -> Result<Container, Error> {
+    let containers = Containers::new(store.root());
+    let mut container = containers.create(store, image, layers, config, opts)?;
+    match container.start_detached(shim) {
+        Ok(()) => Ok(container),
+        Err(e) => {
+            if opts.remove {
+                let _ = container.remove_dir();
+                let _ = container.remove_anonymous_volumes();
+            }
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn launcher() -> Launcher {
+        Launcher {
+            executor: Executor::new(vec!["/nonexistent".into()]),
+            shim: vec!["/nonexistent".into()],
+        }
+    }
+
+    fn opts(image: &str) -> RunOptions {
+        RunOptions {
+            image: image.into(),
+            reference: Reference::parse(image).unwrap(),
+            container: CreateOptions::default(),
+        }
+    }
+
+    /// A registry nothing listens on, tried once.
+    fn offline() -> kiln_registry::Client {
+        let mut cfg = kiln_registry::RegistryConfig::default();
+        cfg.retry.retries = 0;
+        kiln_registry::Client::new(cfg)
+    }
+
+    #[tokio::test]
+    async fn a_missing_image_is_pulled_and_a_failed_pull_exits_125() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let mut pulled = Vec::new();
+        let r = run(
+            &store,
+            &offline(),
+            &launcher(),
+            &opts("127.0.0.1:1/none:latest"),
+            |e| match e {
+                RunEvent::Pulling(r) => pulled.push(r.to_string()),
+            },
+        )
+        .await;
+        assert_eq!(pulled, ["127.0.0.1:1/none:latest"]);
+        let e = r.unwrap_err();
+        assert!(matches!(e, RunError::Pull(_)), "{e:?}");
+        assert_eq!(e.exit_code(), 125);
+    }
+
+    #[tokio::test]
+    async fn a_stored_image_is_not_pulled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        // An image without layers or a command: found, read, then refused (no command).
+        let (config, _) = store
+            .write_blob(br#"{"config": {}, "rootfs": {"type": "layers", "diff_ids": []}}"#)
+            .unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 1},
+            "layers": [],
+        });
+        let (manifest, _) = store.write_blob(manifest.to_string().as_bytes()).unwrap();
+        store
+            .set_image("127.0.0.1:1/stored:latest", &manifest)
+            .unwrap();
+        let mut events = 0;
+        let r = run(
+            &store,
+            &offline(),
+            &launcher(),
+            &opts("127.0.0.1:1/stored"),
+            |_| events += 1,
+        )
+        .await;
+        assert_eq!(events, 0);
+        let e = r.unwrap_err();
+        assert!(matches!(e, RunError::Run(Error::NoCommand)), "{e:?}");
+        assert_eq!(e.exit_code(), 125);
+        assert_eq!(e.to_string(), "no command specified");
+    }
+
+    #[test]
+    fn exit_codes_follow_the_container() {
+        let exited = |code| {
+            Outcome::Exited(RunResult {
+                exit_code: code,
+                oom_killed: false,
+            })
+            .exit_code()
+        };
+        assert_eq!(exited(0), 0);
+        assert_eq!(exited(137), 137);
+        assert_eq!(exited(300), 255);
+        assert_eq!(exited(-1), 0);
+    }
+}
