@@ -100,7 +100,7 @@ pub(crate) async fn login(registry: &kiln_registry::Client, a: LoginArgs) -> Res
                     println!("Login Succeeded");
                     return Ok(0);
                 }
-                Err(f) => eprintln!("Login did not succeed, error: {}", f.message()),
+                Err(f) => eprintln!("Login did not succeed, error: {}", f.one_line()),
             }
         }
     }

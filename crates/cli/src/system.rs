@@ -375,7 +375,7 @@ pub(crate) fn gc_after_build(env: &Env) {
         let e = Failure::from(e);
         eprintln!(
             "warning: trimming the store to gc.keep-storage failed: {}",
-            e.message()
+            e.one_line()
         );
     }
     drop(lock);

@@ -35,13 +35,13 @@ impl Failure {
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         Self::new(2, message)
     }
-    /// A library error with its exit code; the summary is its chain flattened, as
-    /// [`From`] makes it.
+    /// A library error with its exit code; the summary is its own text, each cause it does
+    /// not already state follows on a `Caused by:` line (see [`Failure::render`]).
     pub(crate) fn wrap(code: u8, e: impl Into<BoxError>) -> Self {
         let source = e.into();
         Self {
             code,
-            message: flatten(source.as_ref()),
+            message: source.to_string(),
             source: Some(source),
             hint: None,
         }
@@ -62,55 +62,50 @@ impl Failure {
         self.hint = Some(hint.into());
         self
     }
-    /// The summary line (without `error: `).
-    pub(crate) fn message(&self) -> &str {
-        &self.message
-    }
-    /// The failure as the user sees it, uv's way: `error: SUMMARY`, then one
-    /// `  Caused by: …` line per error in the wrapped error's `source()` chain, then
-    /// `hint: …`. The summary is what kiln printed before errors were rendered this way
-    /// (scripts and docker-compat tests read the first line), and it often carries its
-    /// causes' text already (library messages embed them): a cause already said on an
-    /// earlier line is not repeated.
-    pub(crate) fn render(&self) -> String {
-        let mut out = format!("error: {}\n", self.message);
+    /// The texts of the wrapped error's `source()` chain that the summary (or an earlier
+    /// cause) does not already state: library messages often embed their causes.
+    fn causes(&self) -> Vec<String> {
         let mut said = self.message.clone();
+        let mut out = Vec::new();
         let mut next: Option<&(dyn std::error::Error + 'static)> =
             self.source.as_deref().map(|e| e as _);
         while let Some(e) = next {
             let text = e.to_string();
             if !text.is_empty() && !said.contains(&text) {
-                out.push_str(&format!("  Caused by: {text}\n"));
                 said.push('\n');
                 said.push_str(&text);
+                out.push(text);
             }
             next = e.source();
+        }
+        out
+    }
+    /// The failure as the user sees it, uv's way: `error: SUMMARY`, then one
+    /// `  Caused by: …` line per cause the summary does not state, then `hint: …`.
+    pub(crate) fn render(&self) -> String {
+        let mut out = format!("error: {}\n", self.message);
+        for c in self.causes() {
+            out.push_str(&format!("  Caused by: {c}\n"));
         }
         if let Some(h) = &self.hint {
             out.push_str(&format!("hint: {h}\n"));
         }
         out
     }
+    /// The summary and its causes on one line (`a: b`), for messages that are one line by
+    /// docker's design (`Login did not succeed, error: …`, warnings).
+    pub(crate) fn one_line(&self) -> String {
+        let mut line = self.message.clone();
+        for c in self.causes() {
+            line.push_str(": ");
+            line.push_str(&c);
+        }
+        line
+    }
     /// Writes [`Failure::render`] to stderr.
     pub(crate) fn print(&self) {
         eprint!("{}", self.render());
     }
-}
-
-/// An error's text followed by each cause its text does not already hold, `: `-separated
-/// (the one-line summary kiln has always printed).
-fn flatten(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        let s_msg = s.to_string();
-        if !msg.contains(&s_msg) {
-            msg.push_str(": ");
-            msg.push_str(&s_msg);
-        }
-        src = s.source();
-    }
-    msg
 }
 
 /// `--add-host NAME:IP` flags (of `build` and `run`) as `(name, ip)`, with docker's message.
@@ -438,15 +433,13 @@ mod tests {
     #[test]
     fn errors_render_as_summary_causes_and_hint() {
         assert_eq!(Failure::usage("bad flag").render(), "error: bad flag\n");
-        // The summary is the chain flattened, as before: scripts read the first line.
+        // The summary is the error's own text; its cause follows on a line of its own.
         let f = Failure::from(Outer(denied()));
-        assert_eq!(
-            (f.code, f.message()),
-            (1, "cannot read the thing: permission denied")
-        );
+        assert_eq!((f.code, f.message.as_str()), (1, "cannot read the thing"));
+        assert_eq!(f.one_line(), "cannot read the thing: permission denied");
         assert_eq!(
             f.render(),
-            "error: cannot read the thing: permission denied\n"
+            "error: cannot read the thing\n  Caused by: permission denied\n"
         );
         // A cause the summary does not say gets a line of its own.
         let f = Failure::with_source(125, "cannot read the thing", Outer(denied()));
