@@ -65,6 +65,8 @@ struct Src {
     pivot: String,
 }
 
+/// One COPY/ADD action: its sources, where they go, and what the copy leaves for the rest of
+/// the file op (pooled files, placeholders, direct writes, late directory metadata).
 pub(super) struct Copier<'a> {
     root: &'a Path,
     src_root: &'a Path,

@@ -292,3 +292,32 @@ fn clean_src_stays_inside() {
     assert_eq!(clean_src("../../etc/passwd"), "etc/passwd");
     assert_eq!(clean_src("."), "");
 }
+
+/// The messages of a missing source are BuildKit's, `.dockerignore`d or not.
+#[test]
+fn missing_sources_say_so() {
+    let ctx = context(&["secret", "kept"]);
+    let ex = vec!["secret".to_string()];
+    let run = |src: &str| {
+        let root = tempfile::tempdir().unwrap();
+        Copier::new(
+            root.path(),
+            ctx.path(),
+            &ex,
+            true,
+            &copy_action(&[src], "/x/"),
+        )
+        .unwrap()
+        .run()
+        .unwrap_err()
+        .to_string()
+    };
+    assert_eq!(
+        run("missing"),
+        "failed to compute cache key: \"/missing\": not found"
+    );
+    assert_eq!(
+        run("secret"),
+        "failed to compute cache key: \"/secret\": not found (excluded by .dockerignore)"
+    );
+}
