@@ -292,7 +292,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         .iter()
         .map(|d| d.parse::<kiln_executor::DeviceMapping>())
         .collect::<Result<Vec<_>, _>>()
-        .map_err(Failure::usage)?;
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let cpus = match a.cpus.as_deref() {
         Some(c) => parse_cpus(c)?,
         None => None,

@@ -404,39 +404,6 @@ mod tests {
     }
 
     #[test]
-    fn device_flag_syntax_is_dockers() {
-        let parse = |s: &str| s.parse::<crate::DeviceMapping>();
-        let m = |h: &str, c: &str, p: &str| crate::DeviceMapping {
-            host: h.into(),
-            container: c.into(),
-            permissions: p.into(),
-        };
-        assert_eq!(parse("/dev/fuse"), Ok(m("/dev/fuse", "/dev/fuse", "rwm")));
-        assert_eq!(
-            parse("/dev/sda:/dev/xvda"),
-            Ok(m("/dev/sda", "/dev/xvda", "rwm"))
-        );
-        assert_eq!(parse("/dev/sda:r"), Ok(m("/dev/sda", "/dev/sda", "r")));
-        assert_eq!(
-            parse("/dev/sda:/dev/x:rm"),
-            Ok(m("/dev/sda", "/dev/x", "rm"))
-        );
-        assert_eq!(
-            parse("/dev/sda:/dev/x:rwx"),
-            Err("invalid device mode: rwx".into())
-        );
-        assert_eq!(
-            parse("/dev/a:/b:r:x"),
-            Err("invalid device specification: /dev/a:/b:r:x".into())
-        );
-        assert_eq!(
-            parse("/dev/sda:xvda"),
-            Err("/dev/sda:xvda: device paths must be absolute: \"xvda\"".into())
-        );
-        assert!(parse("").is_err());
-    }
-
-    #[test]
     fn program_blocks_skip_to_the_next_rule() {
         let p = program(&[
             rule('c', None, None, MKNOD),

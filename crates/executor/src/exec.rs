@@ -14,14 +14,17 @@
 //!    needed. The new pid namespace applies to children only, hence:
 //! 5. fork. The child (a process of the sandbox's pid namespace) resolves the user against
 //!    the sandbox's /etc/passwd, enters the working directory and goes through
-//!    [`sandbox::exec_process`], the very code the sandbox's command goes through
+//!    [`exec_process`], the very code the sandbox's command goes through
 //!    (capabilities, `no_new_privs`, seccomp, exec), with `PR_SET_PDEATHSIG`. The helper
 //!    stays outside, forwards signals, waits and exits with the child's status, killing it
 //!    when the caller goes away, like the outer helper of a sandbox.
 
-use crate::sandbox::{self, fail, OrFail};
+use crate::process::HostProcess;
+use crate::report::{exit, fail, OrFail};
+use crate::sandbox::process::{exec_process, process_env, resolve_user, Launch};
+use crate::signals;
+use crate::spec::ExecSpec;
 use crate::sys::status_code;
-use crate::{ExecSpec, HostProcess};
 use serde::{Deserialize, Serialize};
 use std::io;
 
@@ -74,32 +77,25 @@ pub(crate) fn main(request: &[u8]) -> ! {
         libc::close(pidfd);
     }
 
-    let old_mask = sandbox::block_signals();
+    let old_mask = signals::block_signals();
     // SAFETY: single-threaded process.
     let child = unsafe { libc::fork() };
     if child < 0 {
         fail("fork", io::Error::last_os_error());
     }
     if child == 0 {
-        let user =
-            sandbox::resolve_user(&spec.user).or_fail(|| format!("resolving user {:?}", spec.user));
+        let user = resolve_user(&spec.user).or_fail(|| format!("resolving user {:?}", spec.user));
         let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
         std::env::set_current_dir(cwd).or_fail(|| format!("chdir to the working directory {cwd}"));
-        let env = sandbox::process_env(&spec.env, &user);
+        let env = process_env(&spec.env, &user);
         // As for a sandbox's command: the default SIGPIPE disposition, the caller's mask.
         // SAFETY: plain system call.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-        sandbox::restore_signals(&old_mask);
-        sandbox::exec_process(
-            &spec.args,
-            spec.privileged,
-            &user,
-            &env,
-            sandbox::Launch::Exec,
-        );
+        signals::restore_signals(&old_mask);
+        exec_process(&spec.args, spec.privileged, &user, &env, Launch::Exec);
     }
-    sandbox::forward_signals_to(child);
-    sandbox::restore_signals(&old_mask);
-    let status = sandbox::wait_outer(child);
-    sandbox::exit(status_code(status))
+    signals::forward_signals_to(child);
+    signals::restore_signals(&old_mask);
+    let status = signals::wait_outer(child);
+    exit(status_code(status))
 }

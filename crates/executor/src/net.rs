@@ -55,7 +55,8 @@
 //!
 //! pasta gets `PR_SET_PDEATHSIG(SIGTERM)`, for a helper that is killed.
 
-use crate::sandbox::{fail, OrFail};
+use crate::report::{fail, OrFail};
+use crate::spec::PortMapping;
 use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -239,7 +240,7 @@ fn added_default_routes(buf: &[u8]) -> Families {
 
 /// Starts pasta for the (new) network namespace of the calling process and returns at once;
 /// [`NetHelper::wait_ready`] waits until pasta configured it.
-pub(crate) fn start(host: HostNet, ports: &[crate::PortMapping]) -> NetHelper {
+pub(crate) fn start(host: HostNet, ports: &[PortMapping]) -> NetHelper {
     let pasta = find("pasta")
         .ok_or("pasta is not installed (Debian package passt)")
         .or_fail(|| "network default".into());
@@ -263,8 +264,7 @@ pub(crate) fn start(host: HostNet, ports: &[crate::PortMapping]) -> NetHelper {
     // the module docs): `-t [ADDR/]HOST:CTR` per published TCP port, `-u` per UDP one.
     let mut forward: Vec<String> = Vec::new();
     for (flag, proto) in [("-t", "tcp"), ("-u", "udp")] {
-        let specs: Vec<&crate::PortMapping> =
-            ports.iter().filter(|p| p.protocol == proto).collect();
+        let specs: Vec<&PortMapping> = ports.iter().filter(|p| p.protocol == proto).collect();
         if specs.is_empty() {
             forward.extend([flag.to_string(), "none".to_string()]);
         }

@@ -10,8 +10,10 @@
 //! on this path.
 
 use crate::devices::DeviceRule;
-use crate::sandbox::{self, fail, OrFail};
-use crate::{Network, RunSpec};
+use crate::report::{exit, fail, OrFail};
+use crate::sandbox::process::{resolve_user_in, UserError, DEFAULT_PATH};
+use crate::signals;
+use crate::spec::{Network, RunSpec};
 use oci_spec::runtime::{
     Arch, Capability, LinuxBuilder, LinuxCpuBuilder, LinuxDeviceBuilder, LinuxDeviceCgroupBuilder,
     LinuxDeviceType, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder,
@@ -175,19 +177,42 @@ fn seccomp() -> Result<oci_spec::runtime::LinuxSeccomp, oci_spec::OciSpecError> 
         .build()
 }
 
+/// Why the OCI config could not be built.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// `oci-spec` refused a value.
+    #[error(transparent)]
+    Spec(oci_spec::OciSpecError),
+    /// The user is not in the rootfs's /etc/passwd (or /etc/group).
+    #[error(transparent)]
+    User(#[from] UserError),
+    /// A `--device` mapping with a bad mode.
+    #[error("--device: invalid device mode: {0}")]
+    DeviceMode(String),
+    /// A `--device` node that cannot be read.
+    #[error("--device {}: {source}", host.display())]
+    Device {
+        /// The host's node.
+        host: std::path::PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// The OCI runtime spec for `spec`, with the rootfs mounted at `root`.
-pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, String> {
-    let e = |e: oci_spec::OciSpecError| e.to_string();
+pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, ConfigError> {
+    let e = ConfigError::Spec;
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
-    let user = sandbox::resolve_user_in(&spec.user, &passwd, &group)?;
+    let user = resolve_user_in(&spec.user, &passwd, &group)?;
     let mut env = spec.env.clone();
     let has = |env: &[String], key: &str| {
         env.iter()
             .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
     };
     if !has(&env, "PATH") {
-        env.push(format!("PATH={}", sandbox::DEFAULT_PATH));
+        env.push(format!("PATH={DEFAULT_PATH}"));
     }
     if !has(&env, "HOME") {
         env.push(format!("HOME={}", user.home));
@@ -312,11 +337,13 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Stri
     let mut devices = Vec::new();
     for d in &spec.extra.devices {
         let access = crate::devices::parse_access(&d.permissions)
-            .ok_or_else(|| format!("--device: invalid device mode: {}", d.permissions))?;
-        let r = crate::devices::rule_for_node(&d.host, access)
-            .map_err(|err| format!("--device {}: {err}", d.host.display()))?;
-        let meta = std::fs::metadata(&d.host)
-            .map_err(|err| format!("--device {}: {err}", d.host.display()))?;
+            .ok_or_else(|| ConfigError::DeviceMode(d.permissions.clone()))?;
+        let device = |source| ConfigError::Device {
+            host: d.host.clone(),
+            source,
+        };
+        let r = crate::devices::rule_for_node(&d.host, access).map_err(device)?;
+        let meta = std::fs::metadata(&d.host).map_err(device)?;
         devices.push(
             LinuxDeviceBuilder::default()
                 .path(&d.container)
@@ -393,7 +420,7 @@ pub(crate) fn main(spec: &RunSpec, runtime: &Path, id: &str) -> ! {
     config
         .save(bundle.join("config.json"))
         .or_fail(|| "writing config.json".into());
-    let status = sandbox::spawn_and_wait(
+    let status = signals::spawn_and_wait(
         runtime,
         &[
             "run".as_ref(),
@@ -403,5 +430,5 @@ pub(crate) fn main(spec: &RunSpec, runtime: &Path, id: &str) -> ! {
         ],
     );
     let _ = std::fs::remove_dir_all(&bundle);
-    sandbox::exit(crate::sys::status_code(status))
+    exit(crate::sys::status_code(status))
 }

@@ -3,19 +3,164 @@
 
 use crate::cgroup::{Cgroup, DevicePolicy};
 use crate::exec::ExecRequest;
-use crate::{
-    Error, ExecSpec, Executor, HostProcess, Output, Result, RunResult, RunSpec, Stream, CGROUP_ENV,
-    ERROR_FD_ENV, ID_ENV, MODE_ENV, RUNTIME_ENV, SETUP_FAILED_EXIT, SPEC_FD_ENV, START_FD_ENV,
+use crate::process::HostProcess;
+use crate::spec::{
+    ExecSpec, RunSpec, CGROUP_ENV, ERROR_FD_ENV, ID_ENV, MODE_ENV, RUNTIME_ENV, SETUP_FAILED_EXIT,
+    SPEC_FD_ENV, START_FD_ENV,
 };
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::ExitStatusExt;
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::oneshot;
+
+/// How a sandboxed process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RunResult {
+    /// The exit code (128+N when killed by signal N).
+    pub exit_code: i32,
+    /// The process was killed by the kernel's OOM killer because of
+    /// [`crate::Resources::memory`]: the sandbox's memory cgroup counted an OOM kill and the
+    /// process died of `SIGKILL`.
+    pub oom_killed: bool,
+}
+
+/// Which stream a chunk of output came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// stdout.
+    Stdout,
+    /// stderr.
+    Stderr,
+}
+
+/// Where the process's output goes (and where its input comes from).
+pub enum Output {
+    /// The caller's stdin/stdout/stderr (for `kiln run`, `kiln exec -i`).
+    Inherit,
+    /// The caller's stdout/stderr; stdin is /dev/null (`kiln exec` without `-i`).
+    InheritNoStdin,
+    /// Captured in chunks as they come (for build steps). stdin is /dev/null.
+    Capture(tokio::sync::mpsc::UnboundedSender<(Stream, bytes::Bytes)>),
+    /// Captured like [`Output::Capture`], but stdin is a pipe that stays open, without
+    /// data, until the process ends (`kiln run -d -i`: a shell waiting for input keeps
+    /// running instead of reading end-of-file).
+    CaptureOpenStdin(tokio::sync::mpsc::UnboundedSender<(Stream, bytes::Bytes)>),
+}
+
+/// Errors setting up or running a sandbox (not the process's own failure: that is its exit
+/// code).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The helper could not be started.
+    #[error("cannot start the sandbox helper {helper}: {source}")]
+    Spawn {
+        /// Helper command.
+        helper: String,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The sandbox could not be set up (the helper reports what failed).
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+}
+
+/// Result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs sandboxes through a helper command.
+#[derive(Clone, Debug)]
+pub struct Executor {
+    helper: Vec<OsString>,
+    runtime: Option<PathBuf>,
+    v2_device_rules: bool,
+}
+
+impl Executor {
+    /// `helper` is the command line that reaches [`crate::helper_main`], e.g.
+    /// `[current_exe, "__kiln-sandbox"]`.
+    pub fn new(helper: Vec<OsString>) -> Self {
+        Self {
+            helper,
+            runtime: None,
+            v2_device_rules: false,
+        }
+    }
+
+    /// Enforces device rules with a BPF program on the cgroup2 hierarchy even where a cgroup
+    /// v1 hierarchy has the `devices` controller (a hybrid host; by default the v1 controller
+    /// is used there). For tests of the v2 path on such hosts.
+    pub fn with_v2_device_rules(mut self) -> Self {
+        self.v2_device_rules = true;
+        self
+    }
+
+    /// Runs sandboxes through the external OCI runtime `runtime` (e.g. `runc`): the helper
+    /// mounts the overlay in a private mount namespace, writes an OCI bundle (`config.json`
+    /// with the same namespaces, mounts, capabilities, seccomp profile and limits) and runs
+    /// `RUNTIME run --bundle DIR ID` there (see the crate docs).
+    pub fn with_runtime(mut self, runtime: impl Into<PathBuf>) -> Self {
+        self.runtime = Some(runtime.into());
+        self
+    }
+
+    /// Runs `spec` to completion and returns the process's exit code (128+N when killed by
+    /// signal N; 127 when the command is not found, with a message on its stderr). Dropping
+    /// the future kills the sandbox and every process in it.
+    pub async fn run(&self, spec: &RunSpec, output: Output) -> Result<i32> {
+        Ok(self.run_detailed(spec, output).await?.exit_code)
+    }
+
+    /// [`Executor::run`], also telling whether the process was OOM-killed.
+    pub async fn run_detailed(&self, spec: &RunSpec, output: Output) -> Result<RunResult> {
+        run(self, spec, output, None).await
+    }
+
+    /// [`Executor::run_detailed`], sending the sandbox's pid 1 (as seen from the host) on
+    /// `started` once the sandbox is set up: the root filesystem is mounted and entered, the
+    /// hostname set, the cgroup joined, and the command is about to be started. That process
+    /// is what [`Executor::exec_in`] joins; it lives exactly as long as the sandbox. When
+    /// setup fails, `started` is dropped unsent and the error is returned as usual.
+    ///
+    /// With an external runtime ([`Executor::with_runtime`]) nothing is ever sent: the
+    /// runtime's container process is not ours to report.
+    pub async fn run_observed(
+        &self,
+        spec: &RunSpec,
+        output: Output,
+        started: tokio::sync::oneshot::Sender<HostProcess>,
+    ) -> Result<RunResult> {
+        run(self, spec, output, Some(started)).await
+    }
+
+    /// Runs another process in the running sandbox whose pid 1 is `init` (from
+    /// [`Executor::run_observed`]) and returns its exit code, as [`Executor::run`] does.
+    ///
+    /// The helper checks that `init` is still the same process (pid and start time, through
+    /// a pidfd, so a recycled pid is never joined), moves itself into init's cgroups, joins
+    /// its mount, pid, ipc, uts, net and cgroup namespaces with one `setns` on the pidfd
+    /// (joining the mount namespace also makes the sandbox's root the root and working
+    /// directory, since pivot_root made it the namespace's root), and forks the process.
+    /// The process then goes through the same code as a sandbox's command: `spec.user`
+    /// resolved against the sandbox's /etc/passwd, docker's default capabilities,
+    /// `no_new_privs` and the seccomp profile unless `spec.privileged`. Unlike
+    /// [`RunSpec::cwd`], a missing working directory is an error, as with `docker exec -w`.
+    /// A command that cannot be started (not found, not executable) exits 126, as with
+    /// `docker exec`. A sandbox that is gone is a [`Error::Setup`] error.
+    pub async fn exec_in(
+        &self,
+        init: &HostProcess,
+        spec: &ExecSpec,
+        output: Output,
+    ) -> Result<i32> {
+        exec(&self.helper, init, spec, output).await
+    }
+}
 
 /// Removes the sandbox's cgroup when dropped (a background thread waits for the last
 /// processes to go when the `run` future was dropped early).

@@ -120,22 +120,38 @@ pub(crate) const PERSONAS: &[u64] = &[0, 8, 0x20000, 0x20008, 0xffff_ffff];
 /// CLONE_NEWNET`: `clone` is allowed only without these.
 pub(crate) const CLONE_NS_FLAGS: u64 = 0x7E02_0000;
 
-fn arch() -> Result<TargetArch, String> {
-    TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())
+/// Why the profile could not be built or installed (seccompiler's messages).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SeccompError {
+    /// Building the BPF programs failed.
+    #[error(transparent)]
+    Build(#[from] seccompiler::BackendError),
+    /// The kernel refused a program.
+    #[error(transparent)]
+    Install(#[from] seccompiler::Error),
 }
 
-fn cond(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, String> {
-    SeccompCondition::new(index, SeccompCmpArgLen::Qword, op, value).map_err(|e| e.to_string())
+fn arch() -> Result<TargetArch, SeccompError> {
+    Ok(TargetArch::try_from(std::env::consts::ARCH)?)
 }
 
-fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, String> {
-    SeccompRule::new(conditions).map_err(|e| e.to_string())
+fn cond(index: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, SeccompError> {
+    Ok(SeccompCondition::new(
+        index,
+        SeccompCmpArgLen::Qword,
+        op,
+        value,
+    )?)
+}
+
+fn rule(conditions: Vec<SeccompCondition>) -> Result<SeccompRule, SeccompError> {
+    Ok(SeccompRule::new(conditions)?)
 }
 
 /// The BPF programs implementing the profile, in the order they must be installed: the
 /// allow-list (default `ERRNO(EPERM)`), then the `clone3` → `ENOSYS` filter (when several
 /// filters return `ERRNO`, the one installed last decides the errno).
-pub(crate) fn programs() -> Result<Vec<BpfProgram>, String> {
+pub(crate) fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
     let arch = arch()?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> = ALLOWED
         .iter()
@@ -166,30 +182,21 @@ pub(crate) fn programs() -> Result<Vec<BpfProgram>, String> {
         SeccompAction::Errno(libc::EPERM as u32),
         SeccompAction::Allow,
         arch,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let clone3 = SeccompFilter::new(
         [(libc::SYS_clone3, Vec::new())].into_iter().collect(),
         SeccompAction::Allow,
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(vec![
-        allow
-            .try_into()
-            .map_err(|e: seccompiler::BackendError| e.to_string())?,
-        clone3
-            .try_into()
-            .map_err(|e: seccompiler::BackendError| e.to_string())?,
-    ])
+    )?;
+    Ok(vec![allow.try_into()?, clone3.try_into()?])
 }
 
 /// Installs `programs` on the calling thread (`no_new_privs` must be set, or the caller must
 /// hold `CAP_SYS_ADMIN`).
-pub(crate) fn apply(programs: &[BpfProgram]) -> Result<(), String> {
+pub(crate) fn apply(programs: &[BpfProgram]) -> Result<(), SeccompError> {
     for p in programs {
-        seccompiler::apply_filter(p).map_err(|e| e.to_string())?;
+        seccompiler::apply_filter(p)?;
     }
     Ok(())
 }

@@ -12,7 +12,7 @@
 //! process manager, so no test tries. `cgroup_v2_vm.sh` beside this file runs these tests in a
 //! throw-away VM whose only hierarchy is cgroup2 with every controller.
 //!
-//! The fake-cgroupfs unit tests in `src/cgroup.rs` cover which files get which values on
+//! The fake-cgroupfs unit tests in `src/cgroup/tests.rs` cover which files get which values on
 //! every host.
 
 use kiln_executor::{Network, Output, RootFs, RunResult, RunSpec};
