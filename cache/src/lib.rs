@@ -75,6 +75,7 @@ mod db;
 mod diff;
 mod gc;
 mod gzip;
+pub mod image;
 #[cfg(test)]
 mod tests;
 
