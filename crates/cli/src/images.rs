@@ -449,19 +449,13 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
         );
     }
     for rec in list {
-        let m = kiln_exporter::read_manifest(&env.store, &rec.manifest_digest)?;
-        let id = m["config"]["digest"]
-            .as_str()
-            .unwrap_or_default()
-            .trim_start_matches("sha256:");
+        let summary = kiln_cache::image::summary(&env.store, &rec.manifest_digest)?;
+        let id = summary.config_digest.trim_start_matches("sha256:");
         let short = &id[..id.len().min(12)];
         if a.quiet {
             println!("{short}");
             continue;
         }
-        let size: u64 = m["layers"]
-            .as_array()
-            .map_or(0, |ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum());
         let parsed = if is_untagged(&rec.name) {
             Err(())
         } else {
@@ -487,7 +481,7 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
             tag,
             short,
             crate::util::rfc3339(rec.created),
-            human_size(size)
+            human_size(summary.size)
         );
     }
     Ok(0)
@@ -513,30 +507,12 @@ pub(crate) async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
 
 pub(crate) async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
-    let image = kiln_exporter::stored_image(&env.store, &manifest)?;
-    let digest = push_image(env, &image, &r, Default::default()).await?;
+    let image = kiln_cache::image::stored(&env.store, &manifest)?;
+    let digest =
+        kiln_worker::session::push_image(&env.store, &env.registry, &image, &r, Default::default())
+            .await?;
     println!("{}: digest: {digest}", r.familiar());
     Ok(0)
-}
-
-/// Pushes a stored image as `r`, its build-step layers compressed as `compress` says first
-/// (once: the blobs are kept for the next push). Returns the pushed manifest's digest.
-pub(crate) async fn push_image(
-    env: &Env,
-    image: &kiln_exporter::StoredImage,
-    r: &Reference,
-    compress: kiln_exporter::Compress,
-) -> Result<String, Failure> {
-    let store = env.store.clone();
-    let image = image.clone();
-    let out =
-        tokio::task::spawn_blocking(move || kiln_exporter::distributable(&store, &image, compress))
-            .await
-            .map_err(|e| Failure::with_source(1, e.to_string(), e))??;
-    Ok(env
-        .registry
-        .push(&env.store, &out.manifest_digest, r)
-        .await?)
 }
 
 /// Reads `f` as a tar to its end: every header and every entry's data must be there.
@@ -636,19 +612,19 @@ pub(crate) fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
 
 pub(crate) fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (r, manifest) = env.local_image(&a.reference)?;
-    let m = kiln_exporter::read_manifest(&env.store, &manifest)?;
-    let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
+    let summary = kiln_cache::image::summary(&env.store, &manifest)?;
+    let cfg = kiln_cache::image::config(&env.store, &manifest)?;
     let out = serde_json::json!([{
-        "Id": m["config"]["digest"],
+        "Id": summary.config_digest,
         "RepoTags": [r.familiar()],
         "ManifestDigest": manifest,
-        "Created": cfg["created"],
-        "Architecture": cfg["architecture"],
-        "Os": cfg["os"],
-        "Config": cfg["config"],
-        "RootFS": cfg["rootfs"],
-        "History": cfg["history"],
-        "Size": m["layers"].as_array().map_or(0, |ls| ls.iter().filter_map(|l| l["size"].as_u64()).sum::<u64>()),
+        "Created": cfg.created,
+        "Architecture": cfg.architecture,
+        "Os": cfg.os,
+        "Config": cfg.config,
+        "RootFS": cfg.rootfs,
+        "History": cfg.history,
+        "Size": summary.size,
     }]);
     println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
     Ok(0)
@@ -656,19 +632,22 @@ pub(crate) fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
 
 pub(crate) fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
     let (_, manifest) = env.local_image(&a.reference)?;
-    let cfg = kiln_exporter::image_config(&env.store, &manifest)?;
+    let cfg = kiln_cache::image::config(&env.store, &manifest)?;
     println!("{:<22} {:<60} EMPTY", "CREATED", "CREATED BY");
-    if let Some(h) = cfg["history"].as_array() {
-        for e in h.iter().rev() {
-            let by = e["created_by"].as_str().unwrap_or_default();
-            let by: String = by.chars().take(60).collect();
-            println!(
-                "{:<22} {:<60} {}",
-                e["created"].as_str().unwrap_or_default(),
-                by,
-                e["empty_layer"].as_bool().unwrap_or(false)
-            );
-        }
+    for e in cfg.history.iter().flatten().rev() {
+        let by: String = e
+            .created_by()
+            .as_deref()
+            .unwrap_or_default()
+            .chars()
+            .take(60)
+            .collect();
+        println!(
+            "{:<22} {:<60} {}",
+            e.created().as_deref().unwrap_or_default(),
+            by,
+            e.empty_layer().unwrap_or(false)
+        );
     }
     Ok(0)
 }
@@ -678,7 +657,7 @@ pub(crate) fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         return Err(Failure::usage("kiln save takes one image for now"));
     }
     let (r, manifest) = env.local_image(&a.references[0])?;
-    let image = kiln_exporter::stored_image(&env.store, &manifest)?;
+    let image = kiln_cache::image::stored(&env.store, &manifest)?;
     kiln_exporter::layout::write(
         &env.store,
         &image,
@@ -700,8 +679,7 @@ fn by_id(env: &Env, id: &str) -> Result<Option<String>, Failure> {
     }
     let mut found: Option<String> = None;
     for rec in env.store.list_images()? {
-        let m = kiln_exporter::read_manifest(&env.store, &rec.manifest_digest)?;
-        let cfg = m["config"]["digest"].as_str().unwrap_or_default();
+        let cfg = kiln_cache::image::stored(&env.store, &rec.manifest_digest)?.config_digest;
         if cfg.trim_start_matches("sha256:").starts_with(hex) {
             match &found {
                 Some(f) if *f != rec.manifest_digest => {
