@@ -1,6 +1,7 @@
 //! kiln's local store under `--root`: content-addressed blobs, extracted layer snapshots,
-//! layer diff (overlay upper dir → OCI layer) and apply (OCI layer → snapshot), and the
-//! metadata database (image tags, build cache index).
+//! layer diff (overlay upper dir → OCI layer) and apply (OCI layer → snapshot), the
+//! metadata database (image tags, build cache index), and module [`image`], the one reader
+//! of the images stored here.
 //!
 //! CONTRACT (fixed by the workspace; other crates call exactly these signatures):
 //! see the `Store` methods below.
@@ -75,6 +76,7 @@ mod db;
 mod diff;
 mod gc;
 mod gzip;
+pub mod image;
 #[cfg(test)]
 mod tests;
 

@@ -8,9 +8,10 @@
 //! a size), then every blob and snapshot nothing live references. The caller holds the GC
 //! lock exclusive (see the parent module).
 //!
-//! Manifests and configs are read leniently here (missing fields are empty, not errors):
-//! a document the typed OCI parser refused would pin nothing, and its layers would go.
-//! Reading too little is the one mistake a collector must not make.
+//! Manifests and configs are read leniently here ([`crate::image::references`]: missing
+//! fields are empty, not errors): a document the typed OCI parser refused would pin
+//! nothing, and its layers would go. Reading too little is the one mistake a collector
+//! must not make.
 
 use crate::{disk_usage, Result, Store};
 use kiln_oci::Layer;
@@ -78,31 +79,6 @@ pub struct StoreUsage {
     pub total: u64,
 }
 
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Descriptor {
-    digest: String,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Manifest {
-    config: Descriptor,
-    layers: Vec<Descriptor>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct RootFs {
-    diff_ids: Vec<String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct Config {
-    rootfs: RootFs,
-}
-
 impl Store {
     /// What images (by name) and `roots.snapshots` reference, before cache records. Returns
     /// the set and the number of image names.
@@ -111,22 +87,10 @@ impl Store {
         let images = self.list_images()?;
         for img in &images {
             live.blobs.insert(img.manifest_digest.clone());
-            let Some(m) = self
-                .read_blob(&img.manifest_digest)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Manifest>(&b).ok())
-            else {
-                continue;
-            };
-            live.blobs.insert(m.config.digest.clone());
-            live.blobs.extend(m.layers.iter().map(|l| l.digest.clone()));
-            // Diff ids pair with layers only when the config has one per layer.
-            let config = self
-                .read_blob(&m.config.digest)
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Config>(&b).ok());
-            if let Some(c) = config.filter(|c| c.rootfs.diff_ids.len() == m.layers.len()) {
-                live.snapshots.extend(c.rootfs.diff_ids);
+            if let Some(r) = crate::image::references(self, &img.manifest_digest) {
+                live.blobs.insert(r.config);
+                live.blobs.extend(r.layers);
+                live.snapshots.extend(r.diff_ids);
             }
         }
         live.snapshots.extend(roots.snapshots.iter().cloned());

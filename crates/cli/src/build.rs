@@ -118,10 +118,11 @@ impl ImageResolver for Resolver<'_> {
         let store = &self.env.store;
         if !self.pull {
             if let Some(rec) = store.get_image(&r.to_string()).map_err(ResolveError::new)? {
-                let cfg = kiln_exporter::image_config(store, &rec.manifest_digest)
+                let config = kiln_cache::image::oci_config(store, &rec.manifest_digest)
                     .map_err(ResolveError::new)?;
-                let onbuild = onbuild_triggers(&cfg);
-                let config = serde_json::from_value(cfg).map_err(ResolveError::new)?;
+                let onbuild = kiln_cache::image::config(store, &rec.manifest_digest)
+                    .map_err(ResolveError::new)?
+                    .on_build();
                 return Ok(ResolvedImage {
                     reference: r.to_string(),
                     digest: rec.manifest_digest,
@@ -134,12 +135,12 @@ impl ImageResolver for Resolver<'_> {
             self.handle.block_on(self.env.registry.resolve(&r, store))
         })
         .map_err(ResolveError::new)?;
-        // oci-spec's config drops OnBuild: read it from the raw config blob.
+        // oci-spec's config drops OnBuild: read it from the config blob as kiln reads it.
         let onbuild = store
             .read_blob(pulled.manifest.config().digest().as_ref())
             .ok()
-            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-            .map(|v| onbuild_triggers(&v))
+            .and_then(|b| kiln_cache::image::ImageConfig::parse(&b).ok())
+            .map(|c| c.on_build())
             .unwrap_or_default();
         Ok(ResolvedImage {
             reference: r.to_string(),
@@ -148,18 +149,6 @@ impl ImageResolver for Resolver<'_> {
             onbuild,
         })
     }
-}
-
-/// `config.OnBuild` of a raw image config.
-fn onbuild_triggers(cfg: &serde_json::Value) -> Vec<String> {
-    cfg["config"]["OnBuild"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|t| t.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 fn parse_output(s: &str) -> Result<Export, Failure> {

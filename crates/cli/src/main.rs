@@ -12,9 +12,9 @@
 //! [`Failure::render`] as `error: …`, `  Caused by: …` lines, `hint: …` (commands that go
 //! on after a failed item, like `kiln rm A B`, render each the same way).
 //!
-//! Modules depend one way: `main` → commands (`build`, `images`, `containers`, `volumes`,
-//! `system`, `login`) → `util` (the environment, `Failure`, shared helpers); `volumes` also
-//! uses `containers`' table layout and `build` `images`' push and `system`'s GC.
+//! Modules depend one way: `main` → commands (`build`, `run`, `images`, `containers`,
+//! `volumes`, `system`, `login`) → `util` (the environment, `Failure`, shared helpers);
+//! `volumes` also uses `containers`' table layout and `build` `system`'s GC.
 
 // Every `println!`/`print!`/`eprintln!`/`eprint!` in this crate is the checked one below
 // (`macro_rules!` defined before the `mod`s shadow std's in all of them). std's versions panic
@@ -45,6 +45,7 @@ mod containers;
 mod images;
 mod login;
 mod progress;
+mod run;
 mod system;
 mod util;
 mod volumes;
@@ -76,7 +77,7 @@ enum Command {
     /// Build an image from a Dockerfile.
     Build(build::BuildArgs),
     /// Run a command in a new container.
-    Run(images::RunArgs),
+    Run(run::RunArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Pull an image from a registry.
@@ -193,7 +194,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Login(_) | Command::Logout(_) => unreachable!("handled above"),
         Command::Build(a) => build::build(&env, a).await,
-        Command::Run(a) => images::run(&env, a).await,
+        Command::Run(a) => run::run(&env, a).await,
         Command::Images(a) => images::images(&env, a),
         Command::Pull(a) => images::pull(&env, a).await,
         Command::Push(a) => images::push(&env, a).await,

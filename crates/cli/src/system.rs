@@ -166,9 +166,9 @@ fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
     let used = used_manifests(store)?;
     let records = store.list_images()?;
     let config_of = |manifest: &str| {
-        kiln_exporter::read_manifest(store, manifest)
-            .ok()
-            .and_then(|m| m["config"]["digest"].as_str().map(str::to_string))
+        kiln_cache::image::references(store, manifest)
+            .map(|r| r.config)
+            .filter(|c| !c.is_empty())
     };
     let mut out = ImagesRemoved::default();
     let mut removed_manifests = Vec::new();

@@ -3,7 +3,7 @@
 //! A docker archive here is an OCI layout that also carries Docker's `manifest.json`, the
 //! shape `docker save` writes since Docker 25: both `docker load` and OCI tools read it.
 
-use crate::{image_blobs, io_err, Result, StoredImage};
+use crate::{io_err, Result, StoredImage};
 use kiln_cache::Store;
 use kiln_oci::image::{descriptor, image_index, to_json, DockerArchiveEntry};
 use kiln_oci::media;
@@ -33,7 +33,7 @@ pub fn write(
     compress: crate::Compress,
 ) -> Result<()> {
     let image = &crate::distributable(store, image, compress)?;
-    let blobs = image_blobs(store, &image.manifest_digest)?;
+    let blobs = kiln_cache::image::blobs(store, &image.manifest_digest)?;
     let mut desc = descriptor(
         media::OCI_MANIFEST,
         &image.manifest_digest,

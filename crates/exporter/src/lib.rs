@@ -15,8 +15,8 @@ pub mod rootfs;
 mod tests;
 
 use kiln_cache::Store;
-use kiln_oci::image::{image_manifest, to_json, ConfigRootfs};
-use kiln_oci::{media, spec, Layer};
+use kiln_oci::image::{image_manifest, to_json};
+use kiln_oci::{spec, Layer};
 use rayon::iter::{IntoParallelRefIterator as _, ParallelIterator as _};
 use serde_json::{json, Value};
 
@@ -43,10 +43,12 @@ pub enum Error {
     /// A manifest or config does not parse or serialize as JSON.
     #[error("bad image config: {0}")]
     Json(#[from] serde_json::Error),
-    /// A manifest (or a config's `rootfs`) in the store is malformed, or one could not be
-    /// built.
+    /// A manifest could not be built.
     #[error("bad image config: {0}")]
     Image(#[from] kiln_oci::ImageError),
+    /// A stored image could not be read.
+    #[error(transparent)]
+    Read(#[from] kiln_cache::image::ReadError),
 }
 
 /// Result alias.
@@ -63,16 +65,7 @@ pub struct HistoryEntry {
     pub empty_layer: bool,
 }
 
-/// An image written to the content store.
-#[derive(Clone, Debug)]
-pub struct StoredImage {
-    /// `sha256:…` of the manifest.
-    pub manifest_digest: String,
-    /// Size of the manifest.
-    pub manifest_size: u64,
-    /// `sha256:…` of the config (the image ID Docker shows).
-    pub config_digest: String,
-}
+pub use kiln_cache::image::StoredImage;
 
 /// Writes the config and manifest of an image made of `layers` into the store.
 ///
@@ -155,8 +148,8 @@ pub fn distributable(
     compress: Compress,
 ) -> Result<StoredImage> {
     let Compress { compression, level } = compress;
-    let mut m = manifest(store, &image.manifest_digest)?;
-    let layers = image_layers(store, &image.manifest_digest)?;
+    let mut m = kiln_cache::image::manifest(store, &image.manifest_digest)?;
+    let layers = kiln_cache::image::layers(store, &image.manifest_digest)?;
     let todo: Vec<usize> = layers
         .iter()
         .enumerate()
@@ -198,63 +191,6 @@ pub fn distributable(
         manifest_size,
         config_digest: image.config_digest.clone(),
     })
-}
-
-/// A stored image by its manifest digest.
-pub fn stored_image(store: &Store, manifest_digest: &str) -> Result<StoredImage> {
-    let m = manifest(store, manifest_digest)?;
-    Ok(StoredImage {
-        manifest_digest: manifest_digest.to_string(),
-        manifest_size: store.blob_size(manifest_digest)?,
-        config_digest: m.config().digest().to_string(),
-    })
-}
-
-/// The manifest of a stored image.
-pub fn manifest(store: &Store, manifest_digest: &str) -> Result<spec::ImageManifest> {
-    Ok(kiln_oci::image::parse_manifest(
-        &store.read_blob(manifest_digest)?,
-    )?)
-}
-
-/// The manifest of a stored image as JSON, as it is (for showing it; [`manifest`] reads
-/// it typed).
-pub fn read_manifest(store: &Store, manifest_digest: &str) -> Result<Value> {
-    Ok(serde_json::from_slice(&store.read_blob(manifest_digest)?)?)
-}
-
-/// Every blob an image consists of: manifest, config, layers (with media types and sizes).
-pub fn image_blobs(store: &Store, manifest_digest: &str) -> Result<Vec<(String, String, u64)>> {
-    let m = manifest(store, manifest_digest)?;
-    let mut out = vec![(
-        manifest_digest.to_string(),
-        m.media_type()
-            .as_ref()
-            .map_or_else(|| media::OCI_MANIFEST.to_string(), ToString::to_string),
-        store.blob_size(manifest_digest)?,
-    )];
-    let desc = |d: &spec::Descriptor| -> (String, String, u64) {
-        (d.digest().to_string(), d.media_type().to_string(), d.size())
-    };
-    out.push(desc(m.config()));
-    out.extend(m.layers().iter().map(desc));
-    Ok(out)
-}
-
-/// The layers of a stored image, with diff ids from its config.
-pub fn image_layers(store: &Store, manifest_digest: &str) -> Result<Vec<Layer>> {
-    let m = manifest(store, manifest_digest)?;
-    let cfg = store.read_blob(m.config().digest().as_ref())?;
-    let diff_ids = ConfigRootfs::parse(&cfg)?.rootfs;
-    Ok(kiln_oci::image::image_layers(&m, diff_ids.diff_ids())
-        .map_err(kiln_oci::ImageError::from)?)
-}
-
-/// The config (parsed JSON) of a stored image.
-pub fn image_config(store: &Store, manifest_digest: &str) -> Result<Value> {
-    let m = manifest(store, manifest_digest)?;
-    let cfg = store.read_blob(m.config().digest().as_ref())?;
-    Ok(serde_json::from_slice(&cfg)?)
 }
 
 /// `value` as a JSON value (to go into a config kiln keeps as JSON).

@@ -1,6 +1,7 @@
 //! Image assembly on a temp store (no root needed).
 
-use crate::{distributable, image_layers, store_image, stored_image, Compress, HistoryEntry};
+use crate::{distributable, store_image, Compress, HistoryEntry};
+use kiln_cache::image::{layers as image_layers, stored as stored_image};
 use kiln_cache::{Compression, Store};
 use kiln_oci::{media, Layer};
 use serde_json::{json, Value};

@@ -16,7 +16,7 @@
 //! [`run`] is `kiln run` as one call: [`RunOptions`] (the image and [`CreateOptions`], which
 //! the command line resolves from its flags) in, an [`Outcome`] or a [`RunError`] (with
 //! `docker run`'s exit codes) out. It finds the image in the store or pulls it (the
-//! registry client), reads it (the exporter's image store) and runs the container.
+//! registry client), reads it (`kiln_cache::image`) and runs the container.
 //!
 //! Which process runs follows `docker run`: `--entrypoint` replaces the image's entrypoint
 //! and drops its CMD, arguments after the image replace CMD, `-e` overrides the image's Env

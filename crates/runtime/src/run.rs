@@ -68,7 +68,7 @@ pub enum RunError {
     Pull(kiln_registry::Error),
     /// The stored image could not be read.
     #[error(transparent)]
-    Image(kiln_exporter::Error),
+    Image(kiln_cache::image::ReadError),
     /// The container could not be made or run.
     #[error(transparent)]
     Run(#[from] Error),
@@ -109,8 +109,8 @@ pub async fn run(
             .map_err(RunError::Pull)?
             .manifest_digest
     };
-    let layers = kiln_exporter::image_layers(store, &manifest).map_err(RunError::Image)?;
-    let config = kiln_exporter::image_config(store, &manifest).map_err(RunError::Image)?;
+    let layers = kiln_cache::image::layers(store, &manifest).map_err(RunError::Image)?;
+    let config = kiln_cache::image::config_json(store, &manifest).map_err(RunError::Image)?;
     let c = &opts.container;
     if c.detach {
         let container = run_detached(store, &opts.image, &layers, &config, c, &launcher.shim)?;

@@ -160,26 +160,8 @@ impl BuildWorker {
         };
         let config: kiln_oci::spec::ImageConfiguration =
             serde_json::from_slice(&store.read_blob(manifest.config().digest().as_ref())?)?;
-        let diff_ids = config.rootfs().diff_ids();
-        if diff_ids.len() != manifest.layers().len() {
-            return Err(format!(
-                "image {reference}: {} layers but {} diff ids",
-                manifest.layers().len(),
-                diff_ids.len()
-            )
-            .into());
-        }
-        let layers: Vec<Layer> = manifest
-            .layers()
-            .iter()
-            .zip(diff_ids)
-            .map(|(l, d)| Layer {
-                diff_id: d.clone(),
-                digest: l.digest().to_string(),
-                size: l.size(),
-                media_type: l.media_type().to_string(),
-            })
-            .collect();
+        let layers = kiln_oci::image::image_layers(&manifest, config.rootfs().diff_ids())
+            .map_err(|e| format!("image {reference}: {e}"))?;
         // A local image built here holds its build steps' layers as snapshots, not blobs.
         if layers.iter().any(|l| !store.layer_available(l)) {
             let r = kiln_oci::Reference::parse(reference)?;

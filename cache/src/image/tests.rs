@@ -1,0 +1,138 @@
+//! The stored-image reader on a temp store (no root needed).
+
+use super::*;
+use kiln_oci::image::{image_manifest, to_json};
+use serde_json::json;
+
+fn store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&dir.path().join("root")).unwrap();
+    (dir, s)
+}
+
+fn blob(s: &Store, v: &Value) -> (String, u64) {
+    s.write_blob(&to_json(v).unwrap()).unwrap()
+}
+
+/// An image of two made-up layers whose config holds Docker's extra fields.
+fn image(s: &Store) -> (String, Vec<Layer>, Value) {
+    let layers: Vec<Layer> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let (digest, size) = s.write_blob(n.as_bytes()).unwrap();
+            Layer {
+                diff_id: kiln_oci::sha256_hex_digest(format!("diff {n}").as_bytes()),
+                digest,
+                size,
+                media_type: media::OCI_LAYER_GZIP.into(),
+            }
+        })
+        .collect();
+    let cfg = json!({
+        "created": "2024-01-01T00:00:00Z",
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": null, "OnBuild": ["RUN a", 7, "RUN b"], "Healthcheck": {"Test": ["NONE"]}},
+        "rootfs": {"type": "layers", "diff_ids": layers.iter().map(|l| &l.diff_id).collect::<Vec<_>>()},
+        "history": [{"created_by": "x", "empty_layer": true}],
+    });
+    let (cd, cs) = blob(s, &cfg);
+    let m = image_manifest(&cd, cs, &layers).unwrap();
+    let (md, _) = s.write_blob(&to_json(&m).unwrap()).unwrap();
+    (md, layers, cfg)
+}
+
+#[test]
+fn a_stored_image_reads_typed() {
+    let (_d, s) = store();
+    let (md, want, cfg) = image(&s);
+    assert_eq!(layers(&s, &md).unwrap(), want);
+    let img = stored(&s, &md).unwrap();
+    assert_eq!(
+        manifest(&s, &md).unwrap().config().digest().to_string(),
+        img.config_digest
+    );
+    let b = blobs(&s, &md).unwrap();
+    assert_eq!(b.len(), 4);
+    assert_eq!(
+        summary(&s, &md).unwrap(),
+        Summary {
+            config_digest: img.config_digest.clone(),
+            size: want[0].size + want[1].size,
+        }
+    );
+    assert_eq!(b[0].0, md);
+    assert_eq!(b[1].0, img.config_digest);
+    assert_eq!(
+        b[3],
+        (
+            want[1].digest.clone(),
+            want[1].media_type.clone(),
+            want[1].size
+        )
+    );
+    let c = config(&s, &md).unwrap();
+    assert_eq!(c.on_build(), ["RUN a", "RUN b"]);
+    // The container config comes back as stored, Docker's fields and nulls included.
+    assert_eq!(serde_json::to_value(&c.config).unwrap(), cfg["config"]);
+    assert_eq!(serde_json::to_value(&c.rootfs).unwrap(), cfg["rootfs"]);
+    assert_eq!(serde_json::to_value(&c.history).unwrap(), cfg["history"]);
+    assert_eq!(config_json(&s, &md).unwrap(), cfg);
+    assert_eq!(oci_config(&s, &md).unwrap().rootfs().diff_ids().len(), 2);
+}
+
+#[test]
+fn missing_fields_read_as_none() {
+    let (_d, s) = store();
+    let c = ImageConfig::parse(b"{}").unwrap();
+    assert_eq!(c, ImageConfig::default());
+    assert!(c.on_build().is_empty());
+    let c = ImageConfig::parse(br#"{"config": {"OnBuild": "RUN x"}}"#).unwrap();
+    assert!(c.on_build().is_empty());
+    assert!(ImageConfig::parse(b"not json").is_err());
+    assert!(ImageConfig::parse(b"7").is_err());
+    assert!(matches!(config(&s, "sha256:00"), Err(ReadError::Store(_))));
+}
+
+/// A manifest the strict parser refuses is an error for every strict reader, and still
+/// pins what it names for the collector.
+#[test]
+fn a_malformed_manifest_is_an_error_but_pins_its_blobs() {
+    let (_d, s) = store();
+    let (cd, _) = blob(
+        &s,
+        &json!({"rootfs": {"type": "layers", "diff_ids": ["sha256:d1"]}}),
+    );
+    let (ld, _) = s.write_blob(b"layer").unwrap();
+    // No media types or sizes: not an OCI manifest.
+    let (md, _) = blob(
+        &s,
+        &json!({"schemaVersion": 2, "config": {"digest": cd}, "layers": [{"digest": ld}]}),
+    );
+    for e in [
+        manifest(&s, &md).map(|_| ()).unwrap_err(),
+        stored(&s, &md).map(|_| ()).unwrap_err(),
+        layers(&s, &md).map(|_| ()).unwrap_err(),
+        blobs(&s, &md).map(|_| ()).unwrap_err(),
+        summary(&s, &md).map(|_| ()).unwrap_err(),
+    ] {
+        assert!(e.to_string().starts_with("bad image config: "), "{e}");
+    }
+    assert_eq!(
+        references(&s, &md).unwrap(),
+        References {
+            config: cd.clone(),
+            layers: vec![ld.clone()],
+            diff_ids: vec!["sha256:d1".into()],
+        }
+    );
+    // Diff ids that do not pair with the layers name nothing.
+    let (md2, _) = blob(
+        &s,
+        &json!({"config": {"digest": cd}, "layers": [{"digest": ld}, {"digest": ld}]}),
+    );
+    assert!(references(&s, &md2).unwrap().diff_ids.is_empty());
+    assert_eq!(references(&s, "sha256:00"), None);
+    let (not_json, _) = s.write_blob(b"not json").unwrap();
+    assert_eq!(references(&s, &not_json), None);
+}

@@ -1,0 +1,371 @@
+//! `kiln run`: its flags, resolved into [`kiln_runtime::RunOptions`], and one call to
+//! [`kiln_runtime::run`].
+
+use crate::util::{Env, Failure};
+use clap::Args;
+use kiln_oci::Reference;
+use std::path::PathBuf;
+
+#[derive(Args)]
+// `-h` is --hostname, as in `docker run`; help is `--help` only.
+#[command(disable_help_flag = true)]
+pub(crate) struct RunArgs {
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Container name.
+    #[arg(long)]
+    name: Option<String>,
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    detach: bool,
+    /// Keep stdin open (with -d: open without data, so a shell waiting for input keeps
+    /// running).
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a TTY (not supported yet; stdio is passed through, or logged with -d).
+    #[arg(short, long)]
+    tty: bool,
+    /// Environment K=V (or K from the caller's environment); repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Bind mount /HOST/PATH:DST[:ro], volume NAME:DST[:ro] (created when missing), or
+    /// DST alone (a new anonymous volume); repeatable.
+    #[arg(short = 'v', long = "volume")]
+    volumes: Vec<String>,
+    /// Working directory.
+    #[arg(short = 'w', long)]
+    workdir: Option<String>,
+    /// User (name or uid[:gid]).
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    entrypoint: Option<String>,
+    /// Network: none (default without -p; only loopback), host, or default (a private
+    /// namespace with outbound access through pasta; the default with -p).
+    #[arg(long, value_parser = ["none", "host", "default"])]
+    network: Option<String>,
+    /// Publish a container port on the host: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp];
+    /// repeatable. Implies --network default unless --network is given.
+    #[arg(short = 'p', long = "publish")]
+    publish: Vec<String>,
+    /// Memory limit (bytes, or with a b/k/m/g suffix; 0: no limit).
+    #[arg(short = 'm', long, value_parser = parse_ram)]
+    memory: Option<u64>,
+    /// Number of CPUs (e.g. 1.5; 0: no limit).
+    #[arg(long, allow_hyphen_values = true)]
+    cpus: Option<String>,
+    /// Maximum number of processes (-1: unlimited).
+    #[arg(long)]
+    pids_limit: Option<i64>,
+    /// All capabilities, no seccomp profile, no masked paths, every device.
+    #[arg(long)]
+    privileged: bool,
+    /// Add a host device: HOST[:CONTAINER][:PERMS] (PERMS from rwm, default rwm);
+    /// repeatable.
+    #[arg(long = "device")]
+    devices: Vec<String>,
+    /// Mount a tmpfs: PATH[:size=SIZE[,…]]; repeatable.
+    #[arg(long)]
+    tmpfs: Vec<String>,
+    /// Container hostname (default: the first 12 characters of its id).
+    #[arg(long, short = 'h')]
+    hostname: Option<String>,
+    /// Add a line to /etc/hosts: NAME:IP (or NAME=IP); repeatable.
+    #[arg(long = "add-host")]
+    add_hosts: Vec<String>,
+    /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
+    #[arg(long)]
+    runtime: Option<PathBuf>,
+    /// Image.
+    image: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+}
+
+/// `--cpus`: a finite, non-negative number of CPUs; 0 is no limit (as docker's). docker's
+/// wording for what is not a number.
+fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
+    let bad =
+        |why: String| Failure::usage(format!("invalid argument {s:?} for \"--cpus\" flag: {why}"));
+    let n: f64 = s
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n: &f64| n.is_finite())
+        .ok_or_else(|| bad(format!("failed to parse {s} as a rational number")))?;
+    if n < 0.0 {
+        return Err(bad("the number of CPUs cannot be negative".into()));
+    }
+    Ok((n > 0.0).then_some(n))
+}
+
+/// `-m` and tmpfs sizes: docker's RAMInBytes (every unit a power of 1024), refused in
+/// kiln's words.
+fn parse_ram(s: &str) -> Result<u64, String> {
+    kiln_units::parse_ram(s).map_err(|_| {
+        let t = s.trim().to_ascii_lowercase();
+        let split = t
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        if num.parse::<f64>().is_ok() {
+            format!("invalid size `{s}`: unknown unit `{unit}`")
+        } else {
+            format!("invalid size `{s}`: use a number with b, k, m or g")
+        }
+    })
+}
+
+/// `-p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
+pub(crate) fn parse_publish(spec: &str) -> Result<kiln_executor::PortMapping, Failure> {
+    let bad = |why: &str| Failure::usage(format!("invalid publish spec `{spec}`: {why}"));
+    let (rest, protocol) = match spec.rsplit_once('/') {
+        Some((r, p)) if p == "tcp" || p == "udp" => (r, p.to_string()),
+        Some((_, p)) => return Err(bad(&format!("unknown protocol `{p}` (tcp or udp)"))),
+        None => (spec, "tcp".to_string()),
+    };
+    let port = |p: &str| -> Result<u16, Failure> {
+        match p.parse::<u32>() {
+            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
+            _ => Err(bad(&format!("invalid port `{p}` (1 to 65535)"))),
+        }
+    };
+    let (ip, host, ctr) = match rest.rsplitn(3, ':').collect::<Vec<_>>()[..] {
+        [ctr] => {
+            port(ctr)?;
+            return Err(bad(
+                "an ephemeral host port (-p CONTAINER_PORT) is not supported; \
+                 give the host port: -p HOST_PORT:CONTAINER_PORT",
+            ));
+        }
+        [ctr, host] => (None, host, ctr),
+        [ctr, host, ip] => {
+            let ip = ip.trim_start_matches('[').trim_end_matches(']');
+            if ip.parse::<std::net::IpAddr>().is_err() {
+                return Err(bad(&format!("invalid IP address `{ip}`")));
+            }
+            (Some(ip.to_string()), host, ctr)
+        }
+        _ => return Err(bad("expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")),
+    };
+    if host.is_empty() {
+        return Err(bad(
+            "an ephemeral host port is not supported; give the host port",
+        ));
+    }
+    Ok(kiln_executor::PortMapping {
+        host_ip: ip,
+        host_port: port(host)?,
+        container_port: port(ctr)?,
+        protocol,
+    })
+}
+
+fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
+    let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
+    if !path.starts_with('/') {
+        return Err(Failure::usage(format!(
+            "invalid tmpfs `{spec}`: the path must be absolute"
+        )));
+    }
+    let mut size = None;
+    for o in opts.split(',').filter(|o| !o.is_empty()) {
+        if let Some(v) = o.strip_prefix("size=") {
+            size = Some(parse_ram(v).map_err(Failure::usage)?);
+        }
+    }
+    Ok(kiln_executor::TmpfsMount {
+        destination: path.to_string(),
+        size,
+    })
+}
+
+pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
+    if a.detach && a.runtime.is_some() {
+        return Err(Failure::usage(
+            "kiln run -d does not support --runtime yet (kiln exec and the shim need the \
+             sandbox's own pid 1)",
+        ));
+    }
+    let mut ports = a
+        .publish
+        .iter()
+        .map(|p| parse_publish(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    // A published port is meant to be reachable: -p without --network means `default`.
+    let network = match a.network.as_deref() {
+        Some("host") => kiln_executor::Network::Host,
+        Some("default") => kiln_executor::Network::Default,
+        None if !ports.is_empty() => kiln_executor::Network::Default,
+        _ => kiln_executor::Network::None,
+    };
+    if network == kiln_executor::Network::Host && !ports.is_empty() {
+        eprintln!("WARNING: Published ports are discarded when using host network mode");
+    }
+    if network != kiln_executor::Network::Default {
+        // As docker: nothing is published with --network none or host.
+        ports.clear();
+    }
+    let tmpfs = a
+        .tmpfs
+        .iter()
+        .map(|t| parse_tmpfs(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    let devices = a
+        .devices
+        .iter()
+        .map(|d| d.parse::<kiln_executor::DeviceMapping>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let cpus = match a.cpus.as_deref() {
+        Some(c) => parse_cpus(c)?,
+        None => None,
+    };
+    if let Some(w) = &a.workdir {
+        if !w.starts_with('/') {
+            return Err(Failure::usage(format!(
+                "the working directory '{w}' is invalid, it needs to be an absolute path"
+            )));
+        }
+    }
+    for e in &a.env {
+        // docker's ValidateEnv: a variable needs a name.
+        if e.split('=').next().unwrap_or_default().is_empty() {
+            return Err(Failure::usage(format!("invalid environment variable: {e}")));
+        }
+    }
+    if let Some(h) = &a.hostname {
+        if !kiln_executor::valid_hostname(h) {
+            // Escaped: the name may hold a newline.
+            return Err(Failure::usage(format!(
+                "invalid hostname format: {}",
+                h.escape_debug()
+            )));
+        }
+    }
+    let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
+    let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut mounts = Vec::new();
+    let mut volumes = Vec::new();
+    for v in &a.volumes {
+        let parts: Vec<&str> = v.split(':').collect();
+        let (src, dst, ro) = match parts.as_slice() {
+            [d] => ("", *d, false),
+            [s, d] => (*s, *d, false),
+            [s, d, o] if *o == "ro" || *o == "rw" => (*s, *d, *o == "ro"),
+            _ => {
+                return Err(Failure::usage(format!(
+                    "invalid volume `{v}`: use SRC:DST[:ro], NAME:DST[:ro] or DST"
+                )))
+            }
+        };
+        if !dst.starts_with('/') {
+            return Err(Failure::usage(format!(
+                "invalid volume `{v}`: the destination must be an absolute path"
+            )));
+        }
+        if src.is_empty() {
+            // `-v /path`: a new anonymous volume.
+            volumes.push(kiln_runtime::VolumeSpec {
+                name: None,
+                destination: dst.to_string(),
+                readonly: ro,
+            });
+        } else if src.starts_with('/') {
+            mounts.push(kiln_executor::BindMount {
+                source: PathBuf::from(src),
+                destination: dst.to_string(),
+                readonly: ro,
+            });
+        } else {
+            if !kiln_runtime::valid_volume_name(src) {
+                return Err(Failure::usage(
+                    kiln_runtime::Error::InvalidVolumeName(src.to_string()).to_string(),
+                ));
+            }
+            volumes.push(kiln_runtime::VolumeSpec {
+                name: Some(src.to_string()),
+                destination: dst.to_string(),
+                readonly: ro,
+            });
+        }
+    }
+    let env_vars = a
+        .env
+        .iter()
+        .filter_map(|e| {
+            if e.contains('=') {
+                Some(e.clone())
+            } else {
+                std::env::var(e).ok().map(|v| format!("{e}={v}"))
+            }
+        })
+        .collect();
+    let container = kiln_runtime::CreateOptions {
+        name: a.name,
+        remove: a.rm,
+        env: env_vars,
+        workdir: a.workdir,
+        user: a.user,
+        entrypoint: a.entrypoint,
+        args: a.args,
+        network,
+        mounts,
+        volumes,
+        hostname: a.hostname,
+        detach: a.detach,
+        interactive: a.interactive,
+        extra: kiln_executor::SandboxOptions {
+            tmpfs,
+            resources: kiln_executor::Resources {
+                // 0 is no limit, as with docker.
+                memory: a.memory.filter(|&m| m > 0),
+                cpus,
+                pids: a.pids_limit,
+            },
+            privileged: a.privileged,
+            create_etc_files: true,
+            ports,
+            devices,
+            extra_hosts,
+        },
+    };
+    let _ = a.tty;
+    let mut executor = env.executor();
+    if let Some(r) = a.runtime {
+        executor = executor.with_runtime(r);
+    }
+    let launcher = kiln_runtime::Launcher {
+        executor,
+        shim: vec![
+            env.exe.clone().into_os_string(),
+            kiln_runtime::SHIM_ARG.into(),
+        ],
+    };
+    let opts = kiln_runtime::RunOptions {
+        image: a.image,
+        reference,
+        container,
+    };
+    let outcome = kiln_runtime::run(&env.store, &env.registry, &launcher, &opts, |e| match e {
+        kiln_runtime::RunEvent::Pulling(r) => {
+            eprintln!("Unable to find image '{}' locally", r.familiar());
+        }
+    })
+    .await
+    .map_err(|e| Failure::wrap(e.exit_code(), e))?;
+    match &outcome {
+        kiln_runtime::Outcome::Detached(c) => println!("{}", c.id()),
+        kiln_runtime::Outcome::Exited(r) if r.oom_killed => {
+            eprintln!("kiln: the container was killed: out of memory (--memory limit)");
+        }
+        kiln_runtime::Outcome::Exited(_) => {}
+    }
+    Ok(outcome.exit_code())
+}
