@@ -341,3 +341,28 @@ fn resolve_path_expands_symlinks_in_the_root_and_keeps_a_missing_tail() {
     );
     assert_eq!(p("", true), Path::new(""));
 }
+
+#[test]
+fn resolve_path_hiding_never_follows_a_hidden_symlink() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.root.join("ign/sub")).unwrap();
+    fx.link("hid", "/etc");
+    fx.link("shown", "/etc");
+    let root = Root::open(&fx.root).unwrap();
+    let hidden = |r: &Path| r.starts_with("hid") || r.starts_with("ign");
+    let p = |path: &str, last: bool| root.resolve_path_hiding(path, last, &hidden).unwrap();
+    assert_eq!(p("hid/passwd", true), (PathBuf::from("hid/passwd"), true));
+    assert_eq!(p("hid", true), (PathBuf::from("hid"), true));
+    assert_eq!(
+        p("shown/passwd", true),
+        (PathBuf::from("etc/passwd"), false)
+    );
+    // A hidden directory is walked through, and the result says it is hidden.
+    assert_eq!(p("ign/sub/../sub", true), (PathBuf::from("ign/sub"), true));
+    // A hidden link is forgotten by a `..` past it; the rest resolves again.
+    assert_eq!(
+        p("hid/../shown/passwd", true),
+        (PathBuf::from("etc/passwd"), true)
+    );
+    assert_eq!(p("", true), (PathBuf::new(), false));
+}
