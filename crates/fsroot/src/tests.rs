@@ -108,6 +108,25 @@ fn in_root_absolute_symlink_to_slash_stays_in_root() {
 }
 
 #[test]
+fn in_root_absolute_symlink_below_the_top_restarts_at_the_root() {
+    for (how, open) in OPENERS {
+        let fx = Fixture::new();
+        std::fs::create_dir_all(fx.root.join("a/b")).unwrap();
+        fx.link("a/b/abs", "/etc/passwd");
+        fx.link("a/b/absdir", "/etc");
+        let root = open(&fx.root).unwrap();
+        let fd = root.resolve("a/b/abs", Follow::InRoot).unwrap();
+        assert_eq!(read(fd), "inner", "{how}");
+        let d = root.mkdir_all("a/b/absdir/new", 0o755, Follow::InRoot);
+        assert!(is_dir(d.unwrap()).unwrap(), "{how}");
+        assert!(fx.root.join("etc/new").is_dir(), "{how}");
+        let p = root.resolve_path("a/b/absdir/passwd", true).unwrap();
+        assert_eq!(p, Path::new("etc/passwd"), "{how}");
+        fx.canary_untouched();
+    }
+}
+
+#[test]
 fn in_root_symlink_loop_is_eloop() {
     for (how, open) in OPENERS {
         let fx = Fixture::new();
