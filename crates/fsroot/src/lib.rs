@@ -78,6 +78,7 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
+use walk::Goal;
 
 /// How symlinks met during a lookup are treated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,14 +88,6 @@ pub enum Follow {
     /// Never followed: a symlink anywhere on the path is an error (`ELOOP`).
     Never,
 }
-
-/// The relative path of `names`.
-fn joined(names: &[Vec<u8>]) -> PathBuf {
-    names.iter().map(|n| OsStr::from_bytes(n)).collect()
-}
-
-/// At most this many symlinks are expanded in one lookup (Linux's own limit).
-const MAX_LINKS: usize = 40;
 
 /// `/proc/self/fd/N` for `fd`: for the syscalls that only take a path (`mount(2)`, `chmod`
 /// or `setxattr` of an `O_PATH` fd). The host's /proc resolves it to the fd's own inode.
@@ -552,70 +545,14 @@ impl Root {
         follow_last: bool,
         hidden: &dyn Fn(&Path) -> bool,
     ) -> io::Result<(PathBuf, bool)> {
-        let bytes = path.as_ref().as_os_str().as_bytes();
-        let mut through_hidden = false;
-        let mut todo: Vec<Vec<u8>> = components(bytes).rev().map(<[u8]>::to_vec).collect();
-        // The components resolved so far, and the fds of those that exist as directories
-        // (a prefix of them: `fds.len() <= names.len()`).
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        let mut fds: Vec<OwnedFd> = Vec::new();
-        let mut links = 0;
-        while let Some(c) = todo.pop() {
-            if c == b".." {
-                if names.pop().is_some() && fds.len() > names.len() {
-                    fds.pop();
-                }
-                continue;
-            }
-            if fds.len() < names.len() {
-                // Below something missing or not a directory: as written.
-                names.push(c);
-                continue;
-            }
-            let last = todo.is_empty();
-            let cur = fds.last().map_or(self.dir.fd.as_fd(), AsFd::as_fd);
-            let name = OsStr::from_bytes(&c);
-            let fd = match rustix::fs::openat(cur, name, nofollow_path(), Mode::empty()) {
-                Ok(fd) => fd,
-                Err(Errno::NOENT | Errno::NOTDIR) => {
-                    names.push(c);
-                    continue;
-                }
-                Err(e) => return Err(e.into()),
-            };
-            match FileType::from_raw_mode(rustix::fs::fstat(&fd)?.st_mode) {
-                FileType::Symlink if !last || follow_last => {
-                    let mut rel = joined(&names);
-                    rel.push(name);
-                    if hidden(&rel) {
-                        // Not in this view of the root: nothing to follow; what comes
-                        // after it is taken as written.
-                        through_hidden = true;
-                        names.push(c);
-                        continue;
-                    }
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(Errno::LOOP.into());
-                    }
-                    let target = rustix::fs::readlinkat(cur, name, Vec::new())?;
-                    let target = target.as_bytes();
-                    if target.starts_with(b"/") {
-                        names.clear();
-                        fds.clear();
-                    }
-                    todo.extend(components(target).rev().map(<[u8]>::to_vec));
-                }
-                FileType::Directory => {
-                    names.push(c);
-                    fds.push(fd);
-                }
-                _ => names.push(c),
-            }
-        }
-        let rel = joined(&names);
-        let hidden = through_hidden || (!names.is_empty() && hidden(&rel));
-        Ok((rel, hidden))
+        let w = walk::walk(
+            self.dir.fd.as_fd(),
+            path.as_ref().as_os_str().as_bytes(),
+            Follow::InRoot,
+            follow_last,
+            Goal::Path(hidden),
+        )?;
+        Ok(w.into_path())
     }
 
     fn lookup(
@@ -664,8 +601,8 @@ impl Root {
         self.walk(rel, follow, follow_last, want_dir, None)
     }
 
-    /// Resolution one component at a time, every step an `openat(O_PATH | O_NOFOLLOW)` from
-    /// the fd of the step before; missing directories made when `create`.
+    /// Resolution one component at a time ([`walk::walk`]); missing directories made when
+    /// `create`.
     fn walk(
         &self,
         path: &[u8],
@@ -674,91 +611,13 @@ impl Root {
         want_dir: bool,
         create: Option<u32>,
     ) -> io::Result<OwnedFd> {
-        // Components still to resolve, last one first.
-        let mut todo: Vec<Vec<u8>> = components(path).rev().map(<[u8]>::to_vec).collect();
-        // fds of the directories resolved so far; empty means the root.
-        let mut stack: Vec<OwnedFd> = Vec::new();
-        let mut links = 0;
-        while let Some(c) = todo.pop() {
-            let cur = stack.last().map_or(self.dir.fd.as_fd(), AsFd::as_fd);
-            if c == b".." {
-                if stack.pop().is_none() && follow == Follow::Never {
-                    return Err(Errno::XDEV.into());
-                }
-                continue;
-            }
-            let last = todo.is_empty();
-            let name = OsStr::from_bytes(&c);
-            let fd = match rustix::fs::openat(cur, name, nofollow_path(), Mode::empty()) {
-                Err(Errno::NOENT) if create.is_some() => {
-                    let mode = create.unwrap_or(0o755);
-                    match rustix::fs::mkdirat(cur, name, Mode::from_raw_mode(0o700)) {
-                        Ok(()) => {
-                            let fd = rustix::fs::openat(
-                                cur,
-                                name,
-                                nofollow_path() | OFlags::DIRECTORY,
-                                Mode::empty(),
-                            )?;
-                            rustix::fs::chmodat(
-                                &fd,
-                                ".",
-                                Mode::from_raw_mode(mode),
-                                AtFlags::empty(),
-                            )?;
-                            fd
-                        }
-                        // Made by someone else meanwhile: look at it again.
-                        Err(Errno::EXIST) => {
-                            rustix::fs::openat(cur, name, nofollow_path(), Mode::empty())?
-                        }
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                r => r?,
-            };
-            let st = rustix::fs::fstat(&fd)?;
-            match FileType::from_raw_mode(st.st_mode) {
-                FileType::Directory => stack.push(fd),
-                FileType::Symlink if follow == Follow::InRoot && (!last || follow_last) => {
-                    links += 1;
-                    if links > MAX_LINKS {
-                        return Err(Errno::LOOP.into());
-                    }
-                    let target = rustix::fs::readlinkat(cur, name, Vec::new())?;
-                    let target = target.as_bytes();
-                    if target.starts_with(b"/") {
-                        stack.clear();
-                    }
-                    todo.extend(components(target).rev().map(<[u8]>::to_vec));
-                }
-                FileType::Symlink if !last || follow == Follow::Never && want_dir => {
-                    return Err(Errno::LOOP.into())
-                }
-                _ if !last => return Err(Errno::NOTDIR.into()),
-                _ => {
-                    if want_dir {
-                        return Err(Errno::NOTDIR.into());
-                    }
-                    return Ok(fd);
-                }
-            }
-        }
-        match stack.pop() {
-            Some(fd) => Ok(fd),
-            None => Ok(rustix::fs::openat(
-                &self.dir.fd,
-                ".",
-                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                Mode::empty(),
-            )?),
-        }
+        let goal = Goal::Fd {
+            dir: want_dir,
+            create,
+        };
+        walk::walk(self.dir.fd.as_fd(), path, follow, follow_last, goal)?
+            .into_fd(self.dir.fd.as_fd())
     }
-}
-
-fn components(path: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
-    path.split(|&b| b == b'/')
-        .filter(|c| !c.is_empty() && *c != b".")
 }
 
 /// 0: not known yet or usable, 2: the kernel (or a seccomp filter) refused it.
@@ -773,3 +632,4 @@ pub const SELF: &str = ".";
 
 #[cfg(test)]
 mod tests;
+mod walk;

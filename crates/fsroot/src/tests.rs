@@ -108,6 +108,25 @@ fn in_root_absolute_symlink_to_slash_stays_in_root() {
 }
 
 #[test]
+fn in_root_absolute_symlink_below_the_top_restarts_at_the_root() {
+    for (how, open) in OPENERS {
+        let fx = Fixture::new();
+        std::fs::create_dir_all(fx.root.join("a/b")).unwrap();
+        fx.link("a/b/abs", "/etc/passwd");
+        fx.link("a/b/absdir", "/etc");
+        let root = open(&fx.root).unwrap();
+        let fd = root.resolve("a/b/abs", Follow::InRoot).unwrap();
+        assert_eq!(read(fd), "inner", "{how}");
+        let d = root.mkdir_all("a/b/absdir/new", 0o755, Follow::InRoot);
+        assert!(is_dir(d.unwrap()).unwrap(), "{how}");
+        assert!(fx.root.join("etc/new").is_dir(), "{how}");
+        let p = root.resolve_path("a/b/absdir/passwd", true).unwrap();
+        assert_eq!(p, Path::new("etc/passwd"), "{how}");
+        fx.canary_untouched();
+    }
+}
+
+#[test]
 fn in_root_symlink_loop_is_eloop() {
     for (how, open) in OPENERS {
         let fx = Fixture::new();
@@ -340,4 +359,29 @@ fn resolve_path_expands_symlinks_in_the_root_and_keeps_a_missing_tail() {
         Errno::LOOP
     );
     assert_eq!(p("", true), Path::new(""));
+}
+
+#[test]
+fn resolve_path_hiding_never_follows_a_hidden_symlink() {
+    let fx = Fixture::new();
+    std::fs::create_dir_all(fx.root.join("ign/sub")).unwrap();
+    fx.link("hid", "/etc");
+    fx.link("shown", "/etc");
+    let root = Root::open(&fx.root).unwrap();
+    let hidden = |r: &Path| r.starts_with("hid") || r.starts_with("ign");
+    let p = |path: &str, last: bool| root.resolve_path_hiding(path, last, &hidden).unwrap();
+    assert_eq!(p("hid/passwd", true), (PathBuf::from("hid/passwd"), true));
+    assert_eq!(p("hid", true), (PathBuf::from("hid"), true));
+    assert_eq!(
+        p("shown/passwd", true),
+        (PathBuf::from("etc/passwd"), false)
+    );
+    // A hidden directory is walked through, and the result says it is hidden.
+    assert_eq!(p("ign/sub/../sub", true), (PathBuf::from("ign/sub"), true));
+    // A hidden link is forgotten by a `..` past it; the rest resolves again.
+    assert_eq!(
+        p("hid/../shown/passwd", true),
+        (PathBuf::from("etc/passwd"), true)
+    );
+    assert_eq!(p("", true), (PathBuf::new(), false));
 }
