@@ -20,6 +20,16 @@ use kiln_oci::{media, spec, Layer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The name prefix under which an image stored without a name (`kiln load` of an archive
+/// that names none) is kept: `<none>@<config digest>`, which no reference can spell. It is
+/// what docker calls a dangling image.
+pub const UNTAGGED: &str = "<none>@";
+
+/// Whether a stored name is an untagged image's (see [`UNTAGGED`]).
+pub fn is_untagged(name: &str) -> bool {
+    name.starts_with(UNTAGGED)
+}
+
 /// A stored image that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {

@@ -5,8 +5,9 @@
 //! `<none>`, `kiln tag ID NAME` names it, and `kiln image prune` removes it (it is what
 //! docker calls a dangling image).
 
-use crate::util::{is_untagged, now_rfc3339, Env, Failure, UNTAGGED};
+use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
+use kiln_cache::image::{is_untagged, UNTAGGED};
 use kiln_exporter::HistoryEntry;
 use kiln_oci::Reference;
 use std::path::PathBuf;
