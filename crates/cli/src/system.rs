@@ -204,18 +204,11 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
         return Ok(0);
     }
     let before = measured_usage(&env.store);
-    let mut containers = Vec::new();
-    for c in kiln_runtime::Containers::new(env.store.root()).list()? {
-        if c.is_running() {
-            continue;
-        }
-        let id = c.id().to_string();
-        match c.remove(false) {
-            Ok(()) => containers.push(id),
-            // Started meanwhile: it stays, as `docker container prune` leaves it.
-            Err(e) => eprintln!("warning: container {id}: {e}"),
-        }
+    let pruned = kiln_runtime::Containers::new(env.store.root()).prune()?;
+    for (id, e) in &pruned.failed {
+        eprintln!("warning: container {id}: {e}");
     }
+    let containers = pruned.removed;
     let volumes = if a.volumes {
         kiln_runtime::Volumes::new(env.store.root())
             .prune(false)

@@ -2,7 +2,7 @@
 //! `kiln run` leaves them (no root needed).
 
 use super::{prune_images, usage, ImagesRemoved};
-use crate::{Config, MountedVolume, State, Status, Volumes, LAYOUT_VERSION};
+use crate::{Config, Containers, MountedVolume, State, Status, Volumes, LAYOUT_VERSION};
 use kiln_cache::image::UNTAGGED;
 use kiln_cache::Store;
 use kiln_executor::{Network, RootFs, RunSpec};
@@ -47,6 +47,20 @@ fn image(s: &Store, tag: &str, layer: &Layer) -> (String, String) {
 
 /// A stopped container of `image` (as its `kiln run` named it) mounting `volumes`.
 fn container(s: &Store, n: u8, image: &str, volumes: &[&str]) {
+    container_in(
+        s,
+        n,
+        image,
+        volumes,
+        State {
+            status: Status::Exited,
+            exit_code: Some(0),
+            ..Default::default()
+        },
+    );
+}
+
+fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
     let id = format!("{n:02x}").repeat(32);
     let dir = s.root().join("containers").join(&id);
     std::fs::create_dir_all(&dir).unwrap();
@@ -83,11 +97,6 @@ fn container(s: &Store, n: u8, image: &str, volumes: &[&str]) {
                 anonymous: false,
             })
             .collect(),
-    };
-    let state = State {
-        status: Status::Exited,
-        exit_code: Some(0),
-        ..Default::default()
     };
     std::fs::write(
         dir.join("config.json"),
@@ -218,4 +227,31 @@ fn usage_counts_images_containers_and_volumes() {
         u.other_size,
         u.total - u.images_size - u.build_cache_size - u.volumes_size
     );
+}
+
+#[test]
+fn container_prune_removes_the_stopped_and_keeps_the_running() {
+    let (_d, s) = store();
+    container(&s, 1, "a:1", &[]);
+    container_in(
+        &s,
+        2,
+        "a:1",
+        &[],
+        State {
+            status: Status::Running,
+            supervisor: Some(kiln_executor::HostProcess::current().unwrap()),
+            ..Default::default()
+        },
+    );
+    let r = Containers::new(s.root()).prune().unwrap();
+    assert_eq!(r.removed, ["01".repeat(32)]);
+    assert!(r.failed.is_empty(), "{:?}", r.failed);
+    let left: Vec<String> = Containers::new(s.root())
+        .list()
+        .unwrap()
+        .iter()
+        .map(|c| c.id().to_string())
+        .collect();
+    assert_eq!(left, ["02".repeat(32)]);
 }
