@@ -173,7 +173,7 @@ pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
 pub(crate) fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
     let manifest = match env.local_image(&a.source) {
         Ok((_, m)) => m,
-        Err(e) => by_id(env, &a.source)?.ok_or(e)?,
+        Err(e) => kiln_cache::image::by_id(&env.store, &a.source)?.ok_or(e)?,
     };
     let t = Reference::parse(&a.target).map_err(|e| Failure::usage(e.to_string()))?;
     env.store.set_image(&t.to_string(), &manifest)?;
@@ -252,28 +252,6 @@ pub(crate) fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         Default::default(),
     )?;
     Ok(0)
-}
-
-/// The manifest of the image whose ID (config digest, `sha256:` optional, or a prefix of
-/// at least 4 hex digits) is `id`, when exactly one image has it.
-fn by_id(env: &Env, id: &str) -> Result<Option<String>, Failure> {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
-    let mut found: Option<String> = None;
-    for rec in env.store.list_images()? {
-        let cfg = kiln_cache::image::stored(&env.store, &rec.manifest_digest)?.config_digest;
-        if cfg.trim_start_matches("sha256:").starts_with(hex) {
-            match &found {
-                Some(f) if *f != rec.manifest_digest => {
-                    return Err(Failure::new(1, format!("image ID `{id}` is ambiguous")))
-                }
-                _ => found = Some(rec.manifest_digest),
-            }
-        }
-    }
-    Ok(found)
 }
 
 /// `kiln load`: a docker archive or an OCI layout tar (file or stdin) into the store, then
