@@ -20,6 +20,16 @@ use kiln_oci::{media, spec, Layer};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+/// The name prefix under which an image stored without a name (`kiln load` of an archive
+/// that names none) is kept: `<none>@<config digest>`, which no reference can spell. It is
+/// what docker calls a dangling image.
+pub const UNTAGGED: &str = "<none>@";
+
+/// Whether a stored name is an untagged image's (see [`UNTAGGED`]).
+pub fn is_untagged(name: &str) -> bool {
+    name.starts_with(UNTAGGED)
+}
+
 /// A stored image that cannot be read.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -126,6 +136,44 @@ pub fn stored(store: &Store, manifest_digest: &str) -> Result<StoredImage> {
         manifest_size: store.blob_size(manifest_digest)?,
         config_digest: m.config().digest().to_string(),
     })
+}
+
+/// An image ID that does not name one image.
+#[derive(Debug, thiserror::Error)]
+pub enum ByIdError {
+    /// Several images' IDs start with it.
+    #[error("image ID `{0}` is ambiguous")]
+    Ambiguous(String),
+    /// A named image could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+/// The manifest of the named image whose ID (config digest, `sha256:` optional, or a
+/// prefix of at least 4 hex digits) is `id`; `None` when no image has it, or `id` is not
+/// such an ID.
+///
+/// # Errors
+/// [`ByIdError::Ambiguous`] when images with different manifests have it; a named image
+/// that cannot be read.
+pub fn by_id(store: &Store, id: &str) -> Result<Option<String>, ByIdError> {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(None);
+    }
+    let mut found: Option<String> = None;
+    for rec in store.list_images().map_err(ReadError::from)? {
+        let cfg = stored(store, &rec.manifest_digest)?.config_digest;
+        if cfg.trim_start_matches("sha256:").starts_with(hex) {
+            match &found {
+                Some(f) if *f != rec.manifest_digest => {
+                    return Err(ByIdError::Ambiguous(id.to_string()))
+                }
+                _ => found = Some(rec.manifest_digest),
+            }
+        }
+    }
+    Ok(found)
 }
 
 /// What `kiln images` and `kiln inspect` show of a stored image besides its config.

@@ -136,3 +136,41 @@ fn a_malformed_manifest_is_an_error_but_pins_its_blobs() {
     let (not_json, _) = s.write_blob(b"not json").unwrap();
     assert_eq!(references(&s, &not_json), None);
 }
+
+#[test]
+fn an_image_is_found_by_a_unique_id_prefix() {
+    let (_d, s) = store();
+    let (md, _, _) = image(&s);
+    let id = stored(&s, &md).unwrap().config_digest;
+    let hex = id.trim_start_matches("sha256:");
+    assert_eq!(by_id(&s, &id).unwrap(), None, "only named images are found");
+    s.set_image("docker.io/library/a:1", &md).unwrap();
+    s.set_image("docker.io/library/b:1", &md).unwrap();
+    for want in [id.as_str(), hex, &hex[..4]] {
+        assert_eq!(
+            by_id(&s, want).unwrap().as_deref(),
+            Some(md.as_str()),
+            "{want}"
+        );
+    }
+    assert_eq!(by_id(&s, &hex[..3]).unwrap(), None, "too short");
+    assert_eq!(by_id(&s, "zzzz").unwrap(), None);
+    // Another image whose ID starts with the same 4 digits: ambiguous.
+    let cfg = (0..u32::MAX)
+        .map(|n| json!({"architecture": "amd64", "os": "linux", "n": n, "rootfs": {"type": "layers", "diff_ids": []}}))
+        .find(|c| {
+            let d = kiln_oci::sha256_hex_digest(&to_json(c).unwrap());
+            d.trim_start_matches("sha256:")[..4] == hex[..4]
+        })
+        .unwrap();
+    let (cd, cs) = blob(&s, &cfg);
+    let m = image_manifest(&cd, cs, &[]).unwrap();
+    let (other, _) = s.write_blob(&to_json(&m).unwrap()).unwrap();
+    s.set_image("docker.io/library/c:1", &other).unwrap();
+    let e = by_id(&s, &hex[..4]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("image ID `{}` is ambiguous", &hex[..4])
+    );
+    assert_eq!(by_id(&s, &id).unwrap().as_deref(), Some(md.as_str()));
+}

@@ -5,11 +5,12 @@
 //! `<none>`, `kiln tag ID NAME` names it, and `kiln image prune` removes it (it is what
 //! docker calls a dangling image).
 
-use crate::util::{is_untagged, now_rfc3339, Env, Failure, UNTAGGED};
+use crate::util::{now_rfc3339, Env, Failure};
 use clap::Args;
-use kiln_exporter::HistoryEntry;
+use kiln_cache::image::{is_untagged, UNTAGGED};
+use kiln_exporter::import::Input;
 use kiln_oci::Reference;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Args)]
 pub(crate) struct RefArg {
@@ -150,71 +151,19 @@ pub(crate) async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
     Ok(0)
 }
 
-/// Reads `f` as a tar to its end: every header and every entry's data must be there.
-fn check_tar(f: std::fs::File) -> std::io::Result<()> {
-    let mut ar = tar::Archive::new(std::io::BufReader::new(f));
-    for e in ar.entries()? {
-        let mut e = e?;
-        e.path()?;
-        std::io::copy(&mut e, &mut std::io::sink())?;
-    }
-    Ok(())
-}
-
 pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
     let r = Reference::parse(&a.reference).map_err(|e| Failure::usage(e.to_string()))?;
-    let mut config: kiln_oci::spec::ImageConfiguration =
-        serde_json::from_value(serde_json::json!({
-            "architecture": "amd64", "os": "linux", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": []}
-        }))
-        .map_err(|e| Failure::with_source(1, e.to_string(), e))?;
+    let mut config = kiln_exporter::import::base_config()?;
     kiln_frontend::apply_changes(&mut config, &a.changes)
         .map_err(|e| Failure::usage(format!("invalid --change: {}", e.message)))?;
-    // The input is read twice (checked to be a whole tar, then stored), so stdin is kept
-    // in a temp file first; nothing is stored when it is not a tar.
-    let spool = env.store.temp_dir("import-")?;
-    let path = if a.file == "-" {
-        let p = spool.path().join("layer.tar");
-        let mut f = std::fs::File::create(&p)
-            .map_err(|e| Failure::with_source(1, format!("{}: {e}", p.display()), e))?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut f)
-            .map_err(|e| Failure::with_source(1, format!("reading stdin: {e}"), e))?;
-        p
+    let mut stdin;
+    let input = if a.file == "-" {
+        stdin = std::io::stdin().lock();
+        Input::Stream(&mut stdin)
     } else {
-        PathBuf::from(&a.file)
+        Input::File(Path::new(&a.file))
     };
-    let open = || {
-        std::fs::File::open(&path)
-            .map_err(|e| Failure::with_source(1, format!("{}: {e}", a.file), e))
-    };
-    // The tar crate's messages quote the bad bytes: say what it means instead.
-    check_tar(open()?).map_err(|e| {
-        let why = match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => " (it ends inside an entry)",
-            _ => "",
-        };
-        Failure::new(1, format!("{}: not a tar archive{why}", a.file))
-    })?;
-    let layer = env.store.import_layer(&mut open()?)?;
-    drop(spool);
-    let mut cfg =
-        serde_json::to_value(&config).map_err(|e| Failure::with_source(1, e.to_string(), e))?;
-    if let Some(o) = cfg.as_object_mut() {
-        o.remove("rootfs");
-        o.remove("history");
-    }
-    let image = kiln_exporter::store_image(
-        &env.store,
-        cfg,
-        &[HistoryEntry {
-            created_by: "kiln import".into(),
-            comment: Some("Imported from tarball".into()),
-            empty_layer: false,
-        }],
-        &[layer],
-        &now_rfc3339(),
-    )?;
+    let image = kiln_exporter::import::import(&env.store, input, &config, &now_rfc3339())?;
     env.store
         .set_image(&r.to_string(), &image.manifest_digest)?;
     println!("{}", image.config_digest);
@@ -224,7 +173,7 @@ pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
 pub(crate) fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
     let manifest = match env.local_image(&a.source) {
         Ok((_, m)) => m,
-        Err(e) => by_id(env, &a.source)?.ok_or(e)?,
+        Err(e) => kiln_cache::image::by_id(&env.store, &a.source)?.ok_or(e)?,
     };
     let t = Reference::parse(&a.target).map_err(|e| Failure::usage(e.to_string()))?;
     env.store.set_image(&t.to_string(), &manifest)?;
@@ -303,28 +252,6 @@ pub(crate) fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
         Default::default(),
     )?;
     Ok(0)
-}
-
-/// The manifest of the image whose ID (config digest, `sha256:` optional, or a prefix of
-/// at least 4 hex digits) is `id`, when exactly one image has it.
-fn by_id(env: &Env, id: &str) -> Result<Option<String>, Failure> {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    if hex.len() < 4 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(None);
-    }
-    let mut found: Option<String> = None;
-    for rec in env.store.list_images()? {
-        let cfg = kiln_cache::image::stored(&env.store, &rec.manifest_digest)?.config_digest;
-        if cfg.trim_start_matches("sha256:").starts_with(hex) {
-            match &found {
-                Some(f) if *f != rec.manifest_digest => {
-                    return Err(Failure::new(1, format!("image ID `{id}` is ambiguous")))
-                }
-                _ => found = Some(rec.manifest_digest),
-            }
-        }
-    }
-    Ok(found)
 }
 
 /// `kiln load`: a docker archive or an OCI layout tar (file or stdin) into the store, then

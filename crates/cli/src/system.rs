@@ -4,16 +4,17 @@
 //! `image prune` and `system prune` remove image names (and stopped containers) first, then
 //! run the same collection as `builder prune` ([`kiln_cache::Store::prune`], where the
 //! policy and what is live are decided): whatever those names alone kept is then
-//! unreferenced and goes. This module gives the store what it cannot know (the snapshots
-//! containers stack, the worker's record format: [`gc_roots`]), holds the root's GC lock
-//! exclusive while a prune runs (builds hold it shared for their whole run, because a build
-//! in progress references blobs the database does not know yet), and prints.
+//! unreferenced and goes. Which names go, what the collection keeps for containers and the
+//! `df` figures are [`kiln_runtime::system`]'s; this module gives it the worker's record
+//! format ([`gc_roots`]), holds the root's GC lock exclusive while a prune runs (builds hold
+//! it shared for their whole run, because a build in progress references blobs the database
+//! does not know yet), asks for confirmation and prints.
 
-use crate::util::{confirm, is_untagged, parse_size, Env, Failure};
+use crate::util::{confirm, parse_size, Env, Failure};
 use clap::{Args, Subcommand};
 use kiln_cache::{GcRoots, PrunePolicy, Store};
+use kiln_runtime::system::{prune_images, usage, ImagesRemoved};
 use kiln_units::{human, DurationUnits};
-use std::collections::HashSet;
 
 #[derive(Args)]
 pub(crate) struct BuilderArgs {
@@ -140,66 +141,11 @@ fn measured_usage(store: &Store) -> u64 {
 /// What the store cannot know by itself: the snapshots containers stack, and how a build
 /// cache record (the worker's) names its layers.
 fn gc_roots(store: &Store) -> GcRoots<'static> {
-    GcRoots {
-        snapshots: kiln_runtime::Containers::new(store.root()).stacked_snapshots(),
-        record_layers: &kiln_worker::record_layers,
-    }
-}
-
-/// The manifests of the images containers (running or stopped) were made from.
-fn used_manifests(store: &Store) -> Result<HashSet<String>, Failure> {
-    Ok(kiln_runtime::Containers::new(store.root()).image_manifests(store)?)
-}
-
-/// What an image prune removed: names (`untagged:` lines) and image IDs no name reaches
-/// any more (`deleted:` lines).
-#[derive(Default)]
-struct ImagesRemoved {
-    untagged: Vec<String>,
-    deleted: Vec<String>,
-}
-
-/// Removes the names of dangling images (with `all`, of every image) that no container
-/// uses. A container uses the image its `kiln run` named, by manifest: every other name
-/// of that image stays too. Call with the GC lock held exclusive.
-fn remove_images(store: &Store, all: bool) -> Result<ImagesRemoved, Failure> {
-    let used = used_manifests(store)?;
-    let records = store.list_images()?;
-    let config_of = |manifest: &str| {
-        kiln_cache::image::references(store, manifest)
-            .map(|r| r.config)
-            .filter(|c| !c.is_empty())
-    };
-    let mut out = ImagesRemoved::default();
-    let mut removed_manifests = Vec::new();
-    let mut kept_manifests = HashSet::new();
-    for rec in records {
-        let dangling = is_untagged(&rec.name);
-        if used.contains(&rec.manifest_digest) || !(all || dangling) {
-            kept_manifests.insert(rec.manifest_digest);
-            continue;
-        }
-        store.remove_image(&rec.name)?;
-        if !dangling {
-            out.untagged.push(
-                kiln_oci::Reference::parse(&rec.name)
-                    .map(|r| r.familiar())
-                    .unwrap_or(rec.name),
-            );
-        }
-        removed_manifests.push(rec.manifest_digest);
-    }
-    let mut seen = HashSet::new();
-    for m in removed_manifests {
-        if !kept_manifests.contains(&m) && seen.insert(m.clone()) {
-            out.deleted.push(config_of(&m).unwrap_or(m));
-        }
-    }
-    Ok(out)
+    kiln_runtime::system::gc_roots(store, &kiln_worker::record_layers)
 }
 
 fn print_images_removed(r: &ImagesRemoved) {
-    if r.untagged.is_empty() && r.deleted.is_empty() {
+    if r.is_empty() {
         return;
     }
     println!("Deleted Images:");
@@ -223,10 +169,10 @@ fn image_prune(env: &Env, a: ImagePruneArgs) -> Result<u8, Failure> {
     }
     let lock = lock_exclusive(env)?;
     let before = measured_usage(&env.store);
-    let removed = remove_images(&env.store, a.all)?;
+    let removed = prune_images(&env.store, a.all)?;
     // Nothing removed, nothing to collect: what the build cache alone holds is
     // `builder prune`'s to free.
-    let after = if removed.untagged.is_empty() && removed.deleted.is_empty() {
+    let after = if removed.is_empty() {
         before
     } else {
         env.store
@@ -258,18 +204,11 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
         return Ok(0);
     }
     let before = measured_usage(&env.store);
-    let mut containers = Vec::new();
-    for c in kiln_runtime::Containers::new(env.store.root()).list()? {
-        if c.is_running() {
-            continue;
-        }
-        let id = c.id().to_string();
-        match c.remove(false) {
-            Ok(()) => containers.push(id),
-            // Started meanwhile: it stays, as `docker container prune` leaves it.
-            Err(e) => eprintln!("warning: container {id}: {e}"),
-        }
+    let pruned = kiln_runtime::Containers::new(env.store.root()).prune()?;
+    for (id, e) in &pruned.failed {
+        eprintln!("warning: container {id}: {e}");
     }
+    let containers = pruned.removed;
     let volumes = if a.volumes {
         kiln_runtime::Volumes::new(env.store.root())
             .prune(false)
@@ -279,7 +218,7 @@ fn system_prune(env: &Env, a: SystemPruneArgs) -> Result<u8, Failure> {
         Vec::new()
     };
     let lock = lock_exclusive(env)?;
-    let removed = remove_images(&env.store, a.all)?;
+    let removed = prune_images(&env.store, a.all)?;
     let policy = PrunePolicy {
         all: a.all,
         ..Default::default()
@@ -381,69 +320,8 @@ pub(crate) fn gc_after_build(env: &Env) {
     drop(lock);
 }
 
-/// Disk usage by category.
-#[derive(serde::Serialize)]
-struct Usage {
-    images: usize,
-    /// Images a container (running or stopped) uses: `image prune -a` keeps them.
-    images_active: usize,
-    images_size: u64,
-    images_reclaimable: u64,
-    build_cache: usize,
-    build_cache_size: u64,
-    build_cache_reclaimable: u64,
-    volumes: usize,
-    volumes_active: usize,
-    volumes_size: u64,
-    volumes_reclaimable: u64,
-    other_size: u64,
-    total: u64,
-}
-
-fn usage(store: &Store) -> Result<Usage, Failure> {
-    let u = store.usage(&gc_roots(store))?;
-    let used = used_manifests(store)?;
-    let images_active = store
-        .list_images()?
-        .iter()
-        .filter(|r| used.contains(&r.manifest_digest))
-        .count();
-    let vols = kiln_runtime::Volumes::new(store.root());
-    let users = vols.users().unwrap_or_default();
-    let (mut volumes, mut volumes_active, mut volumes_size, mut volumes_reclaimable) = (0, 0, 0, 0);
-    for v in vols.list().unwrap_or_default() {
-        let size = kiln_cache::disk_usage(&v.dir);
-        volumes += 1;
-        volumes_size += size;
-        if users.contains_key(&v.name) {
-            volumes_active += 1;
-        } else {
-            volumes_reclaimable += size;
-        }
-    }
-    Ok(Usage {
-        volumes,
-        volumes_active,
-        volumes_size,
-        volumes_reclaimable,
-        images: u.images,
-        images_active,
-        images_size: u.images_size,
-        // Every image can be removed with `kiln rmi` (its layers stay while a container
-        // stacks them), so all of it counts as reclaimable.
-        images_reclaimable: u.images_size,
-        build_cache: u.build_cache,
-        build_cache_size: u.build_cache_size,
-        build_cache_reclaimable: u.build_cache_size,
-        other_size: u
-            .total
-            .saturating_sub(u.images_size + u.build_cache_size + volumes_size),
-        total: u.total,
-    })
-}
-
 fn df(env: &Env, a: DfArgs) -> Result<u8, Failure> {
-    let u = usage(&env.store)?;
+    let u = usage(&env.store, &kiln_worker::record_layers)?;
     if a.format == "json" {
         println!(
             "{}",

@@ -134,14 +134,6 @@ pub(crate) fn parse_size(s: &str) -> Result<u64, String> {
     kiln_units::parse_human(s).map_err(|_| format!("`{s}` is not a size (e.g. 10GB, 512MB)"))
 }
 
-/// The name prefix of untagged (dangling) images in the store.
-pub(crate) const UNTAGGED: &str = "<none>@";
-
-/// Whether a stored name is an untagged image's.
-pub(crate) fn is_untagged(name: &str) -> bool {
-    name.starts_with(UNTAGGED)
-}
-
 /// Asks "Are you sure…" on a terminal unless `force`; without a terminal, `force` is
 /// required (docker would read a "no" from a closed stdin).
 pub(crate) fn confirm(force: bool, warning: &str) -> Result<bool, Failure> {

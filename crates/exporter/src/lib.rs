@@ -2,12 +2,14 @@
 //! local store, then write it out as an OCI image layout (tar or directory), a docker
 //! archive (`docker load`-able, which is also an OCI layout), or a root filesystem
 //! (directory or tar). Pushing is the registry crate's job; the CLI chooses by `type=`.
-//! Module [`load`] reads such archives back into the store (`kiln load`).
+//! Module [`load`] reads such archives back into the store (`kiln load`); module [`import`]
+//! stores a root filesystem tarball as a one-layer image (`kiln import`).
 //!
 //! Every file an exporter writes goes to a temp name beside its destination first and is
 //! renamed into place once complete, so a killed build never leaves half an archive.
 #![deny(missing_docs)]
 
+pub mod import;
 pub mod layout;
 pub mod load;
 pub mod rootfs;

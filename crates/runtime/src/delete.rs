@@ -1,6 +1,6 @@
-//! Removing a container: `kiln rm [-f]`.
+//! Removing a container: `kiln rm [-f]`; removing the stopped ones: `kiln system prune`.
 
-use crate::container::Container;
+use crate::container::{Container, Containers};
 use crate::kill::poll_until;
 use crate::{Error, Result};
 use std::time::Duration;
@@ -32,5 +32,33 @@ impl Container {
             poll_until(Some(Duration::from_secs(30)), || !s.is_alive());
         }
         self.remove_dir()
+    }
+}
+
+/// What a container prune did.
+#[derive(Debug, Default)]
+pub struct ContainersPruned {
+    /// The ids of the containers removed.
+    pub removed: Vec<String>,
+    /// Containers that could not be removed (started meanwhile, say: they stay, as
+    /// `docker container prune` leaves them), with why.
+    pub failed: Vec<(String, Error)>,
+}
+
+impl Containers {
+    /// Removes every container that is not running.
+    pub fn prune(&self) -> Result<ContainersPruned> {
+        let mut out = ContainersPruned::default();
+        for c in self.list()? {
+            if c.is_running() {
+                continue;
+            }
+            let id = c.id().to_string();
+            match c.remove(false) {
+                Ok(()) => out.removed.push(id),
+                Err(e) => out.failed.push((id, e)),
+            }
+        }
+        Ok(out)
     }
 }

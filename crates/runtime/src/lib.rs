@@ -13,6 +13,10 @@
 //! `ROOT/volumes/NAME/` (`_data/` and `volume.json`, as docker's local driver; see
 //! [`Volumes`]); a container's config lists the volumes it mounts.
 //!
+//! Module [`system`] is what the store, containers and volumes are together: which image
+//! names an image prune removes, what a collection keeps for containers, and the disk usage
+//! by category (`kiln system df`).
+//!
 //! [`run`] is `kiln run` as one call: [`RunOptions`] (the image and [`CreateOptions`], which
 //! the command line resolves from its flags) in, an [`Outcome`] or a [`RunError`] (with
 //! `docker run`'s exit codes) out. It finds the image in the store or pulls it (the
@@ -71,11 +75,13 @@ mod kill;
 mod logs;
 mod run;
 mod start;
+pub mod system;
 mod volume;
 
 pub use container::{
     now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
 };
+pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
