@@ -11,7 +11,7 @@
 
 use crate::devices::DeviceRule;
 use crate::report::{exit, fail, OrFail};
-use crate::sandbox::process::{resolve_user_in, UserError, DEFAULT_PATH};
+use crate::sandbox::process::{process_env, resolve_user_in, UserError};
 use crate::signals;
 use crate::spec::{Network, RunSpec};
 use oci_spec::runtime::{
@@ -206,17 +206,7 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Conf
     let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap_or_default();
     let group = std::fs::read_to_string(root.join("etc/group")).unwrap_or_default();
     let user = resolve_user_in(&spec.user, &passwd, &group)?;
-    let mut env = spec.env.clone();
-    let has = |env: &[String], key: &str| {
-        env.iter()
-            .any(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k) == key)
-    };
-    if !has(&env, "PATH") {
-        env.push(format!("PATH={DEFAULT_PATH}"));
-    }
-    if !has(&env, "HOME") {
-        env.push(format!("HOME={}", user.home));
-    }
+    let env = process_env(&spec.env, &user);
     let privileged = spec.extra.privileged;
     let caps = caps(privileged);
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
