@@ -137,26 +137,6 @@ fn each(
     code
 }
 
-/// Docker's `units.HumanDuration`.
-pub(crate) fn human_duration(d: Duration) -> String {
-    let seconds = d.as_secs();
-    let minutes = seconds / 60;
-    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
-    match () {
-        () if seconds < 1 => "Less than a second".into(),
-        () if seconds == 1 => "1 second".into(),
-        () if seconds < 60 => format!("{seconds} seconds"),
-        () if minutes == 1 => "About a minute".into(),
-        () if minutes < 60 => format!("{minutes} minutes"),
-        () if hours == 1 => "About an hour".into(),
-        () if hours < 48 => format!("{hours} hours"),
-        () if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
-        () if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
-        () if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
-        () => format!("{} years", seconds / 3600 / 24 / 365),
-    }
-}
-
 fn since(now: i64, then: i64) -> Duration {
     Duration::from_millis(now.saturating_sub(then).max(0) as u64)
 }
@@ -167,12 +147,12 @@ fn status(c: &Container, now: i64) -> String {
     match s.status {
         Status::Running => format!(
             "Up {}",
-            human_duration(since(now, s.started.unwrap_or(c.config.created)))
+            kiln_units::human_duration(since(now, s.started.unwrap_or(c.config.created)))
         ),
         Status::Exited => format!(
             "Exited ({}) {} ago",
             s.exit_code.unwrap_or(255),
-            human_duration(since(now, s.finished.unwrap_or(now)))
+            kiln_units::human_duration(since(now, s.finished.unwrap_or(now)))
         ),
         Status::Created => "Created".into(),
     }
@@ -281,7 +261,10 @@ pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
             id(c),
             c.config.image.clone(),
             command(c, !a.no_trunc),
-            format!("{} ago", human_duration(since(now, c.config.created))),
+            format!(
+                "{} ago",
+                kiln_units::human_duration(since(now, c.config.created))
+            ),
             status(c, now),
             ports(c),
             c.config.name.clone(),
@@ -430,22 +413,6 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_read_like_docker() {
-        let s = Duration::from_secs;
-        assert_eq!(
-            human_duration(Duration::from_millis(300)),
-            "Less than a second"
-        );
-        assert_eq!(human_duration(s(1)), "1 second");
-        assert_eq!(human_duration(s(42)), "42 seconds");
-        assert_eq!(human_duration(s(90)), "About a minute");
-        assert_eq!(human_duration(s(600)), "10 minutes");
-        assert_eq!(human_duration(s(3600)), "About an hour");
-        assert_eq!(human_duration(s(5 * 3600)), "5 hours");
-        assert_eq!(human_duration(s(3 * 86400)), "3 days");
-    }
 
     #[test]
     fn tables_pad_like_tabwriter() {

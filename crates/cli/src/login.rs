@@ -32,28 +32,12 @@ const NON_TTY: &str = "cannot perform an interactive login from a non TTY device
 
 /// The host to talk to (`docker.io` when none is given) and the `auths` key to file under.
 fn server(arg: Option<&str>) -> Result<(String, String), Failure> {
-    let arg = arg.map(str::trim).filter(|s| !s.is_empty());
-    let key = kiln_registry::docker_config_key(arg.unwrap_or("docker.io"));
-    // The key without scheme and path is the host (Docker Hub's key maps to docker.io).
-    let host = key
-        .trim_start_matches("https://")
-        .trim_start_matches("http://")
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
-    if host.is_empty() {
-        return Err(Failure::usage(format!(
+    kiln_registry::login_server(arg).ok_or_else(|| {
+        Failure::usage(format!(
             "invalid registry server `{}`",
-            arg.unwrap_or_default()
-        )));
-    }
-    let host = if host == "index.docker.io" {
-        "docker.io".to_string()
-    } else {
-        host
-    };
-    Ok((host, key))
+            arg.map(str::trim).unwrap_or_default()
+        ))
+    })
 }
 
 fn config_path() -> Result<PathBuf, Failure> {

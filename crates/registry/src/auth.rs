@@ -147,6 +147,26 @@ pub fn docker_config_key(server: &str) -> String {
 
 const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
+/// What `docker login [SERVER]` talks to: the host (`docker.io` when `server` is empty or
+/// names Docker Hub) and the `auths` key it files the credentials under
+/// ([`docker_config_key`]). `None` when `server` names no host (`https://`).
+pub fn login_server(server: Option<&str>) -> Option<(String, String)> {
+    let server = server.map(str::trim).filter(|s| !s.is_empty());
+    let key = docker_config_key(server.unwrap_or("docker.io"));
+    // The key without scheme and path is the host (Docker Hub's key maps to docker.io).
+    let host = key
+        .trim_start_matches("https://")
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    match host {
+        "" => None,
+        "index.docker.io" => Some(("docker.io".to_string(), key)),
+        h => Some((h.to_string(), key)),
+    }
+}
+
 /// The `(user, password)` a Docker `config.json` at `path` holds for `server` (any spelling
 /// of its key), as pulls and pushes use them.
 pub fn stored_credentials(path: &Path, server: &str) -> Option<(String, String)> {

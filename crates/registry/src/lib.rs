@@ -45,7 +45,8 @@ mod push;
 mod tests;
 
 pub use auth::{
-    docker_config_key, remove_docker_credentials, save_docker_credentials, stored_credentials,
+    docker_config_key, login_server, remove_docker_credentials, save_docker_credentials,
+    stored_credentials,
 };
 pub use client::{is_loopback, Client};
 pub use config::{HostConfig, RegistryConfig, RetryConfig};

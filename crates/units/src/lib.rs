@@ -125,6 +125,26 @@ pub fn human_precision(n: u64, digits: usize) -> String {
     format!("{s}{}", UNITS[i])
 }
 
+/// go-units `HumanDuration`, as `docker ps` prints ages (`Up 5 hours`, `2 days ago`).
+pub fn human_duration(d: Duration) -> String {
+    let seconds = d.as_secs();
+    let minutes = seconds / 60;
+    let hours = (d.as_secs_f64() / 3600.0 + 0.5) as u64;
+    match () {
+        () if seconds < 1 => "Less than a second".into(),
+        () if seconds == 1 => "1 second".into(),
+        () if seconds < 60 => format!("{seconds} seconds"),
+        () if minutes == 1 => "About a minute".into(),
+        () if minutes < 60 => format!("{minutes} minutes"),
+        () if hours == 1 => "About an hour".into(),
+        () if hours < 48 => format!("{hours} hours"),
+        () if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        () if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        () if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        () => format!("{} years", seconds / 3600 / 24 / 365),
+    }
+}
+
 /// Which suffixes a duration may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurationUnits {
@@ -237,5 +257,21 @@ mod tests {
         assert_eq!(f("45"), Ok(Duration::from_secs(45)));
         assert!(f("soon").is_err());
         assert!(f("1ms").is_err());
+    }
+
+    #[test]
+    fn durations_read_like_docker() {
+        let s = Duration::from_secs;
+        assert_eq!(
+            human_duration(Duration::from_millis(300)),
+            "Less than a second"
+        );
+        assert_eq!(human_duration(s(1)), "1 second");
+        assert_eq!(human_duration(s(42)), "42 seconds");
+        assert_eq!(human_duration(s(90)), "About a minute");
+        assert_eq!(human_duration(s(600)), "10 minutes");
+        assert_eq!(human_duration(s(3600)), "About an hour");
+        assert_eq!(human_duration(s(5 * 3600)), "5 hours");
+        assert_eq!(human_duration(s(3 * 86400)), "3 days");
     }
 }
