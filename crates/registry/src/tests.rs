@@ -182,3 +182,19 @@ fn media_type_detection() {
         kiln_oci::media::DOCKER_LIST
     );
 }
+
+#[test]
+fn login_servers_name_their_host_and_auths_key() {
+    let hub = Some((
+        "docker.io".to_string(),
+        "https://index.docker.io/v1/".to_string(),
+    ));
+    assert_eq!(crate::login_server(None), hub);
+    assert_eq!(crate::login_server(Some("  ")), hub);
+    assert_eq!(crate::login_server(Some("index.docker.io")), hub);
+    assert_eq!(
+        crate::login_server(Some("https://127.0.0.1:5000/v2/")),
+        Some(("127.0.0.1:5000".to_string(), "127.0.0.1:5000".to_string()))
+    );
+    assert_eq!(crate::login_server(Some("https://")), None);
+}
