@@ -13,7 +13,7 @@
 //! on after a failed item, like `kiln rm A B`, render each the same way).
 //!
 //! Modules depend one way: `main` → commands (`build`, `run`, `images`, `containers`,
-//! `volumes`, `system`, `login`) → `util` (the environment, `Failure`, shared helpers);
+//! `volumes`, `system`, `login`, `top`) → `util` (the environment, `Failure`, shared helpers);
 //! `volumes` also uses `containers`' table layout and `build` `system`'s GC.
 
 // Every `println!`/`print!`/`eprintln!`/`eprint!` in this crate is the checked one below
@@ -47,6 +47,7 @@ mod login;
 mod progress;
 mod run;
 mod system;
+mod top;
 mod util;
 mod volumes;
 
@@ -120,6 +121,8 @@ enum Command {
     Wait(containers::WaitArgs),
     /// List a container's published ports.
     Port(containers::PortArgs),
+    /// Display the running processes of a container.
+    Top(top::TopArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
     /// Run a command in a running container.
@@ -214,6 +217,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Kill(a) => containers::kill(&env, a),
         Command::Wait(a) => containers::wait(&env, a),
         Command::Port(a) => containers::port(&env, a),
+        Command::Top(a) => top::top(&env, a),
         Command::Rm(a) => containers::rm(&env, a),
         Command::Exec(a) => containers::exec(&env, a).await,
         Command::Volume(a) => volumes::volume(&env, a),

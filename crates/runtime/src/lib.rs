@@ -76,6 +76,7 @@ mod logs;
 mod run;
 mod start;
 pub mod system;
+mod top;
 mod volume;
 
 pub use container::{
@@ -87,6 +88,7 @@ pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
 pub use run::{run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
+pub use top::{Top, TopError};
 pub use volume::{random_volume_name, valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
 /// The exit code recorded for a container whose start failed (as `docker run`'s own
