@@ -70,6 +70,15 @@ pub(crate) async fn attach<T>(
     stdin: bool,
 ) -> T {
     let raw = if stdin { RawMode::enter() } else { None };
+    // From now on signals to the caller are kept for the container's process.
+    let signals = [
+        SignalKind::window_change(),
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+        SignalKind::quit(),
+    ];
+    let mut streams: Vec<_> = signals.iter().filter_map(|&k| signal(k).ok()).collect();
     tokio::pin!(run);
     let console = tokio::select! {
         r = &mut run => return r,
@@ -84,16 +93,8 @@ pub(crate) async fn attach<T>(
     };
     let relay = {
         let master = master.clone();
-        std::thread::spawn(move || relay(&master, stdin, &stop_read))
+        std::thread::spawn(move || relay(&master, stdin.then_some(0), 1, &stop_read))
     };
-    let signals = [
-        SignalKind::window_change(),
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-    ];
-    let mut streams: Vec<_> = signals.iter().filter_map(|&k| signal(k).ok()).collect();
     let result = loop {
         let any = futures_signal(&mut streams);
         tokio::select! {
@@ -162,9 +163,9 @@ fn read(fd: RawFd, buf: &mut [u8]) -> Option<usize> {
     }
 }
 
-/// Copies the master to stdout and (with `stdin`) stdin to the master until `stop` becomes
+/// Copies the master to `output` and `input` (if any) to the master until `stop` becomes
 /// readable, then drains what the master still holds.
-fn relay(master: &OwnedFd, stdin: bool, stop: &OwnedFd) {
+fn relay(master: &OwnedFd, input: Option<RawFd>, output: RawFd, stop: &OwnedFd) {
     let m = master.as_raw_fd();
     let mut fds = [
         libc::pollfd {
@@ -178,7 +179,7 @@ fn relay(master: &OwnedFd, stdin: bool, stop: &OwnedFd) {
             revents: 0,
         },
         libc::pollfd {
-            fd: if stdin { 0 } else { -1 },
+            fd: input.unwrap_or(-1),
             events: libc::POLLIN,
             revents: 0,
         },
@@ -195,14 +196,14 @@ fn relay(master: &OwnedFd, stdin: bool, stop: &OwnedFd) {
         if fds[0].revents != 0 {
             match read(m, &mut buf) {
                 Some(n) if n > 0 => {
-                    write_all(1, &buf[..n]);
+                    write_all(output, &buf[..n]);
                 }
                 // Every slave closed: wait for the stop.
                 _ => fds[0].fd = -1,
             }
         }
         if fds[2].revents != 0 {
-            match read(0, &mut buf) {
+            match read(fds[2].fd, &mut buf) {
                 Some(n) if n > 0 => {
                     write_all(m, &buf[..n]);
                 }
@@ -213,12 +214,63 @@ fn relay(master: &OwnedFd, stdin: bool, stop: &OwnedFd) {
             break;
         }
     }
-    // The process ended: what it wrote last is still in the master.
-    let _ = nix::fcntl::fcntl(
-        master.as_raw_fd(),
-        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-    );
-    while let Some(n) = read(m, &mut buf).filter(|&n| n > 0) {
-        write_all(1, &buf[..n]);
+    // The process ended: what it wrote last may still be on its way to the master (the
+    // kernel moves it in the background): read until the last slave is closed (EIO) or,
+    // when something else in the container still holds it, nothing came for 100 ms.
+    let mut pfd = libc::pollfd {
+        fd: m,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    while unsafe { libc::poll(&raw mut pfd, 1, 100) } > 0 {
+        match read(m, &mut buf) {
+            Some(n) if n > 0 => {
+                write_all(output, &buf[..n]);
+            }
+            _ => break,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    #[test]
+    fn the_relay_copies_both_ways_and_drains_after_the_stop() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        // Raw, so that the bytes cross the terminal as they are.
+        let mut t = termios::tcgetattr(&pty.slave).unwrap();
+        termios::cfmakeraw(&mut t);
+        termios::tcsetattr(&pty.slave, SetArg::TCSANOW, &t).unwrap();
+        let (in_read, in_write) = nix::unistd::pipe().unwrap();
+        let (out_read, out_write) = nix::unistd::pipe().unwrap();
+        let (stop_read, stop_write) = nix::unistd::pipe().unwrap();
+        let master = pty.master;
+        let (input, output) = (in_read.as_raw_fd(), out_write.as_raw_fd());
+        let relay = std::thread::spawn(move || {
+            relay(&master, Some(input), output, &stop_read);
+            drop((in_read, out_write));
+        });
+        let mut slave = std::fs::File::from(pty.slave);
+        std::fs::File::from(in_write).write_all(b"typed").unwrap();
+        let mut got = [0u8; 5];
+        slave.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"typed", "the caller's input reaches the container");
+        slave.write_all(b"shown").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        slave.write_all(b" last").unwrap();
+        nix::unistd::write(&stop_write, b"x").unwrap();
+        relay.join().unwrap();
+        let mut out = String::new();
+        std::fs::File::from(out_read)
+            .read_to_string(&mut out)
+            .unwrap();
+        assert_eq!(
+            out, "shown last",
+            "the container's output reaches the caller"
+        );
     }
 }
