@@ -10,6 +10,9 @@ use clap::Args;
 use kiln_runtime::{Container, Containers, ExecOptions, LogOptions, Status};
 use std::time::Duration;
 
+/// `-it` with a stdin that is not a terminal: docker's refusal (exit 1).
+pub(crate) const NOT_A_TTY: &str = "the input device is not a TTY";
+
 #[derive(Args)]
 pub(crate) struct PsArgs {
     /// Show all containers (default: only running ones).
@@ -92,7 +95,7 @@ pub(crate) struct ExecArgs {
     /// Keep stdin open (pass the caller's stdin through).
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a pseudo-terminal (not supported yet: fails with a message).
+    /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     tty: bool,
     /// Environment K=V (or K from the caller's environment); repeatable.
@@ -373,11 +376,8 @@ pub(crate) fn rm(env: &Env, a: RmArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
-    if a.tty {
-        return Err(Failure::usage(
-            "kiln exec -t is not supported yet (no pseudo-terminal allocation); run without -t \
-             (-i passes your stdin through)",
-        ));
+    if a.tty && a.interactive && !kiln_runtime::stdin_is_terminal() {
+        return Err(Failure::new(1, NOT_A_TTY));
     }
     let mut c = find(env, &a.container)?;
     let opts = ExecOptions {
@@ -395,6 +395,8 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
             .collect(),
         user: a.user,
         workdir: a.workdir,
+        tty: a.tty,
+        interactive: a.interactive,
     };
     let output = if a.interactive {
         kiln_executor::Output::Inherit

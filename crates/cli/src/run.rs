@@ -26,7 +26,7 @@ pub(crate) struct RunArgs {
     /// running).
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a TTY (not supported yet; stdio is passed through, or logged with -d).
+    /// Allocate a pseudo-terminal (in the foreground; with -d not yet: output is logged).
     #[arg(short, long)]
     tty: bool,
     /// Environment K=V (or K from the caller's environment); repeatable.
@@ -187,6 +187,9 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
 }
 
 pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
+    if a.tty && a.interactive && !a.detach && !kiln_runtime::stdin_is_terminal() {
+        return Err(Failure::new(1, crate::containers::NOT_A_TTY));
+    }
     if a.detach && a.runtime.is_some() {
         return Err(Failure::usage(
             "kiln run -d does not support --runtime yet (kiln exec and the shim need the \
@@ -321,6 +324,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         hostname: a.hostname,
         detach: a.detach,
         interactive: a.interactive,
+        tty: a.tty && !a.detach,
         extra: kiln_executor::SandboxOptions {
             tmpfs,
             resources: kiln_executor::Resources {
@@ -336,7 +340,6 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             extra_hosts,
         },
     };
-    let _ = a.tty;
     let mut executor = env.executor();
     if let Some(r) = a.runtime {
         executor = executor.with_runtime(r);

@@ -92,8 +92,10 @@ pub(crate) fn main(request: &[u8]) -> ! {
         // SAFETY: plain system call.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         signals::restore_signals(&old_mask);
+        crate::console::attach(user.uid);
         exec_process(&spec.args, spec.privileged, &user, &env, Launch::Exec);
     }
+    crate::console::close_console_fd();
     signals::forward_signals_to(child);
     signals::restore_signals(&old_mask);
     let status = signals::wait_outer(child);

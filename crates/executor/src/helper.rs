@@ -30,6 +30,10 @@ pub(crate) fn main(args: &[OsString]) -> ! {
         report::set_start_fd(fd);
     }
     std::env::remove_var(START_FD_ENV);
+    if let Some(fd) = inherited_fd(crate::console::CONSOLE_FD_ENV) {
+        crate::console::set_console_fd(fd);
+    }
+    std::env::remove_var(crate::console::CONSOLE_FD_ENV);
     // The spec comes on the fd named by SPEC_FD_ENV (how `Executor::run` sends it), or as
     // the argument (for running the helper by hand).
     let spec_fd = std::env::var(SPEC_FD_ENV)

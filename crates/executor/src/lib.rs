@@ -101,6 +101,10 @@
 //!
 //! Exit codes are the process's own, `128+N` when it was killed by signal N.
 //!
+//! With [`Output::Terminal`] the command (or an exec'd process) gets a pseudo-terminal of
+//! the sandbox's own devpts as its controlling terminal and stdio, and its master comes back
+//! to the caller over a console socket (`KILN_SANDBOX_CONSOLE_FD`; see `console.rs`).
+//!
 //! With [`Executor::run_observed`] the caller also passes a *start pipe*
 //! (`KILN_SANDBOX_START_FD`): the outer helper writes `pid PID START_TIME` for pid 1 right
 //! after forking it, and pid 1 writes `ready` once the rootfs is entered, the hostname set and
@@ -131,6 +135,7 @@
 //!        ├─ rootfs   overlay, /proc, /sys, /dev, /etc files, bind/tmpfs mounts, pivot_root
 //!        └─ process  the command: user and groups, capabilities, seccomp, execve
 //! run        the caller's side: Executor, spawning the helper, output, status
+//! console    pseudo-terminals: made in the sandbox, the master sent to the caller
 //! net        pasta for Network::Default
 //! signals    forwarding and waiting in the helper
 //! report     setup errors and the start pipe
@@ -142,6 +147,7 @@
 use std::ffi::OsString;
 
 mod cgroup;
+mod console;
 mod devices;
 mod exec;
 mod helper;
@@ -157,7 +163,8 @@ mod signals;
 mod spec;
 mod sys;
 
-pub use run::{Error, Executor, Output, Result, RunResult, Stream};
+pub use console::{set_window_size, window_size};
+pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
 pub use spec::{
     parse_add_host, valid_hostname, AddHostError, BindMount, DeviceMapping, DeviceMappingError,
     ExecSpec, Network, PortMapping, Resources, RootFs, RunSpec, SandboxOptions, TmpfsMount,

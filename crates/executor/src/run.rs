@@ -51,6 +51,30 @@ pub enum Output {
     /// data, until the process ends (`kiln run -d -i`: a shell waiting for input keeps
     /// running instead of reading end-of-file).
     CaptureOpenStdin(tokio::sync::mpsc::UnboundedSender<(Stream, bytes::Bytes)>),
+    /// A pseudo-terminal of the sandbox's own (`kiln run -t`, `kiln exec -t`): the process
+    /// is a session leader with the terminal as its controlling terminal, stdin, stdout and
+    /// stderr (see `console.rs`). Its master is sent on `console` once the process has it,
+    /// after its window size was set to `size` (rows, columns) and before the command
+    /// starts; the caller relays it. The helper runs in a session of its own with /dev/null
+    /// as stdio: nothing of the caller's terminal enters the sandbox. Not with an external
+    /// runtime.
+    Terminal {
+        /// Initial window size (rows, columns).
+        size: Option<(u16, u16)>,
+        /// Receives the master.
+        console: oneshot::Sender<Console>,
+    },
+}
+
+/// The master of a sandboxed process's terminal ([`Output::Terminal`]).
+#[derive(Debug)]
+pub struct Console {
+    /// The master (close-on-exec, blocking).
+    pub master: std::os::fd::OwnedFd,
+    /// The helper process that waits for the sandboxed process: the signals the caller
+    /// should forward go to it (it forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,
+    /// SIGUSR2).
+    pub helper: u32,
 }
 
 /// Errors setting up or running a sandbox (not the process's own failure: that is its exit
@@ -223,6 +247,11 @@ pub(crate) async fn run(
     if let Some(r) = runtime {
         env.push((RUNTIME_ENV, r.to_string_lossy().into_owned()));
     }
+    if runtime.is_some() && matches!(output, Output::Terminal { .. }) {
+        return Err(Error::Setup(
+            "a terminal (-t) is not supported with an external runtime".into(),
+        ));
+    }
     let launched = launch(helper, json, env, output, started).await;
     let mut oom_killed = false;
     if let Some(cg) = guard.0.take() {
@@ -308,29 +337,52 @@ async fn launch(
     if start_write_fd >= 0 {
         cmd.env(START_FD_ENV, start_write_fd.to_string());
     }
-    let (stdin, capture) = match output {
-        Output::Inherit => (Stdio::inherit(), None),
-        Output::InheritNoStdin => (Stdio::null(), None),
-        Output::Capture(tx) => (Stdio::null(), Some(tx)),
-        Output::CaptureOpenStdin(tx) => (Stdio::piped(), Some(tx)),
+    let (stdin, capture, terminal) = match output {
+        Output::Inherit => (Stdio::inherit(), None, None),
+        Output::InheritNoStdin => (Stdio::null(), None, None),
+        Output::Capture(tx) => (Stdio::null(), Some(tx), None),
+        Output::CaptureOpenStdin(tx) => (Stdio::piped(), Some(tx), None),
+        Output::Terminal { size, console } => (Stdio::null(), None, Some((size, console))),
     };
     cmd.stdin(stdin);
     if capture.is_some() {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    } else if terminal.is_some() {
+        cmd.stdout(Stdio::null()).stderr(Stdio::null());
     } else {
         cmd.stdout(Stdio::inherit()).stderr(Stdio::inherit());
     }
-    let new_session = capture.is_some();
+    // The console socket (see console.rs); the helper's end is inheritable in the child only.
+    let console_pair = match &terminal {
+        Some(_) => Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|e| spawn_err(io::Error::from(e)))?,
+        ),
+        None => None,
+    };
+    let console_fd = console_pair
+        .as_ref()
+        .map_or(-1, |(_, theirs)| theirs.as_raw_fd());
+    if console_fd >= 0 {
+        cmd.env(crate::console::CONSOLE_FD_ENV, console_fd.to_string());
+    }
+    let new_session = capture.is_some() || terminal.is_some();
     // SAFETY: only async-signal-safe calls (fcntl, setsid) between fork and exec.
     unsafe {
         cmd.pre_exec(move || {
             if libc::fcntl(err_write_fd, libc::F_SETFD, 0) < 0
                 || libc::fcntl(spec_read_fd, libc::F_SETFD, 0) < 0
                 || (start_write_fd >= 0 && libc::fcntl(start_write_fd, libc::F_SETFD, 0) < 0)
+                || (console_fd >= 0 && libc::fcntl(console_fd, libc::F_SETFD, 0) < 0)
             {
                 return Err(io::Error::last_os_error());
             }
-            // Captured sandboxes get their own session: no controlling terminal, and the
+            // Captured sandboxes (and those with a terminal) get their own session: no controlling terminal, and the
             // terminal's ^C does not reach them (the caller drops the future instead).
             if new_session && libc::setsid() < 0 {
                 return Err(io::Error::last_os_error());
@@ -341,6 +393,24 @@ async fn launch(
     let mut child = cmd.spawn().map_err(spawn_err)?;
     drop(err_write);
     drop(spec_read);
+    if let (Some((ours, theirs)), Some((size, tx))) = (console_pair, terminal) {
+        drop(theirs);
+        let helper_pid = child.id().unwrap_or(0);
+        tokio::task::spawn_blocking(move || {
+            let Some(master) = crate::console::receive_master(&ours) else {
+                return;
+            };
+            if let Some((rows, cols)) = size {
+                crate::console::set_window_size(master.as_raw_fd(), rows, cols);
+            }
+            // The go-ahead: the command starts now.
+            let _ = nix::unistd::write(&ours, b"g");
+            let _ = tx.send(Console {
+                master,
+                helper: helper_pid,
+            });
+        });
+    }
     if let (Some((start_read, start_write)), Some(tx)) = (start_pipe, started) {
         drop(start_write);
         // Blocking reads on a thread of their own: it ends at `ready` or when every writer

@@ -35,6 +35,9 @@ pub struct Config {
     pub detach: bool,
     /// `-i` (with `-d`: stdin stays open, without data).
     pub interactive: bool,
+    /// `-t` (foreground runs only, for now).
+    #[serde(default)]
+    pub tty: bool,
     /// The image's config (for `StopSignal`, and for `inspect` later).
     pub image_config: serde_json::Value,
     /// The volumes it mounts (their mounts are in `spec.mounts` too).

@@ -119,6 +119,7 @@ impl Containers {
                 remove: opts.remove,
                 detach: opts.detach,
                 interactive: opts.interactive,
+                tty: opts.tty,
                 image_config: config.clone(),
                 volumes,
             },

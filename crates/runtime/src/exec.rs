@@ -16,6 +16,11 @@ pub struct ExecOptions {
     pub user: Option<String>,
     /// `-w`: default, the container's working directory.
     pub workdir: Option<String>,
+    /// `-t`: a pseudo-terminal of the container's own, relayed to the caller's stdout (and
+    /// from its stdin with `-i`); the `output` given to [`Container::exec`] is then unused.
+    pub tty: bool,
+    /// `-i`, with `tty`: the caller's stdin is forwarded.
+    pub interactive: bool,
 }
 
 impl Container {
@@ -59,8 +64,12 @@ impl Container {
         if !init.is_alive() {
             return Err(Error::NotRunning(self.config.id.clone()));
         }
-        Ok(executor
-            .exec_in(&init, &self.exec_spec(opts), output)
-            .await?)
+        let spec = self.exec_spec(opts);
+        if opts.tty {
+            let (output, console) = crate::terminal::output();
+            let run = executor.exec_in(&init, &spec, output);
+            return Ok(crate::terminal::attach(run, console, opts.interactive).await?);
+        }
+        Ok(executor.exec_in(&init, &spec, output).await?)
     }
 }

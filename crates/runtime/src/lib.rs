@@ -76,6 +76,7 @@ mod logs;
 mod run;
 mod start;
 pub mod system;
+mod terminal;
 mod top;
 mod volume;
 
@@ -88,6 +89,7 @@ pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
 pub use run::{run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
+pub use terminal::stdin_is_terminal;
 pub use top::{Top, TopError};
 pub use volume::{random_volume_name, valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
@@ -220,6 +222,9 @@ pub struct CreateOptions {
     pub detach: bool,
     /// `-i` (with `-d`: stdin stays open, without data, instead of /dev/null).
     pub interactive: bool,
+    /// `-t`: a pseudo-terminal of the container's own (foreground runs; stdin is forwarded
+    /// to it with `-i` only).
+    pub tty: bool,
 }
 
 /// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).

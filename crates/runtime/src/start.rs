@@ -87,8 +87,8 @@ impl Container {
     }
 
     /// Runs the container in the foreground with the caller's stdout and stderr (and stdin
-    /// with `-i`); the calling process is
-    /// its supervisor. Returns its exit code. With an external runtime the container is
+    /// with `-i`), or with `-t` on a terminal of its own relayed to them (see
+    /// `terminal.rs`); the calling process is its supervisor. Returns its exit code. With an external runtime the container is
     /// recorded as running without a pid 1 (no `exec`).
     pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
         let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
@@ -96,10 +96,13 @@ impl Container {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
         // Without -i the container's stdin is empty, as with `docker run`.
-        let output = if self.config.interactive {
-            Output::Inherit
+        let (output, console) = if self.config.tty {
+            let (output, console) = crate::terminal::output();
+            (output, Some(console))
+        } else if self.config.interactive {
+            (Output::Inherit, None)
         } else {
-            Output::InheritNoStdin
+            (Output::InheritNoStdin, None)
         };
         let run = executor.run_observed(&spec, output, tx);
         tokio::pin!(run);
@@ -107,7 +110,12 @@ impl Container {
             r = &mut run => r,
             Ok(init) = rx => {
                 self.record_started(me, Some(init))?;
-                run.await
+                match console {
+                    Some(console) => {
+                        crate::terminal::attach(run, console, self.config.interactive).await
+                    }
+                    None => run.await,
+                }
             }
         };
         let result = result.map_err(Error::from);

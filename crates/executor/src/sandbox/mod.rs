@@ -63,6 +63,7 @@ pub(crate) fn main(spec: &RunSpec, cgroup: Option<&Cgroup>) -> ! {
     }
     // SAFETY: closing our copy of the read end.
     unsafe { libc::close(death[0]) };
+    crate::console::close_console_fd();
     let start_fd = report::take_start_fd();
     if start_fd >= 0 {
         // Our child cannot be reaped before we wait for it, so its stat is its own.
@@ -160,6 +161,7 @@ fn init(
         // SAFETY: plain system call.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         signals::restore_signals(old_mask);
+        crate::console::attach(user.uid);
         exec_process(
             &spec.args,
             spec.extra.privileged,
@@ -168,6 +170,7 @@ fn init(
             Launch::Command,
         );
     }
+    crate::console::close_console_fd();
     signals::forward_all_signals_to(main);
     signals::restore_signals(old_mask);
     loop {

@@ -88,6 +88,7 @@ fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
         remove: false,
         detach: false,
         interactive: false,
+        tty: false,
         image_config: serde_json::json!({}),
         volumes: volumes
             .iter()

@@ -1,0 +1,261 @@
+//! Terminals through the real `kiln` binary: `run -it`, `run -t`, `exec -it`, `exec -t`,
+//! driven from a pseudo-terminal the test opens (kiln is its session leader, as under a
+//! terminal emulator). Needs root and Debian's busybox-static; skipped otherwise.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A pseudo-terminal whose slave is the controlling terminal and stdio of a kiln process.
+struct Pty {
+    master: std::fs::File,
+    slave: OwnedFd,
+    output: Arc<Mutex<Vec<u8>>>,
+    /// How much of `output` [`Pty::expect`] consumed.
+    seen: usize,
+    child: Child,
+}
+
+fn winsize(rows: u16, cols: u16) -> libc::winsize {
+    libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    }
+}
+
+impl Pty {
+    /// Starts `cmd` on a new terminal of `rows`×`cols`.
+    fn spawn(mut cmd: Command, rows: u16, cols: u16) -> Pty {
+        let (mut m, mut s) = (-1, -1);
+        let mut ws = winsize(rows, cols);
+        // SAFETY: valid out-pointers; no name buffer, default termios.
+        let r = unsafe {
+            libc::openpty(
+                &raw mut m,
+                &raw mut s,
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                &raw mut ws,
+            )
+        };
+        assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
+        // SAFETY: fresh fds owned here.
+        let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
+        cmd.stdin(stdio(&slave))
+            .stdout(stdio(&slave))
+            .stderr(stdio(&slave));
+        // SAFETY: setsid and ioctl are async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start kiln");
+        let master = std::fs::File::from(master);
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = master.try_clone().unwrap();
+        let out = output.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            // Ends with EIO once the last slave is closed.
+            while let Ok(n) = reader.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        });
+        Pty {
+            master,
+            slave,
+            output,
+            seen: 0,
+            child,
+        }
+    }
+
+    fn send(&mut self, s: &str) {
+        self.master.write_all(s.as_bytes()).unwrap();
+    }
+
+    /// Waits until the output after what was already matched contains `needle`.
+    fn expect(&mut self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            {
+                let out = self.output.lock().unwrap();
+                let text = String::from_utf8_lossy(&out[self.seen..]).into_owned();
+                if let Some(i) = text.find(needle) {
+                    self.seen += text[..i + needle.len()].len();
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no {needle:?} on the terminal; it shows:\n{text}"
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn resize(&self, rows: u16, cols: u16) {
+        let ws = winsize(rows, cols);
+        // SAFETY: valid pointer. The kernel sends SIGWINCH to kiln (the foreground process
+        // group of the terminal).
+        let r = unsafe { libc::ioctl(self.master.as_raw_fd(), libc::TIOCSWINSZ, &raw const ws) };
+        assert_eq!(r, 0);
+    }
+
+    /// Kiln's exit code, waiting at most 20 s.
+    fn exit_code(&mut self) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let out = self.output.lock().unwrap();
+                panic!(
+                    "kiln did not exit; the terminal shows:\n{}",
+                    String::from_utf8_lossy(&out)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The terminal's local modes (ICANON, ECHO, ISIG…).
+    fn lflag(&self) -> libc::tcflag_t {
+        // SAFETY: zeroed termios is a valid out-buffer.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: valid fd and pointer.
+        assert_eq!(
+            unsafe { libc::tcgetattr(self.slave.as_raw_fd(), &raw mut t) },
+            0
+        );
+        t.c_lflag
+    }
+}
+
+/// Drives an interactive busybox sh started by `cmd` on a 30×100 terminal: `tty`, `stty
+/// size` before and after a resize, ctrl-c on a `sleep 100`, `exit 4`; the caller's terminal
+/// is back in its own modes afterwards.
+fn interactive_shell(cmd: Command) {
+    let mut t = Pty::spawn(cmd, 30, 100);
+    let cooked = t.lflag();
+    // The computed strings never appear in the echo of what is typed.
+    t.send("tty; echo t$((40+2))\r");
+    t.expect("/dev/pts/");
+    t.expect("t42");
+    t.send("stty size\r");
+    t.expect("30 100");
+    t.resize(40, 120);
+    // SIGWINCH reaches kiln asynchronously: ask until the new size shows.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        t.send("stty size; echo s$((1+1))\r");
+        t.expect("s2");
+        let out = t.output.lock().unwrap().clone();
+        if String::from_utf8_lossy(&out).contains("40 120") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stty size never showed 40 120");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let started = Instant::now();
+    t.send("sleep 100\r");
+    std::thread::sleep(Duration::from_millis(700));
+    t.send("\x03");
+    t.send("echo alive$((1+1))\r");
+    t.expect("alive2");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "ctrl-c did not interrupt sleep"
+    );
+    t.send("exit 4\r");
+    assert_eq!(t.exit_code(), 4, "exit 4 in the container's shell");
+    assert_eq!(
+        t.lflag() & (libc::ICANON | libc::ECHO | libc::ISIG),
+        cooked & (libc::ICANON | libc::ECHO | libc::ISIG),
+        "the caller's terminal is out of raw mode again"
+    );
+}
+
+#[test]
+fn run_it_gives_the_shell_a_terminal_of_the_container() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let mut cmd = k.cmd();
+    cmd.args(["run", "--rm", "-it", "busybox", "sh"]);
+    interactive_shell(cmd);
+    assert_eq!(k.ok(&["ps", "-aq"]).trim(), "", "--rm removed it");
+}
+
+#[test]
+fn exec_it_gives_the_shell_a_terminal_of_the_container() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    let mut cmd = k.cmd();
+    cmd.args(["exec", "-it", id, "sh"]);
+    interactive_shell(cmd);
+    // Without a terminal on the caller's side: -t still gets one, as with docker.
+    let out = k.run(&["exec", "-t", id, "tty"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("/dev/pts/"),
+        "{out:?}"
+    );
+    let out = k.run(&["exec", "-it", id, "tty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the input device is not a TTY"),
+        "{out:?}"
+    );
+    k.ok(&["rm", "-f", id]);
+}
+
+#[test]
+fn run_t_without_a_caller_terminal_still_gets_one() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    // The container's terminal turns \n into \r\n, as with docker run -t.
+    let out = k.run(&["run", "--rm", "-t", "busybox", "tty"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.starts_with("/dev/pts/") && stdout.ends_with("\r\n"),
+        "{stdout:?}"
+    );
+    let out = k.run(&["run", "--rm", "-t", "busybox", "sh", "-c", "exit 7"]);
+    assert_eq!(out.status.code(), Some(7));
+    // -it needs a terminal on stdin (the test's is /dev/null), as with docker.
+    let out = k.run(&["run", "--rm", "-it", "busybox", "tty"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the input device is not a TTY"),
+        "{out:?}"
+    );
+    // Without -t, -i keeps pipes: no terminal.
+    let out = k.run(&["run", "--rm", "-i", "busybox", "tty"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("not a tty"),
+        "{out:?}"
+    );
+}
