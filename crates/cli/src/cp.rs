@@ -123,6 +123,7 @@ fn copy_out(c: &Container, src: &str, a: &CpArgs) -> Result<u8, Failure> {
         let mut archive = tar::Archive::new(reader);
         archive.set_preserve_permissions(true);
         archive.set_preserve_mtime(true);
+        archive.set_preserve_ownerships(a.archive);
         archive.set_overwrite(true);
         let unpacked = archive.unpack(&dir);
         drop(archive);

@@ -320,3 +320,39 @@ fn diff_shows_added_changed_deleted() {
         );
     }
 }
+
+/// A stopped container's volumes are mounted for `cp` (as docker does), read-only ones
+/// refuse writes.
+#[test]
+fn cp_reaches_a_stopped_containers_volumes() {
+    let Some(r) = Root::new() else { return };
+    let host = tempfile::tempdir().unwrap();
+    let ro = host.path().join("ro");
+    std::fs::create_dir(&ro).unwrap();
+    let bind = format!("{}:/ro:ro", ro.display());
+    r.k.ok(&[
+        "run",
+        "--name",
+        "vs",
+        "-v",
+        "cpvol:/v",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo in-volume > /v/a",
+    ]);
+    assert_eq!(r.listing("vs:/v/a"), ["a"]);
+    write(host.path(), "f", "to the volume\n");
+    let f = host.path().join("f");
+    r.k.ok(&["cp", f.to_str().unwrap(), "vs:/v/"]);
+    let out =
+        r.k.ok(&["run", "--rm", "-v", "cpvol:/v", "busybox", "cat", "/v/f"]);
+    assert_eq!(out, "to the volume\n");
+    let e = r.cp_fails(&[f.to_str().unwrap(), "vs:/ro/"]);
+    assert!(e.contains("Read-only file system"), "{e}");
+    assert!(!ro.join("f").exists());
+    r.k.ok(&["rm", "vs"]);
+    r.k.ok(&["volume", "rm", "cpvol"]);
+}

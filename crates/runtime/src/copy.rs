@@ -135,10 +135,12 @@ fn parent_of(p: &str) -> String {
 
 impl Container {
     /// Runs `f` on the container's root: its pid 1's root while it runs, else its overlay
-    /// mounted in a private mount namespace (writable when `write`).
+    /// mounted in a private mount namespace (writable when `write`), with its volumes and
+    /// bind mounts when `volumes` (a running container's are always there).
     pub fn with_root<T: Send>(
         &self,
         write: bool,
+        volumes: bool,
         f: impl FnOnce(&Root) -> Result<T, CopyError> + Send,
     ) -> Result<T> {
         if self.is_running() {
@@ -173,6 +175,9 @@ impl Container {
                 }
                 .map_err(io_err("mount the container's filesystem"))?;
                 let root = Root::open(&target).map_err(io_err("open the container's root"))?;
+                if volumes {
+                    self.mount_volumes(&root)?;
+                }
                 let r = f(&root);
                 drop(root);
                 let _ = nix::mount::umount2(&target, nix::mount::MntFlags::MNT_DETACH);
@@ -189,9 +194,41 @@ impl Container {
         Ok(r?)
     }
 
+    /// Bind-mounts the container's volumes and bind mounts on their mount points in `root`
+    /// (resolved in the root; a missing one is skipped: the container never ran with it).
+    fn mount_volumes(&self, root: &Root) -> Result<(), CopyError> {
+        use nix::mount::{mount, MsFlags};
+        for m in &self.config.spec.mounts {
+            let what = || format!("mount {} on {}", m.source.display(), m.destination);
+            let Ok(fd) = root.resolve(&m.destination, Follow::InRoot) else {
+                continue;
+            };
+            let at = kiln_fsroot::proc_fd_path(&fd);
+            let none: Option<&str> = None;
+            mount(
+                Some(&m.source),
+                &at,
+                none,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                none,
+            )
+            .map_err(|e| io_err(what())(e.into()))?;
+            if m.readonly {
+                // The path now leads to the new mount's root (the old fd to what is below).
+                let fd = root
+                    .resolve(&m.destination, Follow::InRoot)
+                    .map_err(io_err(what()))?;
+                let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+                mount(none, &kiln_fsroot::proc_fd_path(&fd), none, flags, none)
+                    .map_err(|e| io_err(what())(e.into()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// `docker export`: the container's whole filesystem as a tar.
     pub fn export(&self, out: &mut (dyn Write + Send)) -> Result<()> {
-        self.with_root(false, |root| {
+        self.with_root(false, false, |root| {
             let dev = rustix::fs::fstat(root.dir())
                 .map_err(|e| CopyError::Io {
                     what: "stat the container's root".into(),
@@ -210,7 +247,7 @@ impl Container {
     /// Stats `path` in the container: `None` when missing, else whether it is a directory
     /// (symlinks on the way followed in the root, a final one when `follow`).
     pub fn stat_path(&self, path: &str, follow: bool) -> Result<Option<bool>> {
-        self.with_root(false, |root| {
+        self.with_root(false, true, |root| {
             Ok(kind_in(root, path, follow)?.map(|k| k == FileType::Directory))
         })
     }
@@ -225,7 +262,7 @@ impl Container {
         out: &mut (dyn Write + Send),
     ) -> Result<()> {
         let container = self.config.name.clone();
-        self.with_root(false, |root| {
+        self.with_root(false, true, |root| {
             let rel = root
                 .resolve_path(Path::new("/").join(src), follow)
                 .map_err(io_err(format!("resolve {src}")))?;
@@ -273,7 +310,7 @@ impl Container {
     /// `cp - CTR:DEST` (and `cp SRC CTR:DEST` through a tar): unpacks `input` into the
     /// directory `dest` of the container. Owners are root unless `archive` (`-a`).
     pub fn copy_in(&self, input: &mut (dyn Read + Send), dest: &str, archive: bool) -> Result<()> {
-        self.with_root(true, |root| {
+        self.with_root(true, true, |root| {
             let dir = root
                 .open_dir(Path::new("/").join(dest), Follow::InRoot)
                 .map_err(|_| CopyError::NotADir(dest.to_string()))?;
