@@ -72,8 +72,7 @@ fn diff_lists_added_changed_deleted() {
     std::fs::create_dir_all(upper.join("etc")).unwrap();
     std::fs::write(upper.join("etc/passwd"), "y").unwrap();
     std::fs::write(upper.join("new"), "y").unwrap();
-    // A whiteout as an unprivileged overlay would write it (`.wh.` files stand in for the
-    // 0/0 device nodes only root can make).
+    // (Deletions are 0/0 device nodes only root can make: tests/cp.rs covers them.)
     let lowers = vec![Root::open(&lower).unwrap()];
     let up = Root::open(&upper).unwrap();
     let mut out = Vec::new();
@@ -93,4 +92,36 @@ fn unpack_refuses_parent_climbing_entries() {
         Some(PathBuf::from("a/b"))
     );
     assert_eq!(entry_path(Path::new("./")).unwrap(), None);
+}
+
+#[test]
+fn diff_hides_the_sandboxs_mount_points() {
+    let c = |kind, path: &str| Change {
+        kind,
+        path: path.into(),
+    };
+    let shown = hide_mountpoints(vec![
+        c('A', "/dev"),
+        c('A', "/dev/null"),
+        c('C', "/etc"),
+        c('A', "/etc/hosts"),
+        c('A', "/etc/resolv.conf"),
+        c('A', "/proc"),
+        c('C', "/tmp"),
+        c('A', "/tmp/x"),
+        c('C', "/sys"),
+    ]);
+    // `/etc` changed only because the sandbox made its files there; `/sys` came from the
+    // image and changed.
+    let lines: Vec<String> = shown
+        .iter()
+        .map(|c| format!("{} {}", c.kind, c.path))
+        .collect();
+    assert_eq!(lines, ["C /sys", "C /tmp", "A /tmp/x"]);
+    let kept = hide_mountpoints(vec![
+        c('C', "/etc"),
+        c('D', "/etc/passwd"),
+        c('A', "/etc/hosts"),
+    ]);
+    assert_eq!(kept.len(), 2, "{kept:?}");
 }
