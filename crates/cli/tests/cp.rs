@@ -240,7 +240,17 @@ fn cp_through_hostile_symlinks_stays_in_the_container() {
     let marker = format!("kiln-cp-escape-{}", std::process::id());
     let host_file = Path::new("/tmp").join(&marker);
     std::fs::write(&host_file, "host secret\n").unwrap();
+    /// Removes the host files whatever happens.
+    struct Cleanup(Vec<std::path::PathBuf>);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            for p in &self.0 {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+    }
     let root_file = Path::new("/").join(&marker);
+    let _cleanup = Cleanup(vec![host_file.clone(), root_file.clone()]);
     let host = tempfile::tempdir().unwrap();
     let src = host.path().join(&marker);
     std::fs::write(&src, "written by cp\n").unwrap();
@@ -283,7 +293,6 @@ fn cp_through_hostile_symlinks_stays_in_the_container() {
         assert!(!copy.join("usr/lib").exists() && !copy.join(".dockerenv").exists());
         assert!(!copy.join("work").exists() && !copy.join("proc/self").exists());
     }
-    std::fs::remove_file(&host_file).unwrap();
 }
 
 #[test]
