@@ -42,6 +42,7 @@ macro_rules! eprint {
 
 mod build;
 mod containers;
+mod cp;
 mod images;
 mod login;
 mod progress;
@@ -127,6 +128,9 @@ enum Command {
     Rm(containers::RmArgs),
     /// Run a command in a running container.
     Exec(containers::ExecArgs),
+    Cp(cp::CpArgs),
+    Export(cp::ExportArgs),
+    Diff(cp::DiffArgs),
     /// Manage volumes (`volume create|ls|inspect|rm|prune`).
     Volume(volumes::VolumeArgs),
 }
@@ -220,6 +224,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Top(a) => top::top(&env, a),
         Command::Rm(a) => containers::rm(&env, a),
         Command::Exec(a) => containers::exec(&env, a).await,
+        Command::Cp(a) => cp::cp(&env, a),
+        Command::Export(a) => cp::export(&env, a),
+        Command::Diff(a) => cp::diff(&env, a),
         Command::Volume(a) => volumes::volume(&env, a),
     }
 }

@@ -68,6 +68,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 mod container;
+mod copy;
 mod create;
 mod delete;
 mod exec;
@@ -83,6 +84,7 @@ mod volume;
 pub use container::{
     now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
 };
+pub use copy::{plan, Change, CopyError, CopyPlan};
 pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
@@ -158,6 +160,9 @@ pub enum Error {
          recorded (use kiln run -d)"
     )]
     NoLogs(String),
+    /// `cp`, `export` or `diff` failed.
+    #[error(transparent)]
+    Copy(#[from] copy::CopyError),
     /// The shim could not be started or died before starting the container.
     #[error("{0}")]
     Shim(String),
