@@ -13,8 +13,8 @@
 //! on after a failed item, like `kiln rm A B`, render each the same way).
 //!
 //! Modules depend one way: `main` → commands (`build`, `run`, `images`, `containers`,
-//! `volumes`, `system`, `login`, `top`) → `util` (the environment, `Failure`, shared helpers);
-//! `volumes` also uses `containers`' table layout and `build` `system`'s GC.
+//! `volumes`, `system`, `login`, `top`, `stats`) → `util` (the environment, `Failure`, shared helpers);
+//! `volumes` and `stats` also use `containers`' table layout and `build` `system`'s GC.
 
 // Every `println!`/`print!`/`eprintln!`/`eprint!` in this crate is the checked one below
 // (`macro_rules!` defined before the `mod`s shadow std's in all of them). std's versions panic
@@ -47,6 +47,7 @@ mod images;
 mod login;
 mod progress;
 mod run;
+mod stats;
 mod system;
 mod top;
 mod util;
@@ -124,6 +125,8 @@ enum Command {
     Port(containers::PortArgs),
     /// Display the running processes of a container.
     Top(top::TopArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(stats::StatsArgs),
     /// Remove containers.
     Rm(containers::RmArgs),
     /// Run a command in a running container.
@@ -222,6 +225,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Wait(a) => containers::wait(&env, a),
         Command::Port(a) => containers::port(&env, a),
         Command::Top(a) => top::top(&env, a),
+        Command::Stats(a) => stats::stats(&env, a),
         Command::Rm(a) => containers::rm(&env, a),
         Command::Exec(a) => containers::exec(&env, a).await,
         Command::Cp(a) => cp::cp(&env, a),

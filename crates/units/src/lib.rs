@@ -145,6 +145,33 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// go-units `BytesSize`: binary units with four significant digits (`1.59MiB`,
+/// `7.775GiB`), as `docker stats` prints memory.
+pub fn human_binary(n: u64) -> String {
+    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < UNITS.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    let int_digits = if v >= 1000.0 {
+        4
+    } else if v >= 100.0 {
+        3
+    } else if v >= 10.0 {
+        2
+    } else {
+        1
+    };
+    let decimals = 4usize.saturating_sub(int_digits);
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", UNITS[i])
+}
+
 /// Which suffixes a duration may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurationUnits {
@@ -235,6 +262,15 @@ mod tests {
         assert_eq!(human_precision(12_345_678, 3), "12.3MB");
         assert_eq!(human_precision(5_540_000, 3), "5.54MB");
         assert_eq!(human_precision(999, 3), "999B");
+    }
+
+    #[test]
+    fn binary_sizes_print_like_bytes_size() {
+        assert_eq!(human_binary(0), "0B");
+        assert_eq!(human_binary(1023), "1023B");
+        assert_eq!(human_binary(1_667_235), "1.59MiB");
+        assert_eq!(human_binary(8_348_000_000), "7.775GiB");
+        assert_eq!(human_binary(1024 * 1024), "1MiB");
     }
 
     #[test]
