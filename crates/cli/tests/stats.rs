@@ -5,18 +5,6 @@
 mod common;
 use common::*;
 
-/// A root with the busybox base whose containers are removed when the test ends.
-struct Root(Kiln);
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let ids = self.0.run(&["ps", "-aq"]);
-        for id in stdout(&ids).split_whitespace() {
-            let _ = self.0.run(&["rm", "-f", id]);
-        }
-    }
-}
-
 /// The cells of `name`'s row: columns split at the header's titles.
 fn row(out: &str, name: &str) -> Vec<String> {
     let mut lines = out.lines();
@@ -52,12 +40,9 @@ fn row(out: &str, name: &str) -> Vec<String> {
 
 #[test]
 fn stats_shows_a_busy_containers_cpu_memory_limit_and_processes() {
-    if !can_run(&[]) {
+    let Some(r) = ContainerRoot::new() else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let r = Root(k);
+    };
     r.0.ok(&[
         "run",
         "-d",

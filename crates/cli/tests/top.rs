@@ -5,26 +5,11 @@
 mod common;
 use common::*;
 
-/// A root with the busybox base whose containers are removed when the test ends.
-struct Root(Kiln);
-
-impl Drop for Root {
-    fn drop(&mut self) {
-        let ids = self.0.run(&["ps", "-aq"]);
-        for id in stdout(&ids).split_whitespace() {
-            let _ = self.0.run(&["rm", "-f", id]);
-        }
-    }
-}
-
 #[test]
 fn top_lists_the_containers_processes_and_only_those() {
-    if !can_run(&[]) {
+    let Some(r) = ContainerRoot::new() else {
         return;
-    }
-    let k = Kiln::new();
-    k.seed_local_base();
-    let r = Root(k);
+    };
     r.0.ok(&[
         "run",
         "-d",

@@ -102,18 +102,25 @@ pub fn human(n: u64) -> String {
 /// go-units `HumanSizeWithPrecision`: decimal units with `digits` significant digits (Go's
 /// `%.*g`); `docker images` and `docker history` use 3 (`452MB`, `12.3MB`).
 pub fn human_precision(n: u64, digits: usize) -> String {
-    const UNITS: [&str; 7] = ["B", "kB", "MB", "GB", "TB", "PB", "EB"];
-    #[allow(clippy::cast_precision_loss)]
+    scaled(
+        n,
+        1000.0,
+        &["B", "kB", "MB", "GB", "TB", "PB", "EB"],
+        digits,
+    )
+}
+
+/// `n` divided by `base` until below it, printed with `digits` significant digits (trailing
+/// zeros dropped, as Go's `%g`) and the unit of that power.
+fn scaled(n: u64, base: f64, units: &[&str], digits: usize) -> String {
     let mut v = n as f64;
     let mut i = 0;
-    while v >= 1000.0 && i + 1 < UNITS.len() {
-        v /= 1000.0;
+    while v >= base && i + 1 < units.len() {
+        v /= base;
         i += 1;
     }
-    let int_digits = if v >= 100.0 {
-        3
-    } else if v >= 10.0 {
-        2
+    let int_digits = if v >= 1.0 {
+        v.log10().floor() as usize + 1
     } else {
         1
     };
@@ -122,7 +129,7 @@ pub fn human_precision(n: u64, digits: usize) -> String {
     if s.contains('.') {
         s = s.trim_end_matches('0').trim_end_matches('.').to_string();
     }
-    format!("{s}{}", UNITS[i])
+    format!("{s}{}", units[i])
 }
 
 /// go-units `HumanDuration`, as `docker ps` prints ages (`Up 5 hours`, `2 days ago`).
@@ -148,28 +155,12 @@ pub fn human_duration(d: Duration) -> String {
 /// go-units `BytesSize`: binary units with four significant digits (`1.59MiB`,
 /// `7.775GiB`), as `docker stats` prints memory.
 pub fn human_binary(n: u64) -> String {
-    const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    let mut v = n as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < UNITS.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    let int_digits = if v >= 1000.0 {
-        4
-    } else if v >= 100.0 {
-        3
-    } else if v >= 10.0 {
-        2
-    } else {
-        1
-    };
-    let decimals = 4usize.saturating_sub(int_digits);
-    let mut s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
-    }
-    format!("{s}{}", UNITS[i])
+    scaled(
+        n,
+        1024.0,
+        &["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"],
+        4,
+    )
 }
 
 /// Which suffixes a duration may use.

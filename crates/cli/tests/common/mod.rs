@@ -275,3 +275,27 @@ pub(crate) fn write(dir: &Path, name: &str, text: &str) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, text).unwrap();
 }
+
+/// A [`Kiln`] with the busybox base image whose containers are removed (`rm -f`) when it is
+/// dropped, whatever the test did; `None` when the test cannot run here.
+pub(crate) struct ContainerRoot(pub(crate) Kiln);
+
+impl ContainerRoot {
+    pub(crate) fn new() -> Option<ContainerRoot> {
+        if !can_run(&[]) {
+            return None;
+        }
+        let k = Kiln::new();
+        k.seed_local_base();
+        Some(ContainerRoot(k))
+    }
+}
+
+impl Drop for ContainerRoot {
+    fn drop(&mut self) {
+        let ids = self.0.run(&["ps", "-aq"]);
+        for id in stdout(&ids).split_whitespace() {
+            let _ = self.0.run(&["rm", "-f", id]);
+        }
+    }
+}
