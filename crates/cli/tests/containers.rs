@@ -579,3 +579,26 @@ fn issue_11_device_nodes_cannot_be_opened_without_privileges() {
         assert!(ok, "{log}");
     }
 }
+
+#[test]
+fn run_d_that_cannot_start_exits_125_and_leaves_no_container_or_volume() {
+    let Some(r) = Root::new() else { return };
+    let missing = r.k.root.path().join("no-such-dir");
+    let bind = format!("{}:/data", missing.display());
+    // An anonymous volume too: made for the container, so it goes with it.
+    let out =
+        r.k.run(&["run", "-d", "-v", "/anon", "-v", &bind, "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "no id is printed");
+    assert!(
+        stderr(&out).contains("no-such-dir") && stderr(&out).starts_with("error: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(r.ps(true).is_empty(), "{:?}", r.ps(true));
+    let dirs = std::fs::read_dir(r.k.root.path().join("containers"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(dirs, 0, "no container directory is left");
+    assert_eq!(r.k.ok(&["volume", "ls", "-q"]), "");
+}

@@ -141,6 +141,26 @@ fn a_host_port_in_use_fails_the_run() {
 }
 
 #[test]
+fn run_d_on_a_host_port_in_use_exits_125_and_leaves_nothing() {
+    let Some(k) = setup() else { return };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let out = k.run(&["run", "-d", "-p", &publish, "busybox", "sleep", "60"]);
+    if out.status.success() {
+        let _ = k.run(&["rm", "-f", stdout(&out).trim()]);
+    }
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "no id is printed");
+    assert!(
+        stderr(&out).contains(&format!("{port}")),
+        "the error names the port: {}",
+        stderr(&out)
+    );
+    assert_eq!(k.ok(&["ps", "-aq"]), "", "no container is left");
+}
+
+#[test]
 fn bad_publish_specs_are_usage_errors() {
     let k = Kiln::new();
     for spec in [

@@ -124,7 +124,8 @@ pub async fn run(
 }
 
 /// Creates a container and starts it in the background under a shim; returns it once it
-/// runs.
+/// runs. A container whose start fails (a port in use, a bad mount) is removed, with the
+/// anonymous volumes made for it: the error is all that is left.
 fn run_detached(
     store: &Store,
     image: &str,
@@ -138,10 +139,11 @@ fn run_detached(
     match container.start_detached(shim) {
         Ok(()) => Ok(container),
         Err(e) => {
-            if opts.remove {
-                let _ = container.remove_dir();
-                let _ = container.remove_anonymous_volumes();
-            }
+            // A container that never ran is not left behind half-made ("Created" forever):
+            // the error is all `kiln run -d` reports. The shim has exited by now (the ready
+            // pipe closed), so nothing writes into the directory any more.
+            let _ = container.remove_dir();
+            let _ = container.remove_anonymous_volumes();
             Err(e)
         }
     }
@@ -225,6 +227,48 @@ mod tests {
         assert!(matches!(e, RunError::Run(Error::NoCommand)), "{e:?}");
         assert_eq!(e.exit_code(), 125);
         assert_eq!(e.to_string(), "no command specified");
+    }
+
+    /// Stores an image without layers whose config is `config`, named `name`.
+    fn store_image(store: &Store, name: &str, config: &Value) {
+        let (config, _) = store.write_blob(config.to_string().as_bytes()).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 1},
+            "layers": [],
+        });
+        let (manifest, _) = store.write_blob(manifest.to_string().as_bytes()).unwrap();
+        store.set_image(name, &manifest).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_detached_run_that_cannot_start_leaves_no_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let config = serde_json::json!({
+            "config": {"Cmd": ["true"], "Volumes": {"/data": {}}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        store_image(&store, "127.0.0.1:1/img:latest", &config);
+        // A shim that exits without starting anything.
+        let launcher = Launcher {
+            executor: Executor::new(vec!["/nonexistent".into()]),
+            shim: vec!["/bin/false".into()],
+        };
+        let mut o = opts("127.0.0.1:1/img");
+        o.container.detach = true;
+        let e = run(&store, &offline(), &launcher, &o, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RunError::Run(Error::Shim(_))), "{e:?}");
+        assert_eq!(e.exit_code(), 125);
+        assert!(Containers::new(store.root()).list().unwrap().is_empty());
+        let left = std::fs::read_dir(dir.path().join("containers"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0, "no container directory is left");
+        let volumes = crate::Volumes::new(store.root()).list().unwrap();
+        assert!(volumes.is_empty(), "the image's anonymous volume goes too");
     }
 
     #[test]

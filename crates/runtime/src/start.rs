@@ -149,19 +149,23 @@ impl Container {
                 Ok(())
             });
         }
-        // Not waited for: the shim outlives this process (and is reparented when it exits).
-        let child = cmd
+        // Not waited for once the container runs: the shim outlives this process (and is
+        // reparented when it exits).
+        let mut child = cmd
             .spawn()
             .map_err(|e| Error::Shim(format!("cannot start {}: {e}", program.to_string_lossy())))?;
-        drop(child);
         drop(ready_write);
         let mut report = String::new();
         let _ = std::fs::File::from(ready_read).read_to_string(&mut report);
         let report = report.trim();
         if report == "ok" {
+            drop(child);
             self.reload()?;
             return Ok(());
         }
+        // The start failed: the shim only records that and exits. Waited for, so that the
+        // caller can remove the container without the shim still writing into it.
+        let _ = child.wait();
         if let Some(e) = report.strip_prefix("error: ") {
             return Err(Error::StartFailed(e.to_string()));
         }

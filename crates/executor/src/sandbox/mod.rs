@@ -137,17 +137,19 @@ fn init(
 
     let env = process_env(&spec.env, &user);
 
+    // pasta configured the namespace in parallel with the setup above. Waited for before
+    // the start is reported: a published port pasta cannot bind (in use) fails the setup,
+    // so that `kiln run -d` reports it instead of a container that started.
+    if let Some(net) = net {
+        net.wait_ready();
+    }
+
     // The sandbox is set up: report it (Executor::run_observed), before the command exists.
     let start_fd = report::take_start_fd();
     if start_fd >= 0 {
         write_all_fd(start_fd, b"ready\n");
         // SAFETY: closing our fd; the command must not inherit it.
         unsafe { libc::close(start_fd) };
-    }
-
-    // pasta configured the namespace in parallel with the setup above.
-    if let Some(net) = net {
-        net.wait_ready();
     }
     // SAFETY: single-threaded process.
     let main = unsafe { libc::fork() };
