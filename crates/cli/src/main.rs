@@ -78,6 +78,14 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container.
     Run(run::RunArgs),
+    /// Create a new container (`run`'s flags) without starting it.
+    Create(run::RunArgs),
+    /// Start created or stopped containers.
+    Start(containers::StartArgs),
+    /// Restart containers (stop, then start).
+    Restart(containers::RestartArgs),
+    /// Rename a container.
+    Rename(containers::RenameArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Pull an image from a registry.
@@ -195,6 +203,10 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Login(_) | Command::Logout(_) => unreachable!("handled above"),
         Command::Build(a) => build::build(&env, a).await,
         Command::Run(a) => run::run(&env, a).await,
+        Command::Create(a) => run::create(&env, a).await,
+        Command::Start(a) => containers::start(&env, a),
+        Command::Restart(a) => containers::restart(&env, a),
+        Command::Rename(a) => containers::rename(&env, a),
         Command::Images(a) => images::images(&env, a),
         Command::Pull(a) => images::pull(&env, a).await,
         Command::Push(a) => images::push(&env, a).await,

@@ -596,9 +596,116 @@ fn run_d_that_cannot_start_exits_125_and_leaves_no_container_or_volume() {
         stderr(&out)
     );
     assert!(r.ps(true).is_empty(), "{:?}", r.ps(true));
-    let dirs = std::fs::read_dir(r.k.root.path().join("containers"))
-        .map(|d| d.count())
-        .unwrap_or(0);
+    let dirs = std::fs::read_dir(r.k.root.path().join("containers")).map_or(0, Iterator::count);
     assert_eq!(dirs, 0, "no container directory is left");
     assert_eq!(r.k.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn stop_then_start_keeps_the_writable_layer_name_and_id() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "keep", "-v", "/vol", "busybox", "sleep", "60"]);
+    r.k.ok(&[
+        "exec",
+        "keep",
+        "sh",
+        "-c",
+        "echo layer > /file; echo vol > /vol/f",
+    ]);
+    r.k.ok(&["stop", "-t", "1", "keep"]);
+    assert!(r.status_of(&id).unwrap().starts_with("Exited "));
+    assert_eq!(r.k.ok(&["start", "keep"]).trim(), "keep");
+    assert!(
+        r.status_of(&id).unwrap().starts_with("Up "),
+        "{:?}",
+        r.ps(true)
+    );
+    assert_eq!(
+        r.ps(false),
+        [(
+            id[..12].to_string(),
+            r.status_of(&id).unwrap(),
+            "keep".to_string()
+        )]
+    );
+    assert_eq!(
+        r.k.ok(&["exec", "keep", "cat", "/file", "/vol/f"]),
+        "layer\nvol\n"
+    );
+    // Starting a running container changes nothing.
+    assert_eq!(r.k.ok(&["start", &id]).trim(), id);
+
+    assert_eq!(r.k.ok(&["restart", "-t", "1", "keep"]).trim(), "keep");
+    assert!(r.status_of(&id).unwrap().starts_with("Up "));
+    assert_eq!(
+        r.k.ok(&["exec", "keep", "cat", "/file", "/vol/f"]),
+        "layer\nvol\n"
+    );
+}
+
+#[test]
+fn create_then_start_a_gives_the_output_and_the_exit_code() {
+    let Some(r) = Root::new() else { return };
+    let id =
+        r.k.ok(&[
+            "create",
+            "--name",
+            "job",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "create prints the full id: {id}");
+    assert_eq!(r.status_of(&id).as_deref(), Some("Created"));
+    let out = r.k.run(&["start", "-a", "job"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+    assert!(r.status_of(&id).unwrap().starts_with("Exited (7) "));
+    // Again: the same container, only the new output.
+    let out = r.k.run(&["start", "-a", &id]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(r.k.ok(&["logs", "job"]), "out\nout\n");
+    // Without -a: started, the name printed, exit 0.
+    assert_eq!(r.k.ok(&["start", "job"]).trim(), "job");
+    assert_eq!(r.k.ok(&["wait", "job"]).trim(), "7");
+}
+
+#[test]
+fn rename_then_ps_shows_the_new_name() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "old", "busybox", "sleep", "60"]);
+    r.run_d(&["--name", "other", "busybox", "sleep", "60"]);
+    let out = r.k.run(&["rename", "old", "new"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let row = r
+        .ps(false)
+        .into_iter()
+        .find(|(i, _, _)| id.starts_with(i.as_str()));
+    assert_eq!(row.unwrap().2, "new");
+    let out = r.k.run(&["rename", "new", "other"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\"/other\" is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.k.run(&["rename", "old", "x1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: No such container: old\n");
+}
+
+#[test]
+fn start_and_restart_of_a_missing_container_exit_1() {
+    let Some(r) = Root::new() else { return };
+    for cmd in ["start", "restart"] {
+        let out = r.k.run(&[cmd, "nope"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert_eq!(stderr(&out), "error: No such container: nope\n", "{cmd}");
+    }
 }

@@ -180,3 +180,32 @@ fn bad_publish_specs_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn restart_keeps_the_published_ports() {
+    let Some(k) = setup() else { return };
+    let port = free_tcp_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let id = k
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do echo hello | nc -l -p 8080; done",
+        ])
+        .trim()
+        .to_string();
+    let _rm = Removed(&k, id.clone());
+    let before = k.ok(&["port", &id]);
+    assert_eq!(read_from(port), "hello\n");
+    assert_eq!(k.ok(&["restart", "-t", "1", &id]).trim(), id);
+    assert_eq!(k.ok(&["port", &id]), before);
+    assert_eq!(read_from(port), "hello\n");
+    k.ok(&["stop", "-t", "1", &id]);
+    k.ok(&["start", &id]);
+    assert_eq!(read_from(port), "hello\n");
+}

@@ -72,6 +72,7 @@ mod create;
 mod delete;
 mod exec;
 mod kill;
+mod lifecycle;
 mod logs;
 mod run;
 mod start;
@@ -85,7 +86,7 @@ pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
-pub use run::{run, Launcher, Outcome, RunError, RunEvent, RunOptions};
+pub use run::{create, run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
 pub use volume::{random_volume_name, valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
@@ -130,6 +131,9 @@ pub enum Error {
         /// The container that has it.
         id: String,
     },
+    /// `rename` to the name the container has.
+    #[error("Renaming a container with the same name as its current name")]
+    SameName,
     /// `--name` is not a valid name.
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),

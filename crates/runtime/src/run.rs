@@ -95,22 +95,9 @@ pub async fn run(
     registry: &kiln_registry::Client,
     launcher: &Launcher,
     opts: &RunOptions,
-    mut on: impl FnMut(RunEvent<'_>),
+    on: impl FnMut(RunEvent<'_>),
 ) -> Result<Outcome, RunError> {
-    // A name that cannot be read from the store is treated as missing: the pull says why.
-    let stored = store.get_image(&opts.reference.to_string()).ok().flatten();
-    let manifest = if let Some(rec) = stored {
-        rec.manifest_digest
-    } else {
-        on(RunEvent::Pulling(&opts.reference));
-        registry
-            .pull_and_name(&opts.reference, store)
-            .await
-            .map_err(RunError::Pull)?
-            .manifest_digest
-    };
-    let layers = kiln_cache::image::layers(store, &manifest).map_err(RunError::Image)?;
-    let config = kiln_cache::image::config_json(store, &manifest).map_err(RunError::Image)?;
+    let (layers, config) = image(store, registry, &opts.reference, on).await?;
     let c = &opts.container;
     if c.detach {
         let container = run_detached(store, &opts.image, &layers, &config, c, &launcher.shim)?;
@@ -121,6 +108,45 @@ pub async fn run(
     Ok(Outcome::Exited(
         container.run_foreground(&launcher.executor).await?,
     ))
+}
+
+/// `kiln create`: finds the image as [`run`] does and makes the container ("Created");
+/// `kiln start` runs it. (`opts.container.detach` is recorded as given: the CLI sets it, so
+/// that the container's output, which goes to its log under the shim, can be read.)
+pub async fn create(
+    store: &Arc<Store>,
+    registry: &kiln_registry::Client,
+    opts: &RunOptions,
+    on: impl FnMut(RunEvent<'_>),
+) -> Result<Container, RunError> {
+    let (layers, config) = image(store, registry, &opts.reference, on).await?;
+    let containers = Containers::new(store.root());
+    Ok(containers.create(store, &opts.image, &layers, &config, &opts.container)?)
+}
+
+/// The image `reference` names, from the store or pulled (`on` hears of it first): its
+/// layers and config.
+async fn image(
+    store: &Arc<Store>,
+    registry: &kiln_registry::Client,
+    reference: &Reference,
+    mut on: impl FnMut(RunEvent<'_>),
+) -> Result<(Vec<Layer>, Value), RunError> {
+    // A name that cannot be read from the store is treated as missing: the pull says why.
+    let stored = store.get_image(&reference.to_string()).ok().flatten();
+    let manifest = if let Some(rec) = stored {
+        rec.manifest_digest
+    } else {
+        on(RunEvent::Pulling(reference));
+        registry
+            .pull_and_name(reference, store)
+            .await
+            .map_err(RunError::Pull)?
+            .manifest_digest
+    };
+    let layers = kiln_cache::image::layers(store, &manifest).map_err(RunError::Image)?;
+    let config = kiln_cache::image::config_json(store, &manifest).map_err(RunError::Image)?;
+    Ok((layers, config))
 }
 
 /// Creates a container and starts it in the background under a shim; returns it once it
