@@ -41,6 +41,7 @@ macro_rules! eprint {
 }
 
 mod build;
+mod container;
 mod containers;
 mod images;
 mod login;
@@ -86,6 +87,8 @@ enum Command {
     Restart(containers::RestartArgs),
     /// Rename a container.
     Rename(containers::RenameArgs),
+    /// Manage containers (`container ls|run|start|stop|rm|prune|…`).
+    Container(container::ContainerArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Pull an image from a registry.
@@ -207,6 +210,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Start(a) => containers::start(&env, a),
         Command::Restart(a) => containers::restart(&env, a),
         Command::Rename(a) => containers::rename(&env, a),
+        Command::Container(a) => container::container(&env, a).await,
         Command::Images(a) => images::images(&env, a),
         Command::Pull(a) => images::pull(&env, a).await,
         Command::Push(a) => images::push(&env, a).await,

@@ -709,3 +709,39 @@ fn start_and_restart_of_a_missing_container_exit_1() {
         assert_eq!(stderr(&out), "error: No such container: nope\n", "{cmd}");
     }
 }
+
+#[test]
+fn container_prune_removes_only_stopped_containers_and_the_aliases_work() {
+    let Some(r) = Root::new() else { return };
+    let up = r.run_d(&["--name", "up", "busybox", "sleep", "60"]);
+    let created = r.k.ok(&["container", "create", "busybox", "true"]);
+    let created = created.trim();
+    let exited = r.run_d(&["busybox", "true"]);
+    r.k.ok(&["wait", &exited]);
+    // Nothing was created a day ago.
+    let out =
+        r.k.ok(&["container", "prune", "-f", "--filter", "until=24h"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    assert_eq!(r.ps(true).len(), 3);
+    let out = r.k.ok(&["container", "prune", "-f"]);
+    let mut deleted: Vec<&str> = out
+        .strip_prefix("Deleted Containers:\n")
+        .unwrap_or_else(|| panic!("{out}"))
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    deleted.sort_unstable();
+    let mut want = vec![created, exited.as_str()];
+    want.sort_unstable();
+    assert_eq!(deleted, want);
+    assert!(out.contains("\nTotal reclaimed space: "), "{out}");
+    let ls = r.k.ok(&["container", "ls", "-aq"]);
+    assert_eq!(ls, format!("{}\n", &up[..12]));
+    assert_eq!(r.k.ok(&["container", "ps", "-q"]), ls);
+    assert_eq!(r.k.ok(&["container", "stop", "-t", "1", "up"]).trim(), "up");
+    assert_eq!(r.k.ok(&["container", "start", "up"]).trim(), "up");
+    assert!(r.status_of(&up).unwrap().starts_with("Up "));
+    let out =
+        r.k.run(&["container", "prune", "--filter", "label=x", "-f"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

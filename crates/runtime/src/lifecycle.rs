@@ -207,6 +207,39 @@ mod tests {
     }
 
     #[test]
+    fn prune_until_removes_only_stopped_containers_created_before() {
+        let root = tempfile::tempdir().unwrap();
+        let cs = Containers::new(root.path());
+        let with_created = |name: &str, id: &str, created: i64| {
+            let mut c = make(&cs, name, id);
+            c.config.created = created;
+            write_json_atomic(&c.dir.join("config.json"), &c.config).unwrap();
+            std::fs::write(c.dir.join("container.log"), b"0123456789").unwrap();
+        };
+        with_created("old", &"a".repeat(64), 1_000);
+        with_created("new", &"b".repeat(64), 5_000);
+        let mut running = make(&cs, "running", &"c".repeat(64));
+        running.config.created = 1_000;
+        write_json_atomic(&running.dir.join("config.json"), &running.config).unwrap();
+        running.state.status = Status::Running;
+        running.state.supervisor = Some(kiln_executor::HostProcess::current().unwrap());
+        running.save_state().unwrap();
+
+        let r = cs.prune_created_before(Some(5_000)).unwrap();
+        assert_eq!(r.removed, ["a".repeat(64)]);
+        assert!(r.reclaimed >= 10, "{}", r.reclaimed);
+        let r = cs.prune_created_before(None).unwrap();
+        assert_eq!(r.removed, ["b".repeat(64)]);
+        let left: Vec<String> = cs
+            .list()
+            .unwrap()
+            .iter()
+            .map(|c| c.config.name.clone())
+            .collect();
+        assert_eq!(left, ["running"]);
+    }
+
+    #[test]
     fn a_failed_start_keeps_the_container_created_with_the_error() {
         let root = tempfile::tempdir().unwrap();
         let cs = Containers::new(root.path());
