@@ -1,5 +1,6 @@
 //! `kiln container …`: docker's second spelling of the container commands (`container ls`
-//! is `ps`, `container run` is `run`, …), and `container prune`.
+//! is `ps`, `container run` is `run`, …), `container prune`, and `kiln inspect`, which
+//! answers for containers and images.
 
 use crate::containers;
 use crate::run;
@@ -45,6 +46,26 @@ enum ContainerCommand {
     Wait(containers::WaitArgs),
     /// Remove all stopped containers.
     Prune(PruneArgs),
+    /// Show containers' details as JSON (docker's shape).
+    Inspect(ContainerInspectArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ContainerInspectArgs {
+    /// Containers (id, id prefix or name).
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct InspectArgs {
+    /// Only this kind of object (default: a container when one has the name, else an
+    /// image).
+    #[arg(long = "type", value_parser = ["container", "image"])]
+    kind: Option<String>,
+    /// Containers (id, id prefix or name) or images.
+    #[arg(required = true)]
+    names: Vec<String>,
 }
 
 #[derive(Args)]
@@ -73,7 +94,60 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
         ContainerCommand::Port(a) => containers::port(env, a),
         ContainerCommand::Wait(a) => containers::wait(env, a),
         ContainerCommand::Prune(a) => prune(env, &a),
+        ContainerCommand::Inspect(a) => {
+            Ok(render(inspect_each(env, &a.containers, Some("container"))))
+        }
     }
+}
+
+/// `kiln inspect [--type container|image] NAME…`: one JSON array of what the names name;
+/// as docker, a container when one has the name (without `--type`), else an image.
+pub(crate) fn inspect(env: &Env, a: &InspectArgs) -> u8 {
+    render(inspect_each(env, &a.names, a.kind.as_deref()))
+}
+
+fn inspect_each(
+    env: &Env,
+    names: &[String],
+    kind: Option<&str>,
+) -> Vec<Result<serde_json::Value, Failure>> {
+    let containers = kiln_runtime::Containers::new(env.store.root());
+    let one = |name: &str| {
+        if kind != Some("image") {
+            match containers.find(name) {
+                Ok(c) => return Ok(c.inspect()),
+                Err(kiln_runtime::Error::NoSuchContainer(_)) if kind.is_none() => {}
+                Err(e) => return Err(containers::failure(e)),
+            }
+        }
+        match kind {
+            Some(_) => crate::images::inspect_image(env, name),
+            // Neither a container nor a (valid, stored) image: docker's words.
+            None => crate::images::inspect_image(env, name)
+                .map_err(|_| Failure::new(1, format!("No such object: {name}"))),
+        }
+    };
+    names.iter().map(|n| one(n)).collect()
+}
+
+/// Prints the objects found as one JSON array and the errors; exit 1 if any failed.
+fn render(results: Vec<Result<serde_json::Value, Failure>>) -> u8 {
+    let mut found = Vec::new();
+    let mut code = 0;
+    for r in results {
+        match r {
+            Ok(v) => found.push(v),
+            Err(f) => {
+                f.print();
+                code = 1;
+            }
+        }
+    }
+    if !found.is_empty() {
+        let out = serde_json::Value::Array(found);
+        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
+    }
+    code
 }
 
 /// `--filter until=DURATION` as a creation time (milliseconds since the Unix epoch) before

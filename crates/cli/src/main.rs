@@ -105,8 +105,8 @@ enum Command {
     Tag(images::TagArgs),
     /// Remove image names.
     Rmi(images::RmiArgs),
-    /// Show an image's details as JSON.
-    Inspect(images::RefArg),
+    /// Show containers' or images' details as JSON.
+    Inspect(container::InspectArgs),
     /// Show an image's history.
     History(images::RefArg),
     /// Write images to a docker archive (an OCI layout with Docker's manifest.json).
@@ -217,7 +217,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Import(a) => images::import(&env, a),
         Command::Tag(a) => images::tag(&env, a),
         Command::Rmi(a) => images::rmi(&env, a),
-        Command::Inspect(a) => images::inspect(&env, a),
+        Command::Inspect(a) => Ok(container::inspect(&env, &a)),
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
         Command::Load(a) => images::load(&env, a),

@@ -745,3 +745,38 @@ fn container_prune_removes_only_stopped_containers_and_the_aliases_work() {
         r.k.run(&["container", "prune", "--filter", "label=x", "-f"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 }
+
+#[test]
+fn inspect_shows_a_container_in_dockers_shape_before_an_image_of_the_same_name() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "busybox", "busybox", "sh", "-c", "exit 5"]);
+    r.k.ok(&["wait", &id]);
+    let parse = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
+    let v = parse(r.k.ok(&["inspect", "busybox"]));
+    let c = &v[0];
+    assert_eq!(c["Id"], id.as_str());
+    assert_eq!(c["Name"], "/busybox");
+    assert_eq!(c["Path"], "sh");
+    assert_eq!(c["Args"], serde_json::json!(["-c", "exit 5"]));
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["State"]["Running"], false);
+    assert_eq!(c["State"]["ExitCode"], 5);
+    assert!(c["State"]["FinishedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "no");
+    assert_eq!(
+        parse(r.k.ok(&["container", "inspect", &id[..12]]))[0]["Id"],
+        id.as_str()
+    );
+    // --type image: the image of that name.
+    let img = parse(r.k.ok(&["inspect", "--type", "image", "busybox"]));
+    assert!(
+        img[0]["Id"].as_str().unwrap().starts_with("sha256:"),
+        "{img}"
+    );
+    assert!(img[0].get("State").is_none());
+    let out = r.k.run(&["inspect", "nothing-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: No such object: nothing-here\n");
+    let out = r.k.run(&["inspect", "--type", "container", "nothing-here"]);
+    assert_eq!(stderr(&out), "error: No such container: nothing-here\n");
+}

@@ -71,6 +71,7 @@ mod container;
 mod create;
 mod delete;
 mod exec;
+mod inspect;
 mod kill;
 mod lifecycle;
 mod logs;
