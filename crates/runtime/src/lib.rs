@@ -55,6 +55,15 @@
 //! byte scans), and it stays readable with plain tools. Foreground containers pass stdio
 //! through and have no log.
 //!
+//! # create, start, restart, rename
+//!
+//! [`create`] makes a container without starting it. [`Container::start`] starts a created
+//! or stopped one under a shim, in the same directory: the same `upper/` (its writable
+//! layer), config (volumes, ports, name, id) and log (appended to); the state is reset
+//! first. A `kiln run -d` whose start fails removes the container it made (and the
+//! anonymous volumes made for it), so only the error is left. [`Container::inspect`] is
+//! docker's `ContainerInspect` shape of a container.
+//!
 //! # exec, kill, stop
 //!
 //! `exec` joins the sandbox's pid 1 recorded in the state through
