@@ -780,3 +780,22 @@ fn inspect_shows_a_container_in_dockers_shape_before_an_image_of_the_same_name()
     let out = r.k.run(&["inspect", "--type", "container", "nothing-here"]);
     assert_eq!(stderr(&out), "error: No such container: nothing-here\n");
 }
+
+#[test]
+fn run_d_of_a_command_that_cannot_start_exits_127_or_126_and_leaves_nothing() {
+    let Some(r) = Root::new() else { return };
+    for (cmd, code, said) in [
+        ("/nonexistent", 127, "no such file or directory"),
+        ("nothere", 127, "executable file not found in $PATH"),
+        ("/etc", 126, "permission denied"),
+    ] {
+        let out = r.k.run(&["run", "-d", "busybox", cmd]);
+        assert_eq!(out.status.code(), Some(code), "{cmd}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{cmd}: no id is printed");
+        assert!(stderr(&out).contains(said), "{cmd}: {}", stderr(&out));
+        assert!(r.ps(true).is_empty(), "{cmd}: {:?}", r.ps(true));
+    }
+    // A command that started and exited 127 is a container that ran.
+    let id = r.run_d(&["busybox", "sh", "-c", "exit 127"]);
+    assert_eq!(r.k.ok(&["wait", &id]).trim(), "127");
+}

@@ -41,7 +41,8 @@
 //! it. It runs the container with [`kiln_executor::Executor::run_observed`]; once the
 //! sandbox is set up it writes the state (running, its own identity, the sandbox's pid 1)
 //! and then reports `ok` on a pipe inherited from `kiln run -d` (or `error: MESSAGE` when the
-//! start failed), which only then prints the id and exits: right after `kiln run -d`
+//! start failed, `exit CODE: MESSAGE` when the command could not be started: not found 127,
+//! not executable 126, as `docker run`), which only then prints the id and exits: right after `kiln run -d`
 //! returns, `kiln exec` and `kiln stop` work. At the end it records the exit code and time
 //! (or removes the container with `--rm`). The shim is our own binary rather than, say,
 //! `conmon`: no extra package, and the same executor code as every other run.
@@ -174,6 +175,14 @@ pub enum Error {
     /// The shim could not start the container.
     #[error("{0}")]
     StartFailed(String),
+    /// The container's command could not be started (not found: 127; not executable: 126).
+    #[error("{message}")]
+    CommandNotStarted {
+        /// The exit code it got, as `docker run`'s.
+        code: i32,
+        /// What it said.
+        message: String,
+    },
     /// No volume has this name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),

@@ -76,9 +76,14 @@ pub enum RunError {
 
 impl RunError {
     /// The exit code, as `docker run`'s: 125 when kiln itself failed to run the container
-    /// (a failed pull included), 1 when the stored image cannot be read.
+    /// (a failed pull included), 127 or 126 when a detached container's command could not
+    /// be started (not found, not executable), 1 when the stored image cannot be read.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // 127 or 126 when the command of a detached container could not be started.
+            RunError::Run(Error::CommandNotStarted { code, .. }) => {
+                u8::try_from(*code).unwrap_or(125)
+            }
             // crate::START_FAILED_EXIT, the code a detached container's failed start records.
             RunError::Pull(_) | RunError::Run(_) => 125,
             RunError::Image(_) => 1,
