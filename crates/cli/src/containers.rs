@@ -1,4 +1,5 @@
-//! Container commands: ps, logs, stop, kill, wait, rm, exec (`kiln run` is in images.rs).
+//! Container commands: ps, logs, stop, kill, wait, rm, exec, start, restart, rename (`kiln
+//! run` and `kiln create` are in run.rs).
 //!
 //! Exit codes follow docker's CLI: 1 when a container is unknown or not in the right state
 //! (commands taking several containers go on with the others and exit 1 at the end); for
@@ -64,6 +65,40 @@ pub(crate) struct StopArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct StartArgs {
+    /// Attach stdout and stderr, and exit with the container's exit code.
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach stdin (not supported yet: fails with a message).
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RestartArgs {
+    /// Seconds to wait for the container to stop before killing it.
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Args)]
+pub(crate) struct RenameArgs {
+    /// Container (id, id prefix or name).
+    container: String,
+    /// Its new name.
+    new_name: String,
+}
+
+#[derive(Args)]
 pub(crate) struct KillArgs {
     /// Signal to send (name or number).
     #[arg(short, long, default_value = "KILL")]
@@ -114,7 +149,7 @@ pub(crate) struct ExecArgs {
     args: Vec<String>,
 }
 
-fn failure(e: kiln_runtime::Error) -> Failure {
+pub(crate) fn failure(e: kiln_runtime::Error) -> Failure {
     Failure::with_source(1, e.to_string(), e)
 }
 
@@ -125,7 +160,7 @@ fn find(env: &Env, what: &str) -> Result<Container, Failure> {
 }
 
 /// Runs `f` for each named container, printing errors and going on; exit 1 if any failed.
-fn each(
+pub(crate) fn each(
     env: &Env,
     names: &[String],
     mut f: impl FnMut(Container, &str) -> Result<(), Failure>,
@@ -333,6 +368,50 @@ pub(crate) fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
         println!("{name}");
         Ok(())
     }))
+}
+
+pub(crate) fn start(env: &Env, a: StartArgs) -> Result<u8, Failure> {
+    if a.interactive {
+        return Err(Failure::usage(
+            "kiln start -i is not supported yet (stdin is not relayed to a container's shim)",
+        ));
+    }
+    let shim = crate::run::shim(env);
+    if a.attach {
+        let [name] = a.containers.as_slice() else {
+            return Err(Failure::usage(
+                "you cannot start and attach multiple containers at once",
+            ));
+        };
+        let mut c = find(env, name)?;
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        let code = c
+            .start_attached(&shim, &mut out, &mut err)
+            .map_err(failure)?;
+        return Ok(code.map_or(0, |c| u8::try_from(c.clamp(0, 255)).unwrap_or(u8::MAX)));
+    }
+    Ok(each(env, &a.containers, |mut c, name| {
+        c.start(&shim).map_err(failure)?;
+        println!("{name}");
+        Ok(())
+    }))
+}
+
+pub(crate) fn restart(env: &Env, a: RestartArgs) -> Result<u8, Failure> {
+    let shim = crate::run::shim(env);
+    Ok(each(env, &a.containers, |mut c, name| {
+        c.restart(Duration::from_secs(a.time), &shim)
+            .map_err(failure)?;
+        println!("{name}");
+        Ok(())
+    }))
+}
+
+pub(crate) fn rename(env: &Env, a: RenameArgs) -> Result<u8, Failure> {
+    Containers::new(env.store.root())
+        .rename(&a.container, &a.new_name)
+        .map_err(failure)?;
+    Ok(0)
 }
 
 pub(crate) fn kill(env: &Env, a: KillArgs) -> Result<u8, Failure> {

@@ -194,11 +194,13 @@ pub(crate) fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
     Ok(code)
 }
 
-pub(crate) fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
-    let (r, manifest) = env.local_image(&a.reference)?;
+/// `kiln inspect IMAGE`'s object for one image (see `container::inspect`, which also
+/// answers for containers).
+pub(crate) fn inspect_image(env: &Env, reference: &str) -> Result<serde_json::Value, Failure> {
+    let (r, manifest) = env.local_image(reference)?;
     let summary = kiln_cache::image::summary(&env.store, &manifest)?;
     let cfg = kiln_cache::image::config(&env.store, &manifest)?;
-    let out = serde_json::json!([{
+    Ok(serde_json::json!({
         "Id": summary.config_digest,
         "RepoTags": [r.familiar()],
         "ManifestDigest": manifest,
@@ -209,9 +211,7 @@ pub(crate) fn inspect(env: &Env, a: RefArg) -> Result<u8, Failure> {
         "RootFS": cfg.rootfs,
         "History": cfg.history,
         "Size": summary.size,
-    }]);
-    println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    Ok(0)
+    }))
 }
 
 pub(crate) fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {

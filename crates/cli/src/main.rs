@@ -41,6 +41,7 @@ macro_rules! eprint {
 }
 
 mod build;
+mod container;
 mod containers;
 mod cp;
 mod images;
@@ -81,6 +82,16 @@ enum Command {
     Build(build::BuildArgs),
     /// Run a command in a new container.
     Run(run::RunArgs),
+    /// Create a new container (`run`'s flags) without starting it.
+    Create(run::RunArgs),
+    /// Start created or stopped containers.
+    Start(containers::StartArgs),
+    /// Restart containers (stop, then start).
+    Restart(containers::RestartArgs),
+    /// Rename a container.
+    Rename(containers::RenameArgs),
+    /// Manage containers (`container ls|run|start|stop|rm|prune|…`).
+    Container(container::ContainerArgs),
     /// List images.
     Images(images::ImagesArgs),
     /// Pull an image from a registry.
@@ -97,8 +108,8 @@ enum Command {
     Tag(images::TagArgs),
     /// Remove image names.
     Rmi(images::RmiArgs),
-    /// Show an image's details as JSON.
-    Inspect(images::RefArg),
+    /// Show containers' or images' details as JSON.
+    Inspect(container::InspectArgs),
     /// Show an image's history.
     History(images::RefArg),
     /// Write images to a docker archive (an OCI layout with Docker's manifest.json).
@@ -205,13 +216,18 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Login(_) | Command::Logout(_) => unreachable!("handled above"),
         Command::Build(a) => build::build(&env, a).await,
         Command::Run(a) => run::run(&env, a).await,
+        Command::Create(a) => run::create(&env, a).await,
+        Command::Start(a) => containers::start(&env, a),
+        Command::Restart(a) => containers::restart(&env, a),
+        Command::Rename(a) => containers::rename(&env, a),
+        Command::Container(a) => container::container(&env, a).await,
         Command::Images(a) => images::images(&env, a),
         Command::Pull(a) => images::pull(&env, a).await,
         Command::Push(a) => images::push(&env, a).await,
         Command::Import(a) => images::import(&env, a),
         Command::Tag(a) => images::tag(&env, a),
         Command::Rmi(a) => images::rmi(&env, a),
-        Command::Inspect(a) => images::inspect(&env, a),
+        Command::Inspect(a) => Ok(container::inspect(&env, &a)),
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
         Command::Load(a) => images::load(&env, a),

@@ -1,5 +1,5 @@
-//! `kiln run`: its flags, resolved into [`kiln_runtime::RunOptions`], and one call to
-//! [`kiln_runtime::run`].
+//! `kiln run` and `kiln create`: their flags, resolved into [`kiln_runtime::RunOptions`], and
+//! one call to [`kiln_runtime::run`] or [`kiln_runtime::create`].
 
 use crate::util::{Env, Failure};
 use clap::Args;
@@ -186,10 +186,19 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     })
 }
 
-pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
-    if a.tty && a.interactive && !a.detach && !kiln_runtime::stdin_is_terminal() {
-        return Err(Failure::new(1, crate::containers::NOT_A_TTY));
-    }
+/// The shim's command line: this binary, [`kiln_runtime::SHIM_ARG`].
+pub(crate) fn shim(env: &Env) -> Vec<std::ffi::OsString> {
+    vec![
+        env.exe.clone().into_os_string(),
+        kiln_runtime::SHIM_ARG.into(),
+    ]
+}
+
+/// `kiln run`'s (and `kiln create`'s) flags, checked and resolved.
+fn resolve(
+    env: &Env,
+    a: RunArgs,
+) -> Result<(kiln_runtime::Launcher, kiln_runtime::RunOptions), Failure> {
     if a.detach && a.runtime.is_some() {
         return Err(Failure::usage(
             "kiln run -d does not support --runtime yet (kiln exec and the shim need the \
@@ -346,23 +355,33 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     }
     let launcher = kiln_runtime::Launcher {
         executor,
-        shim: vec![
-            env.exe.clone().into_os_string(),
-            kiln_runtime::SHIM_ARG.into(),
-        ],
+        shim: shim(env),
     };
     let opts = kiln_runtime::RunOptions {
         image: a.image,
         reference,
         container,
     };
-    let outcome = kiln_runtime::run(&env.store, &env.registry, &launcher, &opts, |e| match e {
+    Ok((launcher, opts))
+}
+
+/// Tells that the image is pulled, as `docker run` and `docker create` do.
+fn pulling(e: kiln_runtime::RunEvent<'_>) {
+    match e {
         kiln_runtime::RunEvent::Pulling(r) => {
             eprintln!("Unable to find image '{}' locally", r.familiar());
         }
-    })
-    .await
-    .map_err(|e| Failure::wrap(e.exit_code(), e))?;
+    }
+}
+
+pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
+    if a.tty && a.interactive && !a.detach && !kiln_runtime::stdin_is_terminal() {
+        return Err(Failure::new(1, crate::containers::NOT_A_TTY));
+    }
+    let (launcher, opts) = resolve(env, a)?;
+    let outcome = kiln_runtime::run(&env.store, &env.registry, &launcher, &opts, pulling)
+        .await
+        .map_err(|e| Failure::wrap(e.exit_code(), e))?;
     match &outcome {
         kiln_runtime::Outcome::Detached(c) => println!("{}", c.id()),
         kiln_runtime::Outcome::Exited(r) if r.oom_killed => {
@@ -371,4 +390,22 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         kiln_runtime::Outcome::Exited(_) => {}
     }
     Ok(outcome.exit_code())
+}
+
+/// `kiln create`: `kiln run`'s flags; makes the container ("Created") and prints its id.
+/// `kiln start` runs it under a shim, its output in its log (so it is recorded as `-d`).
+pub(crate) async fn create(env: &Env, mut a: RunArgs) -> Result<u8, Failure> {
+    if a.runtime.is_some() {
+        return Err(Failure::usage(
+            "kiln create does not support --runtime yet (kiln start runs containers under \
+             the shim, which needs the sandbox's own pid 1)",
+        ));
+    }
+    a.detach = true;
+    let (_, opts) = resolve(env, a)?;
+    let c = kiln_runtime::create(&env.store, &env.registry, &opts, pulling)
+        .await
+        .map_err(|e| Failure::wrap(e.exit_code(), e))?;
+    println!("{}", c.id());
+    Ok(0)
 }

@@ -579,3 +579,223 @@ fn issue_11_device_nodes_cannot_be_opened_without_privileges() {
         assert!(ok, "{log}");
     }
 }
+
+#[test]
+fn run_d_that_cannot_start_exits_125_and_leaves_no_container_or_volume() {
+    let Some(r) = Root::new() else { return };
+    let missing = r.k.root.path().join("no-such-dir");
+    let bind = format!("{}:/data", missing.display());
+    // An anonymous volume too: made for the container, so it goes with it.
+    let out =
+        r.k.run(&["run", "-d", "-v", "/anon", "-v", &bind, "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "no id is printed");
+    assert!(
+        stderr(&out).contains("no-such-dir") && stderr(&out).starts_with("error: "),
+        "{}",
+        stderr(&out)
+    );
+    assert!(r.ps(true).is_empty(), "{:?}", r.ps(true));
+    let dirs = std::fs::read_dir(r.k.root.path().join("containers")).map_or(0, Iterator::count);
+    assert_eq!(dirs, 0, "no container directory is left");
+    assert_eq!(r.k.ok(&["volume", "ls", "-q"]), "");
+}
+
+#[test]
+fn stop_then_start_keeps_the_writable_layer_name_and_id() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "keep", "-v", "/vol", "busybox", "sleep", "60"]);
+    r.k.ok(&[
+        "exec",
+        "keep",
+        "sh",
+        "-c",
+        "echo layer > /file; echo vol > /vol/f",
+    ]);
+    r.k.ok(&["stop", "-t", "1", "keep"]);
+    assert!(r.status_of(&id).unwrap().starts_with("Exited "));
+    assert_eq!(r.k.ok(&["start", "keep"]).trim(), "keep");
+    assert!(
+        r.status_of(&id).unwrap().starts_with("Up "),
+        "{:?}",
+        r.ps(true)
+    );
+    assert_eq!(
+        r.ps(false),
+        [(
+            id[..12].to_string(),
+            r.status_of(&id).unwrap(),
+            "keep".to_string()
+        )]
+    );
+    assert_eq!(
+        r.k.ok(&["exec", "keep", "cat", "/file", "/vol/f"]),
+        "layer\nvol\n"
+    );
+    // Starting a running container changes nothing.
+    assert_eq!(r.k.ok(&["start", &id]).trim(), id);
+
+    assert_eq!(r.k.ok(&["restart", "-t", "1", "keep"]).trim(), "keep");
+    assert!(r.status_of(&id).unwrap().starts_with("Up "));
+    assert_eq!(
+        r.k.ok(&["exec", "keep", "cat", "/file", "/vol/f"]),
+        "layer\nvol\n"
+    );
+}
+
+#[test]
+fn create_then_start_a_gives_the_output_and_the_exit_code() {
+    let Some(r) = Root::new() else { return };
+    let id =
+        r.k.ok(&[
+            "create",
+            "--name",
+            "job",
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 7",
+        ])
+        .trim()
+        .to_string();
+    assert_eq!(id.len(), 64, "create prints the full id: {id}");
+    assert_eq!(r.status_of(&id).as_deref(), Some("Created"));
+    let out = r.k.run(&["start", "-a", "job"]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(stderr(&out), "err\n");
+    assert!(r.status_of(&id).unwrap().starts_with("Exited (7) "));
+    // Again: the same container, only the new output.
+    let out = r.k.run(&["start", "-a", &id]);
+    assert_eq!(out.status.code(), Some(7));
+    assert_eq!(stdout(&out), "out\n");
+    assert_eq!(r.k.ok(&["logs", "job"]), "out\nout\n");
+    // Without -a: started, the name printed, exit 0.
+    assert_eq!(r.k.ok(&["start", "job"]).trim(), "job");
+    assert_eq!(r.k.ok(&["wait", "job"]).trim(), "7");
+}
+
+#[test]
+fn rename_then_ps_shows_the_new_name() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "old", "busybox", "sleep", "60"]);
+    r.run_d(&["--name", "other", "busybox", "sleep", "60"]);
+    let out = r.k.run(&["rename", "old", "new"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    let row = r
+        .ps(false)
+        .into_iter()
+        .find(|(i, _, _)| id.starts_with(i.as_str()));
+    assert_eq!(row.unwrap().2, "new");
+    let out = r.k.run(&["rename", "new", "other"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("\"/other\" is already in use"),
+        "{}",
+        stderr(&out)
+    );
+    let out = r.k.run(&["rename", "old", "x1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: No such container: old\n");
+}
+
+#[test]
+fn start_and_restart_of_a_missing_container_exit_1() {
+    let Some(r) = Root::new() else { return };
+    for cmd in ["start", "restart"] {
+        let out = r.k.run(&[cmd, "nope"]);
+        assert_eq!(out.status.code(), Some(1), "{cmd}");
+        assert_eq!(stderr(&out), "error: No such container: nope\n", "{cmd}");
+    }
+}
+
+#[test]
+fn container_prune_removes_only_stopped_containers_and_the_aliases_work() {
+    let Some(r) = Root::new() else { return };
+    let up = r.run_d(&["--name", "up", "busybox", "sleep", "60"]);
+    let created = r.k.ok(&["container", "create", "busybox", "true"]);
+    let created = created.trim();
+    let exited = r.run_d(&["busybox", "true"]);
+    r.k.ok(&["wait", &exited]);
+    // Nothing was created a day ago.
+    let out =
+        r.k.ok(&["container", "prune", "-f", "--filter", "until=24h"]);
+    assert_eq!(out, "Total reclaimed space: 0B\n");
+    assert_eq!(r.ps(true).len(), 3);
+    let out = r.k.ok(&["container", "prune", "-f"]);
+    let mut deleted: Vec<&str> = out
+        .strip_prefix("Deleted Containers:\n")
+        .unwrap_or_else(|| panic!("{out}"))
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .collect();
+    deleted.sort_unstable();
+    let mut want = vec![created, exited.as_str()];
+    want.sort_unstable();
+    assert_eq!(deleted, want);
+    assert!(out.contains("\nTotal reclaimed space: "), "{out}");
+    let ls = r.k.ok(&["container", "ls", "-aq"]);
+    assert_eq!(ls, format!("{}\n", &up[..12]));
+    assert_eq!(r.k.ok(&["container", "ps", "-q"]), ls);
+    assert_eq!(r.k.ok(&["container", "stop", "-t", "1", "up"]).trim(), "up");
+    assert_eq!(r.k.ok(&["container", "start", "up"]).trim(), "up");
+    assert!(r.status_of(&up).unwrap().starts_with("Up "));
+    let out =
+        r.k.run(&["container", "prune", "--filter", "label=x", "-f"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}
+
+#[test]
+fn inspect_shows_a_container_in_dockers_shape_before_an_image_of_the_same_name() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["--name", "busybox", "busybox", "sh", "-c", "exit 5"]);
+    r.k.ok(&["wait", &id]);
+    let parse = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
+    let v = parse(r.k.ok(&["inspect", "busybox"]));
+    let c = &v[0];
+    assert_eq!(c["Id"], id.as_str());
+    assert_eq!(c["Name"], "/busybox");
+    assert_eq!(c["Path"], "sh");
+    assert_eq!(c["Args"], serde_json::json!(["-c", "exit 5"]));
+    assert_eq!(c["State"]["Status"], "exited");
+    assert_eq!(c["State"]["Running"], false);
+    assert_eq!(c["State"]["ExitCode"], 5);
+    assert!(c["State"]["FinishedAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(c["HostConfig"]["RestartPolicy"]["Name"], "no");
+    assert_eq!(
+        parse(r.k.ok(&["container", "inspect", &id[..12]]))[0]["Id"],
+        id.as_str()
+    );
+    // --type image: the image of that name.
+    let img = parse(r.k.ok(&["inspect", "--type", "image", "busybox"]));
+    assert!(
+        img[0]["Id"].as_str().unwrap().starts_with("sha256:"),
+        "{img}"
+    );
+    assert!(img[0].get("State").is_none());
+    let out = r.k.run(&["inspect", "nothing-here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr(&out), "error: No such object: nothing-here\n");
+    let out = r.k.run(&["inspect", "--type", "container", "nothing-here"]);
+    assert_eq!(stderr(&out), "error: No such container: nothing-here\n");
+}
+
+#[test]
+fn run_d_of_a_command_that_cannot_start_exits_127_or_126_and_leaves_nothing() {
+    let Some(r) = Root::new() else { return };
+    for (cmd, code, said) in [
+        ("/nonexistent", 127, "no such file or directory"),
+        ("nothere", 127, "executable file not found in $PATH"),
+        ("/etc", 126, "permission denied"),
+    ] {
+        let out = r.k.run(&["run", "-d", "busybox", cmd]);
+        assert_eq!(out.status.code(), Some(code), "{cmd}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "{cmd}: no id is printed");
+        assert!(stderr(&out).contains(said), "{cmd}: {}", stderr(&out));
+        assert!(r.ps(true).is_empty(), "{cmd}: {:?}", r.ps(true));
+    }
+    // A command that started and exited 127 is a container that ran.
+    let id = r.run_d(&["busybox", "sh", "-c", "exit 127"]);
+    assert_eq!(r.k.ok(&["wait", &id]).trim(), "127");
+}

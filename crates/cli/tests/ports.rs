@@ -141,6 +141,26 @@ fn a_host_port_in_use_fails_the_run() {
 }
 
 #[test]
+fn run_d_on_a_host_port_in_use_exits_125_and_leaves_nothing() {
+    let Some(k) = setup() else { return };
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let out = k.run(&["run", "-d", "-p", &publish, "busybox", "sleep", "60"]);
+    if out.status.success() {
+        let _ = k.run(&["rm", "-f", stdout(&out).trim()]);
+    }
+    assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "no id is printed");
+    assert!(
+        stderr(&out).contains(&format!("{port}")),
+        "the error names the port: {}",
+        stderr(&out)
+    );
+    assert_eq!(k.ok(&["ps", "-aq"]), "", "no container is left");
+}
+
+#[test]
 fn bad_publish_specs_are_usage_errors() {
     let k = Kiln::new();
     for spec in [
@@ -159,4 +179,33 @@ fn bad_publish_specs_are_usage_errors() {
             stderr(&out)
         );
     }
+}
+
+#[test]
+fn restart_keeps_the_published_ports() {
+    let Some(k) = setup() else { return };
+    let port = free_tcp_port();
+    let publish = format!("127.0.0.1:{port}:8080");
+    let id = k
+        .ok(&[
+            "run",
+            "-d",
+            "-p",
+            &publish,
+            "busybox",
+            "sh",
+            "-c",
+            "while true; do echo hello | nc -l -p 8080; done",
+        ])
+        .trim()
+        .to_string();
+    let _rm = Removed(&k, id.clone());
+    let before = k.ok(&["port", &id]);
+    assert_eq!(read_from(port), "hello\n");
+    assert_eq!(k.ok(&["restart", "-t", "1", &id]).trim(), id);
+    assert_eq!(k.ok(&["port", &id]), before);
+    assert_eq!(read_from(port), "hello\n");
+    k.ok(&["stop", "-t", "1", &id]);
+    k.ok(&["start", &id]);
+    assert_eq!(read_from(port), "hello\n");
 }

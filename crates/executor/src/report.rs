@@ -23,6 +23,24 @@ pub(crate) fn error_fd() -> libc::c_int {
     ERROR_FD.load(Ordering::Relaxed)
 }
 
+/// Where the sandbox's command tells that it could not be started (-1: nowhere): one byte,
+/// written by the forked command before it exits; the pipe closes without data at its exec.
+static EXEC_FAILED_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The command (in the forked child) reports a failed start on `fd`.
+pub(crate) fn set_exec_failed_fd(fd: libc::c_int) {
+    EXEC_FAILED_FD.store(fd, Ordering::Relaxed);
+}
+
+/// Tells the sandbox's pid 1 that its command could not be started (see
+/// [`set_exec_failed_fd`]).
+pub(crate) fn exec_failed() {
+    let fd = EXEC_FAILED_FD.load(Ordering::Relaxed);
+    if fd >= 0 {
+        write_all_fd(fd, b"x");
+    }
+}
+
 /// Reports a started sandbox on `fd`.
 pub(crate) fn set_start_fd(fd: libc::c_int) {
     START_FD.store(fd, Ordering::Relaxed);

@@ -146,10 +146,13 @@ impl Executor {
     }
 
     /// [`Executor::run_detailed`], sending the sandbox's pid 1 (as seen from the host) on
-    /// `started` once the sandbox is set up: the root filesystem is mounted and entered, the
-    /// hostname set, the cgroup joined, and the command is about to be started. That process
-    /// is what [`Executor::exec_in`] joins; it lives exactly as long as the sandbox. When
-    /// setup fails, `started` is dropped unsent and the error is returned as usual.
+    /// `started` once the sandbox is set up and its command started: the root filesystem is
+    /// mounted and entered, the hostname set, the cgroup joined, the network (and its
+    /// published ports) configured, and the command exec'd. That process is what
+    /// [`Executor::exec_in`] joins; it lives exactly as long as the sandbox. When setup
+    /// fails, `started` is dropped unsent and the error is returned as usual; when the
+    /// command cannot be started (not found, not executable), `started` is dropped unsent
+    /// and its exit code (127, 126) returned, its message on its stderr.
     ///
     /// With an external runtime ([`Executor::with_runtime`]) nothing is ever sent: the
     /// runtime's container process is not ours to report.

@@ -316,6 +316,22 @@ async fn missing_command_exits_127() {
 }
 
 #[tokio::test]
+async fn a_command_that_cannot_start_is_never_reported_started() {
+    require_root!();
+    let fx = fixture();
+    for (args, code) in [(&["/bin/nope"][..], 127), (&["true"][..], 0)] {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
+        let r = common::executor()
+            .run_observed(&fx.spec(args), Output::Capture(out_tx), tx)
+            .await
+            .unwrap();
+        assert_eq!(r.exit_code, code, "{args:?}");
+        assert_eq!(rx.await.is_ok(), code == 0, "{args:?}: reported started");
+    }
+}
+
+#[tokio::test]
 async fn bind_mounts_are_mounted() {
     require_root!();
     let fx = fixture();

@@ -1,4 +1,5 @@
-//! Removing a container: `kiln rm [-f]`; removing the stopped ones: `kiln system prune`.
+//! Removing a container: `kiln rm [-f]`; removing the stopped ones: `kiln container prune`,
+//! `kiln system prune`.
 
 use crate::container::{Container, Containers};
 use crate::kill::poll_until;
@@ -40,6 +41,8 @@ impl Container {
 pub struct ContainersPruned {
     /// The ids of the containers removed.
     pub removed: Vec<String>,
+    /// What the removed containers' directories held (writable layer, log), in bytes.
+    pub reclaimed: u64,
     /// Containers that could not be removed (started meanwhile, say: they stay, as
     /// `docker container prune` leaves them), with why.
     pub failed: Vec<(String, Error)>,
@@ -48,14 +51,24 @@ pub struct ContainersPruned {
 impl Containers {
     /// Removes every container that is not running.
     pub fn prune(&self) -> Result<ContainersPruned> {
+        self.prune_created_before(None)
+    }
+
+    /// `docker container prune [--filter until=…]`: removes every container that is not
+    /// running and, with `before` (milliseconds since the Unix epoch), was created before it.
+    pub fn prune_created_before(&self, before: Option<i64>) -> Result<ContainersPruned> {
         let mut out = ContainersPruned::default();
         for c in self.list()? {
-            if c.is_running() {
+            if c.is_running() || before.is_some_and(|b| c.config.created >= b) {
                 continue;
             }
             let id = c.id().to_string();
+            let size = kiln_cache::disk_usage(&c.dir);
             match c.remove(false) {
-                Ok(()) => out.removed.push(id),
+                Ok(()) => {
+                    out.removed.push(id);
+                    out.reclaimed += size;
+                }
                 Err(e) => out.failed.push((id, e)),
             }
         }

@@ -41,7 +41,8 @@
 //! it. It runs the container with [`kiln_executor::Executor::run_observed`]; once the
 //! sandbox is set up it writes the state (running, its own identity, the sandbox's pid 1)
 //! and then reports `ok` on a pipe inherited from `kiln run -d` (or `error: MESSAGE` when the
-//! start failed), which only then prints the id and exits: right after `kiln run -d`
+//! start failed, `exit CODE: MESSAGE` when the command could not be started: not found 127,
+//! not executable 126, as `docker run`), which only then prints the id and exits: right after `kiln run -d`
 //! returns, `kiln exec` and `kiln stop` work. At the end it records the exit code and time
 //! (or removes the container with `--rm`). The shim is our own binary rather than, say,
 //! `conmon`: no extra package, and the same executor code as every other run.
@@ -54,6 +55,15 @@
 //! replacement characters), every record is one line (so `--tail N` and `-f` are simple
 //! byte scans), and it stays readable with plain tools. Foreground containers pass stdio
 //! through and have no log.
+//!
+//! # create, start, restart, rename
+//!
+//! [`create`] makes a container without starting it. [`Container::start`] starts a created
+//! or stopped one under a shim, in the same directory: the same `upper/` (its writable
+//! layer), config (volumes, ports, name, id) and log (appended to); the state is reset
+//! first. A `kiln run -d` whose start fails removes the container it made (and the
+//! anonymous volumes made for it), so only the error is left. [`Container::inspect`] is
+//! docker's `ContainerInspect` shape of a container.
 //!
 //! # exec, kill, stop
 //!
@@ -72,7 +82,9 @@ mod copy;
 mod create;
 mod delete;
 mod exec;
+mod inspect;
 mod kill;
+mod lifecycle;
 mod logs;
 mod run;
 mod start;
@@ -90,7 +102,7 @@ pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
-pub use run::{run, Launcher, Outcome, RunError, RunEvent, RunOptions};
+pub use run::{create, run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
 pub use stats::{measure, Sample, Usage};
 pub use terminal::stdin_is_terminal;
@@ -138,6 +150,9 @@ pub enum Error {
         /// The container that has it.
         id: String,
     },
+    /// `rename` to the name the container has.
+    #[error("Renaming a container with the same name as its current name")]
+    SameName,
     /// `--name` is not a valid name.
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),
@@ -171,6 +186,14 @@ pub enum Error {
     /// The shim could not start the container.
     #[error("{0}")]
     StartFailed(String),
+    /// The container's command could not be started (not found: 127; not executable: 126).
+    #[error("{message}")]
+    CommandNotStarted {
+        /// The exit code it got, as `docker run`'s.
+        code: i32,
+        /// What it said.
+        message: String,
+    },
     /// No volume has this name.
     #[error("get {0}: no such volume")]
     NoSuchVolume(String),

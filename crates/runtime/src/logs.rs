@@ -156,7 +156,14 @@ impl Container {
     /// The path of the log (`None` for a container run in the foreground: its output went
     /// to the terminal and was not recorded).
     pub fn log_path(&self) -> Option<PathBuf> {
-        self.config.detach.then(|| self.dir.join(LOG_FILE))
+        let path = self.dir.join(LOG_FILE);
+        // A foreground container started again by `kiln start` has a log from then on.
+        (self.config.detach || path.exists()).then_some(path)
+    }
+
+    /// The log's current length: where output written from now on starts.
+    pub(crate) fn log_len(&self) -> u64 {
+        std::fs::metadata(self.dir.join(LOG_FILE)).map_or(0, |m| m.len())
     }
 
     /// Prints the container's output, stdout records to `stdout` and stderr records to
@@ -164,6 +171,17 @@ impl Container {
     /// removed).
     pub fn logs(
         &self,
+        opts: &LogOptions,
+        stdout: &mut dyn Write,
+        stderr: &mut dyn Write,
+    ) -> Result<()> {
+        self.logs_from(0, opts, stdout, stderr)
+    }
+
+    /// [`Container::logs`] of the records from byte `from` of the log on.
+    pub(crate) fn logs_from(
+        &self,
+        from: u64,
         opts: &LogOptions,
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
@@ -188,6 +206,7 @@ impl Container {
         };
         let mut buf = Vec::new();
         if let Some(f) = &mut file {
+            f.seek(SeekFrom::Start(from)).map_err(io_err(&path))?;
             f.read_to_end(&mut buf).map_err(io_err(&path))?;
         }
         // Only complete records: a record being written is printed once it is whole.
@@ -213,7 +232,7 @@ impl Container {
             return Ok(());
         }
         buf.drain(..complete);
-        let mut offset = complete as u64 + buf.len() as u64;
+        let mut offset = from + complete as u64 + buf.len() as u64;
         let mut me = self.clone();
         let mut idle = Duration::from_millis(10);
         loop {

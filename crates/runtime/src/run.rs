@@ -76,9 +76,14 @@ pub enum RunError {
 
 impl RunError {
     /// The exit code, as `docker run`'s: 125 when kiln itself failed to run the container
-    /// (a failed pull included), 1 when the stored image cannot be read.
+    /// (a failed pull included), 127 or 126 when a detached container's command could not
+    /// be started (not found, not executable), 1 when the stored image cannot be read.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // 127 or 126 when the command of a detached container could not be started.
+            RunError::Run(Error::CommandNotStarted { code, .. }) => {
+                u8::try_from(*code).unwrap_or(125)
+            }
             // crate::START_FAILED_EXIT, the code a detached container's failed start records.
             RunError::Pull(_) | RunError::Run(_) => 125,
             RunError::Image(_) => 1,
@@ -95,22 +100,9 @@ pub async fn run(
     registry: &kiln_registry::Client,
     launcher: &Launcher,
     opts: &RunOptions,
-    mut on: impl FnMut(RunEvent<'_>),
+    on: impl FnMut(RunEvent<'_>),
 ) -> Result<Outcome, RunError> {
-    // A name that cannot be read from the store is treated as missing: the pull says why.
-    let stored = store.get_image(&opts.reference.to_string()).ok().flatten();
-    let manifest = if let Some(rec) = stored {
-        rec.manifest_digest
-    } else {
-        on(RunEvent::Pulling(&opts.reference));
-        registry
-            .pull_and_name(&opts.reference, store)
-            .await
-            .map_err(RunError::Pull)?
-            .manifest_digest
-    };
-    let layers = kiln_cache::image::layers(store, &manifest).map_err(RunError::Image)?;
-    let config = kiln_cache::image::config_json(store, &manifest).map_err(RunError::Image)?;
+    let (layers, config) = image(store, registry, &opts.reference, on).await?;
     let c = &opts.container;
     if c.detach {
         let container = run_detached(store, &opts.image, &layers, &config, c, &launcher.shim)?;
@@ -123,8 +115,48 @@ pub async fn run(
     ))
 }
 
+/// `kiln create`: finds the image as [`run`] does and makes the container ("Created");
+/// `kiln start` runs it. (`opts.container.detach` is recorded as given: the CLI sets it, so
+/// that the container's output, which goes to its log under the shim, can be read.)
+pub async fn create(
+    store: &Arc<Store>,
+    registry: &kiln_registry::Client,
+    opts: &RunOptions,
+    on: impl FnMut(RunEvent<'_>),
+) -> Result<Container, RunError> {
+    let (layers, config) = image(store, registry, &opts.reference, on).await?;
+    let containers = Containers::new(store.root());
+    Ok(containers.create(store, &opts.image, &layers, &config, &opts.container)?)
+}
+
+/// The image `reference` names, from the store or pulled (`on` hears of it first): its
+/// layers and config.
+async fn image(
+    store: &Arc<Store>,
+    registry: &kiln_registry::Client,
+    reference: &Reference,
+    mut on: impl FnMut(RunEvent<'_>),
+) -> Result<(Vec<Layer>, Value), RunError> {
+    // A name that cannot be read from the store is treated as missing: the pull says why.
+    let stored = store.get_image(&reference.to_string()).ok().flatten();
+    let manifest = if let Some(rec) = stored {
+        rec.manifest_digest
+    } else {
+        on(RunEvent::Pulling(reference));
+        registry
+            .pull_and_name(reference, store)
+            .await
+            .map_err(RunError::Pull)?
+            .manifest_digest
+    };
+    let layers = kiln_cache::image::layers(store, &manifest).map_err(RunError::Image)?;
+    let config = kiln_cache::image::config_json(store, &manifest).map_err(RunError::Image)?;
+    Ok((layers, config))
+}
+
 /// Creates a container and starts it in the background under a shim; returns it once it
-/// runs.
+/// runs. A container whose start fails (a port in use, a bad mount) is removed, with the
+/// anonymous volumes made for it: the error is all that is left.
 fn run_detached(
     store: &Store,
     image: &str,
@@ -138,10 +170,11 @@ fn run_detached(
     match container.start_detached(shim) {
         Ok(()) => Ok(container),
         Err(e) => {
-            if opts.remove {
-                let _ = container.remove_dir();
-                let _ = container.remove_anonymous_volumes();
-            }
+            // A container that never ran is not left behind half-made ("Created" forever):
+            // the error is all `kiln run -d` reports. The shim has exited by now (the ready
+            // pipe closed), so nothing writes into the directory any more.
+            let _ = container.remove_dir();
+            let _ = container.remove_anonymous_volumes();
             Err(e)
         }
     }
@@ -225,6 +258,48 @@ mod tests {
         assert!(matches!(e, RunError::Run(Error::NoCommand)), "{e:?}");
         assert_eq!(e.exit_code(), 125);
         assert_eq!(e.to_string(), "no command specified");
+    }
+
+    /// Stores an image without layers whose config is `config`, named `name`.
+    fn store_image(store: &Store, name: &str, config: &Value) {
+        let (config, _) = store.write_blob(config.to_string().as_bytes()).unwrap();
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 1},
+            "layers": [],
+        });
+        let (manifest, _) = store.write_blob(manifest.to_string().as_bytes()).unwrap();
+        store.set_image(name, &manifest).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_detached_run_that_cannot_start_leaves_no_container() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let config = serde_json::json!({
+            "config": {"Cmd": ["true"], "Volumes": {"/data": {}}},
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        store_image(&store, "127.0.0.1:1/img:latest", &config);
+        // A shim that exits without starting anything.
+        let launcher = Launcher {
+            executor: Executor::new(vec!["/nonexistent".into()]),
+            shim: vec!["/bin/false".into()],
+        };
+        let mut o = opts("127.0.0.1:1/img");
+        o.container.detach = true;
+        let e = run(&store, &offline(), &launcher, &o, |_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(e, RunError::Run(Error::Shim(_))), "{e:?}");
+        assert_eq!(e.exit_code(), 125);
+        assert!(Containers::new(store.root()).list().unwrap().is_empty());
+        let left = std::fs::read_dir(dir.path().join("containers"))
+            .unwrap()
+            .count();
+        assert_eq!(left, 0, "no container directory is left");
+        let volumes = crate::Volumes::new(store.root()).list().unwrap();
+        assert!(volumes.is_empty(), "the image's anonymous volume goes too");
     }
 
     #[test]

@@ -157,21 +157,35 @@ impl Container {
                 Ok(())
             });
         }
-        // Not waited for: the shim outlives this process (and is reparented when it exits).
-        let child = cmd
+        // Not waited for once the container runs: the shim outlives this process (and is
+        // reparented when it exits).
+        let mut child = cmd
             .spawn()
             .map_err(|e| Error::Shim(format!("cannot start {}: {e}", program.to_string_lossy())))?;
-        drop(child);
         drop(ready_write);
         let mut report = String::new();
         let _ = std::fs::File::from(ready_read).read_to_string(&mut report);
         let report = report.trim();
         if report == "ok" {
+            drop(child);
             self.reload()?;
             return Ok(());
         }
+        // The start failed: the shim only records that and exits. Waited for, so that the
+        // caller can remove the container without the shim still writing into it.
+        let _ = child.wait();
         if let Some(e) = report.strip_prefix("error: ") {
             return Err(Error::StartFailed(e.to_string()));
+        }
+        if let Some((code, message)) = report
+            .strip_prefix("exit ")
+            .and_then(|r| r.split_once(": "))
+            .and_then(|(c, m)| Some((c.parse().ok()?, m)))
+        {
+            return Err(Error::CommandNotStarted {
+                code,
+                message: message.to_string(),
+            });
         }
         let log = std::fs::read_to_string(&shim_log).unwrap_or_default();
         Err(Error::Shim(format!(
@@ -237,15 +251,22 @@ async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)
     };
     let spec = c.config.spec.clone();
     let run = executor.run_observed(&spec, output, started_tx);
+    // The last of its stderr: why a command that could not be started did not.
+    let mut last_stderr = Vec::new();
     let write_log = async {
         while let Some((stream, data)) = rx.recv().await {
+            if stream == kiln_executor::Stream::Stderr {
+                last_stderr = data.to_vec();
+            }
             // A full disk loses output, not the container.
             let _ = log.write(stream, &data);
         }
     };
     let mut start_error = None;
+    let mut was_started = false;
     let started = async {
         if let Ok(init) = started_rx.await {
+            was_started = true;
             match c.record_started(me, Some(init)) {
                 Ok(()) => report("ok\n"),
                 Err(e) => {
@@ -262,8 +283,21 @@ async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)
         return Err(e);
     }
     let result = result.map_err(Error::from);
-    if let Err(e) = &result {
-        report(&format!("error: {e}\n"));
+    match &result {
+        Err(e) => report(&format!("error: {e}\n")),
+        // Never reported started: the command could not be started (not found, not
+        // executable), as it said on its stderr.
+        Ok(r) if !was_started => {
+            let said = String::from_utf8_lossy(&last_stderr);
+            let said = said.trim();
+            let said = if said.is_empty() {
+                "the container's command could not be started"
+            } else {
+                said
+            };
+            report(&format!("exit {}: {said}\n", r.exit_code));
+        }
+        Ok(_) => {}
     }
     c.finish(&result)
 }

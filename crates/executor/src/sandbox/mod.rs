@@ -22,6 +22,7 @@ use crate::sys::{self, status_code, write_all_fd};
 use process::{exec_process, process_env, resolve_user, Launch};
 use rootfs::{enter_root, setup_rootfs};
 use std::io;
+use std::os::fd::AsRawFd;
 
 /// The outer helper: creates the namespaces for `spec` (and the network helper), forks pid
 /// 1, reports it on the start pipe, forwards signals to it, waits for it and exits with its
@@ -138,24 +139,27 @@ fn init(
 
     let env = process_env(&spec.env, &user);
 
-    // The sandbox is set up: report it (Executor::run_observed), before the command exists.
-    let start_fd = report::take_start_fd();
-    if start_fd >= 0 {
-        write_all_fd(start_fd, b"ready\n");
-        // SAFETY: closing our fd; the command must not inherit it.
-        unsafe { libc::close(start_fd) };
-    }
-
-    // pasta configured the namespace in parallel with the setup above.
+    // pasta configured the namespace in parallel with the setup above. Waited for before
+    // the start is reported: a published port pasta cannot bind (in use) fails the setup,
+    // so that `kiln run -d` reports it instead of a container that started.
     if let Some(net) = net {
         net.wait_ready();
     }
+
+    // The command's exec closes this pipe's write end; a command that cannot be started
+    // writes to it first (report::exec_failed).
+    let start_fd = report::take_start_fd();
+    let exec_pipe = (start_fd >= 0)
+        .then(|| nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).or_fail(|| "pipe".into()));
     // SAFETY: single-threaded process.
     let main = unsafe { libc::fork() };
     if main < 0 {
         fail("fork", io::Error::last_os_error());
     }
     if main == 0 {
+        if let Some((_, w)) = &exec_pipe {
+            report::set_exec_failed_fd(w.as_raw_fd());
+        }
         // Rust ignores SIGPIPE, and exec keeps ignored signals ignored: the command gets the
         // default disposition, as under Docker.
         // SAFETY: plain system call.
@@ -173,6 +177,18 @@ fn init(
     crate::console::close_console_fd();
     signals::forward_all_signals_to(main);
     signals::restore_signals(old_mask);
+    // The command runs: report the sandbox (Executor::run_observed). A command that could
+    // not be started is not reported: the caller sees its exit code (127, 126) instead.
+    if let Some((r, w)) = exec_pipe {
+        drop(w);
+        if command_started(&r) {
+            write_all_fd(start_fd, b"ready\n");
+        }
+    }
+    if start_fd >= 0 {
+        // SAFETY: closing our fd.
+        unsafe { libc::close(start_fd) };
+    }
     loop {
         let mut status = 0;
         // SAFETY: valid out-pointer.
@@ -186,6 +202,21 @@ fn init(
             if e.kind() != io::ErrorKind::Interrupted {
                 fail("reaping", e);
             }
+        }
+    }
+}
+
+/// Whether the command exec'd: its end of the pipe closed without a byte written.
+fn command_started(r: &std::os::fd::OwnedFd) -> bool {
+    let mut b = [0u8; 1];
+    loop {
+        // SAFETY: reading into a valid buffer from an fd we own.
+        let n = unsafe { libc::read(r.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
+        if n >= 0 {
+            return n == 0;
+        }
+        if io::Error::last_os_error().kind() != io::ErrorKind::Interrupted {
+            return true;
         }
     }
 }

@@ -283,6 +283,9 @@ pub(crate) fn exec_process(
 
 fn exec_failed(launch: Launch, msg: &str, code: i32) -> ! {
     write_all_fd(2, msg.as_bytes());
+    if launch == Launch::Command {
+        crate::report::exec_failed();
+    }
     exit(if launch == Launch::Exec { 126 } else { code })
 }
 

@@ -1,0 +1,267 @@
+//! `kiln inspect CTR`: a container in the shape of docker's `ContainerInspect` (the fields
+//! kiln has; see [`Container::inspect`]).
+
+use crate::container::Status;
+use crate::logs::rfc3339_nanos;
+use crate::Container;
+use serde_json::{json, Map, Value};
+use std::time::{Duration, SystemTime};
+
+/// Docker's time for "never" (Go's zero time).
+const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+fn time(millis: Option<i64>) -> String {
+    match millis.and_then(|m| u64::try_from(m).ok()) {
+        Some(m) => rfc3339_nanos(SystemTime::UNIX_EPOCH + Duration::from_millis(m)),
+        None => ZERO_TIME.to_string(),
+    }
+}
+
+impl Container {
+    /// Docker's `ContainerInspect` of the container: `Id`, `Name` (with docker's leading
+    /// `/`), `Created`, `Path`/`Args`, `State`, `Image`, `Config`, `HostConfig`
+    /// (`PortBindings`, `Binds`, `RestartPolicy`, limits), `Mounts` and
+    /// `NetworkSettings.Ports`. Call [`Container::refresh`] first for an up-to-date state.
+    pub fn inspect(&self) -> Value {
+        let spec = &self.config.spec;
+        let running = self.is_running();
+        let status = match self.state.status {
+            Status::Running if running => "running",
+            Status::Created => "created",
+            Status::Running | Status::Exited => "exited",
+        };
+        let pid = self
+            .state
+            .init
+            .or(self.state.supervisor)
+            .filter(|_| running)
+            .map_or(0, |p| p.pid);
+        let mut bindings = Map::new();
+        let mut exposed = Map::new();
+        for p in &spec.extra.ports {
+            let key = format!("{}/{}", p.container_port, p.protocol);
+            exposed.insert(key.clone(), json!({}));
+            let entry = bindings.entry(key).or_insert_with(|| json!([]));
+            if let Some(list) = entry.as_array_mut() {
+                list.push(json!({
+                    "HostIp": p.host_ip.clone().unwrap_or_default(),
+                    "HostPort": p.host_port.to_string(),
+                }));
+            }
+        }
+        let volume_of = |dst: &str| self.config.volumes.iter().find(|v| v.destination == dst);
+        let binds: Vec<String> = spec
+            .mounts
+            .iter()
+            .filter(|m| volume_of(&m.destination).is_none())
+            .map(|m| {
+                let ro = if m.readonly { ":ro" } else { "" };
+                format!("{}:{}{ro}", m.source.display(), m.destination)
+            })
+            .collect();
+        let mounts: Vec<Value> = spec
+            .mounts
+            .iter()
+            .map(|m| match volume_of(&m.destination) {
+                Some(v) => json!({
+                    "Type": "volume",
+                    "Name": v.name,
+                    "Source": m.source,
+                    "Destination": m.destination,
+                    "Driver": "local",
+                    "Mode": if m.readonly { "ro" } else { "" },
+                    "RW": !m.readonly,
+                    "Propagation": "",
+                }),
+                None => json!({
+                    "Type": "bind",
+                    "Source": m.source,
+                    "Destination": m.destination,
+                    "Mode": if m.readonly { "ro" } else { "" },
+                    "RW": !m.readonly,
+                    "Propagation": "rprivate",
+                }),
+            })
+            .collect();
+        let network_mode = match spec.network {
+            kiln_executor::Network::None => "none",
+            kiln_executor::Network::Host => "host",
+            kiln_executor::Network::Default => "default",
+        };
+        let limits = &spec.extra.resources;
+        let (path, args) = spec
+            .args
+            .split_first()
+            .map_or((None, &[][..]), |(p, a)| (Some(p), a));
+        json!({
+            "Id": self.config.id,
+            "Created": time(Some(self.config.created)),
+            "Path": path,
+            "Args": args,
+            "State": {
+                "Status": status,
+                "Running": running,
+                "Paused": false,
+                "Restarting": false,
+                "OOMKilled": self.state.oom_killed,
+                "Dead": false,
+                "Pid": pid,
+                "ExitCode": self.state.exit_code.unwrap_or(0),
+                "Error": self.state.error.clone().unwrap_or_default(),
+                "StartedAt": time(self.state.started),
+                "FinishedAt": time(self.state.finished),
+            },
+            "Image": self.config.image,
+            "LogPath": self.log_path(),
+            "Name": format!("/{}", self.config.name),
+            "RestartCount": 0,
+            "HostConfig": {
+                "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
+                "NetworkMode": network_mode,
+                "PortBindings": bindings,
+                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                "AutoRemove": self.config.remove,
+                "Privileged": spec.extra.privileged,
+                "Memory": limits.memory.unwrap_or(0),
+                "NanoCpus": limits.cpus.map_or(0, |c| (c * 1e9) as i64),
+                "PidsLimit": limits.pids,
+            },
+            "Mounts": mounts,
+            "Config": {
+                "Hostname": spec.hostname,
+                "User": spec.user,
+                "AttachStdin": false,
+                "OpenStdin": self.config.interactive,
+                "Tty": false,
+                "ExposedPorts": exposed,
+                "Env": spec.env,
+                "Cmd": args_as_cmd(&self.config.image_config, &spec.args),
+                "Image": self.config.image,
+                "WorkingDir": spec.cwd,
+                "Entrypoint": self.config.image_config["config"]["Entrypoint"],
+                "Labels": self.config.image_config["config"]["Labels"],
+            },
+            "NetworkSettings": {
+                "Ports": bindings,
+            },
+        })
+    }
+}
+
+/// `Config.Cmd`: the process's argv without the image's entrypoint in front of it.
+fn args_as_cmd(image_config: &Value, args: &[String]) -> Vec<String> {
+    let entrypoint: Vec<&str> = image_config["config"]["Entrypoint"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    match args.strip_prefix(
+        entrypoint
+            .iter()
+            .map(|s| (*s).to_string())
+            .collect::<Vec<_>>()
+            .as_slice(),
+    ) {
+        Some(rest) if !entrypoint.is_empty() => rest.to_vec(),
+        _ => args.to_vec(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::container::{Config, MountedVolume, State, LAYOUT_VERSION};
+    use kiln_executor::{BindMount, PortMapping, RootFs, RunSpec};
+
+    #[test]
+    fn a_stopped_container_in_dockers_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Container {
+            dir: dir.path().to_path_buf(),
+            config: Config {
+                version: LAYOUT_VERSION,
+                id: "a".repeat(64),
+                name: "web".into(),
+                image: "busybox".into(),
+                created: 1_700_000_000_123,
+                spec: RunSpec {
+                    rootfs: RootFs {
+                        lowers: vec![],
+                        upper: "/u".into(),
+                        work: "/w".into(),
+                    },
+                    args: vec!["/ep".into(), "sh".into(), "-c".into(), "x".into()],
+                    env: vec!["A=1".into()],
+                    cwd: "/".into(),
+                    user: String::new(),
+                    hostname: "aaaaaaaaaaaa".into(),
+                    network: kiln_executor::Network::Default,
+                    mounts: vec![
+                        BindMount {
+                            source: "/host".into(),
+                            destination: "/h".into(),
+                            readonly: true,
+                        },
+                        BindMount {
+                            source: "/root/volumes/data/_data".into(),
+                            destination: "/data".into(),
+                            readonly: false,
+                        },
+                    ],
+                    extra: kiln_executor::SandboxOptions {
+                        ports: vec![PortMapping {
+                            host_ip: Some("127.0.0.1".into()),
+                            host_port: 8080,
+                            container_port: 80,
+                            protocol: "tcp".into(),
+                        }],
+                        ..Default::default()
+                    },
+                },
+                remove: false,
+                detach: true,
+                interactive: false,
+                tty: false,
+                image_config: json!({"config": {"Entrypoint": ["/ep"]}}),
+                volumes: vec![MountedVolume {
+                    name: "data".into(),
+                    destination: "/data".into(),
+                    anonymous: false,
+                }],
+            },
+            state: State {
+                status: Status::Exited,
+                exit_code: Some(3),
+                started: Some(1_700_000_001_000),
+                finished: Some(1_700_000_002_000),
+                ..State::default()
+            },
+        };
+        let v = c.inspect();
+        assert_eq!(v["Id"], "a".repeat(64));
+        assert_eq!(v["Name"], "/web");
+        assert_eq!(v["Path"], "/ep");
+        assert_eq!(v["Args"], json!(["sh", "-c", "x"]));
+        assert_eq!(v["Config"]["Cmd"], json!(["sh", "-c", "x"]));
+        assert_eq!(v["Created"], "2023-11-14T22:13:20.123000000Z");
+        assert_eq!(v["State"]["Status"], "exited");
+        assert_eq!(v["State"]["Running"], false);
+        assert_eq!(v["State"]["ExitCode"], 3);
+        assert_eq!(v["State"]["Pid"], 0);
+        assert_eq!(v["State"]["StartedAt"], "2023-11-14T22:13:21.000000000Z");
+        let ports = json!({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]});
+        assert_eq!(v["HostConfig"]["PortBindings"], ports);
+        assert_eq!(v["NetworkSettings"]["Ports"], ports);
+        assert_eq!(v["HostConfig"]["Binds"], json!(["/host:/h:ro"]));
+        assert_eq!(v["HostConfig"]["RestartPolicy"]["Name"], "no");
+        assert_eq!(v["Mounts"][0]["Type"], "bind");
+        assert_eq!(v["Mounts"][1]["Type"], "volume");
+        assert_eq!(v["Mounts"][1]["Name"], "data");
+        let created = Container {
+            state: State::default(),
+            ..c
+        };
+        let v = created.inspect();
+        assert_eq!(v["State"]["Status"], "created");
+        assert_eq!(v["State"]["StartedAt"], ZERO_TIME);
+    }
+}
