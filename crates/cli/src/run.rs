@@ -32,6 +32,16 @@ pub(crate) struct RunArgs {
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
+    /// Read environment variables from a file (K=V lines, K from the caller's environment,
+    /// `#` comments); repeatable; -e wins.
+    #[arg(long = "env-file")]
+    env_files: Vec<PathBuf>,
+    /// Set a label K=V on the container; repeatable.
+    #[arg(short = 'l', long = "label")]
+    labels: Vec<String>,
+    /// Read labels from a file (K=V lines, `#` comments); repeatable.
+    #[arg(long = "label-file")]
+    label_files: Vec<PathBuf>,
     /// Bind mount /HOST/PATH:DST[:ro], volume NAME:DST[:ro] (created when missing), or
     /// DST alone (a new anonymous volume); repeatable.
     #[arg(short = 'v', long = "volume")]
@@ -86,6 +96,82 @@ pub(crate) struct RunArgs {
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// The lines of a docker `--env-file` / `--label-file` (docker's parseKeyValueFile):
+/// leading blanks dropped, blank lines and `#` comments skipped, `K=V` kept as is, a bare
+/// `K` taken from `lookup` (left out when it is unset) or, without `lookup`, kept as is.
+/// Docker's messages for unreadable files and bad names.
+fn read_kv_file(
+    path: &std::path::Path,
+    lookup: Option<&dyn Fn(&str) -> Option<String>>,
+) -> Result<Vec<String>, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        // Go's wording: `open FILE: no such file or directory`.
+        let why = e.to_string();
+        let why = why.split(" (os error").next().unwrap_or_default();
+        Failure::usage(format!("open {}: {}", path.display(), why.to_lowercase()))
+    })?;
+    let mut out = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let raw = if i == 0 {
+            raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw)
+        } else {
+            raw
+        };
+        let Ok(line) = std::str::from_utf8(raw) else {
+            return Err(Failure::usage(format!(
+                "env file {} contains invalid utf8 bytes at line {}",
+                path.display(),
+                i + 1
+            )));
+        };
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = match line.split_once('=') {
+            Some((n, v)) => (n.trim_start(), Some(v)),
+            None => (line, None),
+        };
+        if name.contains(char::is_whitespace) {
+            return Err(Failure::usage(format!(
+                "poorly formatted environment: variable '{name}' contains whitespaces"
+            )));
+        }
+        if name.is_empty() {
+            return Err(Failure::usage(format!(
+                "poorly formatted environment: no variable name on line '{line}'"
+            )));
+        }
+        match (value, lookup) {
+            (Some(v), _) => out.push(format!("{name}={v}")),
+            (None, Some(lookup)) => {
+                if let Some(v) = lookup(name) {
+                    out.push(format!("{name}={v}"));
+                }
+            }
+            (None, None) => out.push(name.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// `cwd` joined with the relative `path`, `.` and `..` resolved lexically (Go's
+/// `filepath.Abs`, as docker resolves `-v ./dir:/x`).
+fn absolute(cwd: &std::path::Path, path: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in cwd.join(path).components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `--cpus`: a finite, non-negative number of CPUs; 0 is no limit (as docker's). docker's
@@ -280,9 +366,23 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
                 destination: dst.to_string(),
                 readonly: ro,
             });
-        } else if src.starts_with('/') {
+        } else if src.starts_with('/')
+            || src.starts_with("./")
+            || src.starts_with("../")
+            || src == "."
+            || src == ".."
+        {
+            // docker 23+: a source starting with `.` is relative to the caller's cwd.
+            let source = if src.starts_with('/') {
+                PathBuf::from(src)
+            } else {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    Failure::with_source(1, format!("cannot read the current directory: {e}"), e)
+                })?;
+                absolute(&cwd, src)
+            };
             mounts.push(kiln_executor::BindMount {
-                source: PathBuf::from(src),
+                source,
                 destination: dst.to_string(),
                 readonly: ro,
             });
@@ -299,17 +399,32 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             });
         }
     }
-    let env_vars = a
-        .env
-        .iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e.clone())
-            } else {
-                std::env::var(e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
-        .collect();
+    // As docker: the files' variables first, then -e's, so that -e wins.
+    let lookup = |k: &str| std::env::var(k).ok();
+    let mut env_vars = Vec::new();
+    for f in &a.env_files {
+        env_vars.extend(read_kv_file(f, Some(&lookup))?);
+    }
+    env_vars.extend(a.env.iter().filter_map(|e| {
+        if e.contains('=') {
+            Some(e.clone())
+        } else {
+            std::env::var(e).ok().map(|v| format!("{e}={v}"))
+        }
+    }));
+    let mut labels = std::collections::BTreeMap::new();
+    let mut label_lines = Vec::new();
+    for f in &a.label_files {
+        label_lines.extend(read_kv_file(f, None)?);
+    }
+    label_lines.extend(a.labels.iter().cloned());
+    for l in label_lines {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            return Err(Failure::usage(format!("invalid label '{l}': empty name")));
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
     let container = kiln_runtime::CreateOptions {
         name: a.name,
         remove: a.rm,
@@ -322,6 +437,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         mounts,
         volumes,
         hostname: a.hostname,
+        labels,
         detach: a.detach,
         interactive: a.interactive,
         tty: a.tty && !a.detach,

@@ -43,6 +43,9 @@ pub struct Config {
     /// The volumes it mounts (their mounts are in `spec.mounts` too).
     #[serde(default)]
     pub volumes: Vec<MountedVolume>,
+    /// `--label K=V`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// A volume a container mounts.

@@ -122,6 +122,7 @@ impl Containers {
                 tty: opts.tty,
                 image_config: config.clone(),
                 volumes,
+                labels: opts.labels.clone(),
             },
             state: State::default(),
             dir,
