@@ -88,6 +88,21 @@ pub(crate) struct RunArgs {
     /// Add a line to /etc/hosts: NAME:IP (or NAME=IP); repeatable.
     #[arg(long = "add-host")]
     add_hosts: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Add a Linux capability (NAME or CAP_NAME, ALL); repeatable.
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a Linux capability (NAME or CAP_NAME, ALL); repeatable.
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Security option: no-new-privileges[=true|false], seccomp=unconfined; repeatable.
+    #[arg(long = "security-opt")]
+    security_opts: Vec<String>,
+    /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, …; -1 unlimited); repeatable.
+    #[arg(long = "ulimit")]
+    ulimits: Vec<String>,
     /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -100,12 +115,10 @@ pub(crate) struct RunArgs {
 
 /// The lines of a docker `--env-file` / `--label-file` (docker's parseKeyValueFile):
 /// leading blanks dropped, blank lines and `#` comments skipped, `K=V` kept as is, a bare
-/// `K` taken from `lookup` (left out when it is unset) or, without `lookup`, kept as is.
+/// `K` taken from the caller's environment with `from_env` (left out when it is unset),
+/// kept as is otherwise.
 /// Docker's messages for unreadable files and bad names.
-fn read_kv_file(
-    path: &std::path::Path,
-    lookup: Option<&dyn Fn(&str) -> Option<String>>,
-) -> Result<Vec<String>, Failure> {
+fn read_kv_file(path: &std::path::Path, from_env: bool) -> Result<Vec<String>, Failure> {
     let bytes = std::fs::read(path).map_err(|e| {
         // Go's wording: `open FILE: no such file or directory`.
         let why = e.to_string();
@@ -145,17 +158,73 @@ fn read_kv_file(
                 "poorly formatted environment: no variable name on line '{line}'"
             )));
         }
-        match (value, lookup) {
-            (Some(v), _) => out.push(format!("{name}={v}")),
-            (None, Some(lookup)) => {
-                if let Some(v) = lookup(name) {
+        match value {
+            Some(v) => out.push(format!("{name}={v}")),
+            None if from_env => {
+                if let Ok(v) = std::env::var(name) {
                     out.push(format!("{name}={v}"));
                 }
             }
-            (None, None) => out.push(name.to_string()),
+            None => out.push(name.to_string()),
         }
     }
     Ok(out)
+}
+
+/// `--cap-add`, `--cap-drop`, `--security-opt` and `--ulimit`, checked as docker does.
+fn process_options(a: &RunArgs) -> Result<kiln_executor::ProcessOptions, Failure> {
+    let caps = |names: &[String], which| {
+        names
+            .iter()
+            .map(|n| kiln_executor::normalize_capability(n, which))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::usage(e.to_string()))
+    };
+    let mut opts = kiln_executor::ProcessOptions {
+        cap_add: caps(&a.cap_add, "CapAdd")?,
+        cap_drop: caps(&a.cap_drop, "CapDrop")?,
+        ..Default::default()
+    };
+    for o in &a.security_opts {
+        // docker's parseSecurityOpts: KEY=VALUE (or the legacy KEY:VALUE); only
+        // no-new-privileges goes without a value.
+        let (k, v) = match o.split_once('=') {
+            Some(kv) => kv,
+            None if o == "no-new-privileges" => (o.as_str(), "true"),
+            None => o.split_once(':').unwrap_or((o, "")),
+        };
+        if v.is_empty() {
+            return Err(Failure::usage(format!("Invalid --security-opt: {o:?}")));
+        }
+        match k {
+            "no-new-privileges" => {
+                // Go's strconv.ParseBool.
+                opts.no_new_privileges = Some(match v {
+                    "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                    "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                    _ => return Err(Failure::usage(format!("invalid --security-opt 2: {o:?}"))),
+                });
+            }
+            "seccomp" if v == "unconfined" => opts.seccomp_unconfined = true,
+            "seccomp" if v == "builtin" || v == "default" => opts.seccomp_unconfined = false,
+            "seccomp" | "apparmor" | "label" | "systempaths" | "writable-cgroups" => {
+                return Err(Failure::usage(format!(
+                    "--security-opt {o:?} is not supported by kiln (only no-new-privileges and \
+                     seccomp=unconfined)"
+                )))
+            }
+            _ => return Err(Failure::usage(format!("invalid --security-opt 2: {o:?}"))),
+        }
+    }
+    for u in &a.ulimits {
+        let limit = u.parse::<kiln_executor::Ulimit>().map_err(|e| {
+            Failure::usage(format!("invalid argument {u:?} for \"--ulimit\" flag: {e}"))
+        })?;
+        // As docker: a later value for the same name replaces an earlier one.
+        opts.ulimits.retain(|l| l.name != limit.name);
+        opts.ulimits.push(limit);
+    }
+    Ok(opts)
 }
 
 /// `cwd` joined with the relative `path`, `.` and `..` resolved lexically (Go's
@@ -339,6 +408,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         }
     }
     let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
+    let process = process_options(&a)?;
     let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -400,10 +470,9 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         }
     }
     // As docker: the files' variables first, then -e's, so that -e wins.
-    let lookup = |k: &str| std::env::var(k).ok();
     let mut env_vars = Vec::new();
     for f in &a.env_files {
-        env_vars.extend(read_kv_file(f, Some(&lookup))?);
+        env_vars.extend(read_kv_file(f, true)?);
     }
     env_vars.extend(a.env.iter().filter_map(|e| {
         if e.contains('=') {
@@ -415,7 +484,7 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     let mut labels = std::collections::BTreeMap::new();
     let mut label_lines = Vec::new();
     for f in &a.label_files {
-        label_lines.extend(read_kv_file(f, None)?);
+        label_lines.extend(read_kv_file(f, false)?);
     }
     label_lines.extend(a.labels.iter().cloned());
     for l in label_lines {
@@ -454,6 +523,8 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
             ports,
             devices,
             extra_hosts,
+            read_only: a.read_only,
+            process,
         },
     };
     let mut executor = env.executor();

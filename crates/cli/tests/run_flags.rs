@@ -189,3 +189,239 @@ fn relative_bind_sources_are_relative_to_the_cwd() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "here\nhere\n");
 }
+
+#[test]
+fn read_only_root_keeps_mounts_writable() {
+    let Some(r) = Root::new() else { return };
+    let vol = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/data", vol.path().display());
+    let out = r.sh(
+        &[
+            "--read-only",
+            "-v",
+            &bind,
+            "-v",
+            "named:/vol",
+            "--tmpfs",
+            "/run/t",
+        ],
+        "touch /x 2>&1; touch /tmp/x 2>&1; \
+         touch /data/ok /vol/ok /run/t/ok /dev/shm/ok && echo mounts writable; \
+         test -r /proc/self/status && echo proc",
+    );
+    assert_eq!(
+        out,
+        "touch: /x: Read-only file system\n\
+         touch: /tmp/x: Read-only file system\n\
+         mounts writable\nproc\n"
+    );
+    assert!(vol.path().join("ok").exists());
+    // A --tmpfs on /tmp makes it writable, as with docker.
+    let out = r.sh(
+        &["--read-only", "--tmpfs", "/tmp"],
+        "touch /tmp/x && echo ok",
+    );
+    assert_eq!(out, "ok\n");
+    // Without --read-only the root is writable.
+    assert_eq!(r.sh(&[], "touch /x && echo ok"), "ok\n");
+}
+
+/// The `CapEff` line of `/proc/self/status` in a container run with `args`.
+fn cap_eff(r: &Root, args: &[&str]) -> String {
+    r.sh(args, "grep CapEff /proc/self/status")
+        .trim()
+        .trim_start_matches("CapEff:")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn cap_add_and_cap_drop() {
+    let Some(r) = Root::new() else { return };
+    // docker's default set.
+    assert_eq!(cap_eff(&r, &[]), "00000000a80425fb");
+    // CAP_NET_ADMIN is 12; names without CAP_ and in any case.
+    assert_eq!(
+        cap_eff(&r, &["--cap-drop", "ALL", "--cap-add", "net_admin"]),
+        "0000000000001000"
+    );
+    // CAP_CHOWN (0) dropped, CAP_SYS_ADMIN (21) added.
+    assert_eq!(
+        cap_eff(&r, &["--cap-drop", "CAP_CHOWN", "--cap-add", "Sys_Admin"]),
+        "00000000a82425fa"
+    );
+    // --cap-add ALL minus a dropped one: everything the kernel has but CAP_KILL (5).
+    let all = cap_eff(&r, &["--cap-add", "all", "--cap-drop", "kill"]);
+    let all = u64::from_str_radix(&all, 16).unwrap();
+    assert_eq!(all & (1 << 5), 0);
+    assert_eq!(all & (1 << 21), 1 << 21);
+    // What the caps mean: chown is refused without CAP_CHOWN.
+    let out = r.0.run(&[
+        "run",
+        "--rm",
+        "--cap-drop",
+        "chown",
+        "busybox",
+        "sh",
+        "-c",
+        "touch /f && chown 1 /f",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+
+    refused(
+        &r.0,
+        &["run", "--cap-add", "foo", "busybox", "true"],
+        2,
+        "invalid CapAdd: unknown capability: \"CAP_FOO\"",
+    );
+    refused(
+        &r.0,
+        &["run", "--cap-drop", "cap_nope", "busybox", "true"],
+        2,
+        "invalid CapDrop: unknown capability: \"CAP_NOPE\"",
+    );
+}
+
+#[test]
+fn exec_keeps_the_containers_capabilities() {
+    let Some(r) = Root::new() else { return };
+    r.0.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "caps",
+        "--cap-drop",
+        "ALL",
+        "--ulimit",
+        "nofile=512",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let out = r.0.ok(&[
+        "exec",
+        "caps",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; ulimit -n",
+    ]);
+    assert_eq!(out, "CapEff:\t0000000000000000\n512\n");
+}
+
+#[test]
+fn security_opts() {
+    let Some(r) = Root::new() else { return };
+    let status = |args: &[&str]| r.sh(args, "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status");
+    assert_eq!(status(&[]), "NoNewPrivs:\t1\nSeccomp:\t2\n");
+    assert_eq!(
+        status(&["--security-opt", "no-new-privileges"]),
+        "NoNewPrivs:\t1\nSeccomp:\t2\n"
+    );
+    assert_eq!(
+        status(&["--security-opt", "no-new-privileges=false"]),
+        "NoNewPrivs:\t0\nSeccomp:\t2\n"
+    );
+    assert_eq!(
+        status(&["--security-opt", "seccomp=unconfined"]),
+        "NoNewPrivs:\t1\nSeccomp:\t0\n"
+    );
+    // Still confined by seccomp without no_new_privs: unshare is refused.
+    let out = r.0.run(&[
+        "run",
+        "--rm",
+        "--security-opt",
+        "no-new-privileges=false",
+        "busybox",
+        "unshare",
+        "-U",
+        "true",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    refused(
+        &r.0,
+        &["run", "--security-opt", "foo", "busybox", "true"],
+        2,
+        "Invalid --security-opt: \"foo\"",
+    );
+    refused(
+        &r.0,
+        &["run", "--security-opt", "foo=bar", "busybox", "true"],
+        2,
+        "invalid --security-opt 2: \"foo=bar\"",
+    );
+    refused(
+        &r.0,
+        &[
+            "run",
+            "--security-opt",
+            "no-new-privileges=maybe",
+            "busybox",
+            "true",
+        ],
+        2,
+        "invalid --security-opt 2: \"no-new-privileges=maybe\"",
+    );
+}
+
+#[test]
+fn ulimits_are_set_before_the_command() {
+    let Some(r) = Root::new() else { return };
+    let out = r.sh(
+        &[
+            "--ulimit",
+            "nofile=1024:2048",
+            "--ulimit",
+            "nproc=100",
+            "--ulimit",
+            "core=-1",
+        ],
+        "ulimit -Sn; ulimit -Hn; ulimit -u; ulimit -c",
+    );
+    assert_eq!(out, "1024\n2048\n100\nunlimited\n");
+    refused(
+        &r.0,
+        &["run", "--ulimit", "nofile=2048:1024", "busybox", "true"],
+        2,
+        "invalid argument \"nofile=2048:1024\" for \"--ulimit\" flag: ulimit soft limit must be less than or equal to hard limit: 2048 > 1024",
+    );
+    refused(
+        &r.0,
+        &["run", "--ulimit", "files=1", "busybox", "true"],
+        2,
+        "invalid argument \"files=1\" for \"--ulimit\" flag: invalid ulimit type: files",
+    );
+}
+
+#[test]
+fn flags_reach_an_external_oci_runtime() {
+    if !can_run(&["runc"]) {
+        return;
+    }
+    let Some(r) = Root::new() else { return };
+    let runc = which("runc").unwrap();
+    let out = r.sh(
+        &[
+            "--runtime",
+            runc.to_str().unwrap(),
+            "--read-only",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "kill",
+            "--ulimit",
+            "nofile=100:200",
+            "--security-opt",
+            "seccomp=unconfined",
+        ],
+        "touch /x 2>&1; grep -E '^(CapEff|Seccomp):' /proc/self/status; ulimit -Sn; ulimit -Hn",
+    );
+    assert_eq!(
+        out,
+        "touch: /x: Read-only file system\nCapEff:\t0000000000000020\nSeccomp:\t0\n100\n200\n"
+    );
+}

@@ -159,6 +159,7 @@ mod report;
 mod run;
 mod sandbox;
 mod seccomp;
+mod security;
 mod signals;
 mod spec;
 mod sys;
@@ -167,12 +168,13 @@ pub use console::{set_window_size, window_size};
 pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
 pub use spec::{
     parse_add_host, valid_hostname, AddHostError, BindMount, DeviceMapping, DeviceMappingError,
-    ExecSpec, Network, PortMapping, Resources, RootFs, RunSpec, SandboxOptions, TmpfsMount,
-    ERROR_FD_ENV, HELPER_ARG, SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
+    ExecSpec, Network, PortMapping, ProcessOptions, Resources, RootFs, RunSpec, SandboxOptions,
+    TmpfsMount, ERROR_FD_ENV, HELPER_ARG, SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
 };
 
 /// A process another process can join: a sandbox's pid 1 for [`Executor::exec_in`].
 pub use process::HostProcess;
+pub use security::{normalize_capability, SecurityError, Ulimit};
 
 pub mod perf {
     //! Start-latency measurements behind the choice of mechanism.
