@@ -103,6 +103,12 @@ pub(crate) struct RunArgs {
     /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, …; -1 unlimited); repeatable.
     #[arg(long = "ulimit")]
     ulimits: Vec<String>,
+    /// Signal that stops the container (default: the image's StopSignal, else SIGTERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `kiln stop` waits before killing the container (-1: for ever; default 10).
+    #[arg(long, allow_hyphen_values = true)]
+    stop_timeout: Option<i64>,
     /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -409,6 +415,11 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     }
     let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
     let process = process_options(&a)?;
+    if let Some(s) = &a.stop_signal {
+        if kiln_runtime::parse_signal(s).is_none() {
+            return Err(Failure::usage(format!("invalid signal: {s}")));
+        }
+    }
     let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -507,6 +518,8 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
         volumes,
         hostname: a.hostname,
         labels,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         detach: a.detach,
         interactive: a.interactive,
         tty: a.tty && !a.detach,

@@ -425,3 +425,57 @@ fn flags_reach_an_external_oci_runtime() {
         "touch: /x: Read-only file system\nCapEff:\t0000000000000020\nSeccomp:\t0\n100\n200\n"
     );
 }
+
+#[test]
+fn stop_signal_and_stop_timeout_are_used_by_stop() {
+    let Some(r) = Root::new() else { return };
+    // The command ends on USR1 only: `stop` sends it.
+    r.0.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "sig",
+        "--stop-signal",
+        "SIGUSR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got USR1; exit 3' USR1; echo ready; while true; do sleep 0.1; done",
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !r.0.ok(&["logs", "sig"]).contains("ready") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let start = std::time::Instant::now();
+    r.0.ok(&["stop", "sig"]);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(r.0.ok(&["wait", "sig"]), "3\n");
+    assert_eq!(r.0.ok(&["logs", "sig"]), "ready\ngot USR1\n");
+
+    // A command that ignores SIGTERM is killed after --stop-timeout, not 10 s.
+    r.0.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--stop-timeout",
+        "1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap '' TERM; while true; do sleep 0.1; done",
+    ]);
+    let start = std::time::Instant::now();
+    r.0.ok(&["stop", "slow"]);
+    let took = start.elapsed();
+    assert!(took >= std::time::Duration::from_millis(900), "{took:?}");
+    assert!(took < std::time::Duration::from_secs(5), "{took:?}");
+    assert_eq!(r.0.ok(&["wait", "slow"]), "137\n");
+
+    refused(
+        &r.0,
+        &["run", "--stop-signal", "NOPE", "busybox", "true"],
+        2,
+        "invalid signal: NOPE",
+    );
+}

@@ -123,6 +123,8 @@ impl Containers {
                 image_config: config.clone(),
                 volumes,
                 labels: opts.labels.clone(),
+                stop_signal: opts.stop_signal.clone(),
+                stop_timeout: opts.stop_timeout,
             },
             state: State::default(),
             dir,
