@@ -447,13 +447,9 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
                 destination: dst.to_string(),
                 readonly: ro,
             });
-        } else if src.starts_with('/')
-            || src.starts_with("./")
-            || src.starts_with("../")
-            || src == "."
-            || src == ".."
-        {
-            // docker 23+: a source starting with `.` is relative to the caller's cwd.
+        } else if src.starts_with('/') || src.starts_with('.') {
+            // docker 23+: a source starting with `.` (never a volume name) is relative to
+            // the caller's cwd.
             let source = if src.starts_with('/') {
                 PathBuf::from(src)
             } else {

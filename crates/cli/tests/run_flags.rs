@@ -330,6 +330,11 @@ fn security_opts() {
         status(&["--security-opt", "seccomp=unconfined"]),
         "NoNewPrivs:\t1\nSeccomp:\t0\n"
     );
+    // Also for a user other than root (the filter goes in before setuid).
+    assert_eq!(
+        status(&["-u", "65534", "--security-opt", "no-new-privileges=false"]),
+        "NoNewPrivs:\t0\nSeccomp:\t2\n"
+    );
     // Still confined by seccomp without no_new_privs: unshare is refused.
     let out = r.0.run(&[
         "run",
