@@ -52,14 +52,10 @@ pub(crate) struct LogsArgs {
 
 #[derive(Args)]
 pub(crate) struct StopArgs {
-    /// Seconds to wait for the container to stop before killing it.
-    #[arg(
-        short = 't',
-        long = "time",
-        visible_alias = "timeout",
-        default_value_t = 10
-    )]
-    time: u64,
+    /// Seconds to wait for the container to stop before killing it (default: its
+    /// --stop-timeout, else 10).
+    #[arg(short = 't', long = "time", visible_alias = "timeout")]
+    time: Option<u64>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -364,7 +360,8 @@ pub(crate) fn logs(env: &Env, a: LogsArgs) -> Result<u8, Failure> {
 
 pub(crate) fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
     Ok(each(env, &a.containers, |mut c, name| {
-        c.stop(Duration::from_secs(a.time)).map_err(failure)?;
+        let timeout = a.time.map_or_else(|| c.stop_timeout(), Duration::from_secs);
+        c.stop(timeout).map_err(failure)?;
         println!("{name}");
         Ok(())
     }))

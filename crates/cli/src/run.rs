@@ -32,6 +32,16 @@ pub(crate) struct RunArgs {
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
+    /// Read environment variables from a file (K=V lines, K from the caller's environment,
+    /// `#` comments); repeatable; -e wins.
+    #[arg(long = "env-file")]
+    env_files: Vec<PathBuf>,
+    /// Set a label K=V on the container; repeatable.
+    #[arg(short = 'l', long = "label")]
+    labels: Vec<String>,
+    /// Read labels from a file (K=V lines, `#` comments); repeatable.
+    #[arg(long = "label-file")]
+    label_files: Vec<PathBuf>,
     /// Bind mount /HOST/PATH:DST[:ro], volume NAME:DST[:ro] (created when missing), or
     /// DST alone (a new anonymous volume); repeatable.
     #[arg(short = 'v', long = "volume")]
@@ -78,6 +88,27 @@ pub(crate) struct RunArgs {
     /// Add a line to /etc/hosts: NAME:IP (or NAME=IP); repeatable.
     #[arg(long = "add-host")]
     add_hosts: Vec<String>,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Add a Linux capability (NAME or CAP_NAME, ALL); repeatable.
+    #[arg(long = "cap-add")]
+    cap_add: Vec<String>,
+    /// Drop a Linux capability (NAME or CAP_NAME, ALL); repeatable.
+    #[arg(long = "cap-drop")]
+    cap_drop: Vec<String>,
+    /// Security option: no-new-privileges[=true|false], seccomp=unconfined; repeatable.
+    #[arg(long = "security-opt")]
+    security_opts: Vec<String>,
+    /// Resource limit NAME=SOFT[:HARD] (nofile, nproc, core, …; -1 unlimited); repeatable.
+    #[arg(long = "ulimit")]
+    ulimits: Vec<String>,
+    /// Signal that stops the container (default: the image's StopSignal, else SIGTERM).
+    #[arg(long)]
+    stop_signal: Option<String>,
+    /// Seconds `kiln stop` waits before killing the container (-1: for ever; default 10).
+    #[arg(long, allow_hyphen_values = true)]
+    stop_timeout: Option<i64>,
     /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -86,6 +117,136 @@ pub(crate) struct RunArgs {
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     args: Vec<String>,
+}
+
+/// The lines of a docker `--env-file` / `--label-file` (docker's parseKeyValueFile):
+/// leading blanks dropped, blank lines and `#` comments skipped, `K=V` kept as is, a bare
+/// `K` taken from the caller's environment with `from_env` (left out when it is unset),
+/// kept as is otherwise.
+/// Docker's messages for unreadable files and bad names.
+fn read_kv_file(path: &std::path::Path, from_env: bool) -> Result<Vec<String>, Failure> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        // Go's wording: `open FILE: no such file or directory`.
+        let why = e.to_string();
+        let why = why.split(" (os error").next().unwrap_or_default();
+        Failure::usage(format!("open {}: {}", path.display(), why.to_lowercase()))
+    })?;
+    let mut out = Vec::new();
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let raw = if i == 0 {
+            raw.strip_prefix("\u{feff}".as_bytes()).unwrap_or(raw)
+        } else {
+            raw
+        };
+        let Ok(line) = std::str::from_utf8(raw) else {
+            return Err(Failure::usage(format!(
+                "env file {} contains invalid utf8 bytes at line {}",
+                path.display(),
+                i + 1
+            )));
+        };
+        let line = line.trim_start();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = match line.split_once('=') {
+            Some((n, v)) => (n.trim_start(), Some(v)),
+            None => (line, None),
+        };
+        if name.contains(char::is_whitespace) {
+            return Err(Failure::usage(format!(
+                "poorly formatted environment: variable '{name}' contains whitespaces"
+            )));
+        }
+        if name.is_empty() {
+            return Err(Failure::usage(format!(
+                "poorly formatted environment: no variable name on line '{line}'"
+            )));
+        }
+        match value {
+            Some(v) => out.push(format!("{name}={v}")),
+            None if from_env => {
+                if let Ok(v) = std::env::var(name) {
+                    out.push(format!("{name}={v}"));
+                }
+            }
+            None => out.push(name.to_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// `--cap-add`, `--cap-drop`, `--security-opt` and `--ulimit`, checked as docker does.
+fn process_options(a: &RunArgs) -> Result<kiln_executor::ProcessOptions, Failure> {
+    let caps = |names: &[String], which| {
+        names
+            .iter()
+            .map(|n| kiln_executor::normalize_capability(n, which))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Failure::usage(e.to_string()))
+    };
+    let mut opts = kiln_executor::ProcessOptions {
+        cap_add: caps(&a.cap_add, "CapAdd")?,
+        cap_drop: caps(&a.cap_drop, "CapDrop")?,
+        ..Default::default()
+    };
+    for o in &a.security_opts {
+        // docker's parseSecurityOpts: KEY=VALUE (or the legacy KEY:VALUE); only
+        // no-new-privileges goes without a value.
+        let (k, v) = match o.split_once('=') {
+            Some(kv) => kv,
+            None if o == "no-new-privileges" => (o.as_str(), "true"),
+            None => o.split_once(':').unwrap_or((o, "")),
+        };
+        if v.is_empty() {
+            return Err(Failure::usage(format!("Invalid --security-opt: {o:?}")));
+        }
+        match k {
+            "no-new-privileges" => {
+                // Go's strconv.ParseBool.
+                opts.no_new_privileges = Some(match v {
+                    "1" | "t" | "T" | "true" | "TRUE" | "True" => true,
+                    "0" | "f" | "F" | "false" | "FALSE" | "False" => false,
+                    _ => return Err(Failure::usage(format!("invalid --security-opt 2: {o:?}"))),
+                });
+            }
+            "seccomp" if v == "unconfined" => opts.seccomp_unconfined = true,
+            "seccomp" if v == "builtin" || v == "default" => opts.seccomp_unconfined = false,
+            "seccomp" | "apparmor" | "label" | "systempaths" | "writable-cgroups" => {
+                return Err(Failure::usage(format!(
+                    "--security-opt {o:?} is not supported by kiln (only no-new-privileges and \
+                     seccomp=unconfined)"
+                )))
+            }
+            _ => return Err(Failure::usage(format!("invalid --security-opt 2: {o:?}"))),
+        }
+    }
+    for u in &a.ulimits {
+        let limit = u.parse::<kiln_executor::Ulimit>().map_err(|e| {
+            Failure::usage(format!("invalid argument {u:?} for \"--ulimit\" flag: {e}"))
+        })?;
+        // As docker: a later value for the same name replaces an earlier one.
+        opts.ulimits.retain(|l| l.name != limit.name);
+        opts.ulimits.push(limit);
+    }
+    Ok(opts)
+}
+
+/// `cwd` joined with the relative `path`, `.` and `..` resolved lexically (Go's
+/// `filepath.Abs`, as docker resolves `-v ./dir:/x`).
+fn absolute(cwd: &std::path::Path, path: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in cwd.join(path).components() {
+        match c {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// `--cpus`: a finite, non-negative number of CPUs; 0 is no limit (as docker's). docker's
@@ -262,6 +423,12 @@ fn resolve(
         }
     }
     let extra_hosts = crate::util::parse_add_hosts(&a.add_hosts)?;
+    let process = process_options(&a)?;
+    if let Some(s) = &a.stop_signal {
+        if kiln_runtime::parse_signal(s).is_none() {
+            return Err(Failure::usage(format!("invalid signal: {s}")));
+        }
+    }
     let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -289,9 +456,19 @@ fn resolve(
                 destination: dst.to_string(),
                 readonly: ro,
             });
-        } else if src.starts_with('/') {
+        } else if src.starts_with('/') || src.starts_with('.') {
+            // docker 23+: a source starting with `.` (never a volume name) is relative to
+            // the caller's cwd.
+            let source = if src.starts_with('/') {
+                PathBuf::from(src)
+            } else {
+                let cwd = std::env::current_dir().map_err(|e| {
+                    Failure::with_source(1, format!("cannot read the current directory: {e}"), e)
+                })?;
+                absolute(&cwd, src)
+            };
             mounts.push(kiln_executor::BindMount {
-                source: PathBuf::from(src),
+                source,
                 destination: dst.to_string(),
                 readonly: ro,
             });
@@ -308,17 +485,31 @@ fn resolve(
             });
         }
     }
-    let env_vars = a
-        .env
-        .iter()
-        .filter_map(|e| {
-            if e.contains('=') {
-                Some(e.clone())
-            } else {
-                std::env::var(e).ok().map(|v| format!("{e}={v}"))
-            }
-        })
-        .collect();
+    // As docker: the files' variables first, then -e's, so that -e wins.
+    let mut env_vars = Vec::new();
+    for f in &a.env_files {
+        env_vars.extend(read_kv_file(f, true)?);
+    }
+    env_vars.extend(a.env.iter().filter_map(|e| {
+        if e.contains('=') {
+            Some(e.clone())
+        } else {
+            std::env::var(e).ok().map(|v| format!("{e}={v}"))
+        }
+    }));
+    let mut labels = std::collections::BTreeMap::new();
+    let mut label_lines = Vec::new();
+    for f in &a.label_files {
+        label_lines.extend(read_kv_file(f, false)?);
+    }
+    label_lines.extend(a.labels.iter().cloned());
+    for l in label_lines {
+        let (k, v) = l.split_once('=').unwrap_or((&l, ""));
+        if k.is_empty() {
+            return Err(Failure::usage(format!("invalid label '{l}': empty name")));
+        }
+        labels.insert(k.to_string(), v.to_string());
+    }
     let container = kiln_runtime::CreateOptions {
         name: a.name,
         remove: a.rm,
@@ -331,6 +522,9 @@ fn resolve(
         mounts,
         volumes,
         hostname: a.hostname,
+        labels,
+        stop_signal: a.stop_signal,
+        stop_timeout: a.stop_timeout,
         detach: a.detach,
         interactive: a.interactive,
         tty: a.tty && !a.detach,
@@ -347,6 +541,8 @@ fn resolve(
             ports,
             devices,
             extra_hosts,
+            read_only: a.read_only,
+            process,
         },
     };
     let mut executor = env.executor();

@@ -93,7 +93,14 @@ pub(crate) fn main(request: &[u8]) -> ! {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
         signals::restore_signals(&old_mask);
         crate::console::attach(user.uid);
-        exec_process(&spec.args, spec.privileged, &user, &env, Launch::Exec);
+        exec_process(
+            &spec.args,
+            spec.privileged,
+            &spec.process,
+            &user,
+            &env,
+            Launch::Exec,
+        );
     }
     crate::console::close_console_fd();
     signals::forward_signals_to(child);

@@ -40,6 +40,14 @@
 //!   cleared). **`no_new_privs`** is set (setuid binaries do not elevate) and **Docker's
 //!   default seccomp profile** (`seccomp.rs`, an allow-list with `EPERM` as the default, built
 //!   with the pure-Rust `seccompiler`) is installed just before `execve`.
+//! - **Process options** ([`SandboxOptions::process`], `security.rs`): docker's `--cap-add`
+//!   and `--cap-drop` change the set (moby's `TweakCapabilities`), `--security-opt
+//!   no-new-privileges=false` leaves `no_new_privs` off (the seccomp filter is then
+//!   installed before `setuid`, while CAP_SYS_ADMIN is still held, as runc does),
+//!   `seccomp=unconfined` installs none, and `--ulimit`s are set before `setuid`. `exec`
+//!   processes get the same ([`ExecSpec::process`]).
+//! - **Read-only root** ([`SandboxOptions::read_only`]): `/` is remounted read-only once
+//!   the working directory exists; the mounts on it keep their modes.
 //! - **Privileged** ([`SandboxOptions::privileged`]): every capability, no seccomp, no
 //!   `no_new_privs`, no masked or read-only paths in /proc and /sys, /sys writable, no device
 //!   rules, and the host's device nodes in /dev (as Docker; not through
@@ -139,6 +147,7 @@
 //! net        pasta for Network::Default
 //! signals    forwarding and waiting in the helper
 //! report     setup errors and the start pipe
+//! security   capability sets and ulimits from docker's flags
 //! cgroup, devices, mounts, seccomp, process (HostProcess), sys   mechanisms
 //! spec       what the caller and the helper exchange (RunSpec, ExecSpec, env names)
 //! ```
@@ -159,6 +168,7 @@ mod report;
 mod run;
 mod sandbox;
 mod seccomp;
+mod security;
 mod signals;
 mod spec;
 mod sys;
@@ -167,12 +177,13 @@ pub use console::{set_window_size, window_size};
 pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
 pub use spec::{
     parse_add_host, valid_hostname, AddHostError, BindMount, DeviceMapping, DeviceMappingError,
-    ExecSpec, Network, PortMapping, Resources, RootFs, RunSpec, SandboxOptions, TmpfsMount,
-    ERROR_FD_ENV, HELPER_ARG, SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
+    ExecSpec, Network, PortMapping, ProcessOptions, Resources, RootFs, RunSpec, SandboxOptions,
+    TmpfsMount, ERROR_FD_ENV, HELPER_ARG, SETUP_ERROR_PREFIX, SETUP_FAILED_EXIT,
 };
 
 /// A process another process can join: a sandbox's pid 1 for [`Executor::exec_in`].
 pub use process::HostProcess;
+pub use security::{normalize_capability, SecurityError, Ulimit};
 
 pub mod perf {
     //! Start-latency measurements behind the choice of mechanism.

@@ -24,91 +24,13 @@ use oci_spec::runtime::{
 use std::collections::HashSet;
 use std::path::Path;
 
-const DOCKER_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_RAW",
-    "CAP_SYS_CHROOT",
-    "CAP_MKNOD",
-    "CAP_AUDIT_WRITE",
-    "CAP_SETFCAP",
-];
-
-fn caps(privileged: bool) -> HashSet<Capability> {
-    let names: Vec<String> = if privileged {
-        all_caps()
-    } else {
-        DOCKER_CAPS
-            .iter()
-            .map(std::string::ToString::to_string)
-            .collect()
-    };
-    names
+/// The capabilities of the process: docker's default set as `--cap-add`/`--cap-drop` change it.
+fn caps(privileged: bool, opts: &crate::ProcessOptions) -> HashSet<Capability> {
+    let last = crate::security::last_cap();
+    crate::security::capability_set(privileged, &opts.cap_add, &opts.cap_drop, last)
         .into_iter()
-        .filter_map(|n| serde_json::from_value(serde_json::Value::String(n)).ok())
-        .collect()
-}
-
-/// Every capability of the running kernel, by name.
-fn all_caps() -> Vec<String> {
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse::<usize>().ok())
-        .unwrap_or(40);
-    const NAMES: &[&str] = &[
-        "CHOWN",
-        "DAC_OVERRIDE",
-        "DAC_READ_SEARCH",
-        "FOWNER",
-        "FSETID",
-        "KILL",
-        "SETGID",
-        "SETUID",
-        "SETPCAP",
-        "LINUX_IMMUTABLE",
-        "NET_BIND_SERVICE",
-        "NET_BROADCAST",
-        "NET_ADMIN",
-        "NET_RAW",
-        "IPC_LOCK",
-        "IPC_OWNER",
-        "SYS_MODULE",
-        "SYS_RAWIO",
-        "SYS_CHROOT",
-        "SYS_PTRACE",
-        "SYS_PACCT",
-        "SYS_ADMIN",
-        "SYS_BOOT",
-        "SYS_NICE",
-        "SYS_RESOURCE",
-        "SYS_TIME",
-        "SYS_TTY_CONFIG",
-        "MKNOD",
-        "LEASE",
-        "AUDIT_WRITE",
-        "AUDIT_CONTROL",
-        "SETFCAP",
-        "MAC_OVERRIDE",
-        "MAC_ADMIN",
-        "SYSLOG",
-        "WAKE_ALARM",
-        "BLOCK_SUSPEND",
-        "AUDIT_READ",
-        "PERFMON",
-        "BPF",
-        "CHECKPOINT_RESTORE",
-    ];
-    NAMES
-        .iter()
-        .take(last + 1)
-        .map(|n| format!("CAP_{n}"))
+        .filter_map(|n| crate::security::CAP_NAMES.get(n as usize))
+        .filter_map(|n| serde_json::from_value(serde_json::Value::String(format!("CAP_{n}"))).ok())
         .collect()
 }
 
@@ -208,11 +130,16 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Conf
     let user = resolve_user_in(&spec.user, &passwd, &group)?;
     let env = process_env(&spec.env, &user);
     let privileged = spec.extra.privileged;
-    let caps = caps(privileged);
+    let popts = &spec.extra.process;
+    let caps = caps(privileged, popts);
     let capabilities = oci_spec::runtime::LinuxCapabilitiesBuilder::default()
         .bounding(caps.clone())
         .effective(caps.clone())
         .permitted(caps)
+        // oci-spec's defaults would put CAP_KILL, CAP_NET_BIND_SERVICE and CAP_AUDIT_WRITE
+        // here, which runc refuses when they are not permitted (`--cap-drop`).
+        .inheritable(HashSet::new())
+        .ambient(HashSet::new())
         .build()
         .map_err(e)?;
     let process = ProcessBuilder::default()
@@ -228,7 +155,28 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Conf
                 .map_err(e)?,
         )
         .capabilities(capabilities)
-        .no_new_privileges(!privileged)
+        .no_new_privileges(!privileged && popts.no_new_privileges != Some(false))
+        .rlimits(
+            popts
+                .ulimits
+                .iter()
+                .filter_map(|u| {
+                    let (_, l) = u.rlimit()?;
+                    let typ: oci_spec::runtime::PosixRlimitType =
+                        serde_json::from_value(serde_json::Value::String(format!(
+                            "RLIMIT_{}",
+                            u.name.to_ascii_uppercase()
+                        )))
+                        .ok()?;
+                    oci_spec::runtime::PosixRlimitBuilder::default()
+                        .typ(typ)
+                        .soft(l.rlim_cur)
+                        .hard(l.rlim_max)
+                        .build()
+                        .ok()
+                })
+                .collect::<Vec<_>>(),
+        )
         .build()
         .map_err(e)?;
 
@@ -372,15 +320,17 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Conf
         masked.push("/sys/devices/virtual/powercap".into());
         linux = linux
             .masked_paths(masked)
-            .readonly_paths(oci_spec::runtime::get_default_readonly_paths())
-            .seccomp(seccomp().map_err(e)?);
+            .readonly_paths(oci_spec::runtime::get_default_readonly_paths());
+        if !popts.seccomp_unconfined {
+            linux = linux.seccomp(seccomp().map_err(e)?);
+        }
     }
     let mut oci = Spec::default();
     oci.set_process(Some(process));
     oci.set_root(Some(
         RootBuilder::default()
             .path(root)
-            .readonly(false)
+            .readonly(spec.extra.read_only)
             .build()
             .map_err(e)?,
     ));

@@ -129,6 +129,9 @@ pub(crate) enum SeccompError {
     /// The kernel refused a program.
     #[error(transparent)]
     Install(#[from] seccompiler::Error),
+    /// The kernel refused a program installed without `no_new_privs`.
+    #[error("seccomp(SECCOMP_SET_MODE_FILTER): {0}")]
+    InstallPrivileged(#[source] std::io::Error),
 }
 
 fn arch() -> Result<TargetArch, SeccompError> {
@@ -194,6 +197,37 @@ pub(crate) fn programs() -> Result<Vec<BpfProgram>, SeccompError> {
 
 /// Installs `programs` on the calling thread (`no_new_privs` must be set, or the caller must
 /// hold `CAP_SYS_ADMIN`).
+/// Installs `programs` without setting `no_new_privs` (`--security-opt
+/// no-new-privileges=false`; seccompiler's `apply_filter` always sets it). Takes
+/// CAP_SYS_ADMIN in the caller.
+pub(crate) fn apply_keeping_privs(programs: &[BpfProgram]) -> Result<(), SeccompError> {
+    for p in programs.iter().filter(|p| !p.is_empty()) {
+        let len = u16::try_from(p.len()).map_err(|_| {
+            SeccompError::InstallPrivileged(std::io::Error::from_raw_os_error(libc::EINVAL))
+        })?;
+        let prog = libc::sock_fprog {
+            len,
+            // seccompiler's sock_filter has the kernel's layout (as libc's).
+            filter: p.as_ptr().cast::<libc::sock_filter>().cast_mut(),
+        };
+        // SAFETY: the kernel copies the program; `p` outlives the call.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &raw const prog,
+            )
+        };
+        if rc < 0 {
+            return Err(SeccompError::InstallPrivileged(
+                std::io::Error::last_os_error(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn apply(programs: &[BpfProgram]) -> Result<(), SeccompError> {
     for p in programs {
         seccompiler::apply_filter(p)?;

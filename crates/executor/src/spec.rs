@@ -155,6 +155,36 @@ pub struct SandboxOptions {
     /// [`parse_add_host`].
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// `--read-only`: the root filesystem is mounted read-only (the mounts on it, `/dev`,
+    /// `/proc` and the generated /etc files keep their own modes).
+    #[serde(default)]
+    pub read_only: bool,
+    /// Capabilities, `no_new_privs`, seccomp and resource limits of the sandbox's processes.
+    #[serde(default)]
+    pub process: ProcessOptions,
+}
+
+/// How a sandboxed process is confined beyond [`SandboxOptions::privileged`]: docker's
+/// `--cap-add`, `--cap-drop`, `--security-opt` and `--ulimit`. `Default` is docker's
+/// default (with kiln's `no_new_privs`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessOptions {
+    /// `--cap-add`: names normalized by [`crate::normalize_capability`] (`ALL` allowed).
+    #[serde(default)]
+    pub cap_add: Vec<String>,
+    /// `--cap-drop`: as `cap_add`.
+    #[serde(default)]
+    pub cap_drop: Vec<String>,
+    /// `--security-opt no-new-privileges=false` turns `no_new_privs` off (`None`, and
+    /// `true`, keep kiln's default: on unless privileged).
+    #[serde(default)]
+    pub no_new_privileges: Option<bool>,
+    /// `--security-opt seccomp=unconfined`: no seccomp filter.
+    #[serde(default)]
+    pub seccomp_unconfined: bool,
+    /// `--ulimit`: resource limits set before the process starts.
+    #[serde(default)]
+    pub ulimits: Vec<crate::Ulimit>,
 }
 
 /// A host device node made available in the sandbox (`--device HOST[:CONTAINER[:PERMS]]`):
@@ -316,6 +346,9 @@ pub struct ExecSpec {
     pub user: String,
     /// Every capability, no seccomp, no `no_new_privs` (use the sandbox's own setting).
     pub privileged: bool,
+    /// The sandbox's own [`SandboxOptions::process`].
+    #[serde(default)]
+    pub process: ProcessOptions,
 }
 
 #[cfg(test)]

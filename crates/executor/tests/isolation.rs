@@ -715,6 +715,7 @@ async fn exec_stays_under_the_device_rules(executor: Executor) {
         cwd: "/".into(),
         user: String::new(),
         privileged: false,
+        process: Default::default(),
     };
     let (etx, mut erx) = tokio::sync::mpsc::unbounded_channel();
     let code = common::executor()

@@ -663,6 +663,7 @@ fn exec_spec(args: &[&str]) -> kiln_executor::ExecSpec {
         cwd: "/".into(),
         user: String::new(),
         privileged: false,
+        process: Default::default(),
     }
 }
 

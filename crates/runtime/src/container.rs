@@ -43,6 +43,15 @@ pub struct Config {
     /// The volumes it mounts (their mounts are in `spec.mounts` too).
     #[serde(default)]
     pub volumes: Vec<MountedVolume>,
+    /// `--label K=V`.
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--stop-signal` (as given; the image's `StopSignal` otherwise).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits without `-t` (-1: forever; 10 otherwise).
+    #[serde(default)]
+    pub stop_timeout: Option<i64>,
 }
 
 /// A volume a container mounts.

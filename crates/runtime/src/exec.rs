@@ -40,6 +40,7 @@ impl Container {
             cwd: opts.workdir.clone().unwrap_or_else(|| spec.cwd.clone()),
             user: opts.user.clone().unwrap_or_else(|| spec.user.clone()),
             privileged: spec.extra.privileged,
+            process: spec.extra.process.clone(),
         }
     }
 

@@ -221,6 +221,9 @@ mod tests {
                 detach: true,
                 interactive: false,
                 tty: false,
+                labels: Default::default(),
+                stop_signal: None,
+                stop_timeout: None,
                 image_config: json!({"config": {"Entrypoint": ["/ep"]}}),
                 volumes: vec![MountedVolume {
                     name: "data".into(),

@@ -96,12 +96,23 @@ impl Container {
         }
     }
 
-    /// The signal that stops the container: the image's `StopSignal`, else SIGTERM.
+    /// The signal that stops the container: `--stop-signal`, else the image's
+    /// `StopSignal`, else SIGTERM.
     pub fn stop_signal(&self) -> i32 {
-        self.config.image_config["config"]["StopSignal"]
-            .as_str()
+        self.config
+            .stop_signal
+            .as_deref()
+            .or_else(|| self.config.image_config["config"]["StopSignal"].as_str())
             .and_then(parse_signal)
             .unwrap_or(libc::SIGTERM)
+    }
+
+    /// How long `stop` waits without `-t`: `--stop-timeout` (negative: for ever), else 10 s.
+    pub fn stop_timeout(&self) -> Duration {
+        match self.config.stop_timeout {
+            Some(t) => u64::try_from(t).map_or(Duration::MAX, Duration::from_secs),
+            None => Duration::from_secs(10),
+        }
     }
 
     /// Stops the container as `docker stop` does: the stop signal, then SIGKILL after

@@ -244,6 +244,12 @@ pub struct CreateOptions {
     pub volumes: Vec<VolumeSpec>,
     /// `--hostname` (default: the first 12 characters of the container id).
     pub hostname: Option<String>,
+    /// `--label K=V`, `--label-file`: stored in the container's config.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// `--stop-signal`: checked with [`parse_signal`] by the caller.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds (-1: wait forever).
+    pub stop_timeout: Option<i64>,
     /// `--tmpfs`, `--memory`, `--cpus`, `--pids-limit`, `--privileged`, `--device`
     /// (`create_etc_files` is always set: containers get /etc/hosts, /etc/hostname and
     /// /etc/resolv.conf).

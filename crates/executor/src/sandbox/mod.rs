@@ -23,6 +23,7 @@ use process::{exec_process, process_env, resolve_user, Launch};
 use rootfs::{enter_root, setup_rootfs};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::path::Path;
 
 /// The outer helper: creates the namespaces for `spec` (and the network helper), forks pid
 /// 1, reports it on the start pipe, forwards signals to it, waits for it and exits with its
@@ -136,6 +137,10 @@ fn init(
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
     std::fs::create_dir_all(cwd).or_fail(|| format!("creating the working directory {cwd}"));
     std::env::set_current_dir(cwd).or_fail(|| format!("chdir {cwd}"));
+    if spec.extra.read_only {
+        // The root mount only: the mounts on it keep their modes, as with docker.
+        sys::remount_readonly(Path::new("/")).or_fail(|| "remounting / read-only".into());
+    }
 
     let env = process_env(&spec.env, &user);
 
@@ -169,6 +174,7 @@ fn init(
         exec_process(
             &spec.args,
             spec.extra.privileged,
+            &spec.extra.process,
             &user,
             &env,
             Launch::Command,

@@ -5,6 +5,8 @@
 //! this code.
 
 use crate::report::{exit, fail, OrFail};
+use crate::security::{capability_set, last_cap};
+use crate::spec::ProcessOptions;
 use crate::sys::{cstr, write_all_fd};
 use std::ffi::CString;
 use std::io;
@@ -13,24 +15,6 @@ use std::path::{Path, PathBuf};
 
 pub(crate) const DEFAULT_PATH: &str =
     "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// Capabilities kept in the bounding set: docker's default set.
-const DEFAULT_CAPS: &[u32] = &[
-    0,  // CAP_CHOWN
-    1,  // CAP_DAC_OVERRIDE
-    3,  // CAP_FOWNER
-    4,  // CAP_FSETID
-    5,  // CAP_KILL
-    6,  // CAP_SETGID
-    7,  // CAP_SETUID
-    8,  // CAP_SETPCAP
-    10, // CAP_NET_BIND_SERVICE
-    13, // CAP_NET_RAW
-    18, // CAP_SYS_CHROOT
-    27, // CAP_MKNOD
-    29, // CAP_AUDIT_WRITE
-    31, // CAP_SETFCAP
-];
 
 /// The user a process runs as.
 #[derive(Debug, PartialEq, Eq)]
@@ -180,16 +164,36 @@ pub(crate) enum Launch {
 pub(crate) fn exec_process(
     args: &[String],
     privileged: bool,
+    opts: &ProcessOptions,
     user: &User,
     env: &[String],
     launch: Launch,
 ) -> ! {
-    drop_capabilities(privileged);
-    let seccomp = if privileged {
+    // Before setuid: raising a hard limit takes CAP_SYS_RESOURCE.
+    for u in &opts.ulimits {
+        if let Some((resource, limit)) = u.rlimit() {
+            // SAFETY: plain system call with a valid rlimit.
+            if unsafe { libc::setrlimit(resource, &raw const limit) } < 0 {
+                fail(
+                    &format!("setting ulimit {}", u.name),
+                    io::Error::last_os_error(),
+                );
+            }
+        }
+    }
+    drop_capabilities(privileged, opts);
+    let seccomp = if privileged || opts.seccomp_unconfined {
         Vec::new()
     } else {
         crate::seccomp::programs().or_fail(|| "building the seccomp filter".into())
     };
+    let no_new_privs = !privileged && opts.no_new_privileges != Some(false);
+    if !seccomp.is_empty() && !no_new_privs {
+        // Without no_new_privs a filter takes CAP_SYS_ADMIN, which we have only before
+        // setuid (as runc).
+        crate::seccomp::apply_keeping_privs(&seccomp)
+            .or_fail(|| "installing the seccomp filter".into());
+    }
     let groups: Vec<libc::gid_t> = user.groups.clone();
     // SAFETY: plain system calls with valid arguments.
     unsafe {
@@ -259,12 +263,14 @@ pub(crate) fn exec_process(
     argv_p.push(std::ptr::null());
     let mut envp_p: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
     envp_p.push(std::ptr::null());
-    if !privileged {
+    if no_new_privs {
         // SAFETY: plain prctl.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } < 0 {
             fail("PR_SET_NO_NEW_PRIVS", io::Error::last_os_error());
         }
-        crate::seccomp::apply(&seccomp).or_fail(|| "installing the seccomp filter".into());
+        if !seccomp.is_empty() {
+            crate::seccomp::apply(&seccomp).or_fail(|| "installing the seccomp filter".into());
+        }
     }
     // SAFETY: NULL-terminated arrays of valid C strings.
     unsafe { libc::execve(program_c.as_ptr(), argv_p.as_ptr(), envp_p.as_ptr()) };
@@ -311,16 +317,15 @@ pub(super) fn lookup(cmd: &str, path: &str) -> Option<PathBuf> {
     None
 }
 
-/// Drops every capability outside [`DEFAULT_CAPS`] from the bounding set and clears the
-/// inheritable and ambient sets, so that even root in the sandbox has only docker's default
-/// capabilities after `execve`.
-fn drop_capabilities(privileged: bool) {
-    let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse::<u32>().ok())
-        .unwrap_or(40);
+/// Drops every capability outside docker's default set (as changed by `--cap-add` and
+/// `--cap-drop`, see [`capability_set`]) from the bounding set and clears the inheritable
+/// and ambient sets, so that even root in the sandbox has only those capabilities after
+/// `execve`.
+fn drop_capabilities(privileged: bool, opts: &ProcessOptions) {
+    let last = last_cap();
+    let keep = capability_set(privileged, &opts.cap_add, &opts.cap_drop, last);
     for cap in 0..=last {
-        if privileged || DEFAULT_CAPS.contains(&cap) {
+        if keep.contains(&cap) {
             continue;
         }
         // SAFETY: plain prctl.

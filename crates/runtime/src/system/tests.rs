@@ -90,6 +90,9 @@ fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
         interactive: false,
         tty: false,
         image_config: serde_json::json!({}),
+        labels: Default::default(),
+        stop_signal: None,
+        stop_timeout: None,
         volumes: volumes
             .iter()
             .map(|v| MountedVolume {
