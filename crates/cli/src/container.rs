@@ -6,7 +6,7 @@ use crate::containers;
 use crate::run;
 use crate::util::{confirm, Env, Failure};
 use clap::{Args, Subcommand};
-use kiln_units::{human, DurationUnits};
+use kiln_units::human;
 
 #[derive(Args)]
 pub(crate) struct ContainerArgs {
@@ -153,26 +153,10 @@ fn render(results: Vec<Result<serde_json::Value, Failure>>) -> u8 {
 /// `--filter until=DURATION` as a creation time (milliseconds since the Unix epoch) before
 /// which containers go.
 fn created_before(filters: &[String], now: i64) -> Result<Option<i64>, Failure> {
-    let mut before = None;
-    for f in filters {
-        match f.split_once('=') {
-            Some(("until", d)) => {
-                let d = kiln_units::parse_duration(d, DurationUnits::Filter).map_err(|_| {
-                    Failure::usage(format!(
-                        "--filter: `{d}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)"
-                    ))
-                })?;
-                let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-                before = Some(now.saturating_sub(millis));
-            }
-            _ => {
-                return Err(Failure::usage(format!(
-                    "--filter `{f}`: only until=DURATION is supported"
-                )))
-            }
-        }
-    }
-    Ok(before)
+    Ok(crate::util::until_filter(filters)?.map(|d| {
+        let millis = i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        now.saturating_sub(millis)
+    }))
 }
 
 fn prune(env: &Env, a: &PruneArgs) -> Result<u8, Failure> {

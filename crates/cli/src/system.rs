@@ -14,7 +14,7 @@ use crate::util::{confirm, parse_size, Env, Failure};
 use clap::{Args, Subcommand};
 use kiln_cache::{GcRoots, PrunePolicy, Store};
 use kiln_runtime::system::{prune_images, usage, ImagesRemoved};
-use kiln_units::{human, DurationUnits};
+use kiln_units::human;
 
 #[derive(Args)]
 pub(crate) struct BuilderArgs {
@@ -263,23 +263,7 @@ fn prune(env: &Env, a: PruneArgs) -> Result<u8, Failure> {
         policy.keep_storage =
             Some(parse_size(k).map_err(|e| Failure::usage(format!("--keep-storage: {e}")))?);
     }
-    for f in &a.filter {
-        match f.split_once('=') {
-            Some(("until", d)) => {
-                let d = kiln_units::parse_duration(d, DurationUnits::Filter).map_err(|_| {
-                    Failure::usage(format!(
-                        "--filter: `{d}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)"
-                    ))
-                })?;
-                policy.until = Some(d);
-            }
-            _ => {
-                return Err(Failure::usage(format!(
-                    "--filter `{f}`: only until=DURATION is supported"
-                )))
-            }
-        }
-    }
+    policy.until = crate::util::until_filter(&a.filter)?;
     let lock = lock_exclusive(env)?;
     let r = env.store.prune(&policy, &gc_roots(&env.store))?;
     drop(lock);

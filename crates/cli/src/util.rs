@@ -108,6 +108,30 @@ impl Failure {
     }
 }
 
+/// The prune commands' `--filter until=DURATION` (the only filter they take): how far back
+/// from now, or `None` without one.
+pub(crate) fn until_filter(filters: &[String]) -> Result<Option<std::time::Duration>, Failure> {
+    let mut until = None;
+    for f in filters {
+        match f.split_once('=') {
+            Some(("until", d)) => {
+                let d = kiln_units::parse_duration(d, DurationUnits::Filter).map_err(|_| {
+                    Failure::usage(format!(
+                        "--filter: `{d}` is not a duration (e.g. 24h, 30m, 7d, 1h30m)"
+                    ))
+                })?;
+                until = Some(d);
+            }
+            _ => {
+                return Err(Failure::usage(format!(
+                    "--filter `{f}`: only until=DURATION is supported"
+                )))
+            }
+        }
+    }
+    Ok(until)
+}
+
 /// `--add-host NAME:IP` flags (of `build` and `run`) as `(name, ip)`, with docker's message.
 pub(crate) fn parse_add_hosts(flags: &[String]) -> Result<Vec<(String, String)>, Failure> {
     flags
