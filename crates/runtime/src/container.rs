@@ -43,6 +43,9 @@ pub struct Config {
     /// The volumes it mounts (their mounts are in `spec.mounts` too).
     #[serde(default)]
     pub volumes: Vec<MountedVolume>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: crate::RestartPolicy,
 }
 
 /// A volume a container mounts.
@@ -92,6 +95,13 @@ pub struct State {
     pub oom_killed: bool,
     /// Why the container could not start, or why its end was not recorded.
     pub error: Option<String>,
+    /// How often the shim restarted it (its policy) since the user last started it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Its command ended and the shim waits to restart it (the status stays running; the
+    /// exit code and end time are the last run's).
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 /// Milliseconds since the Unix epoch.
