@@ -371,7 +371,7 @@ fn resolve(
     Ok((launcher, opts))
 }
 
-/// `--restart`, checked as docker does (not with `--rm`); refused for a foreground run,
+/// `--restart`, checked as docker (25+) does, not with `--rm`; refused for a foreground run,
 /// which has no shim to carry it out.
 fn restart_policy(a: &RunArgs) -> Result<kiln_runtime::RestartPolicy, Failure> {
     let policy: kiln_runtime::RestartPolicy = a
@@ -382,7 +382,9 @@ fn restart_policy(a: &RunArgs) -> Result<kiln_runtime::RestartPolicy, Failure> {
         return Ok(policy);
     }
     if a.rm {
-        return Err(Failure::usage("Conflicting options: --restart and --rm"));
+        return Err(Failure::usage(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
     }
     if !a.detach {
         return Err(Failure::usage(

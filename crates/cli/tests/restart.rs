@@ -189,7 +189,7 @@ fn bad_and_conflicting_restart_flags_are_refused() {
             "busybox",
             "true",
         ],
-        "Conflicting options: --restart and --rm",
+        "conflicting options: cannot specify both --restart and --rm",
     );
     refused(
         &["run", "-d", "--restart", "sometimes", "busybox", "true"],

@@ -245,6 +245,7 @@ impl Container {
         }
         let pid = self.state.supervisor.map_or(0, |s| s.pid);
         self.state.status = Status::Exited;
+        self.state.restarting = false;
         self.state.exit_code = Some(255);
         self.state.finished = Some(now_millis());
         self.state.error = Some(format!(
