@@ -204,7 +204,8 @@ impl Container {
         self.save_state()?;
         let until = Instant::now() + delay;
         loop {
-            if self.stopped_by_user() {
+            // Removed meanwhile (`rm -f` gave up waiting): nothing left to run.
+            if self.stopped_by_user() || !self.dir.join("config.json").exists() {
                 self.state.restarting = false;
                 return Ok(false);
             }
