@@ -68,7 +68,12 @@ pub(crate) struct StartArgs {
     /// Attach stdin (not supported yet: fails with a message).
     #[arg(short, long)]
     interactive: bool,
-    #[arg(required = true)]
+    /// Start every stopped container its restart policy would have restarted (always;
+    /// unless-stopped when not stopped by the user; on-failure after a non-zero exit): for
+    /// a boot unit, since no daemon restarts anything after a reboot.
+    #[arg(long, conflicts_with_all = ["attach", "interactive", "containers"])]
+    all_restartable: bool,
+    #[arg(required_unless_present = "all_restartable")]
     containers: Vec<String>,
 }
 
@@ -179,6 +184,11 @@ fn since(now: i64, then: i64) -> Duration {
 fn status(c: &Container, now: i64) -> String {
     let s = &c.state;
     match s.status {
+        Status::Running if s.restarting => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code.unwrap_or(255),
+            kiln_units::human_duration(since(now, s.finished.unwrap_or(now)))
+        ),
         Status::Running => format!(
             "Up {}",
             kiln_units::human_duration(since(now, s.started.unwrap_or(c.config.created)))
@@ -374,6 +384,22 @@ pub(crate) fn start(env: &Env, a: StartArgs) -> Result<u8, Failure> {
         ));
     }
     let shim = crate::run::shim(env);
+    if a.all_restartable {
+        let mut code = 0;
+        let restartable = Containers::new(env.store.root())
+            .restartable()
+            .map_err(failure)?;
+        for mut c in restartable {
+            match c.start(&shim) {
+                Ok(()) => println!("{}", c.config.name),
+                Err(e) => {
+                    failure(e).print();
+                    code = 1;
+                }
+            }
+        }
+        return Ok(code);
+    }
     if a.attach {
         let [name] = a.containers.as_slice() else {
             return Err(Failure::usage(

@@ -112,6 +112,10 @@ pub(crate) struct RunArgs {
     /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
     #[arg(long)]
     runtime: Option<PathBuf>,
+    /// Restart policy: no, on-failure[:MAX], always or unless-stopped (carried out by the
+    /// container's shim: with -d, or `kiln create`).
+    #[arg(long, default_value = "no")]
+    restart: String,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -429,6 +433,7 @@ fn resolve(
             return Err(Failure::usage(format!("invalid signal: {s}")));
         }
     }
+    let restart = restart_policy(&a)?;
     let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -528,6 +533,7 @@ fn resolve(
         detach: a.detach,
         interactive: a.interactive,
         tty: a.tty && !a.detach,
+        restart,
         extra: kiln_executor::SandboxOptions {
             tmpfs,
             resources: kiln_executor::Resources {
@@ -559,6 +565,30 @@ fn resolve(
         container,
     };
     Ok((launcher, opts))
+}
+
+/// `--restart`, checked as docker (25+) does, not with `--rm`; refused for a foreground run,
+/// which has no shim to carry it out.
+fn restart_policy(a: &RunArgs) -> Result<kiln_runtime::RestartPolicy, Failure> {
+    let policy: kiln_runtime::RestartPolicy = a
+        .restart
+        .parse()
+        .map_err(|e: kiln_runtime::PolicyError| Failure::usage(e.to_string()))?;
+    if policy == kiln_runtime::RestartPolicy::No {
+        return Ok(policy);
+    }
+    if a.rm {
+        return Err(Failure::usage(
+            "conflicting options: cannot specify both --restart and --rm",
+        ));
+    }
+    if !a.detach {
+        return Err(Failure::usage(
+            "kiln run --restart needs -d: without a daemon only a detached container's shim \
+             can restart it (or use kiln create, then kiln start)",
+        ));
+    }
+    Ok(policy)
 }
 
 /// Tells that the image is pulled, as `docker run` and `docker create` do.

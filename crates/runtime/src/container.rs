@@ -52,6 +52,9 @@ pub struct Config {
     /// `--stop-timeout`: seconds `stop` waits without `-t` (-1: forever; 10 otherwise).
     #[serde(default)]
     pub stop_timeout: Option<i64>,
+    /// `--restart`.
+    #[serde(default)]
+    pub restart: crate::RestartPolicy,
 }
 
 /// A volume a container mounts.
@@ -101,6 +104,13 @@ pub struct State {
     pub oom_killed: bool,
     /// Why the container could not start, or why its end was not recorded.
     pub error: Option<String>,
+    /// How often the shim restarted it (its policy) since the user last started it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Its command ended and the shim waits to restart it (the status stays running; the
+    /// exit code and end time are the last run's).
+    #[serde(default)]
+    pub restarting: bool,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -244,6 +254,7 @@ impl Container {
         }
         let pid = self.state.supervisor.map_or(0, |s| s.pid);
         self.state.status = Status::Exited;
+        self.state.restarting = false;
         self.state.exit_code = Some(255);
         self.state.finished = Some(now_millis());
         self.state.error = Some(format!(

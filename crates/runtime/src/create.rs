@@ -120,6 +120,7 @@ impl Containers {
                 detach: opts.detach,
                 interactive: opts.interactive,
                 tty: opts.tty,
+                restart: opts.restart,
                 image_config: config.clone(),
                 volumes,
                 labels: opts.labels.clone(),

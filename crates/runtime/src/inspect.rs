@@ -25,7 +25,9 @@ impl Container {
     pub fn inspect(&self) -> Value {
         let spec = &self.config.spec;
         let running = self.is_running();
+        let restarting = running && self.state.restarting;
         let status = match self.state.status {
+            Status::Running if restarting => "restarting",
             Status::Running if running => "running",
             Status::Created => "created",
             Status::Running | Status::Exited => "exited",
@@ -102,7 +104,7 @@ impl Container {
                 "Status": status,
                 "Running": running,
                 "Paused": false,
-                "Restarting": false,
+                "Restarting": restarting,
                 "OOMKilled": self.state.oom_killed,
                 "Dead": false,
                 "Pid": pid,
@@ -114,12 +116,15 @@ impl Container {
             "Image": self.config.image,
             "LogPath": self.log_path(),
             "Name": format!("/{}", self.config.name),
-            "RestartCount": 0,
+            "RestartCount": self.state.restart_count,
             "HostConfig": {
                 "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
                 "NetworkMode": network_mode,
                 "PortBindings": bindings,
-                "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+                "RestartPolicy": {
+                    "Name": self.config.restart.name(),
+                    "MaximumRetryCount": self.config.restart.max_retries(),
+                },
                 "AutoRemove": self.config.remove,
                 "Privileged": spec.extra.privileged,
                 "Memory": limits.memory.unwrap_or(0),
@@ -224,6 +229,7 @@ mod tests {
                 labels: Default::default(),
                 stop_signal: None,
                 stop_timeout: None,
+                restart: crate::RestartPolicy::No,
                 image_config: json!({"config": {"Entrypoint": ["/ep"]}}),
                 volumes: vec![MountedVolume {
                     name: "data".into(),

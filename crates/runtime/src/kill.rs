@@ -75,10 +75,16 @@ pub(crate) fn poll_until(timeout: Option<Duration>, mut done: impl FnMut() -> bo
 impl Container {
     /// Sends `signal` to the running container (its pid 1, which forwards it to the
     /// command; SIGKILL ends everything in it).
+    /// A kill by the user ends the container's restart policy (see `restart.rs`); one
+    /// waiting to be restarted is not restarted, and its shim records its end.
     pub fn kill(&mut self, signal: i32) -> Result<()> {
         self.refresh()?;
         if !self.is_running() {
             return Err(Error::NotRunning(self.config.id.clone()));
+        }
+        self.mark_stopped_by_user();
+        if self.state.restarting {
+            return Ok(());
         }
         let Some(init) = self.state.init else {
             return Err(Error::NoInit(self.config.id.clone()));

@@ -86,6 +86,7 @@ mod inspect;
 mod kill;
 mod lifecycle;
 mod logs;
+mod restart;
 mod run;
 mod start;
 mod stats;
@@ -102,6 +103,7 @@ pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
+pub use restart::{Backoff, PolicyError, RestartPolicy};
 pub use run::{create, run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
 pub use stats::{measure, Sample, Usage};
@@ -261,6 +263,8 @@ pub struct CreateOptions {
     /// `-t`: a pseudo-terminal of the container's own (foreground runs; stdin is forwarded
     /// to it with `-i` only).
     pub tty: bool,
+    /// `--restart` (carried out by the shim: detached containers only).
+    pub restart: RestartPolicy,
 }
 
 /// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).

@@ -27,7 +27,7 @@ impl Container {
     /// the pasta of its last run is not waited for when the run ends (see the executor's
     /// `net.rs`) and holds them until it notices. A port still taken then fails the start,
     /// which reports it.
-    fn wait_ports_free(&self, timeout: Duration) {
+    pub(crate) fn wait_ports_free(&self, timeout: Duration) {
         let ports = &self.config.spec.extra.ports;
         if ports.is_empty() {
             return;
@@ -94,6 +94,10 @@ impl Container {
         self.state.exit_code = None;
         self.state.oom_killed = false;
         self.state.error = None;
+        // A start by the user: the policy applies again, counted from zero (as docker).
+        self.state.restart_count = 0;
+        self.state.restarting = false;
+        self.clear_stopped_by_user();
         self.save_state()
     }
 }
@@ -161,6 +165,7 @@ mod tests {
                 labels: Default::default(),
                 stop_signal: None,
                 stop_timeout: None,
+                restart: crate::RestartPolicy::No,
                 image_config: serde_json::Value::Null,
                 volumes: vec![],
             },

@@ -240,6 +240,24 @@ pub fn shim_main(args: &[OsString], executor: Executor) -> i32 {
 
 async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)) -> Result<()> {
     let mut c = Container::load(dir)?;
+    // Its restart policy: run again as long as it says so (see restart.rs).
+    let mut backoff = crate::Backoff::default();
+    loop {
+        let (result, was_started) = run_once(&mut c, executor, report).await?;
+        if !(was_started && c.wait_to_restart(&result, &mut backoff).await?) {
+            return c.finish(&result);
+        }
+    }
+}
+
+/// One run of the container under the shim: its output to the log, its start recorded and
+/// reported (the first time). Returns how it ended and whether it was started at all.
+async fn run_once(
+    c: &mut Container,
+    executor: &Executor,
+    report: &mut dyn FnMut(&str),
+) -> Result<(Result<RunResult>, bool)> {
+    let dir = c.dir.clone();
     let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
     let mut log = LogWriter::create(&dir.join(LOG_FILE))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -299,5 +317,5 @@ async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)
         }
         Ok(_) => {}
     }
-    c.finish(&result)
+    Ok((result, was_started))
 }

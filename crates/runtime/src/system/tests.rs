@@ -89,6 +89,7 @@ fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
         detach: false,
         interactive: false,
         tty: false,
+        restart: crate::RestartPolicy::No,
         image_config: serde_json::json!({}),
         labels: Default::default(),
         stop_signal: None,
