@@ -43,6 +43,10 @@ pub struct Config {
     /// The volumes it mounts (their mounts are in `spec.mounts` too).
     #[serde(default)]
     pub volumes: Vec<MountedVolume>,
+    /// Its health check (the image's with `--health-*` applied), as docker's
+    /// `Config.Healthcheck`.
+    #[serde(default)]
+    pub healthcheck: Option<crate::Healthcheck>,
 }
 
 /// A volume a container mounts.

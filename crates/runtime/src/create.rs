@@ -37,6 +37,7 @@ impl Containers {
         opts: &CreateOptions,
     ) -> Result<Container> {
         let (args, env, cwd, user) = process(config, opts)?;
+        let healthcheck = crate::health::resolve(config, &opts.health)?;
         if let Some(n) = &opts.name {
             if !valid_name(n) {
                 return Err(Error::InvalidName(n.clone()));
@@ -122,6 +123,7 @@ impl Containers {
                 tty: opts.tty,
                 image_config: config.clone(),
                 volumes,
+                healthcheck,
             },
             state: State::default(),
             dir,

@@ -110,6 +110,7 @@ impl Container {
                 "Error": self.state.error.clone().unwrap_or_default(),
                 "StartedAt": time(self.state.started),
                 "FinishedAt": time(self.state.finished),
+                "Health": self.health(),
             },
             "Image": self.config.image,
             "LogPath": self.log_path(),
@@ -140,6 +141,7 @@ impl Container {
                 "WorkingDir": spec.cwd,
                 "Entrypoint": self.config.image_config["config"]["Entrypoint"],
                 "Labels": self.config.image_config["config"]["Labels"],
+                "Healthcheck": self.config.healthcheck,
             },
             "NetworkSettings": {
                 "Ports": bindings,
@@ -227,6 +229,7 @@ mod tests {
                     destination: "/data".into(),
                     anonymous: false,
                 }],
+                healthcheck: None,
             },
             state: State {
                 status: Status::Exited,

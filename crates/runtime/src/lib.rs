@@ -82,6 +82,7 @@ mod copy;
 mod create;
 mod delete;
 mod exec;
+mod health;
 mod inspect;
 mod kill;
 mod lifecycle;
@@ -100,6 +101,7 @@ pub use container::{
 pub use copy::{plan, Change, CopyError, CopyPlan};
 pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
+pub use health::{Health, HealthError, HealthOptions, HealthStatus, Healthcheck, Probe};
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
 pub use run::{create, run, Launcher, Outcome, RunError, RunEvent, RunOptions};
@@ -125,6 +127,9 @@ pub enum Error {
     /// The sandbox failed.
     #[error(transparent)]
     Executor(#[from] kiln_executor::Error),
+    /// The health check cannot be used.
+    #[error(transparent)]
+    Health(#[from] HealthError),
     /// Container state could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -255,6 +260,8 @@ pub struct CreateOptions {
     /// `-t`: a pseudo-terminal of the container's own (foreground runs; stdin is forwarded
     /// to it with `-i` only).
     pub tty: bool,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: HealthOptions,
 }
 
 /// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).

@@ -160,6 +160,7 @@ mod tests {
                 tty: false,
                 image_config: serde_json::Value::Null,
                 volumes: vec![],
+                healthcheck: None,
             },
             state: State {
                 status: Status::Exited,

@@ -264,11 +264,16 @@ async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)
     };
     let mut start_error = None;
     let mut was_started = false;
+    let monitor = crate::health::Monitor::new(&c);
+    let (health_tx, health_rx) = tokio::sync::oneshot::channel();
     let started = async {
         if let Ok(init) = started_rx.await {
             was_started = true;
             match c.record_started(me, Some(init)) {
-                Ok(()) => report("ok\n"),
+                Ok(()) => {
+                    report("ok\n");
+                    let _ = health_tx.send(init);
+                }
                 Err(e) => {
                     // A container nobody can find or stop must not run: report, kill.
                     report(&format!("error: {e}\n"));
@@ -278,7 +283,18 @@ async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)
             }
         }
     };
-    let (result, (), ()) = tokio::join!(run, write_log, started);
+    // The health check runs while the container does, and ends (killing a probe) with it.
+    let health = async {
+        match (monitor, health_rx.await) {
+            (Some(m), Ok(init)) => m.run(executor, init).await,
+            _ => std::future::pending::<std::convert::Infallible>().await,
+        }
+    };
+    let (result, (), ()) = tokio::select! {
+        biased;
+        r = async { tokio::join!(run, write_log, started) } => r,
+        never = health => match never {},
+    };
     if let Some(e) = start_error {
         return Err(e);
     }
