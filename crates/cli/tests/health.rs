@@ -170,3 +170,37 @@ fn the_images_healthcheck_is_used_and_no_healthcheck_disables_it() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_foreground_run_is_checked_too() {
+    let Some(r) = ContainerRoot::new() else {
+        return;
+    };
+    let k = &r.0;
+    let mut child = k
+        .cmd()
+        .args([
+            "run",
+            "--name",
+            "fg",
+            "--health-cmd",
+            "true",
+            "--health-interval",
+            "200ms",
+            "busybox",
+            "sleep",
+            "3",
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let s = loop {
+        let out = k.ok(&["ps"]);
+        if out.contains("(healthy)") || Instant::now() > deadline {
+            break ps_status(k, "fg");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(s.ends_with(" (healthy)"), "{s}");
+    assert!(child.wait().unwrap().success());
+}

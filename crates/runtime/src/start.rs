@@ -104,16 +104,28 @@ impl Container {
         } else {
             (Output::InheritNoStdin, None)
         };
+        let monitor = crate::health::Monitor::new(self);
         let run = executor.run_observed(&spec, output, tx);
         tokio::pin!(run);
         let result = tokio::select! {
             r = &mut run => r,
             Ok(init) = rx => {
                 self.record_started(me, Some(init))?;
-                match console {
-                    Some(console) => {
-                        crate::terminal::attach(run, console, self.config.interactive).await
+                let run = async {
+                    match console {
+                        Some(console) => {
+                            crate::terminal::attach(run, console, self.config.interactive).await
+                        }
+                        None => run.await,
                     }
+                };
+                // The health check runs while the container does.
+                match monitor {
+                    Some(m) => tokio::select! {
+                        biased;
+                        r = run => r,
+                        never = m.run(executor, init) => match never {},
+                    },
                     None => run.await,
                 }
             }
