@@ -82,16 +82,16 @@ pub(crate) struct RunArgs {
     #[arg(long, value_name = "CMD")]
     health_cmd: Option<String>,
     /// Time between health checks (e.g. 30s, 1m30s, 500ms).
-    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration, allow_hyphen_values = true)]
     health_interval: Option<std::time::Duration>,
     /// Longest a health check may run.
-    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration, allow_hyphen_values = true)]
     health_timeout: Option<std::time::Duration>,
     /// Consecutive failures that make the container unhealthy.
     #[arg(long, value_name = "N")]
     health_retries: Option<u32>,
     /// Time after the start during which failed health checks do not count.
-    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration, allow_hyphen_values = true)]
     health_start_period: Option<std::time::Duration>,
     /// Disable the image's health check.
     #[arg(long)]
@@ -125,6 +125,9 @@ fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
 
 /// `--health-interval` and the like: Go durations, as docker's.
 fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err("cannot be negative".into());
+    }
     kiln_units::parse_duration(s, kiln_units::DurationUnits::Go).map_err(|e| e.to_string())
 }
 

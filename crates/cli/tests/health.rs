@@ -169,6 +169,13 @@ fn the_images_healthcheck_is_used_and_no_healthcheck_disables_it() {
         "{}",
         stderr(&out)
     );
+    let out = k.run(&["run", "-d", "--health-interval", "-1s", "hc", "true"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("'--health-interval <DURATION>': cannot be negative"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
