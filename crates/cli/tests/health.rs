@@ -103,9 +103,6 @@ fn health_cmd_goes_from_starting_to_healthy_to_unhealthy() {
             "Retries": 2,
         })
     );
-
-    // Stopped, it shows no health in ps.
-    k.ok(&["rm", "-f", "h1"]);
 }
 
 #[test]
@@ -210,4 +207,13 @@ fn a_foreground_run_is_checked_too() {
     };
     assert!(s.ends_with(" (healthy)"), "{s}");
     assert!(child.wait().unwrap().success());
+
+    // Ended, it shows no health in ps; its check stopped with it: unhealthy, as docker.
+    let out = k.ok(&["ps", "-a"]);
+    let row = out.lines().find(|l| l.ends_with(" fg")).unwrap();
+    assert!(
+        row.contains(" Exited (0) ") && !row.contains("health"),
+        "{out}"
+    );
+    assert_eq!(health(k, "fg")["Status"], "unhealthy");
 }

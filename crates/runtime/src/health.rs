@@ -10,7 +10,7 @@ use kiln_executor::{ExecSpec, Executor, HostProcess, Output};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::convert::Infallible;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
 /// File of the container directory holding its [`Health`].
@@ -273,6 +273,22 @@ impl Container {
         self.healthcheck()?;
         let data = std::fs::read(self.dir.join(HEALTH_FILE)).ok()?;
         serde_json::from_slice(&data).ok()
+    }
+}
+
+/// Records that the health check of the container in `dir` stopped with the container:
+/// as docker, its status is then `unhealthy` (streak and log kept). Nothing without one.
+pub(crate) fn stopped(dir: &Path) {
+    let file = dir.join(HEALTH_FILE);
+    let Ok(data) = std::fs::read(&file) else {
+        return;
+    };
+    let Ok(mut health) = serde_json::from_slice::<Health>(&data) else {
+        return;
+    };
+    health.status = HealthStatus::Unhealthy;
+    if let Err(e) = write_json_atomic(&file, &health) {
+        eprintln!("kiln: {e}");
     }
 }
 

@@ -57,6 +57,7 @@ impl Container {
     /// Records the end of a run; after a `--rm` run, then waits until nobody waits for it
     /// any more ([`Container::lock_dir`]) and removes it.
     fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
+        crate::health::stopped(&self.dir);
         self.record_end(result)?;
         if self.config.remove {
             let lock = self.lock_dir(true)?;

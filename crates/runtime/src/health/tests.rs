@@ -150,6 +150,22 @@ fn health_is_written_as_dockers_state_health() {
 }
 
 #[test]
+fn a_stopped_check_is_unhealthy_with_its_streak_and_log() {
+    let dir = tempfile::tempdir().unwrap();
+    stopped(dir.path());
+    assert!(!dir.path().join(HEALTH_FILE).exists());
+    let mut h = Health::default();
+    h.record(probe(0), 3, false);
+    h.record(probe(1), 3, false);
+    write_json_atomic(&dir.path().join(HEALTH_FILE), &h).unwrap();
+    stopped(dir.path());
+    let data = std::fs::read(dir.path().join(HEALTH_FILE)).unwrap();
+    let after: Health = serde_json::from_slice(&data).unwrap();
+    assert_eq!(after.status, HealthStatus::Unhealthy);
+    assert_eq!((after.failing_streak, after.log), (1, h.log));
+}
+
+#[test]
 fn long_output_is_cut_at_4096_bytes_on_a_character_boundary() {
     let s = "é".repeat(3000);
     let t = truncate(s);
