@@ -176,6 +176,40 @@ fn the_images_healthcheck_is_used_and_no_healthcheck_disables_it() {
 }
 
 #[test]
+fn a_probe_over_its_timeout_fails() {
+    let Some(r) = ContainerRoot::new() else {
+        return;
+    };
+    let k = &r.0;
+    k.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "slow",
+        "--health-cmd",
+        "sleep 5",
+        "--health-timeout",
+        "200ms",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let s = wait_status(k, "slow", "(unhealthy)");
+    assert!(s.ends_with(" (unhealthy)"), "{s}");
+    let h = health(k, "slow");
+    let last = &h["Log"][0];
+    assert_eq!(last["ExitCode"], -1, "{h}");
+    assert_eq!(
+        last["Output"], "Health check exceeded timeout (200ms)",
+        "{h}"
+    );
+}
+
+#[test]
 fn a_foreground_run_is_checked_too() {
     let Some(r) = ContainerRoot::new() else {
         return;

@@ -369,7 +369,7 @@ impl Monitor {
                 -1,
                 format!(
                     "Health check exceeded timeout ({})",
-                    humantime::format_duration(timeout)
+                    kiln_units::go_duration(timeout)
                 ),
             ),
         };
