@@ -143,7 +143,7 @@ fn the_images_healthcheck_is_used_and_no_healthcheck_disables_it() {
     assert!(s.starts_with("Up ") && !s.contains('('), "{s}");
     let out = k.ok(&["inspect", "off"]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(v[0]["State"]["Health"].is_null(), "{out}");
+    assert!(v[0]["State"].get("Health").is_none(), "{out}");
     assert_eq!(
         v[0]["Config"]["Healthcheck"]["Test"],
         serde_json::json!(["NONE"])

@@ -84,6 +84,12 @@ pub enum HealthError {
     /// The image's `Healthcheck` is not docker's shape.
     #[error("invalid Healthcheck in the image config: {0}")]
     Image(#[source] serde_json::Error),
+    /// A duration of less than a millisecond (a probe loop that would spin).
+    #[error("{0} in Healthcheck cannot be less than 1ms")]
+    TooShort(&'static str),
+    /// A negative retry count.
+    #[error("Retries in Healthcheck cannot be negative")]
+    NegativeRetries,
     /// A `Test` that starts with none of CMD, CMD-SHELL, NONE.
     #[error("unknown Healthcheck type {0:?} (CMD, CMD-SHELL or NONE)")]
     UnknownType(String),
@@ -138,6 +144,19 @@ pub(crate) fn resolve(
         return Ok(None);
     }
     check.probe_args()?;
+    // docker's verifyContainerSettings: 0 is the default, otherwise at least 1ms.
+    for (name, ns) in [
+        ("Interval", check.interval),
+        ("Timeout", check.timeout),
+        ("StartPeriod", check.start_period),
+    ] {
+        if ns != 0 && ns < 1_000_000 {
+            return Err(HealthError::TooShort(name));
+        }
+    }
+    if check.retries < 0 {
+        return Err(HealthError::NegativeRetries);
+    }
     Ok(Some(check))
 }
 

@@ -93,7 +93,7 @@ impl Container {
             .args
             .split_first()
             .map_or((None, &[][..]), |(p, a)| (Some(p), a));
-        json!({
+        let mut v = json!({
             "Id": self.config.id,
             "Created": time(Some(self.config.created)),
             "Path": path,
@@ -110,7 +110,6 @@ impl Container {
                 "Error": self.state.error.clone().unwrap_or_default(),
                 "StartedAt": time(self.state.started),
                 "FinishedAt": time(self.state.finished),
-                "Health": self.health(),
             },
             "Image": self.config.image,
             "LogPath": self.log_path(),
@@ -141,12 +140,19 @@ impl Container {
                 "WorkingDir": spec.cwd,
                 "Entrypoint": self.config.image_config["config"]["Entrypoint"],
                 "Labels": self.config.image_config["config"]["Labels"],
-                "Healthcheck": self.config.healthcheck,
             },
             "NetworkSettings": {
                 "Ports": bindings,
             },
-        })
+        });
+        // Only with a health check, as docker's (omitempty).
+        if let Some(h) = &self.config.healthcheck {
+            v["Config"]["Healthcheck"] = json!(h);
+        }
+        if let Some(h) = self.health() {
+            v["State"]["Health"] = json!(h);
+        }
+        v
     }
 }
 

@@ -32,7 +32,7 @@ fn the_images_check_in_dockers_shape_is_read_with_its_nanoseconds() {
 
 #[test]
 fn zero_missing_or_negative_durations_are_dockers_defaults() {
-    let image = json!({"config": {"Healthcheck": {"Test": ["CMD", "true"], "Interval": -1}}});
+    let image = json!({"config": {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 0}}});
     let c = resolve(&image, &HealthOptions::default()).unwrap().unwrap();
     assert_eq!(c.interval(), Duration::from_secs(30));
     assert_eq!(c.timeout(), Duration::from_secs(30));
@@ -91,6 +91,24 @@ fn bad_checks_are_refused_with_a_message() {
         .unwrap_err()
         .to_string()
         .starts_with("invalid Healthcheck in the image config"));
+    let spin = json!({"config": {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 1}}});
+    assert_eq!(
+        resolve(&spin, &HealthOptions::default())
+            .unwrap_err()
+            .to_string(),
+        "Interval in Healthcheck cannot be less than 1ms"
+    );
+    let short = HealthOptions {
+        cmd: Some("true".into()),
+        timeout: Some(Duration::from_micros(10)),
+        ..HealthOptions::default()
+    };
+    assert_eq!(
+        resolve(&json!({}), &short).unwrap_err().to_string(),
+        "Timeout in Healthcheck cannot be less than 1ms"
+    );
+    let neg = json!({"config": {"Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}}});
+    assert!(resolve(&neg, &HealthOptions::default()).is_err());
     for test in [json!(["RUN", "x"]), json!(["CMD"])] {
         let img = json!({"config": {"Healthcheck": {"Test": test}}});
         assert!(resolve(&img, &HealthOptions::default()).is_err());
