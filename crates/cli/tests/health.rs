@@ -210,6 +210,35 @@ fn a_probe_over_its_timeout_fails() {
 }
 
 #[test]
+fn a_stopped_check_is_unhealthy_and_a_started_one_starting() {
+    let Some(r) = ContainerRoot::new() else {
+        return;
+    };
+    let k = &r.0;
+    // No probe runs in the test's time: only starts and stops change the health.
+    k.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "ss",
+        "--health-cmd",
+        "true",
+        "--health-interval",
+        "1h",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(ps_status(k, "ss").rsplit_once(' ').unwrap().1, "starting)");
+    k.ok(&["stop", "-t", "0", "ss"]);
+    assert_eq!(health(k, "ss")["Status"], "unhealthy");
+    k.ok(&["start", "ss"]);
+    let s = ps_status(k, "ss");
+    assert!(s.ends_with(" (health: starting)"), "{s}");
+    assert_eq!(health(k, "ss")["Status"], "starting");
+}
+
+#[test]
 fn a_foreground_run_is_checked_too() {
     let Some(r) = ContainerRoot::new() else {
         return;

@@ -290,8 +290,26 @@ impl Container {
     /// start.
     pub fn health(&self) -> Option<Health> {
         self.healthcheck()?;
-        let data = std::fs::read(self.dir.join(HEALTH_FILE)).ok()?;
-        serde_json::from_slice(&data).ok()
+        read(&self.dir.join(HEALTH_FILE))
+    }
+}
+
+/// The health in `file`, if there is one that can be read.
+fn read(file: &Path) -> Option<Health> {
+    serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+}
+
+/// Records that the health check of the container in `dir` starts (before its start is
+/// reported, so that `ps` right after `run -d` shows it): `starting`, as docker's, with the
+/// log of earlier runs kept.
+pub(crate) fn started(dir: &Path) {
+    let file = dir.join(HEALTH_FILE);
+    let health = Health {
+        log: read(&file).map(|h| h.log).unwrap_or_default(),
+        ..Health::default()
+    };
+    if let Err(e) = write_json_atomic(&file, &health) {
+        eprintln!("kiln: {e}");
     }
 }
 
@@ -299,10 +317,7 @@ impl Container {
 /// as docker, its status is then `unhealthy` (streak and log kept). Nothing without one.
 pub(crate) fn stopped(dir: &Path) {
     let file = dir.join(HEALTH_FILE);
-    let Ok(data) = std::fs::read(&file) else {
-        return;
-    };
-    let Ok(mut health) = serde_json::from_slice::<Health>(&data) else {
+    let Some(mut health) = read(&file) else {
         return;
     };
     health.status = HealthStatus::Unhealthy;
@@ -356,8 +371,8 @@ impl Monitor {
     /// it when the container ends; a probe running then is killed).
     pub(crate) async fn run(self, executor: &Executor, init: HostProcess) -> Infallible {
         let started = Instant::now();
-        let mut health = Health::default();
-        self.save(&health);
+        // As `started` wrote it.
+        let mut health = read(&self.file).unwrap_or_default();
         loop {
             tokio::time::sleep(self.check.interval()).await;
             let probe = self.probe(executor, &init).await;

@@ -29,6 +29,10 @@ impl Container {
         self.state.status = Status::Running;
         self.state.supervisor = Some(supervisor);
         self.state.init = init;
+        // Its health check runs in the sandbox's pid 1: known now.
+        if init.is_some() && self.healthcheck().is_some() {
+            crate::health::started(&self.dir);
+        }
         if self.state.started.is_none() {
             self.state.started = Some(now_millis());
         }

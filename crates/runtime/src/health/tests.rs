@@ -168,7 +168,7 @@ fn health_is_written_as_dockers_state_health() {
 }
 
 #[test]
-fn a_stopped_check_is_unhealthy_with_its_streak_and_log() {
+fn a_stopped_check_is_unhealthy_and_a_restarted_one_starting_with_its_log() {
     let dir = tempfile::tempdir().unwrap();
     stopped(dir.path());
     assert!(!dir.path().join(HEALTH_FILE).exists());
@@ -180,7 +180,14 @@ fn a_stopped_check_is_unhealthy_with_its_streak_and_log() {
     let data = std::fs::read(dir.path().join(HEALTH_FILE)).unwrap();
     let after: Health = serde_json::from_slice(&data).unwrap();
     assert_eq!(after.status, HealthStatus::Unhealthy);
-    assert_eq!((after.failing_streak, after.log), (1, h.log));
+    assert_eq!((after.failing_streak, &after.log), (1, &h.log));
+
+    // Started again: starting, no streak, the log kept.
+    started(dir.path());
+    let data = std::fs::read(dir.path().join(HEALTH_FILE)).unwrap();
+    let again: Health = serde_json::from_slice(&data).unwrap();
+    assert_eq!(again.status, HealthStatus::Starting);
+    assert_eq!((again.failing_streak, again.log), (0, h.log));
 }
 
 #[test]
