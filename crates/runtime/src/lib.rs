@@ -71,6 +71,18 @@
 //! [`kiln_executor::Executor::exec_in`] (namespaces, cgroup, capabilities, seccomp and
 //! `no_new_privs` as the container's own process). Signals go to pid 1, which forwards them
 //! to the command; see `kill.rs`.
+//!
+//! # Health checks
+//!
+//! A container's check ([`Healthcheck`], docker's `Config.Healthcheck`: the image's
+//! `HEALTHCHECK` with `--health-*` applied, resolved at creation into its config) is run by
+//! its supervisor, the shim or the foreground `kiln run`, next to the container: every
+//! interval a probe through [`kiln_executor::Executor::exec_in`], as `kiln exec` runs
+//! processes, killed after its timeout. Its [`Health`] (docker's `State.Health`: status,
+//! failing streak, the last five probes) is written atomically to `health.json` beside
+//! `state.json`, by the supervisor alone (so it never races with the state's writers):
+//! `starting` once the start is recorded, `unhealthy` once the container ended, as docker's.
+//! See `health.rs`.
 #![deny(missing_docs)]
 
 use kiln_executor::{BindMount, Network, SandboxOptions};
