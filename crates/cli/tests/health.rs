@@ -59,10 +59,13 @@ fn health_cmd_goes_from_starting_to_healthy_to_unhealthy() {
         "200ms",
         "--health-retries",
         "2",
+        // The failures before /tmp/ok exists do not count; once healthy, failures count.
+        "--health-start-period",
+        "30s",
         "busybox",
         "sh",
         "-c",
-        "sleep 1; touch /tmp/ok; sleep 1000",
+        "sleep 2; touch /tmp/ok; sleep 1000",
     ]);
     let s = ps_status(k, "h1");
     assert!(
@@ -70,6 +73,13 @@ fn health_cmd_goes_from_starting_to_healthy_to_unhealthy() {
         "{s}"
     );
     assert_eq!(health(k, "h1")["Status"], "starting");
+
+    // Two failed probes (retries) before /tmp/ok exists, in the start period: starting.
+    std::thread::sleep(Duration::from_millis(700));
+    let h = health(k, "h1");
+    assert_eq!(h["Status"], "starting", "{h}");
+    assert_eq!(h["FailingStreak"], 0, "{h}");
+    assert!(h["Log"].as_array().unwrap().len() >= 2, "{h}");
 
     let s = wait_status(k, "h1", "(healthy)");
     assert!(s.starts_with("Up ") && s.ends_with(" (healthy)"), "{s}");
@@ -100,6 +110,7 @@ fn health_cmd_goes_from_starting_to_healthy_to_unhealthy() {
         serde_json::json!({
             "Test": ["CMD-SHELL", "test -f /tmp/ok && echo fine"],
             "Interval": 200_000_000,
+            "StartPeriod": 30_000_000_000_i64,
             "Retries": 2,
         })
     );
