@@ -180,7 +180,8 @@ fn since(now: i64, then: i64) -> Duration {
     Duration::from_millis(now.saturating_sub(then).max(0) as u64)
 }
 
-/// The STATUS column: `Up 3 seconds`, `Exited (0) 2 seconds ago`, `Created`.
+/// The STATUS column: `Up 3 seconds`, `Up 3 seconds (healthy)`, `Exited (0) 2 seconds
+/// ago`, `Created`.
 fn status(c: &Container, now: i64) -> String {
     let s = &c.state;
     match s.status {
@@ -190,8 +191,14 @@ fn status(c: &Container, now: i64) -> String {
             kiln_units::human_duration(since(now, s.finished.unwrap_or(now)))
         ),
         Status::Running => format!(
-            "Up {}",
-            kiln_units::human_duration(since(now, s.started.unwrap_or(c.config.created)))
+            "Up {}{}",
+            kiln_units::human_duration(since(now, s.started.unwrap_or(c.config.created))),
+            match c.health().map(|h| h.status) {
+                Some(kiln_runtime::HealthStatus::Starting) => " (health: starting)",
+                Some(kiln_runtime::HealthStatus::Healthy) => " (healthy)",
+                Some(kiln_runtime::HealthStatus::Unhealthy) => " (unhealthy)",
+                None => "",
+            }
         ),
         Status::Exited => format!(
             "Exited ({}) {} ago",

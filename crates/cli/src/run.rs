@@ -109,6 +109,24 @@ pub(crate) struct RunArgs {
     /// Seconds `kiln stop` waits before killing the container (-1: for ever; default 10).
     #[arg(long, allow_hyphen_values = true)]
     stop_timeout: Option<i64>,
+    /// Health check command (run with /bin/sh -c in the container).
+    #[arg(long, value_name = "CMD")]
+    health_cmd: Option<String>,
+    /// Time between health checks (e.g. 30s, 1m30s, 500ms).
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration, allow_hyphen_values = true)]
+    health_interval: Option<std::time::Duration>,
+    /// Longest a health check may run.
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration, allow_hyphen_values = true)]
+    health_timeout: Option<std::time::Duration>,
+    /// Consecutive failures that make the container unhealthy.
+    #[arg(long, value_name = "N")]
+    health_retries: Option<u32>,
+    /// Time after the start during which failed health checks do not count.
+    #[arg(long, value_name = "DURATION", value_parser = parse_go_duration, allow_hyphen_values = true)]
+    health_start_period: Option<std::time::Duration>,
+    /// Disable the image's health check.
+    #[arg(long)]
+    no_healthcheck: bool,
     /// Run the container through this OCI runtime (e.g. runc) with an OCI bundle.
     #[arg(long)]
     runtime: Option<PathBuf>,
@@ -268,6 +286,14 @@ fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
         return Err(bad("the number of CPUs cannot be negative".into()));
     }
     Ok((n > 0.0).then_some(n))
+}
+
+/// `--health-interval` and the like: Go durations, as docker's.
+fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim_start().starts_with('-') {
+        return Err("cannot be negative".into());
+    }
+    kiln_units::parse_duration(s, kiln_units::DurationUnits::Go).map_err(|e| e.to_string())
 }
 
 /// `-m` and tmpfs sizes: docker's RAMInBytes (every unit a power of 1024), refused in
@@ -534,6 +560,14 @@ fn resolve(
         interactive: a.interactive,
         tty: a.tty && !a.detach,
         restart,
+        health: kiln_runtime::HealthOptions {
+            cmd: a.health_cmd,
+            interval: a.health_interval,
+            timeout: a.health_timeout,
+            start_period: a.health_start_period,
+            retries: a.health_retries,
+            disabled: a.no_healthcheck,
+        },
         extra: kiln_executor::SandboxOptions {
             tmpfs,
             resources: kiln_executor::Resources {

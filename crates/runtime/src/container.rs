@@ -55,6 +55,10 @@ pub struct Config {
     /// `--restart`.
     #[serde(default)]
     pub restart: crate::RestartPolicy,
+    /// Its health check (the image's with `--health-*` applied), as docker's
+    /// `Config.Healthcheck`.
+    #[serde(default)]
+    pub healthcheck: Option<crate::Healthcheck>,
 }
 
 /// A volume a container mounts.

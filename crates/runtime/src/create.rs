@@ -37,6 +37,7 @@ impl Containers {
         opts: &CreateOptions,
     ) -> Result<Container> {
         let (args, env, cwd, user) = process(config, opts)?;
+        let healthcheck = crate::health::resolve(config, &opts.health)?;
         if let Some(n) = &opts.name {
             if !valid_name(n) {
                 return Err(Error::InvalidName(n.clone()));
@@ -126,6 +127,7 @@ impl Containers {
                 labels: opts.labels.clone(),
                 stop_signal: opts.stop_signal.clone(),
                 stop_timeout: opts.stop_timeout,
+                healthcheck,
             },
             state: State::default(),
             dir,

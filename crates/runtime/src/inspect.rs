@@ -95,7 +95,7 @@ impl Container {
             .args
             .split_first()
             .map_or((None, &[][..]), |(p, a)| (Some(p), a));
-        json!({
+        let mut v = json!({
             "Id": self.config.id,
             "Created": time(Some(self.config.created)),
             "Path": path,
@@ -149,7 +149,15 @@ impl Container {
             "NetworkSettings": {
                 "Ports": bindings,
             },
-        })
+        });
+        // Only with a health check, as docker's (omitempty).
+        if let Some(h) = &self.config.healthcheck {
+            v["Config"]["Healthcheck"] = json!(h);
+        }
+        if let Some(h) = self.health() {
+            v["State"]["Health"] = json!(h);
+        }
+        v
     }
 }
 
@@ -236,6 +244,7 @@ mod tests {
                     destination: "/data".into(),
                     anonymous: false,
                 }],
+                healthcheck: None,
             },
             state: State {
                 status: Status::Exited,

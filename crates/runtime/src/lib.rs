@@ -71,6 +71,18 @@
 //! [`kiln_executor::Executor::exec_in`] (namespaces, cgroup, capabilities, seccomp and
 //! `no_new_privs` as the container's own process). Signals go to pid 1, which forwards them
 //! to the command; see `kill.rs`.
+//!
+//! # Health checks
+//!
+//! A container's check ([`Healthcheck`], docker's `Config.Healthcheck`: the image's
+//! `HEALTHCHECK` with `--health-*` applied, resolved at creation into its config) is run by
+//! its supervisor, the shim or the foreground `kiln run`, next to the container: every
+//! interval a probe through [`kiln_executor::Executor::exec_in`], as `kiln exec` runs
+//! processes, killed after its timeout. Its [`Health`] (docker's `State.Health`: status,
+//! failing streak, the last five probes) is written atomically to `health.json` beside
+//! `state.json`, by the supervisor alone (so it never races with the state's writers):
+//! `starting` once the start is recorded, `unhealthy` once the container ended, as docker's.
+//! See `health.rs`.
 #![deny(missing_docs)]
 
 use kiln_executor::{BindMount, Network, SandboxOptions};
@@ -82,6 +94,7 @@ mod copy;
 mod create;
 mod delete;
 mod exec;
+mod health;
 mod inspect;
 mod kill;
 mod lifecycle;
@@ -101,6 +114,7 @@ pub use container::{
 pub use copy::{plan, Change, CopyError, CopyPlan};
 pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
+pub use health::{Health, HealthError, HealthOptions, HealthStatus, Healthcheck, Probe};
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
 pub use restart::{Backoff, PolicyError, RestartPolicy};
@@ -127,6 +141,9 @@ pub enum Error {
     /// The sandbox failed.
     #[error(transparent)]
     Executor(#[from] kiln_executor::Error),
+    /// The health check cannot be used.
+    #[error(transparent)]
+    Health(#[from] HealthError),
     /// Container state could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -265,6 +282,8 @@ pub struct CreateOptions {
     pub tty: bool,
     /// `--restart` (carried out by the shim: detached containers only).
     pub restart: RestartPolicy,
+    /// `--health-*`, `--no-healthcheck`.
+    pub health: HealthOptions,
 }
 
 /// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).

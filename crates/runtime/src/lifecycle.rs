@@ -168,6 +168,7 @@ mod tests {
                 restart: crate::RestartPolicy::No,
                 image_config: serde_json::Value::Null,
                 volumes: vec![],
+                healthcheck: None,
             },
             state: State {
                 status: Status::Exited,

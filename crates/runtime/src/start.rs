@@ -29,6 +29,10 @@ impl Container {
         self.state.status = Status::Running;
         self.state.supervisor = Some(supervisor);
         self.state.init = init;
+        // Its health check runs in the sandbox's pid 1: known now.
+        if init.is_some() && self.healthcheck().is_some() {
+            crate::health::started(&self.dir);
+        }
         if self.state.started.is_none() {
             self.state.started = Some(now_millis());
         }
@@ -57,6 +61,7 @@ impl Container {
     /// Records the end of a run; after a `--rm` run, then waits until nobody waits for it
     /// any more ([`Container::lock_dir`]) and removes it.
     fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
+        crate::health::stopped(&self.dir);
         self.record_end(result)?;
         if self.config.remove {
             let lock = self.lock_dir(true)?;
@@ -104,16 +109,28 @@ impl Container {
         } else {
             (Output::InheritNoStdin, None)
         };
+        let monitor = crate::health::Monitor::new(self);
         let run = executor.run_observed(&spec, output, tx);
         tokio::pin!(run);
         let result = tokio::select! {
             r = &mut run => r,
             Ok(init) = rx => {
                 self.record_started(me, Some(init))?;
-                match console {
-                    Some(console) => {
-                        crate::terminal::attach(run, console, self.config.interactive).await
+                let run = async {
+                    match console {
+                        Some(console) => {
+                            crate::terminal::attach(run, console, self.config.interactive).await
+                        }
+                        None => run.await,
                     }
+                };
+                // The health check runs while the container does.
+                match monitor {
+                    Some(m) => tokio::select! {
+                        biased;
+                        r = run => r,
+                        never = m.run(executor, init) => match never {},
+                    },
                     None => run.await,
                 }
             }
@@ -282,11 +299,16 @@ async fn run_once(
     };
     let mut start_error = None;
     let mut was_started = false;
+    let monitor = crate::health::Monitor::new(c);
+    let (health_tx, health_rx) = tokio::sync::oneshot::channel();
     let started = async {
         if let Ok(init) = started_rx.await {
             was_started = true;
             match c.record_started(me, Some(init)) {
-                Ok(()) => report("ok\n"),
+                Ok(()) => {
+                    report("ok\n");
+                    let _ = health_tx.send(init);
+                }
                 Err(e) => {
                     // A container nobody can find or stop must not run: report, kill.
                     report(&format!("error: {e}\n"));
@@ -296,7 +318,18 @@ async fn run_once(
             }
         }
     };
-    let (result, (), ()) = tokio::join!(run, write_log, started);
+    // The health check runs while the container does, and ends (killing a probe) with it.
+    let health = async {
+        match (monitor, health_rx.await) {
+            (Some(m), Ok(init)) => m.run(executor, init).await,
+            _ => std::future::pending::<std::convert::Infallible>().await,
+        }
+    };
+    let (result, (), ()) = tokio::select! {
+        biased;
+        r = async { tokio::join!(run, write_log, started) } => r,
+        never = health => match never {},
+    };
     if let Some(e) = start_error {
         return Err(e);
     }

@@ -152,6 +152,38 @@ pub fn human_duration(d: Duration) -> String {
     }
 }
 
+/// Go's `time.Duration.String`: `200ms`, `30s`, `1m30s`, `1.5s`, `1h0m0s`, as docker prints
+/// durations in messages (`Health check exceeded timeout (30s)`).
+pub fn go_duration(d: Duration) -> String {
+    // `n` in units of `10^digits` as a decimal with its trailing zeros dropped.
+    fn decimal(n: u128, digits: u32) -> String {
+        let unit = 10u128.pow(digits);
+        let frac = n % unit;
+        if frac == 0 {
+            return (n / unit).to_string();
+        }
+        let frac = format!("{frac:0width$}", width = digits as usize);
+        format!("{}.{}", n / unit, frac.trim_end_matches('0'))
+    }
+    let ns = d.as_nanos();
+    match ns {
+        0 => "0s".into(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", decimal(n, 3)),
+        n if n < 1_000_000_000 => format!("{}ms", decimal(n, 6)),
+        n => {
+            let secs = n / 1_000_000_000;
+            let (h, m) = (secs / 3600, secs / 60 % 60);
+            let s = decimal(n % 60_000_000_000, 9);
+            match (h, m) {
+                (0, 0) => format!("{s}s"),
+                (0, m) => format!("{m}m{s}s"),
+                (h, m) => format!("{h}h{m}m{s}s"),
+            }
+        }
+    }
+}
+
 /// go-units `BytesSize`: binary units with four significant digits (`1.59MiB`,
 /// `7.775GiB`), as `docker stats` prints memory.
 pub fn human_binary(n: u64) -> String {
@@ -218,6 +250,20 @@ pub fn parse_duration(s: &str, units: DurationUnits) -> Result<Duration, UnitErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_print_as_gos() {
+        let ms = Duration::from_millis;
+        assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_nanos(5)), "5ns");
+        assert_eq!(go_duration(Duration::from_nanos(1_500)), "1.5µs");
+        assert_eq!(go_duration(ms(200)), "200ms");
+        assert_eq!(go_duration(ms(1_500)), "1.5s");
+        assert_eq!(go_duration(ms(30_000)), "30s");
+        assert_eq!(go_duration(ms(90_000)), "1m30s");
+        assert_eq!(go_duration(ms(3_600_000)), "1h0m0s");
+        assert_eq!(go_duration(ms(3_723_250)), "1h2m3.25s");
+    }
 
     #[test]
     fn ram_sizes_are_binary() {

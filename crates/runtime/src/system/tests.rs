@@ -102,6 +102,7 @@ fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
                 anonymous: false,
             })
             .collect(),
+        healthcheck: None,
     };
     std::fs::write(
         dir.join("config.json"),
