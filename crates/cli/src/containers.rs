@@ -154,7 +154,8 @@ pub(crate) fn failure(e: kiln_runtime::Error) -> Failure {
     Failure::with_source(1, e.to_string(), e)
 }
 
-fn find(env: &Env, what: &str) -> Result<Container, Failure> {
+/// The container named by `what` (name, id or id prefix), with docker's "No such container".
+pub(crate) fn find(env: &Env, what: &str) -> Result<Container, Failure> {
     Containers::new(env.store.root())
         .find(what)
         .map_err(failure)

@@ -3,7 +3,7 @@
 
 use crate::util::{Env, Failure};
 use clap::Args;
-use kiln_runtime::{plan, Container, Containers, CopyError, CopyPlan};
+use kiln_runtime::{plan, Container, CopyError, CopyPlan};
 use std::io::IsTerminal;
 use std::path::Path;
 
@@ -42,9 +42,7 @@ fn failure(e: impl Into<kiln_runtime::Error>) -> Failure {
 }
 
 fn find(env: &Env, what: &str) -> Result<Container, Failure> {
-    let mut c = Containers::new(env.store.root())
-        .find(what)
-        .map_err(failure)?;
+    let mut c = crate::containers::find(env, what)?;
     c.refresh().map_err(failure)?;
     Ok(c)
 }

@@ -46,7 +46,7 @@ pub(crate) fn stats(env: &Env, a: StatsArgs) -> Result<u8, Failure> {
     } else {
         a.containers
             .iter()
-            .map(|n| all.find(n).map_err(|e| Failure::wrap(1, e)))
+            .map(|n| crate::containers::find(env, n))
             .collect::<Result<_, _>>()?
     };
     let mut prev = Vec::new();

@@ -14,9 +14,7 @@ pub(crate) struct TopArgs {
 }
 
 pub(crate) fn top(env: &Env, a: TopArgs) -> Result<u8, Failure> {
-    let mut c = kiln_runtime::Containers::new(env.store.root())
-        .find(&a.container)
-        .map_err(|e| Failure::wrap(1, e))?;
+    let mut c = crate::containers::find(env, &a.container)?;
     let top = c.top(&a.ps_args).map_err(|e| Failure::wrap(1, e))?;
     let mut rows = vec![top.titles];
     rows.extend(top.processes);

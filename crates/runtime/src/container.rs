@@ -61,6 +61,48 @@ pub struct Config {
     pub healthcheck: Option<crate::Healthcheck>,
 }
 
+#[cfg(test)]
+impl Config {
+    /// A container config for unit tests: `true` in container `id` named `name`, its overlay
+    /// dirs under `dir`, everything else at its default; tests override fields with
+    /// `Config { …, ..Config::for_test(…) }`, so a new field is added here once.
+    pub(crate) fn for_test(id: &str, name: &str, dir: &Path) -> Config {
+        Config {
+            version: LAYOUT_VERSION,
+            id: id.to_string(),
+            name: name.to_string(),
+            image: "img".into(),
+            created: 0,
+            spec: RunSpec {
+                rootfs: kiln_executor::RootFs {
+                    lowers: vec![],
+                    upper: dir.join("upper"),
+                    work: dir.join("work"),
+                },
+                args: vec!["true".into()],
+                env: vec![],
+                cwd: "/".into(),
+                user: String::new(),
+                hostname: "h".into(),
+                network: kiln_executor::Network::None,
+                mounts: vec![],
+                extra: kiln_executor::SandboxOptions::default(),
+            },
+            remove: false,
+            detach: true,
+            interactive: false,
+            tty: false,
+            labels: std::collections::BTreeMap::new(),
+            stop_signal: None,
+            stop_timeout: None,
+            restart: crate::RestartPolicy::No,
+            image_config: serde_json::Value::Null,
+            volumes: vec![],
+            healthcheck: None,
+        }
+    }
+}
+
 /// A volume a container mounts.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct MountedVolume {

@@ -182,7 +182,7 @@ fn args_as_cmd(image_config: &Value, args: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{Config, MountedVolume, State, LAYOUT_VERSION};
+    use crate::container::{Config, MountedVolume, State};
     use kiln_executor::{BindMount, PortMapping, RootFs, RunSpec};
 
     #[test]
@@ -191,9 +191,6 @@ mod tests {
         let c = Container {
             dir: dir.path().to_path_buf(),
             config: Config {
-                version: LAYOUT_VERSION,
-                id: "a".repeat(64),
-                name: "web".into(),
                 image: "busybox".into(),
                 created: 1_700_000_000_123,
                 spec: RunSpec {
@@ -230,21 +227,13 @@ mod tests {
                         ..Default::default()
                     },
                 },
-                remove: false,
-                detach: true,
-                interactive: false,
-                tty: false,
-                labels: Default::default(),
-                stop_signal: None,
-                stop_timeout: None,
-                restart: crate::RestartPolicy::No,
                 image_config: json!({"config": {"Entrypoint": ["/ep"]}}),
                 volumes: vec![MountedVolume {
                     name: "data".into(),
                     destination: "/data".into(),
                     anonymous: false,
                 }],
-                healthcheck: None,
+                ..Config::for_test(&"a".repeat(64), "web", dir.path())
             },
             state: State {
                 status: Status::Exited,

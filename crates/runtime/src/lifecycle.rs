@@ -130,45 +130,15 @@ impl Containers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::container::{Config, State, LAYOUT_VERSION};
-    use kiln_executor::{RootFs, RunSpec};
+    use crate::container::{Config, State};
 
     fn make(containers: &Containers, name: &str, id: &str) -> Container {
         let dir = containers.dir().join(id);
         std::fs::create_dir_all(&dir).unwrap();
         let c = Container {
             config: Config {
-                version: LAYOUT_VERSION,
-                id: id.to_string(),
-                name: name.to_string(),
-                image: "img".into(),
                 created: crate::now_millis(),
-                spec: RunSpec {
-                    rootfs: RootFs {
-                        lowers: vec![],
-                        upper: dir.join("upper"),
-                        work: dir.join("work"),
-                    },
-                    args: vec!["true".into()],
-                    env: vec![],
-                    cwd: "/".into(),
-                    user: String::new(),
-                    hostname: "h".into(),
-                    network: kiln_executor::Network::None,
-                    mounts: vec![],
-                    extra: kiln_executor::SandboxOptions::default(),
-                },
-                remove: false,
-                detach: true,
-                interactive: false,
-                tty: false,
-                labels: Default::default(),
-                stop_signal: None,
-                stop_timeout: None,
-                restart: crate::RestartPolicy::No,
-                image_config: serde_json::Value::Null,
-                volumes: vec![],
-                healthcheck: None,
+                ..Config::for_test(id, name, &dir)
             },
             state: State {
                 status: Status::Exited,

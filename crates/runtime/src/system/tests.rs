@@ -2,10 +2,9 @@
 //! `kiln run` leaves them (no root needed).
 
 use super::{prune_images, usage, ImagesRemoved};
-use crate::{Config, Containers, MountedVolume, State, Status, Volumes, LAYOUT_VERSION};
+use crate::{Config, Containers, MountedVolume, State, Status, Volumes};
 use kiln_cache::image::UNTAGGED;
 use kiln_cache::Store;
-use kiln_executor::{Network, RootFs, RunSpec};
 use kiln_oci::Layer;
 use std::collections::BTreeMap;
 
@@ -64,36 +63,10 @@ fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
     let id = format!("{n:02x}").repeat(32);
     let dir = s.root().join("containers").join(&id);
     std::fs::create_dir_all(&dir).unwrap();
-    let config = Config {
-        version: LAYOUT_VERSION,
-        id: id.clone(),
-        name: format!("c{n}"),
+    let mut config = Config {
         image: image.into(),
-        created: 0,
-        spec: RunSpec {
-            rootfs: RootFs {
-                lowers: vec![],
-                upper: dir.join("upper"),
-                work: dir.join("work"),
-            },
-            args: vec!["true".into()],
-            env: vec![],
-            cwd: "/".into(),
-            user: String::new(),
-            hostname: "c".into(),
-            network: Network::None,
-            mounts: vec![],
-            extra: Default::default(),
-        },
-        remove: false,
         detach: false,
-        interactive: false,
-        tty: false,
-        restart: crate::RestartPolicy::No,
         image_config: serde_json::json!({}),
-        labels: Default::default(),
-        stop_signal: None,
-        stop_timeout: None,
         volumes: volumes
             .iter()
             .map(|v| MountedVolume {
@@ -102,8 +75,9 @@ fn container_in(s: &Store, n: u8, image: &str, volumes: &[&str], state: State) {
                 anonymous: false,
             })
             .collect(),
-        healthcheck: None,
+        ..Config::for_test(&id, &format!("c{n}"), &dir)
     };
+    config.spec.hostname = "c".into();
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_vec(&config).unwrap(),
