@@ -18,6 +18,8 @@ struct Pty {
     output: Arc<Mutex<Vec<u8>>>,
     /// How much of `output` [`Pty::expect`] consumed.
     seen: usize,
+    /// The terminal's local modes before kiln started (see [`Pty::lflag`]).
+    cooked: libc::tcflag_t,
     child: Child,
 }
 
@@ -48,6 +50,12 @@ impl Pty {
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: fresh fds owned here.
         let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        // SAFETY: zeroed termios is a valid out-buffer; valid fd and pointer.
+        let cooked = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &raw mut t), 0);
+            t.c_lflag
+        };
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
         cmd.stdin(stdio(&slave))
             .stdout(stdio(&slave))
@@ -81,6 +89,7 @@ impl Pty {
             slave,
             output,
             seen: 0,
+            cooked,
             child,
         }
     }
@@ -154,7 +163,8 @@ impl Pty {
 /// is back in its own modes afterwards.
 fn interactive_shell(cmd: Command) {
     let mut t = Pty::spawn(cmd, 30, 100);
-    let cooked = t.lflag();
+    // Read before kiln started: it may be in raw mode already.
+    let cooked = t.cooked;
     // The computed strings never appear in the echo of what is typed.
     t.send("tty; echo t$((40+2))\r");
     t.expect("/dev/pts/");
