@@ -476,3 +476,41 @@ fn attach_feeds_the_stdin_of_a_run_di_container_without_a_terminal() {
     );
     k.ok(&["rm", id]);
 }
+
+#[test]
+fn run_it_of_a_command_that_cannot_start_fails_at_once() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let mut cmd = k.cmd();
+    cmd.args(["run", "--rm", "-it", "busybox", "/no/such/command"]);
+    let started = Instant::now();
+    let mut t = Pty::spawn(cmd, 30, 100);
+    assert_eq!(t.exit_code(), 127, "as docker run");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "no wait for a client that will never attach"
+    );
+    t.expect("/no/such/command");
+    assert_eq!(k.ok(&["ps", "-aq"]).trim(), "", "nothing is left behind");
+    // A foreground container without -t has no shim to attach to.
+    let mut fg = k
+        .cmd()
+        .args(["run", "--name", "fg", "busybox", "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status(&k, "fg").starts_with("Up") {
+        assert!(Instant::now() < deadline, "fg never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = k.run(&["attach", "fg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("only a container run with -d or -t"),
+        "{out:?}"
+    );
+    k.ok(&["rm", "-f", "fg"]);
+    let _ = fg.wait();
+}

@@ -186,6 +186,12 @@ pub enum Error {
     /// `attach` to a container that does not run.
     #[error("You cannot attach to a stopped container, start it first")]
     AttachStopped,
+    /// `attach` to a container that runs without a shim (`kiln run` in the foreground).
+    #[error(
+        "container {0} runs in the foreground of the kiln run that started it: only a \
+         container run with -d or -t, or started by kiln start, can be attached"
+    )]
+    NotAttachable(String),
     /// The container is not running (exec, kill).
     #[error("container {0} is not running")]
     NotRunning(String),

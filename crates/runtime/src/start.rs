@@ -337,8 +337,10 @@ async fn run_once(
     let spec = c.config.spec.clone();
     let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::Shim(format!("pipe: {e}")))?;
+    let run_ended = tokio::sync::Notify::new();
     let run = async {
         let r = executor.run_observed(&spec, output, started_tx).await;
+        run_ended.notify_one();
         // The terminal's pump drains and ends.
         drop(stop_write);
         hub.set_input(None);
@@ -357,11 +359,18 @@ async fn run_once(
         }
     };
     // The last of its stderr: why a command that could not be started did not.
+    // (With -t its terminal's output: everything goes there.)
     let mut last_stderr = Vec::new();
+    let tty = c.config.tty;
     let write_log = async {
-        hub.wait_first().await;
+        // A client about to attach sees everything; a command that could not be started
+        // is reported at once.
+        tokio::select! {
+            () = hub.wait_first() => {}
+            () = run_ended.notified() => {}
+        }
         while let Some((stream, data)) = rx.recv().await {
-            if stream == kiln_executor::Stream::Stderr {
+            if tty || stream == kiln_executor::Stream::Stderr {
                 last_stderr = data.to_vec();
             }
             // A full disk loses output, not the container.

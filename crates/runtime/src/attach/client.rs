@@ -74,6 +74,9 @@ impl Container {
             return Err(Error::AttachStopped);
         }
         let socket = self.dir.join(super::SOCKET);
+        if !socket.exists() {
+            return Err(Error::NotAttachable(self.config.id.clone()));
+        }
         let dir_fd = super::open_dir(&self.dir).map_err(io_err(&self.dir))?;
         let stream = tokio::net::UnixStream::connect(super::socket_path(&dir_fd))
             .await
