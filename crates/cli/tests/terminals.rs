@@ -310,6 +310,8 @@ fn attach_to_a_detached_terminal_detach_and_attach_again() {
     };
     let id = k.ok(&["run", "-dit", "busybox", "sh"]);
     let id = id.trim();
+    let inspect = k.ok(&["inspect", id]);
+    assert!(inspect.contains(r#""Tty": true"#), "{inspect}");
     let mut t = attach(&k, &[id]);
     // The computed strings never appear in the echo of what is typed.
     t.send("tty; echo t$((40+2))\r");
