@@ -19,7 +19,7 @@ pub(crate) struct AttachArgs {
     detach_keys: Option<String>,
     /// Proxy all received signals to the process.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
-          default_missing_value = "true")]
+          default_missing_value = "true", require_equals = true)]
     sig_proxy: bool,
     /// Container (id, id prefix or name).
     container: String,

@@ -36,7 +36,7 @@ pub(crate) struct RunArgs {
     detach_keys: Option<String>,
     /// Proxy received signals to the process.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
-          default_missing_value = "true")]
+          default_missing_value = "true", require_equals = true)]
     sig_proxy: bool,
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
