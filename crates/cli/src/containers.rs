@@ -138,6 +138,10 @@ pub(crate) struct ExecArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     tty: bool,
+    /// Override the key sequence for detaching a container (`ctrl-<x>`, a letter,
+    /// comma-separated; default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -504,6 +508,7 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
     if a.tty && a.interactive && !kiln_runtime::stdin_is_terminal() {
         return Err(Failure::new(1, NOT_A_TTY));
     }
+    let detach_keys = crate::attach::detach_keys(a.detach_keys.as_deref(), 1)?;
     let mut c = find(env, &a.container)?;
     let opts = ExecOptions {
         args: a.args,
@@ -522,17 +527,25 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
         workdir: a.workdir,
         tty: a.tty,
         interactive: a.interactive,
+        detach_keys,
     };
+    let executor = env.executor();
+    let not_started = |e| Failure::with_source(126, format!("{e}"), e);
+    if a.tty {
+        return match c.exec_terminal(&executor, &opts).await {
+            Ok(end) => Ok(crate::attach::ended(end)),
+            Err(e @ kiln_runtime::Error::Executor(_)) => Err(not_started(e)),
+            Err(e) => Err(failure(e)),
+        };
+    }
     let output = if a.interactive {
         kiln_executor::Output::Inherit
     } else {
         kiln_executor::Output::InheritNoStdin
     };
-    match c.exec(&env.executor(), &opts, output).await {
+    match c.exec(&executor, &opts, output).await {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
-        Err(e @ kiln_runtime::Error::Executor(_)) => {
-            Err(Failure::with_source(126, e.to_string(), e))
-        }
+        Err(e @ kiln_runtime::Error::Executor(_)) => Err(not_started(e)),
         Err(e) => Err(failure(e)),
     }
 }

@@ -516,3 +516,35 @@ fn run_it_of_a_command_that_cannot_start_fails_at_once() {
     k.ok(&["rm", "-f", "fg"]);
     let _ = fg.wait();
 }
+
+#[test]
+fn exec_it_detaches_and_the_process_runs_on() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    let mut cmd = k.cmd();
+    cmd.args(["exec", "-it", "--detach-keys", "ctrl-x,y", id, "sh"]);
+    let mut t = Pty::spawn(cmd, 30, 100);
+    t.send("echo e$((1+1))\r");
+    t.expect("e2");
+    // Still running after the detach: it writes the file a second later.
+    t.send("sleep 1; touch /after\r");
+    detach(&mut t, "\x18y");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while k.run(&["exec", id, "test", "-e", "/after"]).status.code() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the detached shell did not go on"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = k.run(&["exec", "-t", "--detach-keys", "ctrl-", id, "sh"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("Invalid detach keys (ctrl-) provided"),
+        "{out:?}"
+    );
+    k.ok(&["rm", "-f", id]);
+}

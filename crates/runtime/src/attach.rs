@@ -1,21 +1,29 @@
 //! Attaching to a container that runs under its shim (`kiln attach`, `kiln start -ai`,
 //! `kiln run -it`): the shim holds the container's terminal master (`-t`) or its stdin pipe
 //! (`-i`) and relays them through a unix socket, `attach.sock` in the container directory
-//! (mode 0600: root's, as the rest of the directory); see [`server`] and [`client`].
+//! (mode 0600: root's, as the rest of the directory); see [`server`] and [`client`]. The
+//! same socket runs `kiln exec -t` processes under the shim, so that they too survive a
+//! detach (`exec.rs`).
 //!
 //! # Protocol
 //!
 //! Both ways, frames of one type byte, a big-endian `u32` length and that many bytes
 //! (at most [`proto::MAX_FRAME`]; a peer that sends more, or an unknown type, is dropped):
 //!
+//! - client → shim, first: `a` (attach to the container; empty) or `e` (exec: a JSON
+//!   `{"spec": ExecSpec, "size": [rows, cols]}`, a process started with a terminal of its
+//!   own whose output goes to this client only, and is dropped once it left).
 //! - shim → client: `1` output to stdout (with `-t` all of the terminal's output), `2`
 //!   output to stderr, `x` the exit code (a big-endian `i32`) when the container's command
-//!   ended; then the shim closes the connection. Every attached client gets all output, and
-//!   the shim writes it to the log as well (the log is written whether anyone is attached
-//!   or not).
-//! - client → shim: `0` input, written to the terminal's master (`-t`) or the command's
-//!   stdin pipe (`-i` without `-t`); `w` a window size (rows, then columns, big-endian
-//!   `u16`s), set on the terminal (ignored without one).
+//!   (or the exec'd process) ended, `!` why an exec'd process could not be started (the
+//!   message); then the shim closes the connection. Every attached client gets all of the
+//!   container's output, and the shim writes it to the log as well (the log is written
+//!   whether anyone is attached or not; an exec'd process's output is not logged).
+//! - client → shim: `0` input, written to the terminal's master (`-t`, or the exec'd
+//!   process's) or the command's stdin pipe (`-i` without `-t`); `w` a window size (rows,
+//!   then columns, big-endian `u16`s), set on the terminal (ignored without one); `s` a
+//!   signal (a big-endian `i32`) for an exec'd process (an attached client signals the
+//!   container's pid 1 itself).
 //!
 //! A client detaches by closing the connection: the container goes on, and the input it
 //! sent is all the container sees of it. The detach keys (`ctrl-p ctrl-q` by default,
@@ -32,6 +40,7 @@
 //! container directory.
 
 pub(crate) mod client;
+mod exec;
 mod keys;
 pub(crate) mod proto;
 pub(crate) mod server;

@@ -51,7 +51,9 @@
 //! its protocol): it holds a `-t` container's terminal master and a `-i` container's stdin
 //! pipe, sends the output to every attached client as it logs it, and the exit code at the
 //! end. `kiln attach`, `kiln start -ai` and `kiln run -it` ([`Container::attach`]) are its
-//! clients; the detach keys leave the container running under its shim.
+//! clients; the detach keys leave the container running under its shim. `kiln exec -t`
+//! ([`Container::exec_terminal`]) asks the shim to start its process, whose terminal the
+//! shim then holds, so that it too runs on after a detach.
 //!
 //! # Logs
 //!

@@ -344,6 +344,7 @@ async fn run_once(
         // The terminal's pump drains and ends.
         drop(stop_write);
         hub.set_input(None);
+        hub.set_exec(None);
         r
     };
     let terminal = async {
@@ -388,6 +389,7 @@ async fn run_once(
             match c.record_started(me, Some(init)) {
                 Ok(()) => {
                     report("ok\n");
+                    hub.set_exec(Some((executor.clone(), init)));
                     let _ = health_tx.send(init);
                 }
                 Err(e) => {

@@ -61,6 +61,21 @@ const PROXIED: [libc::c_int; 6] = [
     libc::SIGUSR2,
 ];
 
+/// Where signals the caller receives go (`--sig-proxy`).
+#[derive(Clone, Copy)]
+enum Proxy {
+    /// To the container's pid 1 (`attach`).
+    Init(Option<kiln_executor::HostProcess>),
+    /// To the exec'd process, through the shim (`exec -t`).
+    Shim,
+}
+
+/// How a session on the socket ended: as it said, or why the process could not start.
+enum SessionEnd {
+    Ended(AttachEnd),
+    NotStarted(String),
+}
+
 impl Container {
     /// `docker attach`: relays the running container's output (and input, see
     /// [`AttachOptions`]) until its command ends (its exit code) or the caller detaches.
@@ -73,6 +88,74 @@ impl Container {
         if !self.is_running() {
             return Err(Error::AttachStopped);
         }
+        let tty = self.config.tty;
+        let stdin = opts.stdin && self.config.interactive;
+        let mut first = proto::encode(proto::ATTACH, b"");
+        if tty {
+            if let Some((rows, cols)) = caller_size() {
+                first.extend(proto::encode(proto::WINDOW, &proto::window(rows, cols)));
+            }
+        }
+        let proxy = Proxy::Init(self.state.init);
+        match self.session(&first, tty, stdin, opts, proxy).await? {
+            Some(SessionEnd::Ended(end)) => Ok(end),
+            Some(SessionEnd::NotStarted(m)) => Err(Error::Shim(m)),
+            // The shim went without telling the end: what the state says.
+            None => {
+                self.refresh()?;
+                match self.state.exit_code {
+                    Some(code) if !self.is_running() => Ok(AttachEnd::Exited(code)),
+                    _ => Err(Error::Shim(format!(
+                        "the shim of container {} closed the attach socket",
+                        self.config.id
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Whether the container runs under a shim that serves its attach socket.
+    pub(crate) fn has_attach_socket(&self) -> bool {
+        self.dir.join(super::SOCKET).exists()
+    }
+
+    /// `exec -t` through the container's shim (see `exec.rs`): `spec` with a terminal of
+    /// its own, the caller's stdin relayed with `stdin`, until it ends or the caller types
+    /// the detach keys (the process runs on).
+    pub(crate) async fn exec_through_shim(
+        &mut self,
+        spec: &kiln_executor::ExecSpec,
+        stdin: bool,
+        opts: &AttachOptions,
+    ) -> Result<AttachEnd> {
+        let request = proto::ExecRequest {
+            spec: spec.clone(),
+            size: caller_size(),
+        };
+        let json = serde_json::to_vec(&request).map_err(|e| Error::Shim(e.to_string()))?;
+        let first = proto::encode(proto::EXEC, &json);
+        match self.session(&first, true, stdin, opts, Proxy::Shim).await? {
+            Some(SessionEnd::Ended(end)) => Ok(end),
+            Some(SessionEnd::NotStarted(m)) => Err(kiln_executor::Error::Setup(m).into()),
+            None => Err(Error::Shim(format!(
+                "the shim of container {} closed the attach socket",
+                self.config.id
+            ))),
+        }
+    }
+
+    /// One session on the attach socket: `first` (frames) sent, then output to the
+    /// caller's stdout/stderr and its stdin (through the detach keys), window sizes (with
+    /// `tty`) and signals (with `--sig-proxy`) to the shim, until the end comes (`None`: the
+    /// shim closed the socket without one).
+    async fn session(
+        &self,
+        first: &[u8],
+        tty: bool,
+        stdin: bool,
+        opts: &AttachOptions,
+        proxy: Proxy,
+    ) -> Result<Option<SessionEnd>> {
         let socket = self.dir.join(super::SOCKET);
         if !socket.exists() {
             return Err(Error::NotAttachable(self.config.id.clone()));
@@ -83,15 +166,8 @@ impl Container {
             .map_err(io_err(&socket))?;
         drop(dir_fd);
         let (mut rd, mut wr) = stream.into_split();
-        let tty = self.config.tty;
-        let stdin = opts.stdin && self.config.interactive;
         let raw = if tty && stdin { RawMode::enter() } else { None };
-        if tty {
-            if let Some((rows, cols)) = caller_size() {
-                let frame = proto::encode(proto::WINDOW, &proto::window(rows, cols));
-                wr.write_all(&frame).await.map_err(io_err(&socket))?;
-            }
-        }
+        wr.write_all(first).await.map_err(io_err(&socket))?;
         let (typed_tx, mut typed) = mpsc::unbounded_channel();
         // Dropped at the end: the stdin thread stops.
         let stop = if stdin {
@@ -137,7 +213,12 @@ impl Container {
                         let _ = std::io::stderr().write_all(&data);
                     }
                     Some((proto::EXIT, code)) => {
-                        break proto::parse_exit(&code).map(AttachEnd::Exited);
+                        break proto::parse_exit(&code)
+                            .map(|c| SessionEnd::Ended(AttachEnd::Exited(c)));
+                    }
+                    Some((proto::ERROR, message)) => {
+                        let message = String::from_utf8_lossy(&message).into_owned();
+                        break Some(SessionEnd::NotStarted(message));
                     }
                     Some(_) => {}
                     None => break None,
@@ -147,7 +228,7 @@ impl Container {
                         // A shim that went away shows as the end of its frames.
                         let _ = wr.write_all(&proto::encode(proto::INPUT, &data)).await;
                     }
-                    Some(Typed::Detach) => break Some(AttachEnd::Detached),
+                    Some(Typed::Detach) => break Some(SessionEnd::Ended(AttachEnd::Detached)),
                     None => stdin_open = false,
                 },
                 Some(()) = async { winch.as_mut()?.recv().await } => {
@@ -156,28 +237,21 @@ impl Container {
                         let _ = wr.write_all(&frame).await;
                     }
                 }
-                Some(sig) = next_signal(&mut proxied) => {
-                    if let Some(init) = self.state.init {
+                Some(sig) = next_signal(&mut proxied) => match proxy {
+                    Proxy::Init(Some(init)) => {
                         let _ = init.signal(sig);
                     }
-                }
+                    Proxy::Init(None) => {}
+                    Proxy::Shim => {
+                        let _ = wr.write_all(&proto::encode(proto::SIGNAL, &sig.to_be_bytes())).await;
+                    }
+                },
             }
         };
         reader.abort();
         drop(stop);
         drop(raw);
-        if let Some(end) = end {
-            return Ok(end);
-        }
-        // The shim went without telling the end: what the state says.
-        self.refresh()?;
-        match self.state.exit_code {
-            Some(code) if !self.is_running() => Ok(AttachEnd::Exited(code)),
-            _ => Err(Error::Shim(format!(
-                "the shim of container {} closed the attach socket",
-                self.config.id
-            ))),
-        }
+        Ok(end)
     }
 }
 

@@ -16,6 +16,12 @@ pub struct DetachKeys {
     matched: usize,
 }
 
+impl Default for DetachKeys {
+    fn default() -> Self {
+        DetachKeys::default_keys()
+    }
+}
+
 impl DetachKeys {
     /// Parses docker's syntax: comma-separated keys, each one character (`a`, `Q`, `@`…) or
     /// `ctrl-` and one of `@`, `a`-`z`, `[`, `\`, `]`, `^`, `_` (as docker's

@@ -5,6 +5,15 @@ use std::io::{self, Read};
 /// Largest payload of a frame.
 pub(crate) const MAX_FRAME: usize = 1 << 20;
 
+/// The first frame of a client that attaches to the container (client → shim; empty).
+pub(crate) const ATTACH: u8 = b'a';
+/// The first frame of a client that starts a process with a terminal in the container
+/// (client → shim; JSON [`ExecRequest`]).
+pub(crate) const EXEC: u8 = b'e';
+/// A signal for the exec'd process (client → shim; a big-endian `i32`).
+pub(crate) const SIGNAL: u8 = b's';
+/// The exec'd process could not be started (shim → client; the message).
+pub(crate) const ERROR: u8 = b'!';
 /// Output for stdout (shim → client).
 pub(crate) const STDOUT: u8 = b'1';
 /// Output for stderr (shim → client).
@@ -15,6 +24,15 @@ pub(crate) const EXIT: u8 = b'x';
 pub(crate) const INPUT: u8 = b'0';
 /// A window size (client → shim).
 pub(crate) const WINDOW: u8 = b'w';
+
+/// What an [`EXEC`] frame asks for.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) struct ExecRequest {
+    /// The process.
+    pub(crate) spec: kiln_executor::ExecSpec,
+    /// Its terminal's first window size (rows, columns).
+    pub(crate) size: Option<(u16, u16)>,
+}
 
 /// One frame as bytes.
 pub(crate) fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
@@ -30,7 +48,6 @@ pub(crate) fn encode(kind: u8, payload: &[u8]) -> Vec<u8> {
 }
 
 /// Writes one frame.
-#[cfg(test)]
 pub(crate) fn write(w: &mut impl io::Write, kind: u8, payload: &[u8]) -> io::Result<()> {
     w.write_all(&encode(kind, payload))
 }

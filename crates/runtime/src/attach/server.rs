@@ -4,7 +4,7 @@
 //! [`Hub::ended`].
 
 use super::proto;
-use kiln_executor::Stream;
+use kiln_executor::{Executor, HostProcess, Stream};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// How long a client may take to read a chunk of output before it is dropped (the
 /// container's output, and the log, do not wait for a stuck client for longer).
-const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a start that asked for it waits for its first client ([`Hub::wait_first`]).
 const FIRST_CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -53,6 +53,10 @@ struct Inner {
     /// The first run waits for a client ([`Hub::wait_first`]).
     await_first: AtomicBool,
     next_id: AtomicU64,
+    /// How to exec into the running container (see `exec.rs`).
+    exec: Mutex<Option<(Executor, HostProcess)>>,
+    /// The shim's runtime, which runs exec'd processes.
+    runtime: Option<tokio::runtime::Handle>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -83,6 +87,8 @@ impl Hub {
                 attached: tokio::sync::watch::Sender::new(0),
                 await_first: AtomicBool::new(await_first),
                 next_id: AtomicU64::new(0),
+                exec: Mutex::new(None),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         };
         let accepting = hub.clone();
@@ -97,6 +103,21 @@ impl Hub {
     }
 
     fn accept(&self, stream: UnixStream) {
+        let hub = self.clone();
+        let _ = std::thread::Builder::new()
+            .name("attach-client".into())
+            .spawn(move || hub.session(stream));
+    }
+
+    /// A client: its first frame says whether it attaches or execs.
+    fn session(&self, mut stream: UnixStream) {
+        match proto::read(&mut stream) {
+            Ok(Some((proto::ATTACH, _))) => {}
+            Ok(Some((proto::EXEC, request))) => {
+                return super::exec::serve(self, stream, &request);
+            }
+            _ => return,
+        }
         let Ok(writer) = stream.try_clone() else {
             return;
         };
@@ -104,16 +125,19 @@ impl Hub {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         lock(&self.inner.clients).push((id, writer));
         self.inner.attached.send_modify(|n| *n += 1);
-        let hub = self.clone();
-        let spawned = std::thread::Builder::new()
-            .name("attach-client".into())
-            .spawn(move || {
-                hub.serve(stream);
-                lock(&hub.inner.clients).retain(|(i, _)| *i != id);
-            });
-        if spawned.is_err() {
-            lock(&self.inner.clients).retain(|(i, _)| *i != id);
-        }
+        self.serve(stream);
+        lock(&self.inner.clients).retain(|(i, _)| *i != id);
+    }
+
+    /// How to exec into the container while it runs (`None` once it ended).
+    pub(crate) fn set_exec(&self, exec: Option<(Executor, HostProcess)>) {
+        *lock(&self.inner.exec) = exec;
+    }
+
+    /// The executor and pid 1 to exec into, and the runtime to do it on.
+    pub(super) fn exec_target(&self) -> Option<(Executor, HostProcess, tokio::runtime::Handle)> {
+        let (executor, init) = lock(&self.inner.exec).clone()?;
+        Some((executor, init, self.inner.runtime.clone()?))
     }
 
     /// A client's frames, until it goes (or sends what is not a frame).
@@ -192,7 +216,7 @@ impl Hub {
 }
 
 /// Writes all of `data` to `fd` (a blocking pipe or terminal); gives up on an error.
-fn write_all(fd: RawFd, mut data: &[u8]) {
+pub(super) fn write_all(fd: RawFd, mut data: &[u8]) {
     while !data.is_empty() {
         // SAFETY: valid buffer; `fd` is open (held by the caller's `Input`).
         let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
@@ -299,6 +323,7 @@ mod tests {
         let (stdin_read, stdin_write) = nix::unistd::pipe().unwrap();
         hub.set_input(Some(Input::Stdin(Arc::new(stdin_write))));
         let mut client = UnixStream::connect(dir.path().join(super::super::SOCKET)).unwrap();
+        proto::write(&mut client, proto::ATTACH, b"").unwrap();
         // The first client ends the wait at once.
         tokio::time::timeout(Duration::from_secs(5), hub.wait_first())
             .await
@@ -335,6 +360,7 @@ mod tests {
             "the first size"
         );
         let mut client = UnixStream::connect(dir.path().join(super::super::SOCKET)).unwrap();
+        proto::write(&mut client, proto::ATTACH, b"").unwrap();
         proto::write(&mut client, proto::WINDOW, &proto::window(33, 101)).unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while kiln_executor::window_size(slave) != Some((33, 101)) {
