@@ -25,6 +25,8 @@ enum ContainerCommand {
     Create(run::RunArgs),
     /// Start created or stopped containers.
     Start(containers::StartArgs),
+    /// Attach to a running container.
+    Attach(crate::attach::AttachArgs),
     /// Stop running containers.
     Stop(containers::StopArgs),
     /// Restart containers.
@@ -83,7 +85,8 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
         ContainerCommand::Ls(a) => containers::ps(env, a),
         ContainerCommand::Run(a) => run::run(env, a).await,
         ContainerCommand::Create(a) => run::create(env, a).await,
-        ContainerCommand::Start(a) => containers::start(env, a),
+        ContainerCommand::Start(a) => containers::start(env, a).await,
+        ContainerCommand::Attach(a) => crate::attach::attach(env, a).await,
         ContainerCommand::Stop(a) => containers::stop(env, a),
         ContainerCommand::Restart(a) => containers::restart(env, a),
         ContainerCommand::Kill(a) => containers::kill(env, a),

@@ -65,9 +65,13 @@ pub(crate) struct StartArgs {
     /// Attach stdout and stderr, and exit with the container's exit code.
     #[arg(short, long)]
     attach: bool,
-    /// Attach stdin (not supported yet: fails with a message).
+    /// Attach stdin.
     #[arg(short, long)]
     interactive: bool,
+    /// Override the key sequence for detaching a container (`ctrl-<x>`, a letter,
+    /// comma-separated; default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Start every stopped container its restart policy would have restarted (always;
     /// unless-stopped when not stopped by the user; on-failure after a non-zero exit): for
     /// a boot unit, since no daemon restarts anything after a reboot.
@@ -134,6 +138,10 @@ pub(crate) struct ExecArgs {
     /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     tty: bool,
+    /// Override the key sequence for detaching a container (`ctrl-<x>`, a letter,
+    /// comma-separated; default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -385,12 +393,7 @@ pub(crate) fn stop(env: &Env, a: StopArgs) -> Result<u8, Failure> {
     }))
 }
 
-pub(crate) fn start(env: &Env, a: StartArgs) -> Result<u8, Failure> {
-    if a.interactive {
-        return Err(Failure::usage(
-            "kiln start -i is not supported yet (stdin is not relayed to a container's shim)",
-        ));
-    }
+pub(crate) async fn start(env: &Env, a: StartArgs) -> Result<u8, Failure> {
     let shim = crate::run::shim(env);
     if a.all_restartable {
         let mut code = 0;
@@ -408,13 +411,29 @@ pub(crate) fn start(env: &Env, a: StartArgs) -> Result<u8, Failure> {
         }
         return Ok(code);
     }
-    if a.attach {
+    if a.attach || a.interactive {
         let [name] = a.containers.as_slice() else {
             return Err(Failure::usage(
                 "you cannot start and attach multiple containers at once",
             ));
         };
+        let keys = crate::attach::detach_keys(a.detach_keys.as_deref(), 1)?;
         let mut c = find(env, name)?;
+        // Through the shim's attach socket with stdin, or a terminal's output (its
+        // window size, its detach keys); else the log followed from now on.
+        if (a.interactive && c.config.interactive) || c.config.tty {
+            let stdin = a.interactive && c.config.interactive;
+            if stdin && c.config.tty && !kiln_runtime::stdin_is_terminal() {
+                return Err(Failure::new(1, NOT_A_TTY));
+            }
+            let opts = kiln_runtime::AttachOptions {
+                stdin,
+                detach_keys: keys,
+                sig_proxy: true,
+            };
+            let end = c.start_and_attach(&shim, &opts).await.map_err(failure)?;
+            return Ok(crate::attach::ended(end));
+        }
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let code = c
             .start_attached(&shim, &mut out, &mut err)
@@ -489,6 +508,7 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
     if a.tty && a.interactive && !kiln_runtime::stdin_is_terminal() {
         return Err(Failure::new(1, NOT_A_TTY));
     }
+    let detach_keys = crate::attach::detach_keys(a.detach_keys.as_deref(), 1)?;
     let mut c = find(env, &a.container)?;
     let opts = ExecOptions {
         args: a.args,
@@ -507,17 +527,25 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
         workdir: a.workdir,
         tty: a.tty,
         interactive: a.interactive,
+        detach_keys,
     };
+    let executor = env.executor();
+    let not_started = |e| Failure::with_source(126, format!("{e}"), e);
+    if a.tty {
+        return match c.exec_terminal(&executor, &opts).await {
+            Ok(end) => Ok(crate::attach::ended(end)),
+            Err(e @ kiln_runtime::Error::Executor(_)) => Err(not_started(e)),
+            Err(e) => Err(failure(e)),
+        };
+    }
     let output = if a.interactive {
         kiln_executor::Output::Inherit
     } else {
         kiln_executor::Output::InheritNoStdin
     };
-    match c.exec(&env.executor(), &opts, output).await {
+    match c.exec(&executor, &opts, output).await {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
-        Err(e @ kiln_runtime::Error::Executor(_)) => {
-            Err(Failure::with_source(126, e.to_string(), e))
-        }
+        Err(e @ kiln_runtime::Error::Executor(_)) => Err(not_started(e)),
         Err(e) => Err(failure(e)),
     }
 }

@@ -40,6 +40,7 @@ macro_rules! eprint {
     ($($arg:tt)*) => { $crate::util::err(format_args!($($arg)*)) };
 }
 
+mod attach;
 mod build;
 mod container;
 mod containers;
@@ -84,6 +85,8 @@ enum Command {
     Run(run::RunArgs),
     /// Create a new container (`run`'s flags) without starting it.
     Create(run::RunArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(attach::AttachArgs),
     /// Start created or stopped containers.
     Start(containers::StartArgs),
     /// Restart containers (stop, then start).
@@ -217,7 +220,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Build(a) => build::build(&env, a).await,
         Command::Run(a) => run::run(&env, a).await,
         Command::Create(a) => run::create(&env, a).await,
-        Command::Start(a) => containers::start(&env, a),
+        Command::Attach(a) => attach::attach(&env, a).await,
+        Command::Start(a) => containers::start(&env, a).await,
         Command::Restart(a) => containers::restart(&env, a),
         Command::Rename(a) => containers::rename(&env, a),
         Command::Container(a) => container::container(&env, a).await,

@@ -26,9 +26,18 @@ pub(crate) struct RunArgs {
     /// running).
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a pseudo-terminal (in the foreground; with -d not yet: output is logged).
+    /// Allocate a pseudo-terminal (held by the container's shim; in the foreground the
+    /// caller attaches to it, and the detach keys leave it running).
     #[arg(short, long)]
     tty: bool,
+    /// Override the key sequence for detaching a container (`ctrl-<x>`, a letter,
+    /// comma-separated; default ctrl-p,ctrl-q).
+    #[arg(long)]
+    detach_keys: Option<String>,
+    /// Proxy received signals to the process.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true)]
+    sig_proxy: bool,
     /// Environment K=V (or K from the caller's environment); repeatable.
     #[arg(short = 'e', long = "env")]
     env: Vec<String>,
@@ -558,7 +567,7 @@ fn resolve(
         stop_timeout: a.stop_timeout,
         detach: a.detach,
         interactive: a.interactive,
-        tty: a.tty && !a.detach,
+        tty: a.tty,
         restart,
         health: kiln_runtime::HealthOptions {
             cmd: a.health_cmd,
@@ -638,12 +647,26 @@ pub(crate) async fn run(env: &Env, a: RunArgs) -> Result<u8, Failure> {
     if a.tty && a.interactive && !a.detach && !kiln_runtime::stdin_is_terminal() {
         return Err(Failure::new(1, crate::containers::NOT_A_TTY));
     }
+    let keys = crate::attach::detach_keys(a.detach_keys.as_deref(), 125)?;
+    let attach = kiln_runtime::AttachOptions {
+        stdin: a.interactive,
+        detach_keys: keys,
+        sig_proxy: a.sig_proxy,
+    };
     let (launcher, opts) = resolve(env, a)?;
     let outcome = kiln_runtime::run(&env.store, &env.registry, &launcher, &opts, pulling)
         .await
         .map_err(|e| Failure::wrap(e.exit_code(), e))?;
     match &outcome {
         kiln_runtime::Outcome::Detached(c) => println!("{}", c.id()),
+        kiln_runtime::Outcome::Attach(c) => {
+            let mut c = c.clone();
+            let end = c
+                .attach(&attach)
+                .await
+                .map_err(crate::containers::failure)?;
+            return Ok(crate::attach::ended(end));
+        }
         kiln_runtime::Outcome::Exited(r) if r.oom_killed => {
             eprintln!("kiln: the container was killed: out of memory (--memory limit)");
         }

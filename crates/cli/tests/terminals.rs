@@ -18,6 +18,8 @@ struct Pty {
     output: Arc<Mutex<Vec<u8>>>,
     /// How much of `output` [`Pty::expect`] consumed.
     seen: usize,
+    /// The terminal's local modes before kiln started (see [`Pty::lflag`]).
+    cooked: libc::tcflag_t,
     child: Child,
 }
 
@@ -48,6 +50,12 @@ impl Pty {
         assert_eq!(r, 0, "openpty: {}", std::io::Error::last_os_error());
         // SAFETY: fresh fds owned here.
         let (master, slave) = unsafe { (OwnedFd::from_raw_fd(m), OwnedFd::from_raw_fd(s)) };
+        // SAFETY: zeroed termios is a valid out-buffer; valid fd and pointer.
+        let cooked = unsafe {
+            let mut t: libc::termios = std::mem::zeroed();
+            assert_eq!(libc::tcgetattr(slave.as_raw_fd(), &raw mut t), 0);
+            t.c_lflag
+        };
         let stdio = |fd: &OwnedFd| Stdio::from(fd.try_clone().unwrap());
         cmd.stdin(stdio(&slave))
             .stdout(stdio(&slave))
@@ -81,6 +89,7 @@ impl Pty {
             slave,
             output,
             seen: 0,
+            cooked,
             child,
         }
     }
@@ -154,7 +163,8 @@ impl Pty {
 /// is back in its own modes afterwards.
 fn interactive_shell(cmd: Command) {
     let mut t = Pty::spawn(cmd, 30, 100);
-    let cooked = t.lflag();
+    // Read before kiln started: it may be in raw mode already.
+    let cooked = t.cooked;
     // The computed strings never appear in the echo of what is typed.
     t.send("tty; echo t$((40+2))\r");
     t.expect("/dev/pts/");
@@ -258,4 +268,283 @@ fn run_t_without_a_caller_terminal_still_gets_one() {
         String::from_utf8_lossy(&out.stdout).contains("not a tty"),
         "{out:?}"
     );
+}
+
+/// `ps -a`'s STATUS of the container whose id or name is `what` (empty when it is not
+/// listed).
+fn status(k: &common::Kiln, what: &str) -> String {
+    let ps = k.ok(&["ps", "-a", "--no-trunc"]);
+    let Some(line) = ps
+        .lines()
+        .skip(1)
+        .find(|l| l.starts_with(what) || l.trim_end().ends_with(what))
+    else {
+        return String::new();
+    };
+    for s in ["Up", "Exited", "Created"] {
+        if let Some(i) = line.find(s) {
+            return line[i..].to_string();
+        }
+    }
+    String::new()
+}
+
+/// `kiln attach ARGS…` on a fresh 30×100 terminal.
+fn attach(k: &common::Kiln, args: &[&str]) -> Pty {
+    let mut cmd = k.cmd();
+    cmd.arg("attach").args(args);
+    Pty::spawn(cmd, 30, 100)
+}
+
+/// Detaches `t` with `keys`: kiln exits 0 saying docker's "read escape sequence".
+fn detach(t: &mut Pty, keys: &str) {
+    t.send(keys);
+    t.expect("read escape sequence");
+    assert_eq!(t.exit_code(), 0, "a detach exits 0");
+}
+
+#[test]
+fn attach_to_a_detached_terminal_detach_and_attach_again() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["run", "-dit", "busybox", "sh"]);
+    let id = id.trim();
+    let inspect = k.ok(&["inspect", id]);
+    assert!(inspect.contains(r#""Tty": true"#), "{inspect}");
+    let mut t = attach(&k, &[id]);
+    // The computed strings never appear in the echo of what is typed.
+    t.send("tty; echo t$((40+2))\r");
+    t.expect("/dev/pts/");
+    t.expect("t42");
+    // The window size at attach, and after a resize.
+    t.send("stty size\r");
+    t.expect("30 100");
+    t.resize(40, 120);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        t.send("stty size; echo s$((1+1))\r");
+        t.expect("s2");
+        let out = t.output.lock().unwrap().clone();
+        if String::from_utf8_lossy(&out).contains("40 120") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stty size never showed 40 120");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    detach(&mut t, "\x10\x11");
+    assert!(status(&k, id).starts_with("Up"), "{}", status(&k, id));
+    // Again: the same shell (its variable), then its exit code.
+    let mut t = attach(&k, &[id]);
+    t.send("echo again$((1+1))\r");
+    t.expect("again2");
+    t.send("exit 4\r");
+    assert_eq!(t.exit_code(), 4, "attach exits with the container's code");
+    assert!(
+        status(&k, id).starts_with("Exited (4)"),
+        "{}",
+        status(&k, id)
+    );
+    // The log has the terminal's output too.
+    let logs = k.ok(&["logs", id]);
+    assert!(logs.contains("t42") && logs.contains("again2"), "{logs}");
+    k.ok(&["rm", id]);
+}
+
+#[test]
+fn detach_keys_can_be_chosen_and_bad_ones_are_refused() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["run", "-dit", "busybox", "sh"]);
+    let id = id.trim();
+    let mut t = attach(&k, &["--detach-keys", "ctrl-x,y", id]);
+    // A broken sequence reaches the shell as typed: ctrl-x then a command.
+    t.send("echo a$((1+1))\r");
+    t.expect("a2");
+    detach(&mut t, "\x18y");
+    assert!(status(&k, id).starts_with("Up"), "{}", status(&k, id));
+    let mut t = attach(&k, &["--detach-keys", "ctrl-1", id]);
+    assert_eq!(t.exit_code(), 1);
+    t.expect("Invalid detach keys (ctrl-1) provided");
+    // run -it --detach-keys: detached, it runs on; attach gets it back.
+    let mut cmd = k.cmd();
+    cmd.args([
+        "run",
+        "-it",
+        "--detach-keys",
+        "ctrl-x,y",
+        "--name",
+        "keys",
+        "busybox",
+        "sh",
+    ]);
+    let mut t = Pty::spawn(cmd, 30, 100);
+    t.send("echo r$((2+2))\r");
+    t.expect("r4");
+    detach(&mut t, "\x18y");
+    assert!(
+        status(&k, "keys").starts_with("Up"),
+        "{}",
+        status(&k, "keys")
+    );
+    let mut t = attach(&k, &["keys"]);
+    t.send("exit 6\r");
+    assert_eq!(t.exit_code(), 6);
+    k.ok(&["rm", "-f", id, "keys"]);
+}
+
+#[test]
+fn run_it_detaches_and_rm_removes_it_once_it_exits() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let mut cmd = k.cmd();
+    cmd.args(["run", "--rm", "-it", "--name", "away", "busybox", "sh"]);
+    let mut t = Pty::spawn(cmd, 30, 100);
+    t.send("echo x$((3+4))\r");
+    t.expect("x7");
+    detach(&mut t, "\x10\x11");
+    assert!(
+        status(&k, "away").starts_with("Up"),
+        "{}",
+        status(&k, "away")
+    );
+    let mut t = attach(&k, &["away"]);
+    t.send("exit 4\r");
+    assert_eq!(t.exit_code(), 4);
+    assert_eq!(k.ok(&["ps", "-aq"]).trim(), "", "--rm removed it");
+}
+
+#[test]
+fn start_ai_attaches_to_a_created_terminal() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["create", "-it", "busybox", "sh"]);
+    let id = id.trim();
+    let mut cmd = k.cmd();
+    cmd.args(["start", "-ai", id]);
+    let mut t = Pty::spawn(cmd, 25, 90);
+    t.send("stty size; echo p$((2+3))\r");
+    t.expect("25 90");
+    t.expect("p5");
+    t.send("exit 5\r");
+    assert_eq!(t.exit_code(), 5);
+    // Started again: the same container, attached again.
+    let mut cmd = k.cmd();
+    cmd.args(["start", "-ai", id]);
+    let mut t = Pty::spawn(cmd, 25, 90);
+    t.send("echo q$((2+3))\r");
+    t.expect("q5");
+    t.send("exit\r");
+    assert_eq!(t.exit_code(), 0);
+    k.ok(&["rm", id]);
+}
+
+#[test]
+fn attach_feeds_the_stdin_of_a_run_di_container_without_a_terminal() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["run", "-di", "busybox", "sh"]);
+    let id = id.trim();
+    let mut child = k
+        .cmd()
+        .args(["attach", id])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"echo in$((2+2)); echo err$((1+1)) >&2\nexit 3\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "in4\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err2\n");
+    let logs = k.run(&["logs", id]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "in4\n");
+    // Stopped: attach refuses, as docker.
+    let out = k.run(&["attach", id]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("You cannot attach to a stopped container, start it first"),
+        "{out:?}"
+    );
+    k.ok(&["rm", id]);
+}
+
+#[test]
+fn run_it_of_a_command_that_cannot_start_fails_at_once() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let mut cmd = k.cmd();
+    cmd.args(["run", "--rm", "-it", "busybox", "/no/such/command"]);
+    let started = Instant::now();
+    let mut t = Pty::spawn(cmd, 30, 100);
+    assert_eq!(t.exit_code(), 127, "as docker run");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "no wait for a client that will never attach"
+    );
+    t.expect("/no/such/command");
+    assert_eq!(k.ok(&["ps", "-aq"]).trim(), "", "nothing is left behind");
+    // A foreground container without -t has no shim to attach to.
+    let mut fg = k
+        .cmd()
+        .args(["run", "--name", "fg", "busybox", "sleep", "30"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !status(&k, "fg").starts_with("Up") {
+        assert!(Instant::now() < deadline, "fg never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = k.run(&["attach", "fg"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("only a container run with -d or -t"),
+        "{out:?}"
+    );
+    k.ok(&["rm", "-f", "fg"]);
+    let _ = fg.wait();
+}
+
+#[test]
+fn exec_it_detaches_and_the_process_runs_on() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let id = k.ok(&["run", "-d", "busybox", "sleep", "1000"]);
+    let id = id.trim();
+    let mut cmd = k.cmd();
+    cmd.args(["exec", "-it", "--detach-keys", "ctrl-x,y", id, "sh"]);
+    let mut t = Pty::spawn(cmd, 30, 100);
+    t.send("echo e$((1+1))\r");
+    t.expect("e2");
+    // Still running after the detach: it writes the file a second later.
+    t.send("sleep 1; touch /after\r");
+    detach(&mut t, "\x18y");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while k.run(&["exec", id, "test", "-e", "/after"]).status.code() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "the detached shell did not go on"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = k.run(&["exec", "-t", "--detach-keys", "ctrl-", id, "sh"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stderr(&out).contains("Invalid detach keys (ctrl-) provided"),
+        "{out:?}"
+    );
+    k.ok(&["rm", "-f", id]);
 }

@@ -51,6 +51,15 @@ pub enum Output {
     /// data, until the process ends (`kiln run -d -i`: a shell waiting for input keeps
     /// running instead of reading end-of-file).
     CaptureOpenStdin(tokio::sync::mpsc::UnboundedSender<(Stream, bytes::Bytes)>),
+    /// Captured like [`Output::Capture`], with stdin read from `stdin` (the read end of a
+    /// pipe whose write end the caller keeps and feeds: a detached `-i` container's shim
+    /// relays an attached client's input into it).
+    CaptureStdin {
+        /// Receives the output.
+        output: tokio::sync::mpsc::UnboundedSender<(Stream, bytes::Bytes)>,
+        /// The process's stdin.
+        stdin: std::os::fd::OwnedFd,
+    },
     /// A pseudo-terminal of the sandbox's own (`kiln run -t`, `kiln exec -t`): the process
     /// is a session leader with the terminal as its controlling terminal, stdin, stdout and
     /// stderr (see `console.rs`). Its master is sent on `console` once the process has it,
@@ -131,6 +140,11 @@ impl Executor {
     pub fn with_runtime(mut self, runtime: impl Into<PathBuf>) -> Self {
         self.runtime = Some(runtime.into());
         self
+    }
+
+    /// The external OCI runtime ([`Executor::with_runtime`]), if any.
+    pub fn runtime(&self) -> Option<&std::path::Path> {
+        self.runtime.as_deref()
     }
 
     /// Runs `spec` to completion and returns the process's exit code (128+N when killed by
@@ -345,6 +359,7 @@ async fn launch(
         Output::InheritNoStdin => (Stdio::null(), None, None),
         Output::Capture(tx) => (Stdio::null(), Some(tx), None),
         Output::CaptureOpenStdin(tx) => (Stdio::piped(), Some(tx), None),
+        Output::CaptureStdin { output, stdin } => (Stdio::from(stdin), Some(output), None),
         Output::Terminal { size, console } => (Stdio::null(), None, Some((size, console))),
     };
     cmd.stdin(stdin);

@@ -1,7 +1,8 @@
 //! Running another process in a running container: `kiln exec`.
 
 use crate::container::Container;
-use crate::{Error, Result};
+use crate::{AttachEnd, AttachOptions, DetachKeys, Error, Result};
+use kiln_executor::HostProcess;
 use kiln_executor::{ExecSpec, Executor, Output};
 
 /// `kiln exec` options.
@@ -21,6 +22,8 @@ pub struct ExecOptions {
     pub tty: bool,
     /// `-i`, with `tty`: the caller's stdin is forwarded.
     pub interactive: bool,
+    /// `--detach-keys` (with `tty` and `interactive`; see [`Container::exec_terminal`]).
+    pub detach_keys: DetachKeys,
 }
 
 impl Container {
@@ -45,13 +48,53 @@ impl Container {
     }
 
     /// Runs `opts` in the running container with `output` (see
-    /// [`Executor::exec_in`]) and returns its exit code.
+    /// [`Executor::exec_in`]) and returns its exit code. (With `opts.tty`, see
+    /// [`Container::exec_terminal`]; the detach keys then end the relay only.)
     pub async fn exec(
         &mut self,
         executor: &Executor,
         opts: &ExecOptions,
         output: Output,
     ) -> Result<i32> {
+        if opts.tty {
+            return match self.exec_terminal(executor, opts).await? {
+                AttachEnd::Exited(code) => Ok(code),
+                AttachEnd::Detached => Ok(0),
+            };
+        }
+        let (init, spec) = self.exec_target(opts)?;
+        Ok(executor.exec_in(&init, &spec, output).await?)
+    }
+
+    /// `kiln exec -t`: `opts` on a terminal of its own, relayed to the caller (its stdin
+    /// with `-i`, in raw mode, through the detach keys). In a container under its shim the
+    /// shim starts the process and holds the terminal (see `attach.rs`), so that the detach
+    /// keys leave it running ([`AttachEnd::Detached`]), as `docker exec -it`; in one run
+    /// in the foreground it is relayed here, without detaching.
+    pub async fn exec_terminal(
+        &mut self,
+        executor: &Executor,
+        opts: &ExecOptions,
+    ) -> Result<AttachEnd> {
+        let (init, spec) = self.exec_target(opts)?;
+        if self.has_attach_socket() {
+            let attach = AttachOptions {
+                stdin: opts.interactive,
+                detach_keys: opts.detach_keys.clone(),
+                sig_proxy: true,
+            };
+            return self
+                .exec_through_shim(&spec, opts.interactive, &attach)
+                .await;
+        }
+        let (output, console) = crate::terminal::output();
+        let run = executor.exec_in(&init, &spec, output);
+        let code = crate::terminal::attach(run, console, opts.interactive).await?;
+        Ok(AttachEnd::Exited(code))
+    }
+
+    /// The running container's pid 1 and the process `opts` describes.
+    fn exec_target(&mut self, opts: &ExecOptions) -> Result<(HostProcess, ExecSpec)> {
         if opts.args.is_empty() {
             return Err(Error::NoCommand);
         }
@@ -65,12 +108,6 @@ impl Container {
         if !init.is_alive() {
             return Err(Error::NotRunning(self.config.id.clone()));
         }
-        let spec = self.exec_spec(opts);
-        if opts.tty {
-            let (output, console) = crate::terminal::output();
-            let run = executor.exec_in(&init, &spec, output);
-            return Ok(crate::terminal::attach(run, console, opts.interactive).await?);
-        }
-        Ok(executor.exec_in(&init, &spec, output).await?)
+        Ok((init, self.exec_spec(opts)))
     }
 }

@@ -137,7 +137,7 @@ impl Container {
                 "User": spec.user,
                 "AttachStdin": false,
                 "OpenStdin": self.config.interactive,
-                "Tty": false,
+                "Tty": self.config.tty,
                 "ExposedPorts": exposed,
                 "Env": spec.env,
                 "Cmd": args_as_cmd(&self.config.image_config, &spec.args),

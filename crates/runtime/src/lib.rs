@@ -47,6 +47,14 @@
 //! (or removes the container with `--rm`). The shim is our own binary rather than, say,
 //! `conmon`: no extra package, and the same executor code as every other run.
 //!
+//! The shim also serves the container's attach socket (`attach.sock`, see `attach.rs` for
+//! its protocol): it holds a `-t` container's terminal master and a `-i` container's stdin
+//! pipe, sends the output to every attached client as it logs it, and the exit code at the
+//! end. `kiln attach`, `kiln start -ai` and `kiln run -it` ([`Container::attach`]) are its
+//! clients; the detach keys leave the container running under its shim. `kiln exec -t`
+//! ([`Container::exec_terminal`]) asks the shim to start its process, whose terminal the
+//! shim then holds, so that it too runs on after a detach.
+//!
 //! # Logs
 //!
 //! A detached container's stdout and stderr go to `container.log` in the CRI log format of
@@ -54,7 +62,7 @@
 //! the content is stored as raw bytes (json-file must turn output that is not UTF-8 into
 //! replacement characters), every record is one line (so `--tail N` and `-f` are simple
 //! byte scans), and it stays readable with plain tools. Foreground containers pass stdio
-//! through and have no log.
+//! through and have no log (except `run -t`, which runs under a shim).
 //!
 //! # create, start, restart, rename
 //!
@@ -89,6 +97,7 @@ use kiln_executor::{BindMount, Network, SandboxOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 
+mod attach;
 mod container;
 mod copy;
 mod create;
@@ -108,6 +117,7 @@ mod terminal;
 mod top;
 mod volume;
 
+pub use attach::{AttachEnd, AttachOptions, DetachKeys, DetachKeysError, DEFAULT_DETACH_KEYS};
 pub use container::{
     now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
 };
@@ -175,6 +185,15 @@ pub enum Error {
     /// `--name` is not a valid name.
     #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
     InvalidName(String),
+    /// `attach` to a container that does not run.
+    #[error("You cannot attach to a stopped container, start it first")]
+    AttachStopped,
+    /// `attach` to a container that runs without a shim (`kiln run` in the foreground).
+    #[error(
+        "container {0} runs in the foreground of the kiln run that started it: only a \
+         container run with -d or -t, or started by kiln start, can be attached"
+    )]
+    NotAttachable(String),
     /// The container is not running (exec, kill).
     #[error("container {0} is not running")]
     NotRunning(String),
@@ -275,10 +294,10 @@ pub struct CreateOptions {
     pub extra: SandboxOptions,
     /// `-d`.
     pub detach: bool,
-    /// `-i` (with `-d`: stdin stays open, without data, instead of /dev/null).
+    /// `-i` (with `-d`: stdin stays open instead of /dev/null, fed by attached clients).
     pub interactive: bool,
-    /// `-t`: a pseudo-terminal of the container's own (foreground runs; stdin is forwarded
-    /// to it with `-i` only).
+    /// `-t`: a pseudo-terminal of the container's own, held by its shim (stdin is forwarded
+    /// to it with `-i` only; a foreground run attaches to it).
     pub tty: bool,
     /// `--restart` (carried out by the shim: detached containers only).
     pub restart: RestartPolicy,

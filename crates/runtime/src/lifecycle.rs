@@ -3,7 +3,7 @@
 //! (volumes, ports, name, id) and log (new output is appended).
 
 use crate::container::{valid_name, write_json_atomic, Containers, Status};
-use crate::{Container, Error, LogOptions, Result};
+use crate::{AttachEnd, AttachOptions, Container, Error, LogOptions, Result};
 use std::ffi::OsString;
 use std::io::Write;
 use std::time::Duration;
@@ -14,13 +14,36 @@ impl Container {
     /// container is left alone. A failed start is the error, and the container stays,
     /// "Created" with the error recorded, as docker leaves it.
     pub fn start(&mut self, shim: &[OsString]) -> Result<()> {
+        self.start_with(shim, None)
+    }
+
+    /// [`Container::start`]; with `attach` (see [`Container::start_shim`]) its shim waits
+    /// for a client to attach.
+    fn start_with(
+        &mut self,
+        shim: &[OsString],
+        attach: Option<crate::attach::Awaited>,
+    ) -> Result<()> {
         self.refresh()?;
         if self.is_running() {
             return Ok(());
         }
         self.reset_state()?;
         self.wait_ports_free(Duration::from_secs(3));
-        self.start_detached(shim)
+        self.start_shim(shim, attach)
+    }
+
+    /// `docker start -ai` (and `start -a` of a `-t` container): starts it as
+    /// [`Container::start`] does (a running one is only attached), its shim waiting for
+    /// this client, and [`Container::attach`]es to it.
+    pub async fn start_and_attach(
+        &mut self,
+        shim: &[OsString],
+        opts: &AttachOptions,
+    ) -> Result<AttachEnd> {
+        let size = crate::terminal::caller_size();
+        self.start_with(shim, Some(crate::attach::Awaited { size }))?;
+        self.attach(opts).await
     }
 
     /// Waits (at most `timeout`) until the host ports the container publishes can be bound:

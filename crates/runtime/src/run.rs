@@ -45,6 +45,10 @@ pub enum RunEvent<'a> {
 pub enum Outcome {
     /// Started in the background (`-d`), running.
     Detached(Box<Container>),
+    /// Started under its shim with a terminal (`-t` without `-d`), which waits for the
+    /// caller to [`Container::attach`] (as `docker run -it` does, so that detaching leaves
+    /// it running).
+    Attach(Box<Container>),
     /// Ran in the foreground and exited.
     Exited(RunResult),
 }
@@ -54,7 +58,7 @@ impl Outcome {
     /// killed it), 0 once a detached one is running.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Detached(_) => 0,
+            Outcome::Detached(_) | Outcome::Attach(_) => 0,
             Outcome::Exited(r) => u8::try_from(r.exit_code.clamp(0, 255)).unwrap_or(u8::MAX),
         }
     }
@@ -104,9 +108,18 @@ pub async fn run(
 ) -> Result<Outcome, RunError> {
     let (layers, config) = image(store, registry, &opts.reference, on).await?;
     let c = &opts.container;
-    if c.detach {
-        let container = run_detached(store, &opts.image, &layers, &config, c, &launcher.shim)?;
-        return Ok(Outcome::Detached(Box::new(container)));
+    // With a terminal in the foreground: under its shim too, which waits for the caller to
+    // attach (an external runtime has no terminal: it says so in the foreground).
+    if c.detach || (c.tty && launcher.executor.runtime().is_none()) {
+        let attach = (!c.detach).then(|| crate::attach::Awaited {
+            size: crate::terminal::caller_size(),
+        });
+        let container = run_detached(store, &opts.image, &layers, &config, c, launcher, attach)?;
+        return Ok(if c.detach {
+            Outcome::Detached(Box::new(container))
+        } else {
+            Outcome::Attach(Box::new(container))
+        });
     }
     let containers = Containers::new(store.root());
     let mut container = containers.create(store, &opts.image, &layers, &config, c)?;
@@ -163,11 +176,12 @@ fn run_detached(
     layers: &[Layer],
     config: &Value,
     opts: &CreateOptions,
-    shim: &[OsString],
+    launcher: &Launcher,
+    attach: Option<crate::attach::Awaited>,
 ) -> Result<Container, Error> {
     let containers = Containers::new(store.root());
     let mut container = containers.create(store, image, layers, config, opts)?;
-    match container.start_detached(shim) {
+    match container.start_shim(&launcher.shim, attach) {
         Ok(()) => Ok(container),
         Err(e) => {
             // A container that never ran is not left behind half-made ("Created" forever):

@@ -1,7 +1,10 @@
 //! Starting a container: in the foreground (`kiln run`: the calling process supervises it,
-//! stdio passed through) or detached (`kiln run -d`: a shim supervises it, output to the
-//! log). See the crate docs for the shim's protocol.
+//! stdio passed through) or under a shim (`kiln run -d`, `kiln start`, and `kiln run -t`,
+//! which then attaches): output to the log and to attached clients, a `-t` container's
+//! terminal master and a `-i` container's stdin held by the shim (see `attach.rs`). See the
+//! crate docs for the shim's protocol.
 
+use crate::attach::server::{Hub, Input};
 use crate::container::{io_err, now_millis, Container, Status};
 use crate::logs::{LogWriter, LOG_FILE};
 use crate::{Error, Result};
@@ -19,6 +22,11 @@ pub const SHIM_ARG: &str = "__kiln-shim";
 /// Environment variable naming the fd on which the shim reports the start (`ok`, or
 /// `error: MESSAGE`) to `kiln run -d`.
 const READY_FD_ENV: &str = "KILN_SHIM_READY_FD";
+
+/// Environment variable asking the shim to wait for a first attached client before it
+/// relays output (`kiln start -a`, `kiln run -it`; see `attach.rs`): `ROWS COLS` (the
+/// terminal's first window size), or empty.
+const ATTACH_ENV: &str = "KILN_SHIM_ATTACH";
 
 /// File name of the shim's own stderr (panics, if any) in the container directory.
 const SHIM_LOG: &str = "shim.log";
@@ -92,9 +100,11 @@ impl Container {
     }
 
     /// Runs the container in the foreground with the caller's stdout and stderr (and stdin
-    /// with `-i`), or with `-t` on a terminal of its own relayed to them (see
-    /// `terminal.rs`); the calling process is its supervisor. Returns its exit code. With an external runtime the container is
-    /// recorded as running without a pid 1 (no `exec`).
+    /// with `-i`); the calling process is its supervisor. Returns its exit code. With an
+    /// external runtime the container is recorded as running without a pid 1 (no `exec`).
+    /// (`kiln run -t` runs under the shim and attaches, see [`crate::run`]; with an external
+    /// runtime `-t` comes here, on a terminal relayed as `terminal.rs` does, which such a
+    /// runtime refuses.)
     pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
         let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
         self.record_started(me, None)?;
@@ -145,6 +155,17 @@ impl Container {
     /// recorded its pid 1 in the state. A failed start is returned as the error, as the shim
     /// reported it.
     pub fn start_detached(&mut self, shim: &[OsString]) -> Result<()> {
+        self.start_shim(shim, None)
+    }
+
+    /// [`Container::start_detached`]; with `attach`, the shim waits for a first attached
+    /// client before it relays any output, and gives a terminal the window size `attach`
+    /// names first.
+    pub(crate) fn start_shim(
+        &mut self,
+        shim: &[OsString],
+        attach: Option<crate::attach::Awaited>,
+    ) -> Result<()> {
         let Some((program, args)) = shim.split_first() else {
             return Err(Error::Shim("empty shim command".into()));
         };
@@ -161,6 +182,10 @@ impl Container {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        if let Some(a) = attach {
+            let size = a.size.map(|(r, c)| format!("{r} {c}"));
+            cmd.env(ATTACH_ENV, size.unwrap_or_default());
+        }
         // SAFETY: only async-signal-safe calls (fcntl, setsid) between fork and exec.
         unsafe {
             std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
@@ -230,6 +255,15 @@ pub fn shim_main(args: &[OsString], executor: Executor) -> i32 {
         // SAFETY: the fd was inherited for exactly this and is owned here alone.
         .map(|fd| std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) }));
     std::env::remove_var(READY_FD_ENV);
+    let attach = std::env::var(ATTACH_ENV).ok().map(|v| {
+        let mut w = v.split_whitespace().map(str::parse::<u16>);
+        let size = match (w.next(), w.next()) {
+            (Some(Ok(r)), Some(Ok(c))) => Some((r, c)),
+            _ => None,
+        };
+        crate::attach::Awaited { size }
+    });
+    std::env::remove_var(ATTACH_ENV);
     let mut ready = ready;
     let mut report = |msg: &str| {
         if let Some(mut f) = ready.take() {
@@ -244,7 +278,7 @@ pub fn shim_main(args: &[OsString], executor: Executor) -> i32 {
         .enable_all()
         .build()
         .map_err(|e| Error::Shim(format!("cannot start the async runtime: {e}")))
-        .and_then(|rt| rt.block_on(supervise(Path::new(dir), &executor, &mut report)));
+        .and_then(|rt| rt.block_on(supervise(Path::new(dir), &executor, attach, &mut report)));
     match result {
         Ok(()) => 0,
         Err(e) => {
@@ -255,14 +289,32 @@ pub fn shim_main(args: &[OsString], executor: Executor) -> i32 {
     }
 }
 
-async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)) -> Result<()> {
+async fn supervise(
+    dir: &Path,
+    executor: &Executor,
+    attach: Option<crate::attach::Awaited>,
+    report: &mut dyn FnMut(&str),
+) -> Result<()> {
     let mut c = Container::load(dir)?;
+    // Attached clients: see attach.rs.
+    let hub = Hub::listen(dir, attach.and_then(|a| a.size), attach.is_some())
+        .map_err(io_err(&dir.join(crate::attach::SOCKET)))?;
     // Its restart policy: run again as long as it says so (see restart.rs).
     let mut backoff = crate::Backoff::default();
     loop {
-        let (result, was_started) = run_once(&mut c, executor, report).await?;
+        let (result, was_started) = run_once(&mut c, executor, &hub, report).await?;
+        let code = match &result {
+            Ok(r) => r.exit_code,
+            Err(_) => crate::START_FAILED_EXIT,
+        };
+        // Attached clients end with the run, as docker's (after a `--rm` container is gone).
+        if c.config.restart != crate::RestartPolicy::No {
+            hub.ended(code);
+        }
         if !(was_started && c.wait_to_restart(&result, &mut backoff).await?) {
-            return c.finish(&result);
+            let finished = c.finish(&result);
+            hub.ended(code);
+            return finished;
         }
     }
 }
@@ -272,6 +324,7 @@ async fn supervise(dir: &Path, executor: &Executor, report: &mut dyn FnMut(&str)
 async fn run_once(
     c: &mut Container,
     executor: &Executor,
+    hub: &Hub,
     report: &mut dyn FnMut(&str),
 ) -> Result<(Result<RunResult>, bool)> {
     let dir = c.dir.clone();
@@ -279,22 +332,51 @@ async fn run_once(
     let mut log = LogWriter::create(&dir.join(LOG_FILE))?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
-    let output = if c.config.interactive {
-        Output::CaptureOpenStdin(tx)
-    } else {
-        Output::Capture(tx)
-    };
+    // With -t its terminal's master, with -i its stdin pipe, relayed to attached clients.
+    let (output, console) = io_for(c, hub, tx)?;
     let spec = c.config.spec.clone();
-    let run = executor.run_observed(&spec, output, started_tx);
+    let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| Error::Shim(format!("pipe: {e}")))?;
+    let run_ended = tokio::sync::Notify::new();
+    let run = async {
+        let r = executor.run_observed(&spec, output, started_tx).await;
+        run_ended.notify_one();
+        // The terminal's pump drains and ends.
+        drop(stop_write);
+        hub.set_input(None);
+        hub.set_exec(None);
+        r
+    };
+    let terminal = async {
+        if let Some((console, tx)) = console {
+            if let Ok(kiln_executor::Console { master, .. }) = console.await {
+                let master = std::sync::Arc::new(master);
+                hub.set_input(Some(Input::Terminal(master.clone())));
+                // A shim that cannot start a thread cannot relay the terminal: its output
+                // then stays in the terminal (the command blocks once it is full) and the
+                // container can still be stopped.
+                let _ = crate::attach::server::pump_terminal(master, tx, stop_read);
+            }
+        }
+    };
     // The last of its stderr: why a command that could not be started did not.
+    // (With -t its terminal's output: everything goes there.)
     let mut last_stderr = Vec::new();
+    let tty = c.config.tty;
     let write_log = async {
+        // A client about to attach sees everything; a command that could not be started
+        // is reported at once.
+        tokio::select! {
+            () = hub.wait_first() => {}
+            () = run_ended.notified() => {}
+        }
         while let Some((stream, data)) = rx.recv().await {
-            if stream == kiln_executor::Stream::Stderr {
+            if tty || stream == kiln_executor::Stream::Stderr {
                 last_stderr = data.to_vec();
             }
             // A full disk loses output, not the container.
             let _ = log.write(stream, &data);
+            hub.output(stream, &data);
         }
     };
     let mut start_error = None;
@@ -307,6 +389,7 @@ async fn run_once(
             match c.record_started(me, Some(init)) {
                 Ok(()) => {
                     report("ok\n");
+                    hub.set_exec(Some((executor.clone(), init)));
                     let _ = health_tx.send(init);
                 }
                 Err(e) => {
@@ -325,9 +408,9 @@ async fn run_once(
             _ => std::future::pending::<std::convert::Infallible>().await,
         }
     };
-    let (result, (), ()) = tokio::select! {
+    let (result, (), (), ()) = tokio::select! {
         biased;
-        r = async { tokio::join!(run, write_log, started) } => r,
+        r = async { tokio::join!(run, write_log, started, terminal) } => r,
         never = health => match never {},
     };
     if let Some(e) = start_error {
@@ -351,4 +434,34 @@ async fn run_once(
         Ok(_) => {}
     }
     Ok((result, was_started))
+}
+
+/// The terminal's master on its way from the executor, and the channel its output goes to.
+type ConsoleOutput = (
+    tokio::sync::oneshot::Receiver<kiln_executor::Console>,
+    tokio::sync::mpsc::UnboundedSender<(kiln_executor::Stream, bytes::Bytes)>,
+);
+
+/// The container's stdio under the shim: with `-t` a terminal (whose master, when it comes,
+/// is pumped into `tx`), with `-i` a stdin pipe fed by attached clients, else output only.
+fn io_for(
+    c: &Container,
+    hub: &Hub,
+    tx: tokio::sync::mpsc::UnboundedSender<(kiln_executor::Stream, bytes::Bytes)>,
+) -> Result<(Output, Option<ConsoleOutput>)> {
+    if c.config.tty {
+        let (console_tx, console_rx) = tokio::sync::oneshot::channel();
+        let output = Output::Terminal {
+            size: hub.size(),
+            console: console_tx,
+        };
+        return Ok((output, Some((console_rx, tx))));
+    }
+    if c.config.interactive {
+        let (stdin, feed) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| Error::Shim(format!("pipe: {e}")))?;
+        hub.set_input(Some(Input::Stdin(std::sync::Arc::new(feed))));
+        return Ok((Output::CaptureStdin { output: tx, stdin }, None));
+    }
+    Ok((Output::Capture(tx), None))
 }

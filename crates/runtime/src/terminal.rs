@@ -17,13 +17,13 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::oneshot;
 
 /// The caller's terminal in raw mode until dropped.
-struct RawMode {
+pub(crate) struct RawMode {
     saved: Termios,
 }
 
 impl RawMode {
     /// Raw mode on stdin, when it is a terminal.
-    fn enter() -> Option<Self> {
+    pub(crate) fn enter() -> Option<Self> {
         let stdin = std::io::stdin();
         let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
         let mut raw = saved.clone();
@@ -40,7 +40,7 @@ impl Drop for RawMode {
 }
 
 /// The caller's window size: stdin's, else stdout's.
-fn caller_size() -> Option<(u16, u16)> {
+pub(crate) fn caller_size() -> Option<(u16, u16)> {
     kiln_executor::window_size(0).or_else(|| kiln_executor::window_size(1))
 }
 
