@@ -216,6 +216,17 @@ fn needed(res: &Resources) -> Vec<&'static str> {
     v
 }
 
+/// The controllers an updatable sandbox gets beyond those its limits need.
+fn optional(res: &Resources, needed: &[&'static str]) -> Vec<&'static str> {
+    if !res.updatable {
+        return Vec::new();
+    }
+    ["memory", "cpu", "pids", "freezer"]
+        .into_iter()
+        .filter(|c| !needed.contains(c))
+        .collect()
+}
+
 fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
     std::fs::write(dir.join(file), value).map_err(|e| {
         io::Error::new(
@@ -261,7 +272,7 @@ impl Cgroup {
         res: &Resources,
         devices: DevicePolicy,
     ) -> io::Result<Option<Cgroup>> {
-        if needed(res).is_empty() && devices == DevicePolicy::None {
+        if needed(res).is_empty() && !res.updatable && devices == DevicePolicy::None {
             return Ok(None);
         }
         Self::locate_in(&Hierarchies::current()?, id, res, devices)
@@ -275,7 +286,7 @@ impl Cgroup {
         devices: DevicePolicy,
     ) -> io::Result<Option<Cgroup>> {
         let needed = needed(res);
-        if needed.is_empty() && devices == DevicePolicy::None {
+        if needed.is_empty() && !res.updatable && devices == DevicePolicy::None {
             return Ok(None);
         }
         let v2_mount = h.mounts.iter().find(|m| m.fstype == "cgroup2");
@@ -299,7 +310,7 @@ impl Cgroup {
                 .iter()
                 .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == c))
         };
-        for c in needed {
+        for c in needed.iter().copied() {
             if offered.contains(&c) {
                 on_v2.push(c.to_string());
                 continue;
@@ -325,6 +336,20 @@ impl Cgroup {
             cg.v1
                 .push((c.to_string(), h.own_dir(m, c).join("kiln").join(id)));
         }
+        // The controllers of an updatable sandbox that no limit asked for: where the host
+        // has them. The freezer is built into cgroup v2 (`cgroup.freeze`, not listed in
+        // `cgroup.controllers`), so a v1 freezer hierarchy is used where there is one.
+        let mut v2_freeze = false;
+        for c in optional(res, &needed) {
+            if c != "freezer" && offered.contains(&c) {
+                on_v2.push(c.to_string());
+            } else if let Some(m) = v1_mount(c) {
+                cg.v1
+                    .push((c.to_string(), h.own_dir(m, c).join("kiln").join(id)));
+            } else if c == "freezer" && v2_mount.is_some() {
+                v2_freeze = true;
+            }
+        }
         match (devices, v1_mount("devices")) {
             (DevicePolicy::None, _) => {}
             (DevicePolicy::Auto, Some(m)) => cg.v1.push((
@@ -340,7 +365,7 @@ impl Cgroup {
             }
             _ => cg.v2_devices = true,
         }
-        if let (Some(base), true) = (v2_base, !on_v2.is_empty() || cg.v2_devices) {
+        if let (Some(base), true) = (v2_base, !on_v2.is_empty() || cg.v2_devices || v2_freeze) {
             cg.v2 = Some((base.join("kiln").join(id), on_v2));
         }
         Ok(Some(cg))
@@ -523,6 +548,9 @@ fn pids_max(p: i64) -> String {
         p.to_string()
     }
 }
+
+mod live;
+pub use live::{CgroupError, SandboxCgroups};
 
 #[cfg(test)]
 mod tests;

@@ -173,6 +173,7 @@ mod signals;
 mod spec;
 mod sys;
 
+pub use cgroup::{CgroupError, SandboxCgroups};
 pub use console::{set_window_size, window_size};
 pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
 pub use spec::{

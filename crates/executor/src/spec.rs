@@ -122,6 +122,12 @@ pub struct Resources {
     pub cpus: Option<f64>,
     /// Maximum number of processes (`--pids-limit`).
     pub pids: Option<i64>,
+    /// Give the sandbox a cgroup of its own in each of the memory, cpu, pids and freezer
+    /// controllers where the host has them, limits or not, so that its limits can be changed
+    /// and it can be frozen while it runs ([`crate::SandboxCgroups`]; containers set this,
+    /// build steps need not). A controller the host lacks is skipped here (unlike a limit).
+    #[serde(default)]
+    pub updatable: bool,
 }
 
 /// Sandbox settings beyond the process and its root filesystem.
