@@ -48,6 +48,12 @@ enum ContainerCommand {
     Prune(PruneArgs),
     /// Show containers' details as JSON (docker's shape).
     Inspect(ContainerInspectArgs),
+    /// Pause all processes within containers.
+    Pause(crate::update::PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(crate::update::PauseArgs),
+    /// Update configuration of containers.
+    Update(crate::update::UpdateArgs),
 }
 
 #[derive(Args)]
@@ -94,6 +100,9 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
         ContainerCommand::Port(a) => containers::port(env, a),
         ContainerCommand::Wait(a) => containers::wait(env, a),
         ContainerCommand::Prune(a) => prune(env, &a),
+        ContainerCommand::Pause(a) => Ok(crate::update::pause(env, &a)),
+        ContainerCommand::Unpause(a) => Ok(crate::update::unpause(env, &a)),
+        ContainerCommand::Update(a) => crate::update::update(env, &a),
         ContainerCommand::Inspect(a) => {
             Ok(render(inspect_each(env, &a.containers, Some("container"))))
         }

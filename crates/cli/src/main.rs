@@ -51,6 +51,7 @@ mod run;
 mod stats;
 mod system;
 mod top;
+mod update;
 mod util;
 mod volumes;
 
@@ -147,6 +148,12 @@ enum Command {
     Diff(cp::DiffArgs),
     /// Manage volumes (`volume create|ls|inspect|rm|prune`).
     Volume(volumes::VolumeArgs),
+    /// Pause all processes within containers.
+    Pause(update::PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(update::PauseArgs),
+    /// Update configuration of containers (limits, restart policy).
+    Update(update::UpdateArgs),
 }
 
 fn main() -> ExitCode {
@@ -248,5 +255,8 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Export(a) => cp::export(&env, a),
         Command::Diff(a) => cp::diff(&env, a),
         Command::Volume(a) => volumes::volume(&env, a),
+        Command::Pause(a) => Ok(update::pause(&env, &a)),
+        Command::Unpause(a) => Ok(update::unpause(&env, &a)),
+        Command::Update(a) => update::update(&env, &a),
     }
 }

@@ -65,6 +65,10 @@ impl Container {
         if !init.is_alive() {
             return Err(Error::NotRunning(self.config.id.clone()));
         }
+        // A process joining a frozen cgroup would freeze with it.
+        if self.is_paused() {
+            return Err(Error::Paused(self.config.id.clone()));
+        }
         let spec = self.exec_spec(opts);
         if opts.tty {
             let (output, console) = crate::terminal::output();

@@ -26,8 +26,10 @@ impl Container {
         let spec = &self.config.spec;
         let running = self.is_running();
         let restarting = running && self.state.restarting;
+        let paused = running && self.is_paused();
         let status = match self.state.status {
             Status::Running if restarting => "restarting",
+            Status::Running if paused => "paused",
             Status::Running if running => "running",
             Status::Created => "created",
             Status::Running | Status::Exited => "exited",
@@ -103,7 +105,7 @@ impl Container {
             "State": {
                 "Status": status,
                 "Running": running,
-                "Paused": false,
+                "Paused": paused,
                 "Restarting": restarting,
                 "OOMKilled": self.state.oom_killed,
                 "Dead": false,
