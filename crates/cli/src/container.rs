@@ -54,6 +54,8 @@ enum ContainerCommand {
     Unpause(crate::update::PauseArgs),
     /// Update configuration of containers.
     Update(crate::update::UpdateArgs),
+    /// Create a new image from a container's changes.
+    Commit(crate::commit::CommitArgs),
 }
 
 #[derive(Args)]
@@ -103,6 +105,7 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
         ContainerCommand::Pause(a) => Ok(crate::update::pause(env, &a)),
         ContainerCommand::Unpause(a) => Ok(crate::update::unpause(env, &a)),
         ContainerCommand::Update(a) => crate::update::update(env, &a),
+        ContainerCommand::Commit(a) => crate::commit::commit(env, &a),
         ContainerCommand::Inspect(a) => {
             Ok(render(inspect_each(env, &a.containers, Some("container"))))
         }

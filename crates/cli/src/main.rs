@@ -41,6 +41,7 @@ macro_rules! eprint {
 }
 
 mod build;
+mod commit;
 mod container;
 mod containers;
 mod cp;
@@ -154,6 +155,8 @@ enum Command {
     Unpause(update::PauseArgs),
     /// Update configuration of containers (limits, restart policy).
     Update(update::UpdateArgs),
+    /// Create a new image from a container's changes.
+    Commit(commit::CommitArgs),
 }
 
 fn main() -> ExitCode {
@@ -258,5 +261,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Pause(a) => Ok(update::pause(&env, &a)),
         Command::Unpause(a) => Ok(update::unpause(&env, &a)),
         Command::Update(a) => update::update(&env, &a),
+        Command::Commit(a) => commit::commit(&env, &a),
     }
 }

@@ -290,3 +290,97 @@ fn update_restart_is_picked_up_by_the_running_shim() {
     assert_eq!(v["RestartCount"], 1, "{v}");
     assert_eq!(v["State"]["Status"], "exited");
 }
+
+#[test]
+fn commit_then_run_the_image_deleted_files_stay_deleted_and_volumes_are_not_in_it() {
+    let Some(r) = ContainerRoot::new() else {
+        return;
+    };
+    let k = &r.0;
+    let host = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/bind", host.path().display());
+    k.ok(&[
+        "run",
+        "--name",
+        "src",
+        "-v",
+        "/vol",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo hello > /x; rm /bin/vi; echo v > /vol/in; echo b > /bind/f",
+    ]);
+    let id = k.ok(&[
+        "commit",
+        "-m",
+        "made by hand",
+        "-c",
+        r#"CMD ["cat","/x"]"#,
+        "src",
+        "committed:1",
+    ]);
+    let hex = id.trim().strip_prefix("sha256:").expect("sha256:ID");
+    assert!(
+        hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{id:?}"
+    );
+    assert_eq!(k.ok(&["run", "--rm", "committed:1"]), "hello\n");
+    let out = k.run(&["run", "--rm", "committed:1", "ls", "/bin/vi"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stderr(&out).contains("No such file"), "{}", stderr(&out));
+    assert_eq!(
+        k.ok(&[
+            "run",
+            "--rm",
+            "committed:1",
+            "sh",
+            "-c",
+            "test -e /vol || echo no-volume; test -e /bind || echo no-bind",
+        ]),
+        "no-volume\nno-bind\n",
+        "neither the volume and bind mount targets nor their contents are in the image"
+    );
+    let history = k.ok(&["history", "committed:1"]);
+    assert_eq!(history.lines().count(), 3, "{history}");
+    assert!(history.contains("sh -c echo hello > /x"), "{history}");
+    let v: serde_json::Value = serde_json::from_str(&k.ok(&["inspect", "committed:1"])).unwrap();
+    assert_eq!(v[0]["Id"], id.trim());
+    assert_eq!(v[0]["History"][1]["comment"], "made by hand");
+
+    // A bad change is refused, and nothing is stored.
+    let out = k.run(&["commit", "-c", "RUN true", "src", "bad:1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("invalid --change"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!k.ok(&["images"]).contains("bad "));
+}
+
+#[test]
+fn commit_pauses_a_running_container_only_while_it_reads_the_layer() {
+    let Some(r) = ContainerRoot::new() else {
+        return;
+    };
+    let k = &r.0;
+    k.ok(&["run", "-d", "--name", "live", "busybox", "sleep", "1000"]);
+    k.ok(&["exec", "live", "sh", "-c", "echo new > /y"]);
+    k.ok(&["commit", "live", "live:1"]);
+    assert_eq!(inspect(k, "live")["State"]["Status"], "running");
+    assert_eq!(k.ok(&["run", "--rm", "live:1", "cat", "/y"]), "new\n");
+    // The image runs the container's command.
+    assert_eq!(
+        inspect(k, "live:1")["Config"]["Cmd"],
+        serde_json::json!(["sleep", "1000"])
+    );
+    // A paused one stays paused; --pause=false leaves a running one alone.
+    k.ok(&["pause", "live"]);
+    k.ok(&["container", "commit", "live"]);
+    assert_eq!(inspect(k, "live")["State"]["Status"], "paused");
+    k.ok(&["unpause", "live"]);
+    k.ok(&["commit", "--pause=false", "live", "live:2"]);
+    assert_eq!(inspect(k, "live")["State"]["Status"], "running");
+}

@@ -97,6 +97,7 @@ use kiln_executor::{BindMount, Network, SandboxOptions};
 use serde_json::Value;
 use std::path::PathBuf;
 
+mod commit;
 mod container;
 mod copy;
 mod create;
@@ -118,6 +119,7 @@ mod top;
 mod update;
 mod volume;
 
+pub use commit::{keep_docker_fields, CommitError, CommitOptions};
 pub use container::{
     now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
 };
@@ -228,6 +230,9 @@ pub enum Error {
          recorded (use kiln run -d)"
     )]
     NoLogs(String),
+    /// `commit` failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     /// `cp`, `export` or `diff` failed.
     #[error(transparent)]
     Copy(#[from] copy::CopyError),

@@ -13,7 +13,10 @@ impl Container {
     /// The cgroups of the running container's sandbox (`None` when it is not running or
     /// its pid 1 is not known).
     fn sandbox_cgroups(&self) -> Option<SandboxCgroups> {
-        let init = self.state.init.filter(kiln_executor::HostProcess::is_alive)?;
+        let init = self
+            .state
+            .init
+            .filter(kiln_executor::HostProcess::is_alive)?;
         SandboxCgroups::of(init.pid).ok()
     }
 
