@@ -28,6 +28,13 @@
 //! kernel then checks both, the v1 cgroup being the caller's). Privileged sandboxes without
 //! limits get no cgroup of their own.
 //!
+//! A sandbox made with [`Resources::updatable`] (every container) gets a cgroup of its own in
+//! memory, cpu, pids and freezer too, where the host has them, without limits: so that
+//! `kiln update` can set limits and `kiln pause` freeze it later. The freezer is v1's where
+//! a v1 hierarchy has it, else the sandbox's v2 directory (`cgroup.freeze` is built into
+//! cgroup v2). A running sandbox's cgroups are found again from its pid 1 ([`live`],
+//! [`SandboxCgroups`]).
+//!
 //! Where the hierarchies are comes from `/proc/self/mountinfo` and `/proc/self/cgroup`
 //! ([`Hierarchies`]); the unit tests below pass their own, pointing at a fake cgroupfs in a
 //! temporary directory.
