@@ -575,6 +575,7 @@ fn resolve(
                 memory: a.memory.filter(|&m| m > 0),
                 cpus,
                 pids: a.pids_limit,
+                memory_swap: None,
                 // Set by the runtime for every container.
                 updatable: false,
             },

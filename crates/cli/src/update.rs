@@ -19,6 +19,9 @@ pub(crate) struct UpdateArgs {
     /// Memory limit (bytes, or with a b/k/m/g suffix).
     #[arg(short = 'm', long, value_parser = crate::run::parse_ram)]
     memory: Option<u64>,
+    /// Memory plus swap (bytes, or with a b/k/m/g suffix; -1: unlimited swap).
+    #[arg(long, value_parser = parse_memory_swap, allow_hyphen_values = true)]
+    memory_swap: Option<i64>,
     /// Number of CPUs (e.g. 1.5).
     #[arg(long, allow_hyphen_values = true)]
     cpus: Option<String>,
@@ -31,6 +34,15 @@ pub(crate) struct UpdateArgs {
     /// Containers (id, id prefix or name).
     #[arg(required = true)]
     containers: Vec<String>,
+}
+
+/// `--memory-swap`: `-1`, or a size as `--memory` (docker's `MemSwapBytes`).
+fn parse_memory_swap(s: &str) -> Result<i64, String> {
+    if s == "-1" {
+        return Ok(-1);
+    }
+    let n = crate::run::parse_ram(s)?;
+    i64::try_from(n).map_err(|_| format!("{s}: too large"))
 }
 
 pub(crate) fn pause(env: &Env, a: &PauseArgs) -> u8 {
@@ -64,6 +76,7 @@ pub(crate) fn update(env: &Env, a: &UpdateArgs) -> Result<u8, Failure> {
     let opts = UpdateOptions {
         // 0 leaves the limit as it is, as docker.
         memory: a.memory.filter(|&m| m > 0),
+        memory_swap: a.memory_swap.filter(|&m| m != 0),
         cpus,
         pids: a.pids_limit,
         restart,

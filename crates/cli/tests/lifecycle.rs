@@ -241,9 +241,27 @@ fn update_changes_the_cgroup_inspect_and_survives_a_restart() {
     assert_eq!(v["HostConfig"]["Memory"], 67_108_864, "{v}");
     assert_eq!(v["HostConfig"]["NanoCpus"], 500_000_000);
     assert_eq!(v["HostConfig"]["PidsLimit"], 33);
+    // --memory-swap: memory plus swap (v1's memsw where the host accounts swap).
+    k.ok(&["update", "--memory-swap", "96m", "limited"]);
+    assert_eq!(
+        inspect(k, "limited")["HostConfig"]["MemorySwap"],
+        100_663_296
+    );
+    let memsw = || {
+        std::panic::catch_unwind(|| {
+            cgroup_file(k, "limited", "memory", "memory.memsw.limit_in_bytes")
+        })
+        .ok()
+    };
+    if let Some(v) = memsw() {
+        assert_eq!(v, "100663296");
+    }
     // A stop and start keeps them.
     k.ok(&["restart", "-t", "0", "limited"]);
     assert_eq!(memory(k), "67108864");
+    if let Some(v) = memsw() {
+        assert_eq!(v, "100663296");
+    }
     assert_eq!(cgroup_file(k, "limited", "pids", "pids.max"), "33");
 
     // docker's refusals.

@@ -10,11 +10,11 @@
 //!
 //! Each controller is used through cgroup v2 when the `cgroup2` hierarchy offers it (listed
 //! in `cgroup.controllers` of the caller's own v2 cgroup): `memory.max`, `memory.swap.max` =
-//! 0, `cpu.max` = `QUOTA 100000`, `pids.max`, after enabling the controllers in
+//! 0 (or what `--memory-swap` leaves for swap), `cpu.max` = `QUOTA 100000`, `pids.max`, after enabling the controllers in
 //! `cgroup.subtree_control` of the caller's cgroup and of `kiln/` (only those not enabled
 //! yet). Otherwise through its v1 hierarchy: `memory.limit_in_bytes` and
 //! `memory.memsw.limit_in_bytes` with the same value (so no swap, as `docker run --memory M
-//! --memory-swap M`), `cpu.cfs_period_us` = 100000 and `cpu.cfs_quota_us`, `pids.max`. So
+//! --memory-swap M`; [`Resources::memory_swap`] sets another total, -1 none), `cpu.cfs_period_us` = 100000 and `cpu.cfs_quota_us`, `pids.max`. So
 //! a pure v2 host uses v2 only, a v1 or hybrid host (controllers bound to v1, an empty
 //! `unified` v2) v1 only, and a host whose administrator moved some controllers to v2 uses
 //! both, as systemd's hybrid mode does. A controller that neither offers is an error naming
@@ -402,7 +402,7 @@ impl Cgroup {
                 write(dir, "memory.max", &m.to_string())?;
                 // Absent without swap accounting.
                 if dir.join("memory.swap.max").exists() {
-                    write(dir, "memory.swap.max", "0")?;
+                    write(dir, "memory.swap.max", &v2_swap(m, res.memory_swap))?;
                 }
             }
             if let (Some(cpus), true) = (res.cpus, has("cpu")) {
@@ -423,7 +423,11 @@ impl Cgroup {
                         write(dir, "memory.limit_in_bytes", &m.to_string())?;
                         // Absent without swap accounting.
                         if dir.join("memory.memsw.limit_in_bytes").exists() {
-                            write(dir, "memory.memsw.limit_in_bytes", &m.to_string())?;
+                            write(
+                                dir,
+                                "memory.memsw.limit_in_bytes",
+                                &v1_memsw(m, res.memory_swap),
+                            )?;
                         }
                     }
                 }
@@ -545,6 +549,27 @@ fn sweep_stale(kiln: &Path) {
 /// `--cpus` as a quota per [`CPU_PERIOD`] (at least 1 ms, as the kernel requires).
 fn cpu_quota(cpus: f64) -> u64 {
     ((cpus * CPU_PERIOD as f64).round() as u64).max(1000)
+}
+
+/// cgroup v2's `memory.swap.max` (swap alone) for `--memory M --memory-swap S`.
+fn v2_swap(memory: u64, swap: Option<i64>) -> String {
+    match swap {
+        None => "0".to_string(),
+        Some(s) if s < 0 => "max".to_string(),
+        Some(s) => u64::try_from(s)
+            .unwrap_or(0)
+            .saturating_sub(memory)
+            .to_string(),
+    }
+}
+
+/// cgroup v1's `memory.memsw.limit_in_bytes` (memory plus swap) for the same.
+fn v1_memsw(memory: u64, swap: Option<i64>) -> String {
+    match swap {
+        None => memory.to_string(),
+        Some(s) if s < 0 => "-1".to_string(),
+        Some(s) => s.to_string(),
+    }
 }
 
 /// `--pids-limit`: zero or negative means unlimited (as Docker).

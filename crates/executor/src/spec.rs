@@ -118,6 +118,10 @@ pub struct TmpfsMount {
 pub struct Resources {
     /// Memory limit in bytes (`--memory`).
     pub memory: Option<u64>,
+    /// Memory plus swap in bytes (`--memory-swap`; -1: unlimited swap), with `memory` only;
+    /// `None`: no swap at all (as much as `memory`, kiln's default).
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
     /// CPU quota in CPUs (`--cpus 1.5`).
     pub cpus: Option<f64>,
     /// Maximum number of processes (`--pids-limit`).

@@ -130,6 +130,10 @@ impl Container {
                 "AutoRemove": self.config.remove,
                 "Privileged": spec.extra.privileged,
                 "Memory": limits.memory.unwrap_or(0),
+                // Memory plus swap: as much as the memory without `--memory-swap`.
+                "MemorySwap": limits.memory_swap.unwrap_or_else(|| {
+                    limits.memory.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX))
+                }),
                 "NanoCpus": limits.cpus.map_or(0, |c| (c * 1e9) as i64),
                 "PidsLimit": limits.pids,
             },

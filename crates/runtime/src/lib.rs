@@ -203,6 +203,18 @@ pub enum Error {
     /// `update --memory` below docker's minimum.
     #[error("Minimum memory limit allowed is 6MB")]
     MemoryTooLow,
+    /// `update --memory-swap` without a memory limit.
+    #[error("You should always set the Memory limit when using Memoryswap limit, see usage")]
+    SwapWithoutMemory,
+    /// `update --memory-swap` below the memory limit.
+    #[error("Minimum memoryswap limit should be larger than memory limit, see usage")]
+    SwapBelowMemory,
+    /// `update --memory` above the swap limit set before.
+    #[error(
+        "Memory limit should be smaller than already set memoryswap limit, update the \
+         memoryswap at the same time"
+    )]
+    MemoryAboveSwap,
     /// `update --restart` of a `--rm` container.
     #[error("Restart policy cannot be updated because AutoRemove is enabled for the container")]
     RestartWithAutoRemove,

@@ -15,6 +15,8 @@ const MIN_MEMORY: u64 = 6 * 1024 * 1024;
 pub struct UpdateOptions {
     /// `--memory`, in bytes.
     pub memory: Option<u64>,
+    /// `--memory-swap`: memory plus swap, in bytes (-1: unlimited swap).
+    pub memory_swap: Option<i64>,
     /// `--cpus`.
     pub cpus: Option<f64>,
     /// `--pids-limit` (0 or less: no limit).
@@ -33,8 +35,10 @@ impl Container {
         if self.config.remove && opts.restart.is_some_and(|r| r != RestartPolicy::No) {
             return Err(Error::RestartWithAutoRemove);
         }
+        let (memory, memory_swap) = self.memory_pair(opts)?;
         let limits = Resources {
-            memory: opts.memory,
+            memory,
+            memory_swap,
             cpus: opts.cpus,
             pids: opts.pids,
             updatable: false,
@@ -50,8 +54,9 @@ impl Container {
             SandboxCgroups::of(init.pid)?.set_limits(&limits)?;
         }
         let res = &mut self.config.spec.extra.resources;
-        if let Some(m) = opts.memory {
-            res.memory = Some(m);
+        if memory.is_some() {
+            res.memory = memory;
+            res.memory_swap = memory_swap;
         }
         if let Some(c) = opts.cpus {
             res.cpus = (c > 0.0).then_some(c);
@@ -63,6 +68,30 @@ impl Container {
             self.config.restart = r;
         }
         write_json_atomic(&self.dir.join("config.json"), &self.config)
+    }
+
+    /// The memory limit and swap to set (both `None`: memory is not changed), checked as
+    /// docker checks them: a swap limit needs a memory limit (given or set before) no larger
+    /// than it; a memory limit alone keeps the swap limit set before, which it must not
+    /// exceed (without one, kiln's default: no swap).
+    fn memory_pair(&self, opts: &UpdateOptions) -> Result<(Option<u64>, Option<i64>)> {
+        if opts.memory.is_none() && opts.memory_swap.is_none() {
+            return Ok((None, None));
+        }
+        let now = &self.config.spec.extra.resources;
+        let Some(memory) = opts.memory.or(now.memory) else {
+            return Err(Error::SwapWithoutMemory);
+        };
+        let as_i64 = |m: u64| i64::try_from(m).unwrap_or(i64::MAX);
+        let swap = match opts.memory_swap {
+            Some(s) if s > 0 && s < as_i64(memory) => return Err(Error::SwapBelowMemory),
+            Some(s) => Some(s),
+            None => match now.memory_swap {
+                Some(s) if s > 0 && s < as_i64(memory) => return Err(Error::MemoryAboveSwap),
+                s => s,
+            },
+        };
+        Ok((Some(memory), swap))
     }
 
     /// Re-reads `config.json` (changed by `update` or `rename` since it was loaded).
@@ -105,6 +134,7 @@ mod tests {
             cpus: Some(0.5),
             pids: Some(20),
             restart: Some(RestartPolicy::Always),
+            memory_swap: None,
         })
         .unwrap();
         let again = Container::load(root.path()).unwrap();
@@ -123,6 +153,72 @@ mod tests {
         assert_eq!(again.config.spec.extra.resources.pids, None);
         assert_eq!(again.config.spec.extra.resources.memory, Some(64 << 20));
         assert_eq!(again.config.restart, RestartPolicy::Always);
+    }
+
+    #[test]
+    fn memory_and_swap_as_docker_checks_them() {
+        let root = tempfile::tempdir().unwrap();
+        let mut c = stopped(root.path());
+        let swap_only = UpdateOptions {
+            memory_swap: Some(128 << 20),
+            ..UpdateOptions::default()
+        };
+        let e = c.update(&swap_only).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "You should always set the Memory limit when using Memoryswap limit, see usage"
+        );
+        let e = c
+            .update(&UpdateOptions {
+                memory: Some(256 << 20),
+                ..swap_only.clone()
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Minimum memoryswap limit should be larger than memory limit, see usage"
+        );
+        c.update(&UpdateOptions {
+            memory: Some(64 << 20),
+            ..swap_only.clone()
+        })
+        .unwrap();
+        let e = c
+            .update(&UpdateOptions {
+                memory: Some(256 << 20),
+                ..UpdateOptions::default()
+            })
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Memory limit should be smaller than already set memoryswap limit, update the \
+             memoryswap at the same time"
+        );
+        // Below the swap limit: the swap limit stays; -1: unlimited swap.
+        c.update(&UpdateOptions {
+            memory: Some(100 << 20),
+            ..UpdateOptions::default()
+        })
+        .unwrap();
+        let res = Container::load(root.path())
+            .unwrap()
+            .config
+            .spec
+            .extra
+            .resources;
+        assert_eq!(
+            (res.memory, res.memory_swap),
+            (Some(100 << 20), Some(128 << 20))
+        );
+        c.update(&UpdateOptions {
+            memory_swap: Some(-1),
+            ..UpdateOptions::default()
+        })
+        .unwrap();
+        let again = Container::load(root.path()).unwrap();
+        let res = &again.config.spec.extra.resources;
+        assert_eq!((res.memory, res.memory_swap), (Some(100 << 20), Some(-1)));
+        assert_eq!(again.inspect()["HostConfig"]["MemorySwap"], -1);
     }
 
     #[test]

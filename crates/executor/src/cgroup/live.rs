@@ -15,7 +15,7 @@
 //! swap (`memory.memsw.limit_in_bytes` equal to the limit), written in the order the kernel
 //! accepts (memsw is never below the limit).
 
-use super::{cpu_quota, pids_max, write, Hierarchies, CPU_PERIOD};
+use super::{cpu_quota, pids_max, v1_memsw, v2_swap, write, Hierarchies, CPU_PERIOD};
 use crate::spec::Resources;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -189,24 +189,26 @@ impl SandboxCgroups {
     }
 
     /// Sets the limits `res` gives (`None`: left as they are; a `pids` of 0 or less: no
-    /// limit), as [`crate::Resources`] sets them at creation.
+    /// limit), as [`crate::Resources`] sets them at creation: a `memory` comes with its
+    /// `memory_swap` (`None`: no swap).
     pub fn set_limits(&self, res: &Resources) -> Result<(), CgroupError> {
         if let Some(m) = res.memory {
             if let Some(d) = self.v2_with("memory.max") {
                 write(d, "memory.max", &m.to_string())?;
                 if d.join("memory.swap.max").exists() {
-                    write(d, "memory.swap.max", "0")?;
+                    write(d, "memory.swap.max", &v2_swap(m, res.memory_swap))?;
                 }
             } else if let Some(d) = self.v1_dir("memory") {
+                let memsw = v1_memsw(m, res.memory_swap);
                 let m = m.to_string();
                 if d.join("memory.memsw.limit_in_bytes").exists() {
                     // memsw may not go below the limit: lower the limit first, raise memsw
                     // first.
                     if write(d, "memory.limit_in_bytes", &m).is_err() {
-                        write(d, "memory.memsw.limit_in_bytes", &m)?;
+                        write(d, "memory.memsw.limit_in_bytes", &memsw)?;
                         write(d, "memory.limit_in_bytes", &m)?;
                     } else {
-                        write(d, "memory.memsw.limit_in_bytes", &m)?;
+                        write(d, "memory.memsw.limit_in_bytes", &memsw)?;
                     }
                 } else {
                     write(d, "memory.limit_in_bytes", &m)?;

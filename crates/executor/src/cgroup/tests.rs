@@ -189,6 +189,20 @@ fn v2_without_swap_accounting_and_odd_values() {
     let sandbox = "cg/kiln.service/kiln/id2";
     assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "1048576");
     assert!(!fake.path(&format!("{sandbox}/memory.swap.max")).exists());
+    // With swap accounting, --memory-swap is memory plus swap: swap.max is the rest.
+    fake.file(&format!("{sandbox}/memory.swap.max"), "max\n");
+    for (swap, max) in [(3 << 20, "2097152"), (-1, "max")] {
+        let res = Resources {
+            memory_swap: Some(swap),
+            ..res.clone()
+        };
+        cg.create(&res, &[]).unwrap();
+        assert_eq!(fake.read(&format!("{sandbox}/memory.swap.max")), max);
+    }
+    fake.file(&format!("{sandbox}/memory.swap.max"), "max\n");
+    cg.create(&res, &[]).unwrap();
+    assert_eq!(fake.read(&format!("{sandbox}/memory.swap.max")), "0");
+    std::fs::remove_file(fake.path(&format!("{sandbox}/memory.swap.max"))).unwrap();
     // The kernel's minimum quota is 1 ms; a zero limit means none, as in Docker.
     assert_eq!(fake.read(&format!("{sandbox}/cpu.max")), "1000 100000");
     assert_eq!(fake.read(&format!("{sandbox}/pids.max")), "max");
@@ -666,6 +680,19 @@ fn a_running_sandbox_is_found_from_its_pid_1_and_frozen_and_limited() {
         fake.read(&format!("cpu,cpuacct{own}/cpu.cfs_quota_us")),
         "50000"
     );
+    // --memory-swap: memory plus swap on v1; -1 is unlimited.
+    for (swap, memsw) in [(96 << 20, (96 << 20).to_string()), (-1, "-1".to_string())] {
+        cg.set_limits(&Resources {
+            memory: Some(32 << 20),
+            memory_swap: Some(swap),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            fake.read(&format!("memory{own}/memory.memsw.limit_in_bytes")),
+            memsw
+        );
+    }
     // Its pids cgroup is its supervisor's: never touched.
     let err = cg
         .set_limits(&Resources {
