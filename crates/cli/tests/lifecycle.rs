@@ -402,3 +402,59 @@ fn commit_pauses_a_running_container_only_while_it_reads_the_layer() {
     k.ok(&["commit", "--pause=false", "live", "live:2"]);
     assert_eq!(inspect(k, "live")["State"]["Status"], "running");
 }
+
+#[test]
+fn a_committed_image_saved_is_read_by_skopeo_and_umoci() {
+    if !can_run(&["busybox", "skopeo", "umoci"]) {
+        return;
+    }
+    let Some(r) = ContainerRoot::new() else {
+        return;
+    };
+    let k = &r.0;
+    k.ok(&[
+        "run",
+        "--name",
+        "made",
+        "busybox",
+        "sh",
+        "-c",
+        "echo kept > /x; rm /bin/vi",
+    ]);
+    k.ok(&["commit", "made", "made:1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("made.tar");
+    k.ok(&["save", "-o", tar.to_str().unwrap(), "made:1"]);
+    let skopeo = std::process::Command::new("skopeo")
+        .arg("inspect")
+        .arg(format!("docker-archive:{}", tar.display()))
+        .output()
+        .unwrap();
+    assert!(skopeo.status.success(), "skopeo: {}", stderr(&skopeo));
+    let v: serde_json::Value = serde_json::from_slice(&skopeo.stdout).unwrap();
+    assert_eq!(v["Layers"].as_array().map(Vec::len), Some(2), "{v}");
+    // The archive is an OCI layout too: umoci unpacks it, the whiteout applied.
+    let layout = dir.path().join("layout");
+    std::fs::create_dir(&layout).unwrap();
+    let untar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&layout)
+        .arg("-xf")
+        .arg(&tar)
+        .status()
+        .unwrap();
+    assert!(untar.success());
+    let bundle = dir.path().join("bundle");
+    let umoci = std::process::Command::new("umoci")
+        .arg("unpack")
+        .arg("--image")
+        .arg(format!("{}:1", layout.display()))
+        .arg(&bundle)
+        .output()
+        .unwrap();
+    assert!(umoci.status.success(), "umoci: {}", stderr(&umoci));
+    let rootfs = bundle.join("rootfs");
+    assert_eq!(std::fs::read_to_string(rootfs.join("x")).unwrap(), "kept\n");
+    assert!(rootfs.join("bin/sh").exists());
+    assert!(!rootfs.join("bin/vi").exists());
+}
