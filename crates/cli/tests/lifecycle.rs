@@ -150,6 +150,13 @@ fn pause_freezes_ps_and_inspect_say_so_exec_is_refused_and_stop_works() {
     let out = k.run(&["pause", "counter"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+    let out = k.run(&["unpause", "counter"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains(&format!("Container {id} is not paused")),
+        "{}",
+        stderr(&out)
+    );
 
     // kill and rm -f of a paused one.
     k.ok(&["run", "-d", "--name", "killed", "busybox", "sleep", "1000"]);

@@ -37,8 +37,13 @@ impl Container {
         Ok(cgroups.freeze()?)
     }
 
-    /// `docker unpause`: thaws the paused container.
+    /// `docker unpause`: thaws the paused container (one that is not running is not
+    /// paused, as docker says first).
     pub fn unpause(&mut self) -> Result<()> {
+        self.refresh()?;
+        if !self.is_running() {
+            return Err(Error::NotPaused(self.config.id.clone()));
+        }
         let cgroups = self.cgroups_to_change()?;
         if !cgroups.frozen() {
             return Err(Error::NotPaused(self.config.id.clone()));
