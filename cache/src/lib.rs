@@ -92,6 +92,10 @@ pub use gc::{
 /// The layout version written to `<root>/VERSION`.
 pub const LAYOUT_VERSION: &str = "1";
 
+/// The diff id of a tar without entries (two zero blocks): docker's empty layer.
+pub const EMPTY_TAR_DIFF_ID: &str =
+    "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef";
+
 /// Temp entries (ingest files, half-extracted snapshots) older than this are removed by
 /// [`Store::open`].
 pub const STALE_AFTER: std::time::Duration = std::time::Duration::from_hours(1);
@@ -418,6 +422,42 @@ impl Store {
         let layer = self.gzip_layer(w, |tar_w, _| diff::write_upper(upper, tar_w))?;
         Ok(Some(layer))
     }
+    /// [`Store::diff_to_layer`] without the paths `exclude` (absolute paths in the
+    /// container, e.g. its mount points) and what is below them: `kiln commit`. `None` when
+    /// nothing is left.
+    pub fn diff_to_layer_excluding(
+        &self,
+        upper: &Path,
+        exclude: &[PathBuf],
+    ) -> Result<Option<kiln_oci::Layer>> {
+        let rel: Vec<PathBuf> = exclude
+            .iter()
+            .map(|p| p.strip_prefix("/").unwrap_or(p).to_path_buf())
+            .collect();
+        let skip = |p: &Path| rel.iter().any(|e| p == e);
+        let layer = match self.diff_to_layer_with(upper, &skip)? {
+            Some(l) if l.diff_id != EMPTY_TAR_DIFF_ID => l,
+            _ => return Ok(None),
+        };
+        Ok(Some(layer))
+    }
+
+    fn diff_to_layer_with(
+        &self,
+        upper: &Path,
+        skip: &(dyn Fn(&Path) -> bool + Sync),
+    ) -> Result<Option<kiln_oci::Layer>> {
+        let mut entries = std::fs::read_dir(upper).map_err(io_err(upper))?;
+        if entries.next().is_none() {
+            return Ok(None);
+        }
+        let w = self.blob_writer()?;
+        let layer = self.gzip_layer(w, |tar_w, _| {
+            diff::write_upper_excluding(upper, tar_w, skip)
+        })?;
+        Ok(Some(layer))
+    }
+
     /// Stores an uncompressed tar stream (e.g. a rootfs for `kiln import`) as a gzip layer.
     pub fn import_layer(&self, tar: &mut dyn Read) -> Result<kiln_oci::Layer> {
         let w = self.blob_writer()?;

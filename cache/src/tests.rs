@@ -962,3 +962,28 @@ fn layer_tar_prefers_the_layers_own_uncompressed_blob() {
     let gz = s.compressed_layer(&layer, Compression::Gzip).unwrap();
     assert_eq!(gz.diff_id, layer.diff_id);
 }
+
+#[test]
+fn diff_to_layer_excluding_leaves_out_mount_points_and_what_is_below() {
+    let (_d, s) = store();
+    let up = s.temp_dir("upper-").unwrap();
+    let p = up.path();
+    std::fs::create_dir_all(p.join("etc")).unwrap();
+    std::fs::write(p.join("etc/hosts"), "").unwrap();
+    std::fs::write(p.join("etc/motd"), "hi").unwrap();
+    std::fs::create_dir_all(p.join("data/sub")).unwrap();
+    std::fs::write(p.join("data/sub/x"), "volume").unwrap();
+    std::fs::write(p.join("database"), "kept: not below /data").unwrap();
+    let exclude = ["/etc/hosts".into(), "/data".into()];
+    let layer = s.diff_to_layer_excluding(p, &exclude).unwrap().unwrap();
+    let (order, _) = read_layer(&s, &layer);
+    assert_eq!(order, ["database", "etc/", "etc/motd"]);
+    // Nothing left: no layer.
+    let up = s.temp_dir("upper-").unwrap();
+    std::fs::create_dir_all(up.path().join("proc")).unwrap();
+    assert_eq!(
+        s.diff_to_layer_excluding(up.path(), &["/proc".into()])
+            .unwrap(),
+        None
+    );
+}

@@ -76,14 +76,34 @@ pub(crate) fn write_upper<W: Write>(upper: &Path, w: W) -> Result<W> {
     write_upper_with(upper, w, default_threads())
 }
 
+/// [`write_upper`] without the entries `skip` says (given their path relative to `upper`)
+/// and, for directories, everything below them.
+pub(crate) fn write_upper_excluding<W: Write>(
+    upper: &Path,
+    w: W,
+    skip: &(dyn Fn(&Path) -> bool + Sync),
+) -> Result<W> {
+    write_upper_filtered(upper, w, default_threads(), skip)
+}
+
 /// [`write_upper`] with `threads` prepare threads; `0` prepares every entry on this thread.
 /// The tar is the same either way.
 fn write_upper_with<W: Write>(upper: &Path, w: W, threads: usize) -> Result<W> {
+    write_upper_filtered(upper, w, threads, &|_| false)
+}
+
+fn write_upper_filtered<W: Write>(
+    upper: &Path,
+    w: W,
+    threads: usize,
+    skip: &(dyn Fn(&Path) -> bool + Sync),
+) -> Result<W> {
     let mut walk = walkdir::WalkDir::new(upper)
         .min_depth(1)
         .follow_links(false)
         .sort_by(|a, b| a.file_name().as_bytes().cmp(b.file_name().as_bytes()))
-        .into_iter();
+        .into_iter()
+        .filter_entry(|e| !e.path().strip_prefix(upper).is_ok_and(skip));
     let mut out = TarOut {
         b: tar::Builder::new(w),
         links: HashMap::new(),

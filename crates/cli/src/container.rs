@@ -50,6 +50,14 @@ enum ContainerCommand {
     Prune(PruneArgs),
     /// Show containers' details as JSON (docker's shape).
     Inspect(ContainerInspectArgs),
+    /// Pause all processes within containers.
+    Pause(crate::update::PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(crate::update::PauseArgs),
+    /// Update configuration of containers.
+    Update(crate::update::UpdateArgs),
+    /// Create a new image from a container's changes.
+    Commit(crate::commit::CommitArgs),
 }
 
 #[derive(Args)]
@@ -97,6 +105,10 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
         ContainerCommand::Port(a) => containers::port(env, a),
         ContainerCommand::Wait(a) => containers::wait(env, a),
         ContainerCommand::Prune(a) => prune(env, &a),
+        ContainerCommand::Pause(a) => Ok(crate::update::pause(env, &a)),
+        ContainerCommand::Unpause(a) => Ok(crate::update::unpause(env, &a)),
+        ContainerCommand::Update(a) => crate::update::update(env, &a),
+        ContainerCommand::Commit(a) => crate::commit::commit(env, &a),
         ContainerCommand::Inspect(a) => {
             Ok(render(inspect_each(env, &a.containers, Some("container"))))
         }

@@ -189,8 +189,8 @@ fn since(now: i64, then: i64) -> Duration {
     Duration::from_millis(now.saturating_sub(then).max(0) as u64)
 }
 
-/// The STATUS column: `Up 3 seconds`, `Up 3 seconds (healthy)`, `Exited (0) 2 seconds
-/// ago`, `Created`.
+/// The STATUS column: `Up 3 seconds`, `Up 3 seconds (healthy)`, `Up 3 seconds (Paused)`,
+/// `Exited (0) 2 seconds ago`, `Created`.
 fn status(c: &Container, now: i64) -> String {
     let s = &c.state;
     match s.status {
@@ -203,6 +203,7 @@ fn status(c: &Container, now: i64) -> String {
             "Up {}{}",
             kiln_units::human_duration(since(now, s.started.unwrap_or(c.config.created))),
             match c.health().map(|h| h.status) {
+                _ if c.is_paused() => " (Paused)",
                 Some(kiln_runtime::HealthStatus::Starting) => " (health: starting)",
                 Some(kiln_runtime::HealthStatus::Healthy) => " (healthy)",
                 Some(kiln_runtime::HealthStatus::Unhealthy) => " (unhealthy)",

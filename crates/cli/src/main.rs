@@ -42,6 +42,7 @@ macro_rules! eprint {
 
 mod attach;
 mod build;
+mod commit;
 mod container;
 mod containers;
 mod cp;
@@ -52,6 +53,7 @@ mod run;
 mod stats;
 mod system;
 mod top;
+mod update;
 mod util;
 mod volumes;
 
@@ -150,6 +152,14 @@ enum Command {
     Diff(cp::DiffArgs),
     /// Manage volumes (`volume create|ls|inspect|rm|prune`).
     Volume(volumes::VolumeArgs),
+    /// Pause all processes within containers.
+    Pause(update::PauseArgs),
+    /// Unpause all processes within containers.
+    Unpause(update::PauseArgs),
+    /// Update configuration of containers (limits, restart policy).
+    Update(update::UpdateArgs),
+    /// Create a new image from a container's changes.
+    Commit(commit::CommitArgs),
 }
 
 fn main() -> ExitCode {
@@ -252,5 +262,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Export(a) => cp::export(&env, a),
         Command::Diff(a) => cp::diff(&env, a),
         Command::Volume(a) => volumes::volume(&env, a),
+        Command::Pause(a) => Ok(update::pause(&env, &a)),
+        Command::Unpause(a) => Ok(update::unpause(&env, &a)),
+        Command::Update(a) => update::update(&env, &a),
+        Command::Commit(a) => commit::commit(&env, &a),
     }
 }

@@ -282,7 +282,7 @@ fn absolute(cwd: &std::path::Path, path: &str) -> PathBuf {
 
 /// `--cpus`: a finite, non-negative number of CPUs; 0 is no limit (as docker's). docker's
 /// wording for what is not a number.
-fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
+pub(crate) fn parse_cpus(s: &str) -> Result<Option<f64>, Failure> {
     let bad =
         |why: String| Failure::usage(format!("invalid argument {s:?} for \"--cpus\" flag: {why}"));
     let n: f64 = s
@@ -307,7 +307,7 @@ fn parse_go_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// `-m` and tmpfs sizes: docker's RAMInBytes (every unit a power of 1024), refused in
 /// kiln's words.
-fn parse_ram(s: &str) -> Result<u64, String> {
+pub(crate) fn parse_ram(s: &str) -> Result<u64, String> {
     kiln_units::parse_ram(s).map_err(|_| {
         let t = s.trim().to_ascii_lowercase();
         let split = t
@@ -584,6 +584,9 @@ fn resolve(
                 memory: a.memory.filter(|&m| m > 0),
                 cpus,
                 pids: a.pids_limit,
+                memory_swap: None,
+                // Set by the runtime for every container.
+                updatable: false,
             },
             privileged: a.privileged,
             create_etc_files: true,

@@ -10,11 +10,11 @@
 //!
 //! Each controller is used through cgroup v2 when the `cgroup2` hierarchy offers it (listed
 //! in `cgroup.controllers` of the caller's own v2 cgroup): `memory.max`, `memory.swap.max` =
-//! 0, `cpu.max` = `QUOTA 100000`, `pids.max`, after enabling the controllers in
+//! 0 (or what `--memory-swap` leaves for swap), `cpu.max` = `QUOTA 100000`, `pids.max`, after enabling the controllers in
 //! `cgroup.subtree_control` of the caller's cgroup and of `kiln/` (only those not enabled
 //! yet). Otherwise through its v1 hierarchy: `memory.limit_in_bytes` and
 //! `memory.memsw.limit_in_bytes` with the same value (so no swap, as `docker run --memory M
-//! --memory-swap M`), `cpu.cfs_period_us` = 100000 and `cpu.cfs_quota_us`, `pids.max`. So
+//! --memory-swap M`; [`Resources::memory_swap`] sets another total, -1 none), `cpu.cfs_period_us` = 100000 and `cpu.cfs_quota_us`, `pids.max`. So
 //! a pure v2 host uses v2 only, a v1 or hybrid host (controllers bound to v1, an empty
 //! `unified` v2) v1 only, and a host whose administrator moved some controllers to v2 uses
 //! both, as systemd's hybrid mode does. A controller that neither offers is an error naming
@@ -27,6 +27,13 @@
 //! path even when the v1 controller is there ([`crate::Executor::with_v2_device_rules`]; the
 //! kernel then checks both, the v1 cgroup being the caller's). Privileged sandboxes without
 //! limits get no cgroup of their own.
+//!
+//! A sandbox made with [`Resources::updatable`] (every container) gets a cgroup of its own in
+//! memory, cpu, pids and freezer too, where the host has them, without limits: so that
+//! `kiln update` can set limits and `kiln pause` freeze it later. The freezer is v1's where
+//! a v1 hierarchy has it, else the sandbox's v2 directory (`cgroup.freeze` is built into
+//! cgroup v2). A running sandbox's cgroups are found again from its pid 1 ([`live`],
+//! [`SandboxCgroups`]).
 //!
 //! Where the hierarchies are comes from `/proc/self/mountinfo` and `/proc/self/cgroup`
 //! ([`Hierarchies`]); the unit tests below pass their own, pointing at a fake cgroupfs in a
@@ -216,6 +223,17 @@ fn needed(res: &Resources) -> Vec<&'static str> {
     v
 }
 
+/// The controllers an updatable sandbox gets beyond those its limits need.
+fn optional(res: &Resources, needed: &[&'static str]) -> Vec<&'static str> {
+    if !res.updatable {
+        return Vec::new();
+    }
+    ["memory", "cpu", "pids", "freezer"]
+        .into_iter()
+        .filter(|c| !needed.contains(c))
+        .collect()
+}
+
 fn write(dir: &Path, file: &str, value: &str) -> io::Result<()> {
     std::fs::write(dir.join(file), value).map_err(|e| {
         io::Error::new(
@@ -261,7 +279,7 @@ impl Cgroup {
         res: &Resources,
         devices: DevicePolicy,
     ) -> io::Result<Option<Cgroup>> {
-        if needed(res).is_empty() && devices == DevicePolicy::None {
+        if needed(res).is_empty() && !res.updatable && devices == DevicePolicy::None {
             return Ok(None);
         }
         Self::locate_in(&Hierarchies::current()?, id, res, devices)
@@ -275,7 +293,7 @@ impl Cgroup {
         devices: DevicePolicy,
     ) -> io::Result<Option<Cgroup>> {
         let needed = needed(res);
-        if needed.is_empty() && devices == DevicePolicy::None {
+        if needed.is_empty() && !res.updatable && devices == DevicePolicy::None {
             return Ok(None);
         }
         let v2_mount = h.mounts.iter().find(|m| m.fstype == "cgroup2");
@@ -299,7 +317,7 @@ impl Cgroup {
                 .iter()
                 .find(|m| m.fstype == "cgroup" && m.options.iter().any(|o| o == c))
         };
-        for c in needed {
+        for c in needed.iter().copied() {
             if offered.contains(&c) {
                 on_v2.push(c.to_string());
                 continue;
@@ -325,6 +343,20 @@ impl Cgroup {
             cg.v1
                 .push((c.to_string(), h.own_dir(m, c).join("kiln").join(id)));
         }
+        // The controllers of an updatable sandbox that no limit asked for: where the host
+        // has them. The freezer is built into cgroup v2 (`cgroup.freeze`, not listed in
+        // `cgroup.controllers`), so a v1 freezer hierarchy is used where there is one.
+        let mut v2_freeze = false;
+        for c in optional(res, &needed) {
+            if c != "freezer" && offered.contains(&c) {
+                on_v2.push(c.to_string());
+            } else if let Some(m) = v1_mount(c) {
+                cg.v1
+                    .push((c.to_string(), h.own_dir(m, c).join("kiln").join(id)));
+            } else if c == "freezer" && v2_mount.is_some() {
+                v2_freeze = true;
+            }
+        }
         match (devices, v1_mount("devices")) {
             (DevicePolicy::None, _) => {}
             (DevicePolicy::Auto, Some(m)) => cg.v1.push((
@@ -340,7 +372,7 @@ impl Cgroup {
             }
             _ => cg.v2_devices = true,
         }
-        if let (Some(base), true) = (v2_base, !on_v2.is_empty() || cg.v2_devices) {
+        if let (Some(base), true) = (v2_base, !on_v2.is_empty() || cg.v2_devices || v2_freeze) {
             cg.v2 = Some((base.join("kiln").join(id), on_v2));
         }
         Ok(Some(cg))
@@ -370,7 +402,7 @@ impl Cgroup {
                 write(dir, "memory.max", &m.to_string())?;
                 // Absent without swap accounting.
                 if dir.join("memory.swap.max").exists() {
-                    write(dir, "memory.swap.max", "0")?;
+                    write(dir, "memory.swap.max", &v2_swap(m, res.memory_swap))?;
                 }
             }
             if let (Some(cpus), true) = (res.cpus, has("cpu")) {
@@ -391,7 +423,11 @@ impl Cgroup {
                         write(dir, "memory.limit_in_bytes", &m.to_string())?;
                         // Absent without swap accounting.
                         if dir.join("memory.memsw.limit_in_bytes").exists() {
-                            write(dir, "memory.memsw.limit_in_bytes", &m.to_string())?;
+                            write(
+                                dir,
+                                "memory.memsw.limit_in_bytes",
+                                &v1_memsw(m, res.memory_swap),
+                            )?;
                         }
                     }
                 }
@@ -515,6 +551,27 @@ fn cpu_quota(cpus: f64) -> u64 {
     ((cpus * CPU_PERIOD as f64).round() as u64).max(1000)
 }
 
+/// cgroup v2's `memory.swap.max` (swap alone) for `--memory M --memory-swap S`.
+fn v2_swap(memory: u64, swap: Option<i64>) -> String {
+    match swap {
+        None => "0".to_string(),
+        Some(s) if s < 0 => "max".to_string(),
+        Some(s) => u64::try_from(s)
+            .unwrap_or(0)
+            .saturating_sub(memory)
+            .to_string(),
+    }
+}
+
+/// cgroup v1's `memory.memsw.limit_in_bytes` (memory plus swap) for the same.
+fn v1_memsw(memory: u64, swap: Option<i64>) -> String {
+    match swap {
+        None => memory.to_string(),
+        Some(s) if s < 0 => "-1".to_string(),
+        Some(s) => s.to_string(),
+    }
+}
+
 /// `--pids-limit`: zero or negative means unlimited (as Docker).
 fn pids_max(p: i64) -> String {
     if p <= 0 {
@@ -523,6 +580,9 @@ fn pids_max(p: i64) -> String {
         p.to_string()
     }
 }
+
+mod live;
+pub use live::{CgroupError, SandboxCgroups};
 
 #[cfg(test)]
 mod tests;

@@ -29,7 +29,10 @@
 //! - **Limits** ([`Resources`]): a cgroup `kiln/<id>` below the caller's own cgroup, v2 for
 //!   the controllers cgroup v2 offers and v1 for the others (see `cgroup.rs`), created and
 //!   joined by pid 1 before anything else runs, removed by the caller afterwards;
-//!   [`Executor::run_detailed`] reports OOM kills. pid 1 counts against `pids`.
+//!   [`Executor::run_detailed`] reports OOM kills. pid 1 counts against `pids`. With
+//!   [`Resources::updatable`] the sandbox has its own memory, cpu, pids and freezer cgroups
+//!   even without limits, which [`SandboxCgroups`] finds again from its pid 1 to freeze,
+//!   thaw or change the limits while it runs.
 //! - **Devices**: every sandbox that is not privileged gets Docker's default device rules
 //!   (`mknod` of any node; read/write only null, zero, full, random, urandom, tty, the pts
 //!   devices, ptmx and tun) plus [`SandboxOptions::devices`], through the v1 `devices`
@@ -173,6 +176,7 @@ mod signals;
 mod spec;
 mod sys;
 
+pub use cgroup::{CgroupError, SandboxCgroups};
 pub use console::{set_window_size, window_size};
 pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
 pub use spec::{

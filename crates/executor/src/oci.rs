@@ -228,7 +228,7 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Conf
         resources = resources.memory(
             LinuxMemoryBuilder::default()
                 .limit(m as i64)
-                .swap(m as i64)
+                .swap(r.memory_swap.unwrap_or(m as i64))
                 .build()
                 .map_err(e)?,
         );

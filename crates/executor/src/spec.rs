@@ -118,10 +118,20 @@ pub struct TmpfsMount {
 pub struct Resources {
     /// Memory limit in bytes (`--memory`).
     pub memory: Option<u64>,
+    /// Memory plus swap in bytes (`--memory-swap`; -1: unlimited swap), with `memory` only;
+    /// `None`: no swap at all (as much as `memory`, kiln's default).
+    #[serde(default)]
+    pub memory_swap: Option<i64>,
     /// CPU quota in CPUs (`--cpus 1.5`).
     pub cpus: Option<f64>,
     /// Maximum number of processes (`--pids-limit`).
     pub pids: Option<i64>,
+    /// Give the sandbox a cgroup of its own in each of the memory, cpu, pids and freezer
+    /// controllers where the host has them, limits or not, so that its limits can be changed
+    /// and it can be frozen while it runs ([`crate::SandboxCgroups`]; containers set this,
+    /// build steps need not). A controller the host lacks is skipped here (unlike a limit).
+    #[serde(default)]
+    pub updatable: bool,
 }
 
 /// Sandbox settings beyond the process and its root filesystem.

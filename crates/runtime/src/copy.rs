@@ -352,7 +352,7 @@ fn kind_in(root: &Root, path: &str, follow: bool) -> Result<Option<FileType>, Co
 
 /// Mount points the sandbox makes in every container (docker keeps them in its "init"
 /// layer, so its `diff` never shows them).
-const SANDBOX_MOUNTPOINTS: [&str; 6] = [
+pub(crate) const SANDBOX_MOUNTPOINTS: [&str; 6] = [
     "/dev",
     "/proc",
     "/sys",

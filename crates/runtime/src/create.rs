@@ -68,6 +68,11 @@ impl Containers {
             mounts: opts.mounts.clone(),
             extra: SandboxOptions {
                 create_etc_files: true,
+                // A cgroup of its own in each controller: `kiln update` and `kiln pause`.
+                resources: kiln_executor::Resources {
+                    updatable: true,
+                    ..opts.extra.resources.clone()
+                },
                 ..opts.extra.clone()
             },
         };

@@ -108,6 +108,10 @@ impl Container {
         if !init.is_alive() {
             return Err(Error::NotRunning(self.config.id.clone()));
         }
+        // A process joining a frozen cgroup would freeze with it.
+        if self.is_paused() {
+            return Err(Error::Paused(self.config.id.clone()));
+        }
         Ok((init, self.exec_spec(opts)))
     }
 }

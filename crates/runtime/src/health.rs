@@ -373,8 +373,16 @@ impl Monitor {
         let started = Instant::now();
         // As `started` wrote it.
         let mut health = read(&self.file).unwrap_or_default();
+        let cgroups = kiln_executor::SandboxCgroups::of(init.pid).ok();
         loop {
             tokio::time::sleep(self.check.interval()).await;
+            // Paused (`kiln pause`): no probe, as docker (a probe would freeze with it).
+            if cgroups
+                .as_ref()
+                .is_some_and(kiln_executor::SandboxCgroups::frozen)
+            {
+                continue;
+            }
             let probe = self.probe(executor, &init).await;
             let in_start_period = started.elapsed() < self.check.start_period();
             health.record(probe, self.check.retries(), in_start_period);

@@ -26,8 +26,10 @@ impl Container {
         let spec = &self.config.spec;
         let running = self.is_running();
         let restarting = running && self.state.restarting;
+        let paused = running && self.is_paused();
         let status = match self.state.status {
             Status::Running if restarting => "restarting",
+            Status::Running if paused => "paused",
             Status::Running if running => "running",
             Status::Created => "created",
             Status::Running | Status::Exited => "exited",
@@ -103,7 +105,7 @@ impl Container {
             "State": {
                 "Status": status,
                 "Running": running,
-                "Paused": false,
+                "Paused": paused,
                 "Restarting": restarting,
                 "OOMKilled": self.state.oom_killed,
                 "Dead": false,
@@ -128,6 +130,10 @@ impl Container {
                 "AutoRemove": self.config.remove,
                 "Privileged": spec.extra.privileged,
                 "Memory": limits.memory.unwrap_or(0),
+                // Memory plus swap: as much as the memory without `--memory-swap`.
+                "MemorySwap": limits.memory_swap.unwrap_or_else(|| {
+                    limits.memory.map_or(0, |m| i64::try_from(m).unwrap_or(i64::MAX))
+                }),
                 "NanoCpus": limits.cpus.map_or(0, |c| (c * 1e9) as i64),
                 "PidsLimit": limits.pids,
             },

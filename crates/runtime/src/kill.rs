@@ -90,7 +90,14 @@ impl Container {
             return Err(Error::NoInit(self.config.id.clone()));
         };
         match init.signal(signal) {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                // A paused container gets its stop signal or SIGKILL once thawed (as
+                // docker; other signals stay pending until `unpause`).
+                if signal == libc::SIGKILL || signal == self.stop_signal() {
+                    self.thaw_after_signal();
+                }
+                Ok(())
+            }
             // Ended meanwhile.
             Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {
                 Err(Error::NotRunning(self.config.id.clone()))

@@ -80,6 +80,14 @@
 //! `no_new_privs` as the container's own process). Signals go to pid 1, which forwards them
 //! to the command; see `kill.rs`.
 //!
+//! # pause, unpause, update
+//!
+//! Every container's sandbox gets a cgroup of its own in the memory, cpu, pids and freezer
+//! controllers ([`kiln_executor::Resources::updatable`]), limits or not. `pause` freezes it
+//! (whether a container is paused is read from its cgroup, never stored); `update` writes
+//! new limits there and in `config.json`, which the shim reads again before a restart
+//! under its policy. See `pause.rs` and `update.rs`.
+//!
 //! # Health checks
 //!
 //! A container's check ([`Healthcheck`], docker's `Config.Healthcheck`: the image's
@@ -98,6 +106,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 mod attach;
+mod commit;
 mod container;
 mod copy;
 mod create;
@@ -108,6 +117,7 @@ mod inspect;
 mod kill;
 mod lifecycle;
 mod logs;
+mod pause;
 mod restart;
 mod run;
 mod start;
@@ -115,9 +125,11 @@ mod stats;
 pub mod system;
 mod terminal;
 mod top;
+mod update;
 mod volume;
 
 pub use attach::{AttachEnd, AttachOptions, DetachKeys, DetachKeysError, DEFAULT_DETACH_KEYS};
+pub use commit::{keep_docker_fields, CommitError, CommitOptions};
 pub use container::{
     now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
 };
@@ -133,6 +145,7 @@ pub use start::{shim_main, SHIM_ARG};
 pub use stats::{measure, Sample, Usage};
 pub use terminal::stdin_is_terminal;
 pub use top::{Top, TopError};
+pub use update::UpdateOptions;
 pub use volume::{random_volume_name, valid_volume_name, Volume, Volumes, ANONYMOUS_LABEL};
 
 /// The exit code recorded for a container whose start failed (as `docker run`'s own
@@ -194,6 +207,39 @@ pub enum Error {
          container run with -d or -t, or started by kiln start, can be attached"
     )]
     NotAttachable(String),
+    /// `exec` into a paused container.
+    #[error("Container {0} is paused, unpause the container before exec")]
+    Paused(String),
+    /// `pause` of a paused container.
+    #[error("Container {0} is already paused")]
+    AlreadyPaused(String),
+    /// `unpause` of a container that is not paused.
+    #[error("Container {0} is not paused")]
+    NotPaused(String),
+    /// `pause` or `update` of a container waiting to be restarted.
+    #[error("Container {0} is restarting, wait until the container is running")]
+    Restarting(String),
+    /// `update --memory` below docker's minimum.
+    #[error("Minimum memory limit allowed is 6MB")]
+    MemoryTooLow,
+    /// `update --memory-swap` without a memory limit.
+    #[error("You should always set the Memory limit when using Memoryswap limit, see usage")]
+    SwapWithoutMemory,
+    /// `update --memory-swap` below the memory limit.
+    #[error("Minimum memoryswap limit should be larger than memory limit, see usage")]
+    SwapBelowMemory,
+    /// `update --memory` above the swap limit set before.
+    #[error(
+        "Memory limit should be smaller than already set memoryswap limit, update the \
+         memoryswap at the same time"
+    )]
+    MemoryAboveSwap,
+    /// `update --restart` of a `--rm` container.
+    #[error("Restart policy cannot be updated because AutoRemove is enabled for the container")]
+    RestartWithAutoRemove,
+    /// The container's cgroups could not be used (pause, unpause, update).
+    #[error(transparent)]
+    Cgroup(#[from] kiln_executor::CgroupError),
     /// The container is not running (exec, kill).
     #[error("container {0} is not running")]
     NotRunning(String),
@@ -215,6 +261,9 @@ pub enum Error {
          recorded (use kiln run -d)"
     )]
     NoLogs(String),
+    /// `commit` failed.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     /// `cp`, `export` or `diff` failed.
     #[error(transparent)]
     Copy(#[from] copy::CopyError),

@@ -184,6 +184,8 @@ impl Container {
         let Ok(r) = result else {
             return Ok(false);
         };
+        // `kiln update` may have changed the policy and limits since the last run.
+        let _ = self.reload_config();
         let policy = self.config.restart;
         if !policy.should_restart(
             r.exit_code,

@@ -86,6 +86,7 @@ fn all_limits() -> Resources {
         memory: Some(64 * 1024 * 1024),
         cpus: Some(1.5),
         pids: Some(50),
+        ..Default::default()
     }
 }
 
@@ -179,6 +180,7 @@ fn v2_without_swap_accounting_and_odd_values() {
         memory: Some(1 << 20),
         cpus: Some(0.001),
         pids: Some(0),
+        ..Default::default()
     };
     let cg = Cgroup::locate_in(&h, "id2", &res, DevicePolicy::None)
         .unwrap()
@@ -187,6 +189,20 @@ fn v2_without_swap_accounting_and_odd_values() {
     let sandbox = "cg/kiln.service/kiln/id2";
     assert_eq!(fake.read(&format!("{sandbox}/memory.max")), "1048576");
     assert!(!fake.path(&format!("{sandbox}/memory.swap.max")).exists());
+    // With swap accounting, --memory-swap is memory plus swap: swap.max is the rest.
+    fake.file(&format!("{sandbox}/memory.swap.max"), "max\n");
+    for (swap, max) in [(3 << 20, "2097152"), (-1, "max")] {
+        let res = Resources {
+            memory_swap: Some(swap),
+            ..res.clone()
+        };
+        cg.create(&res, &[]).unwrap();
+        assert_eq!(fake.read(&format!("{sandbox}/memory.swap.max")), max);
+    }
+    fake.file(&format!("{sandbox}/memory.swap.max"), "max\n");
+    cg.create(&res, &[]).unwrap();
+    assert_eq!(fake.read(&format!("{sandbox}/memory.swap.max")), "0");
+    std::fs::remove_file(fake.path(&format!("{sandbox}/memory.swap.max"))).unwrap();
     // The kernel's minimum quota is 1 ms; a zero limit means none, as in Docker.
     assert_eq!(fake.read(&format!("{sandbox}/cpu.max")), "1000 100000");
     assert_eq!(fake.read(&format!("{sandbox}/pids.max")), "max");
@@ -541,5 +557,185 @@ fn no_device_cgroup_at_all_is_an_error() {
         err,
         "no device cgroup: no cgroup v1 hierarchy has the devices controller, and no \
          cgroup2 hierarchy is mounted"
+    );
+}
+
+#[test]
+fn an_updatable_sandbox_gets_every_controller_limits_or_not() {
+    let fake = Fake::new();
+    // This development host: v1 memory, cpu, pids (and freezer, added here).
+    let h = fake.hybrid("hugetlb");
+    let mut mounts = fake.mount(37, "freezer", "cgroup", "rw,freezer");
+    for m in &h.mounts {
+        mounts.push_str(&format!(
+            "1 1 0:1 {} {} rw - {} {} {}\n",
+            m.root,
+            m.point.display(),
+            m.fstype,
+            m.fstype,
+            m.options.join(",")
+        ));
+    }
+    let mut membership = String::from("6:freezer:/user.slice/kiln.scope\n");
+    for (c, p) in &h.membership {
+        membership.push_str(&format!("1:{c}:{p}\n"));
+    }
+    let h = Hierarchies::parse(&mounts, &membership);
+    let res = Resources {
+        pids: Some(9),
+        updatable: true,
+        ..Default::default()
+    };
+    let cg = Cgroup::locate_in(&h, "u1", &res, DevicePolicy::None)
+        .unwrap()
+        .unwrap();
+    let own = "user.slice/kiln.scope/kiln/u1";
+    let names: Vec<&str> = cg.v1.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(names, ["pids", "memory", "cpu", "freezer"]);
+    assert_eq!(cg.v2, None);
+    cg.create(&res, &[]).unwrap();
+    assert!(fake.path(&format!("freezer/{own}")).is_dir());
+    assert!(!fake
+        .path(&format!("memory/{own}/memory.limit_in_bytes"))
+        .exists());
+    // Without updatable, nothing beyond the limit.
+    let res = Resources {
+        pids: Some(9),
+        ..Default::default()
+    };
+    let cg = Cgroup::locate_in(&h, "u2", &res, DevicePolicy::None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(cg.v1.len(), 1);
+
+    // A pure v2 host without the cpu controller: the rest on v2, cpu skipped (no error),
+    // and the v2 directory carries the freezer.
+    let fake = Fake::new();
+    let h = fake.pure_v2("memory pids");
+    let res = Resources {
+        updatable: true,
+        ..Default::default()
+    };
+    let cg = Cgroup::locate_in(&h, "u3", &res, DevicePolicy::None)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        cg.v2,
+        Some((
+            fake.path("cg/kiln.service/kiln/u3"),
+            vec!["memory".into(), "pids".into()]
+        ))
+    );
+}
+
+#[test]
+fn a_running_sandbox_is_found_from_its_pid_1_and_frozen_and_limited() {
+    use super::live::{CgroupError, SandboxCgroups};
+    let fake = Fake::new();
+    let h = fake.hybrid("hugetlb");
+    let mut mounts = fake.mount(37, "freezer", "cgroup", "rw,freezer");
+    for m in &h.mounts {
+        mounts.push_str(&format!(
+            "1 1 0:1 {} {} rw - {} {} {}\n",
+            m.root,
+            m.point.display(),
+            m.fstype,
+            m.fstype,
+            m.options.join(",")
+        ));
+    }
+    let h = Hierarchies::parse(&mounts, "0::/\n");
+    // pid 1 has its own memory, cpu and freezer cgroups; pids and v2 are its supervisor's.
+    let own = "/user.slice/kiln.scope/kiln/abc";
+    let proc_cgroup = format!(
+        "8:pids:/user.slice/kiln.scope\n6:freezer:{own}\n4:memory:{own}\n\
+         1:cpu,cpuacct:{own}\n0::/user.slice/kiln.scope\n"
+    );
+    let cg = SandboxCgroups::of_in(&h, &proc_cgroup);
+    fake.file(&format!("freezer{own}/freezer.state"), "THAWED\n");
+    fake.file(&format!("memory{own}/memory.limit_in_bytes"), "0");
+    fake.file(&format!("memory{own}/memory.memsw.limit_in_bytes"), "0");
+    fake.file(&format!("cpu,cpuacct{own}/cpu.cfs_quota_us"), "-1");
+    assert!(!cg.frozen());
+    // A fake freezer.state reads back what was written: FROZEN at once.
+    cg.freeze().unwrap();
+    assert_eq!(fake.read(&format!("freezer{own}/freezer.state")), "FROZEN");
+    assert!(cg.frozen());
+    cg.thaw().unwrap();
+    assert!(!cg.frozen());
+
+    let res = Resources {
+        memory: Some(32 << 20),
+        cpus: Some(0.5),
+        ..Default::default()
+    };
+    cg.set_limits(&res).unwrap();
+    let m = (32 << 20).to_string();
+    assert_eq!(fake.read(&format!("memory{own}/memory.limit_in_bytes")), m);
+    assert_eq!(
+        fake.read(&format!("memory{own}/memory.memsw.limit_in_bytes")),
+        m
+    );
+    assert_eq!(
+        fake.read(&format!("cpu,cpuacct{own}/cpu.cfs_quota_us")),
+        "50000"
+    );
+    // --memory-swap: memory plus swap on v1; -1 is unlimited.
+    for (swap, memsw) in [(96 << 20, (96 << 20).to_string()), (-1, "-1".to_string())] {
+        cg.set_limits(&Resources {
+            memory: Some(32 << 20),
+            memory_swap: Some(swap),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            fake.read(&format!("memory{own}/memory.memsw.limit_in_bytes")),
+            memsw
+        );
+    }
+    // Its pids cgroup is its supervisor's: never touched.
+    let err = cg
+        .set_limits(&Resources {
+            pids: Some(5),
+            ..Default::default()
+        })
+        .unwrap_err();
+    assert!(matches!(err, CgroupError::NoCgroup("pids")), "{err}");
+    assert!(!fake.path("pids/user.slice/kiln.scope/pids.max").exists());
+
+    // On v2: cgroup.freeze, done when cgroup.events says frozen; one that never says so
+    // is thawed again.
+    let fake = Fake::new();
+    let h = fake.pure_v2("memory pids");
+    let dir = "cg/kiln.service/kiln/xyz";
+    fake.file(&format!("{dir}/cgroup.freeze"), "0\n");
+    fake.file(&format!("{dir}/cgroup.events"), "populated 1\nfrozen 0\n");
+    fake.file(&format!("{dir}/pids.max"), "max\n");
+    let cg = SandboxCgroups::of_in(&h, "0::/kiln.service/kiln/xyz\n");
+    let err = cg
+        .freeze_within(std::time::Duration::from_millis(20))
+        .unwrap_err();
+    assert!(matches!(err, CgroupError::FreezeTimeout(_)), "{err}");
+    assert_eq!(fake.read(&format!("{dir}/cgroup.freeze")), "0");
+    fake.file(&format!("{dir}/cgroup.events"), "populated 1\nfrozen 1\n");
+    cg.freeze().unwrap();
+    assert!(cg.frozen());
+    cg.set_limits(&Resources {
+        pids: Some(0),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(fake.read(&format!("{dir}/pids.max")), "max");
+    assert!(matches!(
+        cg.set_limits(&Resources {
+            memory: Some(1),
+            ..Default::default()
+        }),
+        Err(CgroupError::NoCgroup("memory"))
+    ));
+    // A process in no sandbox cgroup at all.
+    assert_eq!(
+        SandboxCgroups::of_in(&h, "0::/kiln.service\n"),
+        SandboxCgroups::default()
     );
 }
