@@ -25,6 +25,10 @@ pub(crate) struct PsArgs {
     /// Do not truncate IDs and commands.
     #[arg(long)]
     no_trunc: bool,
+    /// Filter: id=, name=, label=KEY[=VALUE], status=, exited=N, ancestor=IMAGE, health=;
+    /// repeatable.
+    #[arg(short, long)]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -231,16 +235,62 @@ fn host_addr(p: &kiln_executor::PortMapping) -> String {
     }
 }
 
-/// The PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`.
+/// The PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`, as docker's
+/// DisplayablePorts: ports published on the same port number collapse into ranges per
+/// address and protocol (`0.0.0.0:8000-8001->8000-8001/tcp`), listed first; the others one
+/// by one.
 fn ports(c: &Container) -> String {
-    c.config
-        .spec
-        .extra
-        .ports
-        .iter()
-        .map(|p| format!("{}->{}/{}", host_addr(p), p.container_port, p.protocol))
-        .collect::<Vec<_>>()
-        .join(", ")
+    displayable_ports(&c.config.spec.extra.ports)
+}
+
+fn displayable_ports(maps: &[kiln_executor::PortMapping]) -> String {
+    let ip = |p: &kiln_executor::PortMapping| p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let mut sorted: Vec<&kiln_executor::PortMapping> = maps.iter().collect();
+    // docker's comparePorts: container port, address, host port, protocol.
+    sorted.sort_by(|a, b| {
+        (a.container_port, ip(a), a.host_port, &a.protocol).cmp(&(
+            b.container_port,
+            ip(b),
+            b.host_port,
+            &b.protocol,
+        ))
+    });
+    let run = |(ip, proto): &(String, String), (a, b): (u16, u16)| {
+        let r = if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        };
+        format!("{ip}:{r}->{r}/{proto}")
+    };
+    // (address, protocol) → the run being collected, in the order first seen.
+    let mut groups: Vec<((String, String), (u16, u16))> = Vec::new();
+    let mut out = Vec::new();
+    let mut others = Vec::new();
+    for p in sorted {
+        if p.host_port != p.container_port {
+            others.push(format!(
+                "{}->{}/{}",
+                host_addr(p),
+                p.container_port,
+                p.protocol
+            ));
+            continue;
+        }
+        let key = (ip(p), p.protocol.clone());
+        let port = p.container_port;
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, last)) if last.1.checked_add(1) == Some(port) => last.1 = port,
+            Some((k, last)) => {
+                out.push(run(k, *last));
+                *last = (port, port);
+            }
+            None => groups.push((key, (port, port))),
+        }
+    }
+    out.extend(groups.iter().map(|(k, r)| run(k, *r)));
+    out.extend(others);
+    out.join(", ")
 }
 
 /// `kiln port CTR [PORT[/PROTO]]`, as docker's: `80/tcp -> 0.0.0.0:8080` per mapping, or
@@ -281,11 +331,16 @@ pub(crate) fn port(env: &Env, a: PortArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
+    let filters =
+        kiln_runtime::Filters::parse(&a.filter).map_err(|e| Failure::new(1, e.to_string()))?;
+    // As docker: a status filter lists stopped containers too.
+    let all = a.all || filters.has_status();
     let list = Containers::new(env.store.root()).list().map_err(failure)?;
     let now = kiln_runtime::now_millis();
     let shown = list
         .iter()
-        .filter(|c| a.all || c.state.status == Status::Running);
+        .filter(|c| all || c.state.status == Status::Running)
+        .filter(|c| filters.matches(c));
     let id = |c: &Container| {
         if a.no_trunc {
             c.id().to_string()
@@ -525,6 +580,28 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_collapse_into_ranges_as_docker_shows_them() {
+        let m = |ip: Option<&str>, h: u16, c: u16, proto: &str| kiln_executor::PortMapping {
+            host_ip: ip.map(str::to_string),
+            host_port: h,
+            container_port: c,
+            protocol: proto.into(),
+        };
+        let maps = [
+            m(None, 49153, 80, "tcp"),
+            m(None, 8001, 8001, "tcp"),
+            m(None, 8000, 8000, "tcp"),
+            m(None, 8003, 8003, "tcp"),
+            m(Some("127.0.0.1"), 53, 53, "udp"),
+        ];
+        assert_eq!(
+            displayable_ports(&maps),
+            "0.0.0.0:8000-8001->8000-8001/tcp, 127.0.0.1:53->53/udp, \
+             0.0.0.0:8003->8003/tcp, 0.0.0.0:49153->80/tcp"
+        );
+    }
 
     #[test]
     fn tables_pad_like_tabwriter() {
