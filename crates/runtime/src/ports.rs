@@ -9,8 +9,9 @@
 //! A spec without a host port (`-p 80`, `-p 127.0.0.1::80`, `-P`) gets a port the kernel
 //! picks: a socket of the protocol is bound to port 0 on the host address (all addresses
 //! when none is given) and its port taken; a host range (`-p 8000-8010:80`) takes the first
-//! port of the range that binds. All sockets stay bound until every mapping has its port, so
-//! one resolution never picks a port twice; then they are closed and the sandbox's network
+//! port of the range that binds. The fixed host ports of the same container are bound first,
+//! and all sockets stay bound until every mapping has its port, so one resolution never
+//! picks a port twice nor one the container publishes as fixed; then they are closed and the sandbox's network
 //! helper binds the ports for good. That leaves a race: another process may bind a chosen
 //! port in between. The start then fails as it does for a busy `-p HOST:CTR` (exit 125, the
 //! port named), and a second `run` picks again. The kernel picks from
@@ -224,7 +225,21 @@ pub(crate) fn resolve(
             }
         }
     }
-    let mut held = Vec::new();
+    // The fixed host ports first, held where they can be bound, so that no free port is
+    // picked that this container publishes as a fixed one (a fixed port that cannot be
+    // bound is left to the network setup to report).
+    let mut held: Vec<Held> = Vec::new();
+    for s in &wanted {
+        let Some((a, b)) = s.host else { continue };
+        let fixed = a == b || b - a == s.container.1 - s.container.0;
+        let ip = match s.host_ip.as_deref() {
+            Some(ip) => ip.parse().ok(),
+            None => Some(IpAddr::V4(Ipv4Addr::UNSPECIFIED)),
+        };
+        if let (true, Some(ip)) = (fixed, ip) {
+            held.extend((a..=b).filter_map(|p| bind(ip, p, &s.protocol).map(|(_, h)| h)));
+        }
+    }
     let mut out = Vec::new();
     for s in &wanted {
         let ip: IpAddr = match &s.host_ip {
