@@ -237,23 +237,48 @@ fn host_addr(p: &kiln_executor::PortMapping) -> String {
 
 /// The PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`, as docker's
 /// DisplayablePorts: ports published on the same port number collapse into ranges per
-/// address and protocol (`0.0.0.0:8000-8001->8000-8001/tcp`), listed first; the others one
-/// by one.
+/// address and protocol (`0.0.0.0:8000-8001->8000-8001/tcp`), as do exposed ports that are
+/// not published (`8080/tcp`, on the default network), listed first; the others one by one.
 fn ports(c: &Container) -> String {
-    displayable_ports(&c.config.spec.extra.ports)
+    let maps = &c.config.spec.extra.ports;
+    let mut shown: Vec<ShownPort<'_>> = maps
+        .iter()
+        .map(|p| {
+            let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
+            (
+                p.container_port,
+                p.protocol.as_str(),
+                Some((ip, p.host_port)),
+            )
+        })
+        .collect();
+    let exposed = c.exposed_ports();
+    if c.config.spec.network == kiln_executor::Network::Default {
+        for (port, proto) in &exposed {
+            if !maps
+                .iter()
+                .any(|m| m.container_port == *port && m.protocol == *proto)
+            {
+                shown.push((*port, proto, None));
+            }
+        }
+    }
+    displayable_ports(shown)
 }
 
-fn displayable_ports(maps: &[kiln_executor::PortMapping]) -> String {
-    let ip = |p: &kiln_executor::PortMapping| p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
-    let mut sorted: Vec<&kiln_executor::PortMapping> = maps.iter().collect();
+/// A port as `ps` shows it: container port, protocol, and the host address and port when
+/// it is published.
+type ShownPort<'a> = (u16, &'a str, Option<(String, u16)>);
+
+/// docker's DisplayablePorts.
+fn displayable_ports(mut ports: Vec<ShownPort<'_>>) -> String {
     // docker's comparePorts: container port, address, host port, protocol.
-    sorted.sort_by(|a, b| {
-        (a.container_port, ip(a), a.host_port, &a.protocol).cmp(&(
-            b.container_port,
-            ip(b),
-            b.host_port,
-            &b.protocol,
-        ))
+    ports.sort_by(|a, b| {
+        let key = |p: &ShownPort<'_>| {
+            let (ip, host) = p.2.clone().unwrap_or_default();
+            (p.0, ip, host, p.1.to_string())
+        };
+        key(a).cmp(&key(b))
     });
     let run = |(ip, proto): &(String, String), (a, b): (u16, u16)| {
         let r = if a == b {
@@ -261,24 +286,31 @@ fn displayable_ports(maps: &[kiln_executor::PortMapping]) -> String {
         } else {
             format!("{a}-{b}")
         };
-        format!("{ip}:{r}->{r}/{proto}")
+        if ip.is_empty() {
+            format!("{r}/{proto}")
+        } else {
+            format!("{ip}:{r}->{r}/{proto}")
+        }
     };
     // (address, protocol) → the run being collected, in the order first seen.
     let mut groups: Vec<((String, String), (u16, u16))> = Vec::new();
     let mut out = Vec::new();
     let mut others = Vec::new();
-    for p in sorted {
-        if p.host_port != p.container_port {
-            others.push(format!(
-                "{}->{}/{}",
-                host_addr(p),
-                p.container_port,
-                p.protocol
-            ));
-            continue;
-        }
-        let key = (ip(p), p.protocol.clone());
-        let port = p.container_port;
+    for (port, proto, host) in ports {
+        let ip = match host {
+            Some((ip, h)) if h != port => {
+                let addr = if ip.contains(':') {
+                    format!("[{ip}]:{h}")
+                } else {
+                    format!("{ip}:{h}")
+                };
+                others.push(format!("{addr}->{port}/{proto}"));
+                continue;
+            }
+            Some((ip, _)) => ip,
+            None => String::new(),
+        };
+        let key = (ip, proto.to_string());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, last)) if last.1.checked_add(1) == Some(port) => last.1 = port,
             Some((k, last)) => {
@@ -583,23 +615,26 @@ mod tests {
 
     #[test]
     fn ports_collapse_into_ranges_as_docker_shows_them() {
-        let m = |ip: Option<&str>, h: u16, c: u16, proto: &str| kiln_executor::PortMapping {
-            host_ip: ip.map(str::to_string),
-            host_port: h,
-            container_port: c,
-            protocol: proto.into(),
+        let m = |ip: Option<&str>, h: u16, c: u16, proto: &'static str| {
+            (c, proto, ip.map(|ip| (ip.to_string(), h)))
         };
-        let maps = [
-            m(None, 49153, 80, "tcp"),
-            m(None, 8001, 8001, "tcp"),
-            m(None, 8000, 8000, "tcp"),
-            m(None, 8003, 8003, "tcp"),
+        let ports = vec![
+            m(Some("0.0.0.0"), 49153, 80, "tcp"),
+            m(Some("0.0.0.0"), 8001, 8001, "tcp"),
+            m(Some("0.0.0.0"), 8000, 8000, "tcp"),
+            m(Some("0.0.0.0"), 8003, 8003, "tcp"),
             m(Some("127.0.0.1"), 53, 53, "udp"),
+            m(Some("::1"), 8080, 81, "tcp"),
+            // Exposed, not published.
+            m(None, 0, 9001, "tcp"),
+            m(None, 0, 9000, "tcp"),
+            m(None, 0, 9000, "udp"),
         ];
         assert_eq!(
-            displayable_ports(&maps),
+            displayable_ports(ports),
             "0.0.0.0:8000-8001->8000-8001/tcp, 127.0.0.1:53->53/udp, \
-             0.0.0.0:8003->8003/tcp, 0.0.0.0:49153->80/tcp"
+             0.0.0.0:8003->8003/tcp, 9000-9001/tcp, 9000/udp, 0.0.0.0:49153->80/tcp, \
+             [::1]:8080->81/tcp"
         );
     }
 

@@ -607,6 +607,10 @@ fn publish_all_gives_every_exposed_port_a_free_host_port() {
         http.to_string()
     );
     assert!(v["Config"]["ExposedPorts"]["7070/tcp"].is_object(), "{v}");
+    k.ok(&["rm", "-f", "all"]);
+    // Exposed and not published: listed without a host side, as docker's ps.
+    k.ok(&["run", "-d", "--network", "default", "web", "sleep", "100"]);
+    assert_eq!(ps_ports(k), "8080/tcp, 9090/udp");
 }
 
 #[test]

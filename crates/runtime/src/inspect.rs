@@ -40,10 +40,7 @@ impl Container {
             .map_or(0, |p| p.pid);
         let mut bindings = Map::new();
         let mut exposed = Map::new();
-        for (p, proto) in crate::ports::exposed_by(&self.config.image_config)
-            .iter()
-            .chain(&self.config.expose)
-        {
+        for (p, proto) in self.exposed_ports() {
             exposed.insert(format!("{p}/{proto}"), json!({}));
         }
         for p in &spec.extra.ports {

@@ -184,6 +184,19 @@ pub(crate) fn exposed_by(config: &serde_json::Value) -> Vec<(u16, String)> {
         .collect()
 }
 
+impl crate::Container {
+    /// The ports it exposes: its image's `EXPOSE`s, then `--expose`, each once.
+    pub fn exposed_ports(&self) -> Vec<(u16, String)> {
+        let mut all = exposed_by(&self.config.image_config);
+        for e in &self.config.expose {
+            if !all.contains(e) {
+                all.push(e.clone());
+            }
+        }
+        all
+    }
+}
+
 /// A bound socket that holds a chosen port until every mapping has one.
 enum Held {
     Tcp(#[allow(dead_code)] TcpListener),
