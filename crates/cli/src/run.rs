@@ -47,7 +47,7 @@ pub(crate) struct RunArgs {
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
     /// Attach a filesystem mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]
-    /// [,tmpfs-size=…]; repeatable.
+    /// [,tmpfs-size=…][,tmpfs-mode=…]; repeatable.
     #[arg(long = "mount")]
     mount: Vec<String>,
     /// Working directory.
@@ -96,7 +96,7 @@ pub(crate) struct RunArgs {
     /// repeatable.
     #[arg(long = "device")]
     devices: Vec<String>,
-    /// Mount a tmpfs: PATH[:size=SIZE[,…]]; repeatable.
+    /// Mount a tmpfs: PATH[:size=SIZE,mode=OCTAL[,…]]; repeatable.
     #[arg(long)]
     tmpfs: Vec<String>,
     /// Container hostname (default: the first 12 characters of its id).
@@ -337,15 +337,22 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
             "invalid tmpfs `{spec}`: the path must be absolute"
         )));
     }
-    let mut size = None;
+    let (mut size, mut mode) = (None, None);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         if let Some(v) = o.strip_prefix("size=") {
             size = Some(parse_ram(v).map_err(Failure::usage)?);
+        } else if let Some(v) = o.strip_prefix("mode=") {
+            mode = Some(u32::from_str_radix(v, 8).map_err(|_| {
+                Failure::usage(format!(
+                    "invalid tmpfs `{spec}`: mode `{v}` is not an octal number"
+                ))
+            })?);
         }
     }
     Ok(kiln_executor::TmpfsMount {
         destination: path.to_string(),
         size,
+        mode,
     })
 }
 

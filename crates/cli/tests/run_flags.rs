@@ -746,12 +746,14 @@ fn mount_binds_volumes_and_tmpfs() {
             "--mount",
             "type=volume,source=vol1,target=/v",
             "--mount",
-            "type=tmpfs,destination=/t,tmpfs-size=1m",
+            "type=tmpfs,destination=/t,tmpfs-size=1m,tmpfs-mode=1770",
+            "--tmpfs",
+            "/t2:mode=700",
         ],
         "cat /h/f; touch /h/x 2>/dev/null || echo ro; echo kept > /v/a; \
-         grep ' /t ' /proc/mounts | grep -o 'size=[0-9a-z]*'",
+         grep ' /t ' /proc/mounts | grep -o 'size=[0-9a-z]*'; stat -c %a /t /t2",
     );
-    assert_eq!(out, "from host\nro\nsize=1024k\n");
+    assert_eq!(out, "from host\nro\nsize=1024k\n1770\n700\n");
     // The volume outlives the container; `src` and `dst` are docker's aliases.
     assert_eq!(
         r.sh(&["--mount", "src=vol1,dst=/v,readonly"], "cat /v/a"),

@@ -5,9 +5,8 @@
 //!
 //! Not supported, and refused by name: `bind-propagation` other than docker's default
 //! `rprivate`, `bind-recursive`/`bind-nonrecursive`, `volume-driver` other than `local`,
-//! `volume-opt` and `volume-label` (kiln's volumes are plain directories), `tmpfs-mode` (the tmpfs is `1777`, as
-//! docker's default). `volume-nocopy` and `consistency` are accepted (the latter is ignored
-//! on Linux by docker too).
+//! `volume-opt` and `volume-label` (kiln's volumes are plain directories). `volume-nocopy`
+//! and `consistency` are accepted (the latter is ignored on Linux by docker too).
 
 use crate::VolumeSpec;
 use kiln_executor::{BindMount, TmpfsMount};
@@ -64,7 +63,7 @@ impl MountFlag {
         let mut kind = "volume";
         let (mut source, mut target) = (String::new(), String::new());
         let mut readonly = false;
-        let mut size = None;
+        let (mut size, mut mode) = (None, None);
         let (mut bind_opt, mut volume_opt, mut tmpfs_opt) = (None, None, None);
         for field in spec.split(',') {
             let (key, value) = match field.split_once('=') {
@@ -143,9 +142,12 @@ impl MountFlag {
                     tmpfs_opt.get_or_insert(key.clone());
                 }
                 "tmpfs-mode" => {
-                    return Err(invalid(
-                        "tmpfs-mode is not supported by kiln (its tmpfs mounts are 1777)".into(),
-                    ));
+                    let v = need()?;
+                    mode = Some(
+                        u32::from_str_radix(v, 8)
+                            .map_err(|_| invalid(format!("invalid value for {key}: {v}")))?,
+                    );
+                    tmpfs_opt.get_or_insert(key.clone());
                 }
                 _ => return Err(invalid(format!("unexpected key '{key}' in '{field}'"))),
             }
@@ -208,6 +210,7 @@ impl MountFlag {
                 MountFlag::Tmpfs(TmpfsMount {
                     destination: target,
                     size,
+                    mode,
                 })
             }
         })
@@ -260,8 +263,9 @@ mod tests {
             })
         ));
         assert!(matches!(
-            parse("type=tmpfs,target=/t,tmpfs-size=1m").unwrap(),
-            MountFlag::Tmpfs(TmpfsMount { destination, size: Some(1_048_576) }) if destination == "/t"
+            parse("type=tmpfs,target=/t,tmpfs-size=1m,tmpfs-mode=1770").unwrap(),
+            MountFlag::Tmpfs(TmpfsMount { destination, size: Some(1_048_576), mode: Some(0o1770) })
+                if destination == "/t"
         ));
     }
 
@@ -303,8 +307,8 @@ mod tests {
             ),
             ("type=bind,src=/a,dst=b", "mount path must be absolute"),
             (
-                "type=tmpfs,dst=/b,tmpfs-mode=1770",
-                "tmpfs-mode is not supported",
+                "type=tmpfs,dst=/b,tmpfs-mode=9",
+                "invalid value for tmpfs-mode: 9",
             ),
             (
                 "type=volume,src=a/b,dst=/b",
