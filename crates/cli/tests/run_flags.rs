@@ -469,8 +469,13 @@ fn stop_signal_and_stop_timeout_are_used_by_stop() {
         "busybox",
         "sh",
         "-c",
-        "trap '' TERM; while true; do sleep 0.1; done",
+        "trap '' TERM; echo ready; while true; do sleep 0.1; done",
     ]);
+    // Not before the trap is set (a loaded machine may not have run it yet).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !r.0.ok(&["logs", "slow"]).contains("ready") && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let start = std::time::Instant::now();
     r.0.ok(&["stop", "slow"]);
     let took = start.elapsed();
