@@ -25,6 +25,10 @@ pub(crate) struct PsArgs {
     /// Do not truncate IDs and commands.
     #[arg(long)]
     no_trunc: bool,
+    /// Filter: id=, name=, label=KEY[=VALUE], status=, exited=N, ancestor=IMAGE, health=;
+    /// repeatable.
+    #[arg(short, long)]
+    filter: Vec<String>,
 }
 
 #[derive(Args)]
@@ -240,16 +244,94 @@ fn host_addr(p: &kiln_executor::PortMapping) -> String {
     }
 }
 
-/// The PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`.
+/// The PORTS column: `0.0.0.0:8080->80/tcp, 127.0.0.1:5353->53/udp`, as docker's
+/// DisplayablePorts: ports published on the same port number collapse into ranges per
+/// address and protocol (`0.0.0.0:8000-8001->8000-8001/tcp`), as do exposed ports that are
+/// not published (`8080/tcp`, on the default network), listed first; the others one by one.
 fn ports(c: &Container) -> String {
-    c.config
-        .spec
-        .extra
-        .ports
+    let maps = &c.config.spec.extra.ports;
+    let mut shown: Vec<ShownPort<'_>> = maps
         .iter()
-        .map(|p| format!("{}->{}/{}", host_addr(p), p.container_port, p.protocol))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(|p| {
+            let ip = p.host_ip.clone().unwrap_or_else(|| "0.0.0.0".into());
+            (
+                p.container_port,
+                p.protocol.as_str(),
+                Some((ip, p.host_port)),
+            )
+        })
+        .collect();
+    let exposed = c.exposed_ports();
+    if c.config.spec.network == kiln_executor::Network::Default {
+        for (port, proto) in &exposed {
+            if !maps
+                .iter()
+                .any(|m| m.container_port == *port && m.protocol == *proto)
+            {
+                shown.push((*port, proto, None));
+            }
+        }
+    }
+    displayable_ports(shown)
+}
+
+/// A port as `ps` shows it: container port, protocol, and the host address and port when
+/// it is published.
+type ShownPort<'a> = (u16, &'a str, Option<(String, u16)>);
+
+/// docker's DisplayablePorts.
+fn displayable_ports(mut ports: Vec<ShownPort<'_>>) -> String {
+    // docker's comparePorts: container port, address, host port, protocol.
+    ports.sort_by(|a, b| {
+        let key = |p: &ShownPort<'_>| {
+            let (ip, host) = p.2.clone().unwrap_or_default();
+            (p.0, ip, host, p.1.to_string())
+        };
+        key(a).cmp(&key(b))
+    });
+    let run = |(ip, proto): &(String, String), (a, b): (u16, u16)| {
+        let r = if a == b {
+            a.to_string()
+        } else {
+            format!("{a}-{b}")
+        };
+        if ip.is_empty() {
+            format!("{r}/{proto}")
+        } else {
+            format!("{ip}:{r}->{r}/{proto}")
+        }
+    };
+    // (address, protocol) → the run being collected, in the order first seen.
+    let mut groups: Vec<((String, String), (u16, u16))> = Vec::new();
+    let mut out = Vec::new();
+    let mut others = Vec::new();
+    for (port, proto, host) in ports {
+        let ip = match host {
+            Some((ip, h)) if h != port => {
+                let addr = if ip.contains(':') {
+                    format!("[{ip}]:{h}")
+                } else {
+                    format!("{ip}:{h}")
+                };
+                others.push(format!("{addr}->{port}/{proto}"));
+                continue;
+            }
+            Some((ip, _)) => ip,
+            None => String::new(),
+        };
+        let key = (ip, proto.to_string());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, last)) if last.1.checked_add(1) == Some(port) => last.1 = port,
+            Some((k, last)) => {
+                out.push(run(k, *last));
+                *last = (port, port);
+            }
+            None => groups.push((key, (port, port))),
+        }
+    }
+    out.extend(groups.iter().map(|(k, r)| run(k, *r)));
+    out.extend(others);
+    out.join(", ")
 }
 
 /// `kiln port CTR [PORT[/PROTO]]`, as docker's: `80/tcp -> 0.0.0.0:8080` per mapping, or
@@ -290,11 +372,16 @@ pub(crate) fn port(env: &Env, a: PortArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
+    let filters =
+        kiln_runtime::Filters::parse(&a.filter).map_err(|e| Failure::new(1, e.to_string()))?;
+    // As docker: a status filter lists stopped containers too.
+    let all = a.all || filters.has_status();
     let list = Containers::new(env.store.root()).list().map_err(failure)?;
     let now = kiln_runtime::now_millis();
     let shown = list
         .iter()
-        .filter(|c| a.all || c.state.status == Status::Running);
+        .filter(|c| all || c.state.status == Status::Running)
+        .filter(|c| filters.matches(c));
     let id = |c: &Container| {
         if a.no_trunc {
             c.id().to_string()
@@ -554,6 +641,31 @@ pub(crate) async fn exec(env: &Env, a: ExecArgs) -> Result<u8, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ports_collapse_into_ranges_as_docker_shows_them() {
+        let m = |ip: Option<&str>, h: u16, c: u16, proto: &'static str| {
+            (c, proto, ip.map(|ip| (ip.to_string(), h)))
+        };
+        let ports = vec![
+            m(Some("0.0.0.0"), 49153, 80, "tcp"),
+            m(Some("0.0.0.0"), 8001, 8001, "tcp"),
+            m(Some("0.0.0.0"), 8000, 8000, "tcp"),
+            m(Some("0.0.0.0"), 8003, 8003, "tcp"),
+            m(Some("127.0.0.1"), 53, 53, "udp"),
+            m(Some("::1"), 8080, 81, "tcp"),
+            // Exposed, not published.
+            m(None, 0, 9001, "tcp"),
+            m(None, 0, 9000, "tcp"),
+            m(None, 0, 9000, "udp"),
+        ];
+        assert_eq!(
+            displayable_ports(ports),
+            "0.0.0.0:8000-8001->8000-8001/tcp, 127.0.0.1:53->53/udp, \
+             0.0.0.0:8003->8003/tcp, 9000-9001/tcp, 9000/udp, 0.0.0.0:49153->80/tcp, \
+             [::1]:8080->81/tcp"
+        );
+    }
 
     #[test]
     fn tables_pad_like_tabwriter() {

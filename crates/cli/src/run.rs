@@ -55,6 +55,10 @@ pub(crate) struct RunArgs {
     /// DST alone (a new anonymous volume); repeatable.
     #[arg(short = 'v', long = "volume")]
     volumes: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=…,target=…[,readonly]
+    /// [,tmpfs-size=…][,tmpfs-mode=…]; repeatable.
+    #[arg(long = "mount")]
+    mount: Vec<String>,
     /// Working directory.
     #[arg(short = 'w', long)]
     workdir: Option<String>,
@@ -68,10 +72,23 @@ pub(crate) struct RunArgs {
     /// namespace with outbound access through pasta; the default with -p).
     #[arg(long, value_parser = ["none", "host", "default"])]
     network: Option<String>,
-    /// Publish a container port on the host: [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp];
-    /// repeatable. Implies --network default unless --network is given.
+    /// Publish a container port on the host: [IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END]
+    /// [/tcp|/udp] (no host port: a free one); repeatable. Implies --network default unless
+    /// --network is given.
     #[arg(short = 'p', long = "publish")]
     publish: Vec<String>,
+    /// Publish every exposed port (the image's EXPOSE and --expose) on a free host port.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port or a range of ports: PORT[-END][/tcp|/udp]; repeatable.
+    #[arg(long)]
+    expose: Vec<String>,
+    /// Set the platform (accepted when it is the image's: os[/arch[/variant]]).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    init: bool,
     /// Memory limit (bytes, or with a b/k/m/g suffix; 0: no limit).
     #[arg(short = 'm', long, value_parser = parse_ram)]
     memory: Option<u64>,
@@ -88,7 +105,7 @@ pub(crate) struct RunArgs {
     /// repeatable.
     #[arg(long = "device")]
     devices: Vec<String>,
-    /// Mount a tmpfs: PATH[:size=SIZE[,…]]; repeatable.
+    /// Mount a tmpfs: PATH[:size=SIZE,mode=OCTAL[,…]]; repeatable.
     #[arg(long)]
     tmpfs: Vec<String>,
     /// Container hostname (default: the first 12 characters of its id).
@@ -322,51 +339,6 @@ pub(crate) fn parse_ram(s: &str) -> Result<u64, String> {
     })
 }
 
-/// `-p [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]`.
-pub(crate) fn parse_publish(spec: &str) -> Result<kiln_executor::PortMapping, Failure> {
-    let bad = |why: &str| Failure::usage(format!("invalid publish spec `{spec}`: {why}"));
-    let (rest, protocol) = match spec.rsplit_once('/') {
-        Some((r, p)) if p == "tcp" || p == "udp" => (r, p.to_string()),
-        Some((_, p)) => return Err(bad(&format!("unknown protocol `{p}` (tcp or udp)"))),
-        None => (spec, "tcp".to_string()),
-    };
-    let port = |p: &str| -> Result<u16, Failure> {
-        match p.parse::<u32>() {
-            Ok(n) if (1..=65535).contains(&n) => Ok(n as u16),
-            _ => Err(bad(&format!("invalid port `{p}` (1 to 65535)"))),
-        }
-    };
-    let (ip, host, ctr) = match rest.rsplitn(3, ':').collect::<Vec<_>>()[..] {
-        [ctr] => {
-            port(ctr)?;
-            return Err(bad(
-                "an ephemeral host port (-p CONTAINER_PORT) is not supported; \
-                 give the host port: -p HOST_PORT:CONTAINER_PORT",
-            ));
-        }
-        [ctr, host] => (None, host, ctr),
-        [ctr, host, ip] => {
-            let ip = ip.trim_start_matches('[').trim_end_matches(']');
-            if ip.parse::<std::net::IpAddr>().is_err() {
-                return Err(bad(&format!("invalid IP address `{ip}`")));
-            }
-            (Some(ip.to_string()), host, ctr)
-        }
-        _ => return Err(bad("expected [IP:]HOST_PORT:CONTAINER_PORT[/tcp|/udp]")),
-    };
-    if host.is_empty() {
-        return Err(bad(
-            "an ephemeral host port is not supported; give the host port",
-        ));
-    }
-    Ok(kiln_executor::PortMapping {
-        host_ip: ip,
-        host_port: port(host)?,
-        container_port: port(ctr)?,
-        protocol,
-    })
-}
-
 fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     let (path, opts) = spec.split_once(':').unwrap_or((spec, ""));
     if !path.starts_with('/') {
@@ -374,15 +346,22 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
             "invalid tmpfs `{spec}`: the path must be absolute"
         )));
     }
-    let mut size = None;
+    let (mut size, mut mode) = (None, None);
     for o in opts.split(',').filter(|o| !o.is_empty()) {
         if let Some(v) = o.strip_prefix("size=") {
             size = Some(parse_ram(v).map_err(Failure::usage)?);
+        } else if let Some(v) = o.strip_prefix("mode=") {
+            mode = Some(u32::from_str_radix(v, 8).map_err(|_| {
+                Failure::usage(format!(
+                    "invalid tmpfs `{spec}`: mode `{v}` is not an octal number"
+                ))
+            })?);
         }
     }
     Ok(kiln_executor::TmpfsMount {
         destination: path.to_string(),
         size,
+        mode,
     })
 }
 
@@ -405,26 +384,32 @@ fn resolve(
              sandbox's own pid 1)",
         ));
     }
-    let mut ports = a
+    let mut publish = a
         .publish
         .iter()
-        .map(|p| parse_publish(p))
-        .collect::<Result<Vec<_>, _>>()?;
-    // A published port is meant to be reachable: -p without --network means `default`.
+        .map(|p| p.parse::<kiln_runtime::PortSpec>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::usage(e.to_string()))?;
+    let mut expose = Vec::new();
+    for e in &a.expose {
+        expose.extend(kiln_runtime::parse_expose(e).map_err(|e| Failure::usage(e.to_string()))?);
+    }
+    let publishing = !publish.is_empty() || a.publish_all;
+    // A published port is meant to be reachable: -p or -P without --network means `default`.
     let network = match a.network.as_deref() {
         Some("host") => kiln_executor::Network::Host,
         Some("default") => kiln_executor::Network::Default,
-        None if !ports.is_empty() => kiln_executor::Network::Default,
+        None if publishing => kiln_executor::Network::Default,
         _ => kiln_executor::Network::None,
     };
-    if network == kiln_executor::Network::Host && !ports.is_empty() {
+    if network == kiln_executor::Network::Host && publishing {
         eprintln!("WARNING: Published ports are discarded when using host network mode");
     }
     if network != kiln_executor::Network::Default {
         // As docker: nothing is published with --network none or host.
-        ports.clear();
+        publish.clear();
     }
-    let tmpfs = a
+    let mut tmpfs = a
         .tmpfs
         .iter()
         .map(|t| parse_tmpfs(t))
@@ -469,6 +454,9 @@ fn resolve(
         }
     }
     let restart = restart_policy(&a)?;
+    if let Some(p) = &a.platform {
+        kiln_runtime::check_platform_name(p).map_err(|e| Failure::new(125, e.to_string()))?;
+    }
     let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -525,6 +513,25 @@ fn resolve(
             });
         }
     }
+    if !a.mount.is_empty() {
+        let cwd = std::env::current_dir().map_err(|e| {
+            Failure::with_source(1, format!("cannot read the current directory: {e}"), e)
+        })?;
+        for m in &a.mount {
+            let m = kiln_runtime::MountFlag::parse(m, &cwd).map_err(|e| match e {
+                kiln_runtime::MountFlagError::Invalid { .. } => Failure::usage(e.to_string()),
+                // A daemon-side check in docker: exit 125.
+                kiln_runtime::MountFlagError::Config { .. } => Failure::new(125, e.to_string()),
+            })?;
+            // A daemon-side check in docker: exit 125.
+            m.check().map_err(|e| Failure::new(125, e.to_string()))?;
+            match m {
+                kiln_runtime::MountFlag::Bind(b) => mounts.push(b),
+                kiln_runtime::MountFlag::Volume(v) => volumes.push(v),
+                kiln_runtime::MountFlag::Tmpfs(t) => tmpfs.push(t),
+            }
+        }
+    }
     // As docker: the files' variables first, then -e's, so that -e wins.
     let mut env_vars = Vec::new();
     for f in &a.env_files {
@@ -577,6 +584,10 @@ fn resolve(
             retries: a.health_retries,
             disabled: a.no_healthcheck,
         },
+        publish,
+        publish_all: a.publish_all,
+        expose,
+        init: a.init,
         extra: kiln_executor::SandboxOptions {
             tmpfs,
             resources: kiln_executor::Resources {
@@ -590,7 +601,7 @@ fn resolve(
             },
             privileged: a.privileged,
             create_etc_files: true,
-            ports,
+            ports: Vec::new(),
             devices,
             extra_hosts,
             read_only: a.read_only,
@@ -608,6 +619,7 @@ fn resolve(
     let opts = kiln_runtime::RunOptions {
         image: a.image,
         reference,
+        platform: a.platform,
         container,
     };
     Ok((launcher, opts))

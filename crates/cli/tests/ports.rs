@@ -169,7 +169,7 @@ fn bad_publish_specs_are_usage_errors() {
         "8080:80/sctp",
         "x:80",
         "nothere:8080:80",
-        "80",
+        "8000-8002:80-81",
     ] {
         let out = k.run(&["run", "-p", spec, "busybox", "true"]);
         assert_eq!(out.status.code(), Some(2), "{spec}: {}", stderr(&out));

@@ -12,6 +12,18 @@
 //! the overlay, /proc, a minimal /dev, pivot_roots, drops to the requested user and execs
 //! the command.
 //!
+//! ## `--init`
+//!
+//! Every sandbox already has what `docker run --init` adds: pid 1 is the helper itself, which
+//! forks the command, forwards every catchable signal to it (as tini does without `-g`), reaps
+//! every process reparented to it, and exits with the command's exit code (128+N when a
+//! signal N ended it) once the command ends. So `kiln run --init` is recorded
+//! (`HostConfig.Init`) and changes nothing in the sandbox: nothing is bind-mounted from the
+//! host (docker mounts its `docker-init` binary at `/sbin/docker-init`), and the command is
+//! never pid 1, with or without the flag. That differs from docker without `--init` in one
+//! way people may notice: a command that installs no `SIGTERM` handler is not shielded from
+//! `kill -s TERM` as pid 1 would be, so it ends at `stop`'s first signal.
+//!
 //! The sandbox is our own code on `nix`/`libc` rather than youki's `libcontainer` (a library,
 //! but a large one built around OCI bundles on disk, cgroup managers and a multi-process
 //! channel protocol) or shelling out to `runc` (an extra binary, an OCI bundle written to disk

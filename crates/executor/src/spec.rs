@@ -111,6 +111,9 @@ pub struct TmpfsMount {
     pub destination: String,
     /// Size limit in bytes.
     pub size: Option<u64>,
+    /// Permission bits of its root (`None`: 1777, as docker's).
+    #[serde(default)]
+    pub mode: Option<u32>,
 }
 
 /// Resource limits (cgroups).

@@ -246,10 +246,12 @@ async fn tmpfs_mounts_work_and_vanish() {
         TmpfsMount {
             destination: "/scratch".into(),
             size: None,
+            mode: None,
         },
         TmpfsMount {
             destination: "/small".into(),
             size: Some(1024 * 1024),
+            mode: None,
         },
     ];
     let c = capture(&s).await;
@@ -484,6 +486,7 @@ async fn external_oci_runtime_runs_the_same_sandbox() {
         tmpfs: vec![TmpfsMount {
             destination: "/scratch".into(),
             size: None,
+            mode: None,
         }],
         resources: Resources {
             pids: Some(100),

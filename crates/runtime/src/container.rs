@@ -59,6 +59,20 @@ pub struct Config {
     /// `Config.Healthcheck`.
     #[serde(default)]
     pub healthcheck: Option<crate::Healthcheck>,
+    /// The `-p` specs as given (`HostConfig.PortBindings`; their host ports, picked when
+    /// the container was made, are in `spec.extra.ports`); `None` for containers made
+    /// before kiln kept them.
+    #[serde(default)]
+    pub publish: Option<Vec<crate::PortSpec>>,
+    /// `-P`.
+    #[serde(default)]
+    pub publish_all: bool,
+    /// `--expose`, as `(port, protocol)`.
+    #[serde(default)]
+    pub expose: Vec<(u16, String)>,
+    /// `--init`.
+    #[serde(default)]
+    pub init: bool,
 }
 
 #[cfg(test)]
@@ -99,6 +113,10 @@ impl Config {
             image_config: serde_json::Value::Null,
             volumes: vec![],
             healthcheck: None,
+            publish: None,
+            publish_all: false,
+            expose: vec![],
+            init: false,
         }
     }
 }

@@ -38,6 +38,16 @@ impl Containers {
     ) -> Result<Container> {
         let (args, env, cwd, user) = process(config, opts)?;
         let healthcheck = crate::health::resolve(config, &opts.health)?;
+        let mut ports = opts.extra.ports.clone();
+        if opts.network == kiln_executor::Network::Default {
+            let mut exposed = crate::ports::exposed_by(config);
+            exposed.extend(opts.expose.iter().cloned());
+            ports.extend(crate::ports::resolve(
+                &opts.publish,
+                opts.publish_all,
+                &exposed,
+            )?);
+        }
         if let Some(n) = &opts.name {
             if !valid_name(n) {
                 return Err(Error::InvalidName(n.clone()));
@@ -73,6 +83,7 @@ impl Containers {
                     updatable: true,
                     ..opts.extra.resources.clone()
                 },
+                ports,
                 ..opts.extra.clone()
             },
         };
@@ -133,6 +144,10 @@ impl Containers {
                 stop_signal: opts.stop_signal.clone(),
                 stop_timeout: opts.stop_timeout,
                 healthcheck,
+                publish: Some(opts.publish.clone()),
+                publish_all: opts.publish_all,
+                expose: opts.expose.clone(),
+                init: opts.init,
             },
             state: State::default(),
             dir,

@@ -42,16 +42,56 @@ impl Container {
             .map_or(0, |p| p.pid);
         let mut bindings = Map::new();
         let mut exposed = Map::new();
+        for (p, proto) in self.exposed_ports() {
+            exposed.insert(format!("{p}/{proto}"), json!({}));
+        }
         for p in &spec.extra.ports {
             let key = format!("{}/{}", p.container_port, p.protocol);
             exposed.insert(key.clone(), json!({}));
-            let entry = bindings.entry(key).or_insert_with(|| json!([]));
-            if let Some(list) = entry.as_array_mut() {
-                list.push(json!({
-                    "HostIp": p.host_ip.clone().unwrap_or_default(),
-                    "HostPort": p.host_port.to_string(),
-                }));
+            push_binding(
+                &mut bindings,
+                key,
+                p.host_ip.as_ref(),
+                p.host_port.to_string(),
+            );
+        }
+        // HostConfig.PortBindings: the specs as given (an empty HostPort for a port kiln
+        // picks); NetworkSettings.Ports: the ports they got.
+        let requested = match &self.config.publish {
+            None => bindings.clone(),
+            Some(specs) => {
+                let mut m = Map::new();
+                for s in specs {
+                    let host = match s.host {
+                        None => String::new(),
+                        Some((a, b)) if a == b => a.to_string(),
+                        Some((a, b)) if s.container.0 == s.container.1 => format!("{a}-{b}"),
+                        Some(_) => String::new(),
+                    };
+                    for (i, ctr) in (s.container.0..=s.container.1).enumerate() {
+                        let host = match s.host {
+                            Some((a, b)) if b - a == s.container.1 - s.container.0 && a != b => {
+                                (u32::from(a) + u32::try_from(i).unwrap_or(0)).to_string()
+                            }
+                            _ => host.clone(),
+                        };
+                        push_binding(
+                            &mut m,
+                            format!("{ctr}/{}", s.protocol),
+                            s.host_ip.as_ref(),
+                            host,
+                        );
+                    }
+                }
+                m
             }
+        };
+        let mut labels = self.config.image_config["config"]["Labels"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        for (k, v) in &self.config.labels {
+            labels.insert(k.clone(), json!(v));
         }
         let volume_of = |dst: &str| self.config.volumes.iter().find(|v| v.destination == dst);
         let binds: Vec<String> = spec
@@ -122,7 +162,9 @@ impl Container {
             "HostConfig": {
                 "Binds": if binds.is_empty() { Value::Null } else { json!(binds) },
                 "NetworkMode": network_mode,
-                "PortBindings": bindings,
+                "PortBindings": requested,
+                "PublishAllPorts": self.config.publish_all,
+                "Init": if self.config.init { json!(true) } else { Value::Null },
                 "RestartPolicy": {
                     "Name": self.config.restart.name(),
                     "MaximumRetryCount": self.config.restart.max_retries(),
@@ -150,7 +192,7 @@ impl Container {
                 "Image": self.config.image,
                 "WorkingDir": spec.cwd,
                 "Entrypoint": self.config.image_config["config"]["Entrypoint"],
-                "Labels": self.config.image_config["config"]["Labels"],
+                "Labels": labels,
             },
             "NetworkSettings": {
                 "Ports": bindings,
@@ -164,6 +206,17 @@ impl Container {
             v["State"]["Health"] = json!(h);
         }
         v
+    }
+}
+
+/// Adds `{"HostIp": …, "HostPort": …}` to the list of `key` (`80/tcp`).
+fn push_binding(m: &mut Map<String, Value>, key: String, ip: Option<&String>, port: String) {
+    let entry = m.entry(key).or_insert_with(|| json!([]));
+    if let Some(list) = entry.as_array_mut() {
+        list.push(json!({
+            "HostIp": ip.cloned().unwrap_or_default(),
+            "HostPort": port,
+        }));
     }
 }
 

@@ -112,12 +112,16 @@ mod copy;
 mod create;
 mod delete;
 mod exec;
+mod filter;
 mod health;
 mod inspect;
 mod kill;
 mod lifecycle;
 mod logs;
+mod mount_flag;
 mod pause;
+mod platform;
+mod ports;
 mod restart;
 mod run;
 mod start;
@@ -136,9 +140,13 @@ pub use container::{
 pub use copy::{plan, Change, CopyError, CopyPlan};
 pub use delete::ContainersPruned;
 pub use exec::ExecOptions;
+pub use filter::{FilterError, Filters};
 pub use health::{Health, HealthError, HealthOptions, HealthStatus, Healthcheck, Probe};
 pub use kill::parse_signal;
 pub use logs::{LogOptions, LOG_FILE};
+pub use mount_flag::{MountFlag, MountFlagError};
+pub use platform::{check_platform_name, PlatformError};
+pub use ports::{parse_expose, PortError, PortSpec};
 pub use restart::{Backoff, PolicyError, RestartPolicy};
 pub use run::{create, run, Launcher, Outcome, RunError, RunEvent, RunOptions};
 pub use start::{shim_main, SHIM_ARG};
@@ -167,6 +175,9 @@ pub enum Error {
     /// The health check cannot be used.
     #[error(transparent)]
     Health(#[from] HealthError),
+    /// A published port cannot be resolved.
+    #[error(transparent)]
+    Ports(#[from] PortError),
     /// Container state could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -352,10 +363,20 @@ pub struct CreateOptions {
     pub restart: RestartPolicy,
     /// `--health-*`, `--no-healthcheck`.
     pub health: HealthOptions,
+    /// `-p`: resolved into `extra.ports` (after the mappings already there) when the
+    /// container is created, with the network `Default` only (see [`PortSpec`]).
+    pub publish: Vec<PortSpec>,
+    /// `-P`: every exposed port (the image's and `expose`) published on a free host port.
+    pub publish_all: bool,
+    /// `--expose`: ports added to the image's exposed ones, as `(port, protocol)`.
+    pub expose: Vec<(u16, String)>,
+    /// `--init`: recorded (`HostConfig.Init`); the sandbox's pid 1 always is an init that
+    /// forwards signals and reaps zombies (see kiln-executor's docs).
+    pub init: bool,
 }
 
 /// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct VolumeSpec {
     /// The volume's name; `None`: a new anonymous volume.
     pub name: Option<String>,

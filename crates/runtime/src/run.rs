@@ -19,6 +19,8 @@ pub struct RunOptions {
     /// The image's reference (parsed from `image`): looked up in the store, pulled when
     /// missing.
     pub reference: Reference,
+    /// `--platform`: the image must be of it (see [`crate::PlatformError`]).
+    pub platform: Option<String>,
     /// How the container is made; `detach` runs it under the shim.
     pub container: CreateOptions,
 }
@@ -67,6 +69,9 @@ impl Outcome {
 /// Why a run failed before the container's command ended.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The image is not of the `--platform` asked for.
+    #[error(transparent)]
+    Platform(#[from] crate::PlatformError),
     /// The image is not in the store and could not be pulled.
     #[error(transparent)]
     Pull(kiln_registry::Error),
@@ -89,7 +94,7 @@ impl RunError {
                 u8::try_from(*code).unwrap_or(125)
             }
             // crate::START_FAILED_EXIT, the code a detached container's failed start records.
-            RunError::Pull(_) | RunError::Run(_) => 125,
+            RunError::Pull(_) | RunError::Run(_) | RunError::Platform(_) => 125,
             RunError::Image(_) => 1,
         }
     }
@@ -106,7 +111,7 @@ pub async fn run(
     opts: &RunOptions,
     on: impl FnMut(RunEvent<'_>),
 ) -> Result<Outcome, RunError> {
-    let (layers, config) = image(store, registry, &opts.reference, on).await?;
+    let (layers, config) = image(store, registry, opts, on).await?;
     let c = &opts.container;
     // With a terminal in the foreground: under its shim too, which waits for the caller to
     // attach (an external runtime has no terminal: it says so in the foreground).
@@ -137,7 +142,7 @@ pub async fn create(
     opts: &RunOptions,
     on: impl FnMut(RunEvent<'_>),
 ) -> Result<Container, RunError> {
-    let (layers, config) = image(store, registry, &opts.reference, on).await?;
+    let (layers, config) = image(store, registry, opts, on).await?;
     let containers = Containers::new(store.root());
     Ok(containers.create(store, &opts.image, &layers, &config, &opts.container)?)
 }
@@ -147,9 +152,10 @@ pub async fn create(
 async fn image(
     store: &Arc<Store>,
     registry: &kiln_registry::Client,
-    reference: &Reference,
+    opts: &RunOptions,
     mut on: impl FnMut(RunEvent<'_>),
 ) -> Result<(Vec<Layer>, Value), RunError> {
+    let reference = &opts.reference;
     // A name that cannot be read from the store is treated as missing: the pull says why.
     let stored = store.get_image(&reference.to_string()).ok().flatten();
     let manifest = if let Some(rec) = stored {
@@ -164,6 +170,9 @@ async fn image(
     };
     let layers = kiln_cache::image::layers(store, &manifest).map_err(RunError::Image)?;
     let config = kiln_cache::image::config_json(store, &manifest).map_err(RunError::Image)?;
+    if let Some(p) = &opts.platform {
+        crate::platform::check(&opts.image, p, &config)?;
+    }
     Ok((layers, config))
 }
 
@@ -209,6 +218,7 @@ mod tests {
         RunOptions {
             image: image.into(),
             reference: Reference::parse(image).unwrap(),
+            platform: None,
             container: CreateOptions::default(),
         }
     }

@@ -132,6 +132,7 @@ impl BuildWorker {
                     tmpfs.push(kiln_executor::TmpfsMount {
                         destination: m.target.clone(),
                         size: *size,
+                        mode: None,
                     });
                     continue;
                 }

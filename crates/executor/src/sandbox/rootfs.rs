@@ -219,7 +219,7 @@ fn extra_mounts(spec: &RunSpec, root: &Path) {
             }
             Extra::Tmpfs(t) => {
                 let target = dir_in_root(root, dest);
-                let mut data = String::from("mode=1777");
+                let mut data = format!("mode={:o}", t.mode.unwrap_or(0o1777));
                 if let Some(size) = t.size {
                     data.push_str(&format!(",size={size}"));
                 }
