@@ -59,6 +59,9 @@ pub struct Config {
     /// `Config.Healthcheck`.
     #[serde(default)]
     pub healthcheck: Option<crate::Healthcheck>,
+    /// `--log-driver`, `--log-opt` (json-file without rotation for containers made before).
+    #[serde(default)]
+    pub log: crate::LogConfig,
 }
 
 #[cfg(test)]
@@ -99,6 +102,7 @@ impl Config {
             image_config: serde_json::Value::Null,
             volumes: vec![],
             healthcheck: None,
+            log: crate::LogConfig::default(),
         }
     }
 }

@@ -128,6 +128,7 @@ impl Containers {
                 stop_signal: opts.stop_signal.clone(),
                 stop_timeout: opts.stop_timeout,
                 healthcheck,
+                log: opts.log.clone(),
             },
             state: State::default(),
             dir,

@@ -1,9 +1,8 @@
 //! Starting a container: in the foreground (`kiln run`: the calling process supervises it,
-//! stdio passed through) or detached (`kiln run -d`: a shim supervises it, output to the
+//! output printed and logged) or detached (`kiln run -d`: a shim supervises it, output to the
 //! log). See the crate docs for the shim's protocol.
 
 use crate::container::{io_err, now_millis, Container, Status};
-use crate::logs::{LogWriter, LOG_FILE};
 use crate::{Error, Result};
 use kiln_executor::{Executor, HostProcess, Output, RunResult};
 use std::ffi::OsString;
@@ -100,10 +99,15 @@ impl Container {
         self.record_started(me, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
-        // Without -i the container's stdin is empty, as with `docker run`.
+        // Without -i the container's stdin is empty, as with `docker run`. Without -t its
+        // output is printed and recorded in its log (see logs.rs).
+        let mut tee = None;
         let (output, console) = if self.config.tty {
             let (output, console) = crate::terminal::output();
             (output, Some(console))
+        } else if let Some((output, t)) = crate::logs::tee(self, self.config.interactive)? {
+            tee = Some(t);
+            (output, None)
         } else if self.config.interactive {
             (Output::Inherit, None)
         } else {
@@ -135,6 +139,9 @@ impl Container {
                 }
             }
         };
+        if let Some(tee) = tee {
+            tee.join();
+        }
         let result = result.map_err(Error::from);
         self.finish(&result)?;
         result
@@ -274,9 +281,8 @@ async fn run_once(
     executor: &Executor,
     report: &mut dyn FnMut(&str),
 ) -> Result<(Result<RunResult>, bool)> {
-    let dir = c.dir.clone();
     let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
-    let mut log = LogWriter::create(&dir.join(LOG_FILE))?;
+    let mut log = c.log_writer()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let output = if c.config.interactive {

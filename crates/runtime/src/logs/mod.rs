@@ -1,97 +1,45 @@
-//! A detached container's output: `ROOT/containers/<id>/container.log`, in the CRI log
-//! format (see the crate docs), written by the shim and read by `kiln logs`.
+//! A container's output: `ROOT/containers/<id>/<id>-json.log` in docker's json-file format,
+//! written by whoever supervises the container (the shim of a detached one, `kiln run` of a
+//! foreground one) and read by `kiln logs`.
 //!
-//! One record per line: `TIMESTAMP STREAM TAG CONTENT\n`, where TIMESTAMP is RFC 3339 with
-//! nanoseconds (UTC), STREAM is `stdout` or `stderr`, TAG is `F` for a full line (CONTENT
-//! was followed by a newline, which the record does not repeat) or `P` for a partial one
-//! (output that did not end in a newline yet; the next records of the stream continue it).
-//! CONTENT is the raw bytes, whatever they are: only newlines delimit records.
+//! One record per line: `{"log":"…\n","stream":"stdout","time":"…"}`, where `log` is the
+//! output up to and with its newline (without one when the line had not ended yet: the
+//! stream's next record continues it), `stream` is `stdout` or `stderr`, and `time` is RFC
+//! 3339 with nanoseconds (UTC). Output that is not UTF-8 is stored with replacement
+//! characters, as docker's json-file does. With `--log-opt max-size` the file is rotated as
+//! docker rotates it (`<id>-json.log.1`, `.2`, … up to `max-file` files in all), and `logs`
+//! reads the rotated files first, oldest first.
+//!
+//! Containers made by an older kiln have their output in `container.log` in the CRI format
+//! (`TIME STREAM F|P CONTENT`); it is still read, before the json-file log.
+
+mod config;
+mod format;
+mod time;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use config::{LogConfig, LogConfigError, LogDriver};
+pub use time::{parse_log_time, LogTimeError};
+pub(crate) use writer::LogWriter;
 
 use crate::container::{io_err, Container, Status};
 use crate::{Error, Result};
-use kiln_executor::Stream;
+use format::{Entry, Format};
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-/// File name of the log in the container directory.
-pub const LOG_FILE: &str = "container.log";
+/// File name of the CRI log of containers made by an older kiln.
+const LEGACY_LOG_FILE: &str = "container.log";
 
 /// RFC 3339 with nanoseconds, UTC (`2024-05-01T12:00:00.123456789Z`).
 pub(crate) fn rfc3339_nanos(t: SystemTime) -> String {
     humantime::format_rfc3339_nanos(t).to_string()
-}
-
-/// Appends output to a container's log.
-pub(crate) struct LogWriter {
-    file: File,
-}
-
-impl LogWriter {
-    pub(crate) fn create(path: &Path) -> Result<LogWriter> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(io_err(path))?;
-        Ok(LogWriter { file })
-    }
-
-    /// Writes `data` from `stream` as records (one write per chunk).
-    pub(crate) fn write(&mut self, stream: Stream, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
-        let time = rfc3339_nanos(SystemTime::now());
-        let stream = match stream {
-            Stream::Stdout => "stdout",
-            Stream::Stderr => "stderr",
-        };
-        let mut out = Vec::with_capacity(data.len() + 64);
-        let mut rest = data;
-        while !rest.is_empty() {
-            let (line, tag, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(i) => (&rest[..i], "F", &rest[i + 1..]),
-                None => (rest, "P", &rest[rest.len()..]),
-            };
-            out.extend_from_slice(format!("{time} {stream} {tag} ").as_bytes());
-            out.extend_from_slice(line);
-            out.push(b'\n');
-            rest = next;
-        }
-        self.file.write_all(&out)
-    }
-}
-
-/// A parsed record.
-#[derive(Debug, PartialEq, Eq)]
-struct Record<'a> {
-    time: &'a [u8],
-    stderr: bool,
-    full: bool,
-    content: &'a [u8],
-}
-
-fn parse(line: &[u8]) -> Option<Record<'_>> {
-    let mut parts = line.splitn(4, |&b| b == b' ');
-    let time = parts.next()?;
-    let stderr = match parts.next()? {
-        b"stdout" => false,
-        b"stderr" => true,
-        _ => return None,
-    };
-    let full = match parts.next()? {
-        b"F" => true,
-        b"P" => false,
-        _ => return None,
-    };
-    Some(Record {
-        time,
-        stderr,
-        full,
-        content: parts.next().unwrap_or_default(),
-    })
 }
 
 /// `kiln logs` options.
@@ -103,6 +51,21 @@ pub struct LogOptions {
     pub tail: Option<usize>,
     /// `-t`: prefix each line with its RFC 3339 time.
     pub timestamps: bool,
+    /// `--details`: docker's extra attributes before each line (kiln records none: an empty
+    /// list and its separating space, as docker prints it then).
+    pub details: bool,
+    /// `--since`: only records from this time on.
+    pub since: Option<SystemTime>,
+    /// `--until`: only records up to this time (and `-f` stops then).
+    pub until: Option<SystemTime>,
+}
+
+/// Where the log ends now: output written from here on is after it.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct LogMark {
+    /// The current file's inode (`None`: there was none).
+    ino: Option<u64>,
+    offset: u64,
 }
 
 /// Copies records to `stdout`/`stderr` by stream.
@@ -110,27 +73,45 @@ struct Printer<'w> {
     stdout: &'w mut dyn Write,
     stderr: &'w mut dyn Write,
     timestamps: bool,
-    /// Whether each stream is in the middle of a line (no timestamp before a continuation).
+    details: bool,
+    since: Option<SystemTime>,
+    until: Option<SystemTime>,
+    /// Whether each stream is in the middle of a line (no prefix before a continuation).
     partial: [bool; 2],
+    /// A record after `until` was seen: nothing more is printed.
+    done: bool,
 }
 
 impl Printer<'_> {
-    fn print(&mut self, r: &Record) -> io::Result<()> {
-        let i = usize::from(r.stderr);
-        let out: &mut dyn Write = if r.stderr {
+    fn print(&mut self, e: &Entry) -> io::Result<()> {
+        if self.since.is_some() || self.until.is_some() {
+            if let Some(t) = e.time() {
+                if self.until.is_some_and(|u| t > u) {
+                    self.done = true;
+                    return Ok(());
+                }
+                if self.since.is_some_and(|s| t < s) {
+                    return Ok(());
+                }
+            }
+        }
+        let i = usize::from(e.stderr);
+        let out: &mut dyn Write = if e.stderr {
             &mut *self.stderr
         } else {
             &mut *self.stdout
         };
-        if self.timestamps && !self.partial[i] {
-            out.write_all(r.time)?;
-            out.write_all(b" ")?;
+        if !self.partial[i] {
+            if self.timestamps {
+                out.write_all(e.time.as_bytes())?;
+                out.write_all(b" ")?;
+            }
+            if self.details {
+                out.write_all(b" ")?;
+            }
         }
-        out.write_all(r.content)?;
-        if r.full {
-            out.write_all(b"\n")?;
-        }
-        self.partial[i] = !r.full;
+        out.write_all(&e.content)?;
+        self.partial[i] = !e.full();
         Ok(())
     }
 
@@ -140,118 +121,270 @@ impl Printer<'_> {
     }
 }
 
+/// The records of the complete lines of `buf`, and how many bytes those lines took.
+fn entries(buf: &[u8], format: Format) -> (Vec<Entry<'_>>, usize) {
+    let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let entries = buf[..complete]
+        .split(|&b| b == b'\n')
+        .filter_map(|line| format::parse(format, line))
+        .collect();
+    (entries, complete)
+}
+
 /// Prints the complete records in `buf` and returns how many bytes they took.
-fn print_records(buf: &[u8], printer: &mut Printer) -> io::Result<usize> {
-    let mut used = 0;
-    while let Some(n) = buf[used..].iter().position(|&b| b == b'\n') {
-        if let Some(r) = parse(&buf[used..used + n]) {
-            printer.print(&r)?;
+fn print_records(buf: &[u8], format: Format, printer: &mut Printer) -> io::Result<usize> {
+    let (entries, used) = entries(buf, format);
+    for e in &entries {
+        if printer.done {
+            break;
         }
-        used += n + 1;
+        printer.print(e)?;
     }
     Ok(used)
 }
 
+fn write_err(e: io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::from("<output>"),
+        source: e,
+    }
+}
+
+/// Reads `path` from `offset` to its end (nothing when it is missing).
+fn read_from(path: &Path, offset: u64) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    match File::open(path) {
+        Ok(mut f) => {
+            f.seek(SeekFrom::Start(offset)).map_err(io_err(path))?;
+            f.read_to_end(&mut buf).map_err(io_err(path))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(path)(e)),
+    }
+    Ok(buf)
+}
+
+/// The file being followed.
+struct Followed {
+    file: File,
+    ino: u64,
+    offset: u64,
+}
+
 impl Container {
-    /// The path of the log (`None` for a container run in the foreground: its output went
-    /// to the terminal and was not recorded).
-    pub fn log_path(&self) -> Option<PathBuf> {
-        let path = self.dir.join(LOG_FILE);
-        // A foreground container started again by `kiln start` has a log from then on.
-        (self.config.detach || path.exists()).then_some(path)
+    /// The json-file log's path (whether it exists or not).
+    fn json_log(&self) -> PathBuf {
+        self.dir.join(format!("{}-json.log", self.config.id))
     }
 
-    /// The log's current length: where output written from now on starts.
-    pub(crate) fn log_len(&self) -> u64 {
-        std::fs::metadata(self.dir.join(LOG_FILE)).map_or(0, |m| m.len())
+    /// The path of the log (`None` with the `none` driver, and for a container whose output
+    /// was not recorded: one run in the foreground by an older kiln, or with `-t`).
+    pub fn log_path(&self) -> Option<PathBuf> {
+        if self.config.log.driver == LogDriver::None {
+            return None;
+        }
+        let path = self.json_log();
+        let recorded =
+            self.config.detach || path.exists() || self.dir.join(LEGACY_LOG_FILE).exists();
+        recorded.then_some(path)
+    }
+
+    /// The log files to read, oldest first: an older kiln's CRI log, the rotated json-file
+    /// logs (`.N` … `.1`), the current one.
+    fn log_files(&self) -> Vec<(PathBuf, Format)> {
+        let mut files = Vec::new();
+        let legacy = self.dir.join(LEGACY_LOG_FILE);
+        if legacy.exists() {
+            files.push((legacy, Format::Cri));
+        }
+        let current = self.json_log();
+        let mut rotated: Vec<PathBuf> = (1..self.config.log.max_file)
+            .map(|n| writer::rotated(&current, n))
+            .take_while(|p| p.exists())
+            .collect();
+        rotated.reverse();
+        files.extend(rotated.into_iter().map(|p| (p, Format::Json)));
+        files.push((current, Format::Json));
+        files
+    }
+
+    /// Where the log ends now ([`Container::logs_from`] prints what is written after it).
+    pub(crate) fn log_mark(&self) -> LogMark {
+        std::fs::metadata(self.json_log()).map_or(LogMark::default(), |m| LogMark {
+            ino: Some(m.ino()),
+            offset: m.len(),
+        })
+    }
+
+    /// The writer of the container's log, for its supervisor.
+    pub(crate) fn log_writer(&self) -> Result<LogWriter> {
+        LogWriter::create(&self.json_log(), &self.config.log)
     }
 
     /// Prints the container's output, stdout records to `stdout` and stderr records to
     /// `stderr`; with [`LogOptions::follow`], until the container has ended (or is
-    /// removed).
+    /// removed, or `until` has passed).
     pub fn logs(
         &self,
         opts: &LogOptions,
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
     ) -> Result<()> {
-        self.logs_from(0, opts, stdout, stderr)
+        self.logs_from(None, opts, stdout, stderr)
     }
 
-    /// [`Container::logs`] of the records from byte `from` of the log on.
+    /// [`Container::logs`] of everything, or (with a `mark`) of what was written after it.
     pub(crate) fn logs_from(
         &self,
-        from: u64,
+        mark: Option<LogMark>,
         opts: &LogOptions,
         stdout: &mut dyn Write,
         stderr: &mut dyn Write,
     ) -> Result<()> {
+        if self.config.log.driver == LogDriver::None {
+            return Err(Error::LogsNotSupported);
+        }
         let path = self
             .log_path()
             .ok_or_else(|| Error::NoLogs(self.config.id.clone()))?;
-        let mut file = match File::open(&path) {
-            Ok(f) => Some(f),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
-            Err(e) => return Err(io_err(&path)(e)),
-        };
         let mut printer = Printer {
             stdout,
             stderr,
             timestamps: opts.timestamps,
+            details: opts.details,
+            since: opts.since,
+            until: opts.until,
             partial: [false; 2],
+            done: false,
         };
-        let write_err = |e: io::Error| Error::Io {
-            path: PathBuf::from("<output>"),
-            source: e,
+        // The current file is opened first: what it holds is read through this handle, and
+        // a rotation after this is seen when following.
+        let mut followed = File::open(&path).ok().and_then(|file| {
+            let ino = file.metadata().ok()?.ino();
+            Some(Followed {
+                file,
+                ino,
+                offset: 0,
+            })
+        });
+        let files = match mark {
+            Some(_) => vec![],
+            None => self.log_files(),
         };
-        let mut buf = Vec::new();
-        if let Some(f) = &mut file {
-            f.seek(SeekFrom::Start(from)).map_err(io_err(&path))?;
-            f.read_to_end(&mut buf).map_err(io_err(&path))?;
+        let mut bufs = Vec::new();
+        for (p, format) in files.iter().filter(|(p, _)| *p != path) {
+            bufs.push((read_from(p, 0)?, *format));
+        }
+        let mut current = Vec::new();
+        if let Some(f) = &mut followed {
+            if let Some(LogMark {
+                ino: Some(ino),
+                offset,
+            }) = mark
+            {
+                if ino == f.ino {
+                    f.offset = offset;
+                }
+            }
+            f.file
+                .seek(SeekFrom::Start(f.offset))
+                .map_err(io_err(&path))?;
+            f.file.read_to_end(&mut current).map_err(io_err(&path))?;
         }
         // Only complete records: a record being written is printed once it is whole.
-        let complete = buf.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-        let start = match opts.tail {
-            None => 0,
-            Some(n) => {
-                let mut start = complete;
-                let mut count = 0;
-                while count < n && start > 0 {
-                    start = buf[..start - 1]
-                        .iter()
-                        .rposition(|&b| b == b'\n')
-                        .map_or(0, |i| i + 1);
-                    count += 1;
-                }
-                start
+        let (last, used) = entries(&current, Format::Json);
+        if let Some(f) = &mut followed {
+            f.offset += used as u64;
+        }
+        let mut all: Vec<Entry> = bufs
+            .iter()
+            .flat_map(|(b, format)| entries(b, *format).0)
+            .chain(last)
+            .collect();
+        if let Some(n) = opts.tail {
+            all.drain(..all.len().saturating_sub(n));
+        }
+        for e in &all {
+            if printer.done {
+                break;
             }
-        };
-        print_records(&buf[start..complete], &mut printer).map_err(write_err)?;
+            printer.print(e).map_err(write_err)?;
+        }
         printer.flush().map_err(write_err)?;
-        if !opts.follow {
+        if !opts.follow || printer.done {
             return Ok(());
         }
-        buf.drain(..complete);
-        let mut offset = from + complete as u64 + buf.len() as u64;
+        drop(all);
+        self.follow(&path, followed, &mut printer)
+    }
+
+    /// The file written after the one with inode `ino` (rotated away from `path`): the
+    /// one rotated after it, or the current one; the oldest left when it was dropped.
+    fn after_rotation(&self, path: &Path, ino: u64) -> PathBuf {
+        let mut newer = path.to_path_buf();
+        for n in 1..=self.config.log.max_file {
+            let p = writer::rotated(path, n);
+            match std::fs::metadata(&p) {
+                Ok(m) if m.ino() == ino => break,
+                Ok(_) => newer = p,
+                Err(_) => break,
+            }
+        }
+        newer
+    }
+
+    /// `logs -f` once what was there is printed: new records as they come, across
+    /// rotations, until the container has ended.
+    fn follow(
+        &self,
+        path: &Path,
+        mut followed: Option<Followed>,
+        printer: &mut Printer,
+    ) -> Result<()> {
+        let mut buf = Vec::new();
         let mut me = self.clone();
         let mut idle = Duration::from_millis(10);
         loop {
             // Whether it ended is read before the last read of the file: what it wrote
             // before ending is then printed.
-            let ended =
-                me.reload().is_err() || me.refresh().is_err() || me.state.status != Status::Running;
-            if file.is_none() {
-                file = File::open(&path).ok();
-            }
+            let ended = me.reload().is_err()
+                || me.refresh().is_err()
+                || me.state.status != Status::Running
+                || printer.until.is_some_and(|u| SystemTime::now() > u);
+            // The file at the path now: another one after a rotation (read after this, the
+            // one followed then has everything written to it).
+            let now_ino = std::fs::metadata(path).ok().map(|m| m.ino());
             let mut grew = false;
-            if let Some(f) = &mut file {
-                f.seek(SeekFrom::Start(offset)).map_err(io_err(&path))?;
-                let n = f.read_to_end(&mut buf).map_err(io_err(&path))?;
-                offset += n as u64;
+            if let Some(f) = &mut followed {
+                f.file
+                    .seek(SeekFrom::Start(f.offset))
+                    .map_err(io_err(path))?;
+                let n = f.file.read_to_end(&mut buf).map_err(io_err(path))?;
+                f.offset += n as u64;
                 grew = n > 0;
-                let used = print_records(&buf, &mut printer).map_err(write_err)?;
+                let used = print_records(&buf, Format::Json, printer).map_err(write_err)?;
                 buf.drain(..used);
                 printer.flush().map_err(write_err)?;
+                if printer.done {
+                    return Ok(());
+                }
+            }
+            let rotated = now_ino.is_some() && now_ino != followed.as_ref().map(|f| f.ino);
+            if rotated {
+                buf.clear();
+                let next = match &followed {
+                    Some(f) => self.after_rotation(path, f.ino),
+                    None => path.to_path_buf(),
+                };
+                followed = File::open(next).ok().and_then(|file| {
+                    let ino = file.metadata().ok()?.ino();
+                    Some(Followed {
+                        file,
+                        ino,
+                        offset: 0,
+                    })
+                });
+                continue;
             }
             if ended {
                 return Ok(());
@@ -266,42 +399,79 @@ impl Container {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The foreground container's output on its way to the caller's stdout and stderr and
+/// into its log ([`tee`]).
+pub(crate) struct Tee {
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
 
-    #[test]
-    fn records_round_trip_bytes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log");
-        let mut w = LogWriter::create(&path).unwrap();
-        w.write(Stream::Stdout, b"one\ntwo").unwrap();
-        w.write(Stream::Stderr, b"err\n").unwrap();
-        w.write(Stream::Stdout, b" more\n\xff\x00bin\n").unwrap();
-        let text = std::fs::read(&path).unwrap();
-        let records: Vec<Record> = text
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .map(|l| parse(l).unwrap())
-            .collect();
-        assert_eq!(records.len(), 5);
-        assert!(records[1].content == b"two" && !records[1].full && !records[1].stderr);
-        assert!(records[2].stderr && records[2].full);
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut p = Printer {
-            stdout: &mut out,
-            stderr: &mut err,
-            timestamps: false,
-            partial: [false; 2],
-        };
-        assert_eq!(print_records(&text, &mut p).unwrap(), text.len());
-        assert_eq!(out, b"one\ntwo more\n\xff\x00bin\n");
-        assert_eq!(err, b"err\n");
+impl Tee {
+    /// Waits until all output is printed and recorded (the sandbox's processes are gone:
+    /// the pipes' write ends are closed).
+    pub(crate) fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
     }
+}
 
-    #[test]
-    fn timestamps() {
-        let t = SystemTime::UNIX_EPOCH + Duration::new(1_795_000_000, 5);
-        assert_eq!(rfc3339_nanos(t), "2026-11-18T11:06:40.000000005Z");
+/// For `kiln run` without `-d` or `-t`: the container's stdout and stderr as pipes (as
+/// docker gives them) copied by a thread each to the caller's and into the log. `None` with
+/// the `none` driver: the output goes to the caller's directly, as before logs existed.
+///
+/// When the caller's stdout is a pipe that was closed (`kiln run IMAGE yes | head -1`), the
+/// copying of that stream stops and its pipe is closed: the container's next write fails
+/// (EPIPE, SIGPIPE) as if it had written to the closed pipe itself.
+pub(crate) fn tee(c: &Container, stdin: bool) -> Result<Option<(kiln_executor::Output, Tee)>> {
+    if c.config.log.driver == LogDriver::None {
+        return Ok(None);
     }
+    let log = std::sync::Arc::new(std::sync::Mutex::new(c.log_writer()?));
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::Io {
+            path: PathBuf::from("<pipe>"),
+            source: e.into(),
+        })
+    };
+    let (out_read, out_write) = pipe()?;
+    let (err_read, err_write) = pipe()?;
+    let copy = |read: std::os::fd::OwnedFd, stream: kiln_executor::Stream| {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            let mut from = File::from(read);
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = match from.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                };
+                if let Ok(mut log) = log.lock() {
+                    // A full disk loses output, not the container.
+                    let _ = log.write(stream, &buf[..n]);
+                }
+                let printed = match stream {
+                    kiln_executor::Stream::Stdout => {
+                        let mut o = io::stdout().lock();
+                        o.write_all(&buf[..n]).and_then(|()| o.flush())
+                    }
+                    kiln_executor::Stream::Stderr => io::stderr().lock().write_all(&buf[..n]),
+                };
+                if matches!(&printed, Err(e) if e.kind() == io::ErrorKind::BrokenPipe) {
+                    break;
+                }
+            }
+        })
+    };
+    let threads = vec![
+        copy(out_read, kiln_executor::Stream::Stdout),
+        copy(err_read, kiln_executor::Stream::Stderr),
+    ];
+    let output = kiln_executor::Output::Given {
+        stdin,
+        stdout: out_write,
+        stderr: err_write,
+    };
+    Ok(Some((output, Tee { threads })))
 }
