@@ -372,18 +372,12 @@ fn since_and_until_values_as_docker_reads_them() {
     assert_eq!(t("1700000000"), secs(1_700_000_000));
     assert_eq!(t("1700000000.5"), Duration::new(1_700_000_000, 500_000_000));
     assert_eq!(t("0"), Duration::ZERO);
-    assert_eq!(
-        t("2023-11-14T22:13:20Z"),
-        secs(1_700_000_000)
-    );
+    assert_eq!(t("2023-11-14T22:13:20Z"), secs(1_700_000_000));
     assert_eq!(
         t("2023-11-14T22:13:20.25Z"),
         Duration::new(1_700_000_000, 250_000_000)
     );
-    assert_eq!(
-        t("2023-11-15T00:13:20+02:00"),
-        secs(1_700_000_000)
-    );
+    assert_eq!(t("2023-11-15T00:13:20+02:00"), secs(1_700_000_000));
     assert_eq!(t("2023-11-14Z"), secs(1_699_920_000));
     assert_eq!(t("2023-11-14T22Z"), secs(1_699_999_200));
     // Without a zone: local time (the tests' TZ is whatever the machine's is).
