@@ -50,6 +50,17 @@ pub(crate) struct LogsArgs {
     /// Show timestamps.
     #[arg(short, long)]
     timestamps: bool,
+    /// Show logs since a time (e.g. 2013-01-02T13:23:37Z, a Unix timestamp) or for a
+    /// duration before now (e.g. 42m).
+    #[arg(long, allow_hyphen_values = true)]
+    since: Option<String>,
+    /// Show logs up to a time (e.g. 2013-01-02T13:23:37Z, a Unix timestamp) or a duration
+    /// before now (e.g. 42m).
+    #[arg(long, allow_hyphen_values = true)]
+    until: Option<String>,
+    /// Show extra details provided to logs.
+    #[arg(long)]
+    details: bool,
     /// Container (id, id prefix or name).
     container: String,
 }
@@ -453,11 +464,23 @@ pub(crate) fn logs(env: &Env, a: LogsArgs) -> Result<u8, Failure> {
             Failure::usage(format!("invalid --tail `{n}`: give a number or `all`"))
         })?),
     };
+    let now = std::time::SystemTime::now();
+    let time = |flag: &str, v: &Option<String>| {
+        v.as_deref()
+            .map(|v| kiln_runtime::parse_log_time(v, now))
+            .transpose()
+            .map_err(|e| Failure::new(1, format!("invalid value for \"{flag}\": {e}")))
+    };
+    let since = time("since", &a.since)?;
+    let until = time("until", &a.until)?;
     let c = find(env, &a.container)?;
     let opts = LogOptions {
         follow: a.follow,
         tail,
         timestamps: a.timestamps,
+        details: a.details,
+        since,
+        until,
     };
     let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
     match c.logs(&opts, &mut out, &mut err) {

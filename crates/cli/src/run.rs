@@ -160,6 +160,13 @@ pub(crate) struct RunArgs {
     /// container's shim: with -d, or `kiln create`).
     #[arg(long, default_value = "no")]
     restart: String,
+    /// Logging driver: json-file (default; `local` is taken as json-file) or none.
+    #[arg(long, value_name = "DRIVER")]
+    log_driver: Option<String>,
+    /// Logging option: max-size=SIZE (rotate the log at this size), max-file=N (keep N
+    /// files); repeatable.
+    #[arg(long = "log-opt", value_name = "OPT")]
+    log_opts: Vec<String>,
     /// Image.
     image: String,
     /// Command and arguments.
@@ -457,6 +464,8 @@ fn resolve(
     if let Some(p) = &a.platform {
         kiln_runtime::check_platform_name(p).map_err(|e| Failure::new(125, e.to_string()))?;
     }
+    let log = kiln_runtime::LogConfig::new(a.log_driver.as_deref(), &a.log_opts)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let reference = Reference::parse(&a.image).map_err(|e| Failure::usage(e.to_string()))?;
     let mut mounts = Vec::new();
     let mut volumes = Vec::new();
@@ -576,6 +585,7 @@ fn resolve(
         interactive: a.interactive,
         tty: a.tty,
         restart,
+        log,
         health: kiln_runtime::HealthOptions {
             cmd: a.health_cmd,
             interval: a.health_interval,

@@ -60,6 +60,18 @@ pub enum Output {
         /// The process's stdin.
         stdin: std::os::fd::OwnedFd,
     },
+    /// stdout and stderr are the given files (the write ends of pipes the caller reads:
+    /// `kiln run` in the foreground prints and records the output); stdin is the caller's
+    /// with `stdin`, /dev/null otherwise. The process stays in the caller's session (the
+    /// terminal's ^C reaches it), as with [`Output::Inherit`].
+    Given {
+        /// Inherit the caller's stdin.
+        stdin: bool,
+        /// Its stdout.
+        stdout: std::os::fd::OwnedFd,
+        /// Its stderr.
+        stderr: std::os::fd::OwnedFd,
+    },
     /// A pseudo-terminal of the sandbox's own (`kiln run -t`, `kiln exec -t`): the process
     /// is a session leader with the terminal as its controlling terminal, stdin, stdout and
     /// stderr (see `console.rs`). Its master is sent on `console` once the process has it,
@@ -354,6 +366,7 @@ async fn launch(
     if start_write_fd >= 0 {
         cmd.env(START_FD_ENV, start_write_fd.to_string());
     }
+    let mut given = None;
     let (stdin, capture, terminal) = match output {
         Output::Inherit => (Stdio::inherit(), None, None),
         Output::InheritNoStdin => (Stdio::null(), None, None),
@@ -361,9 +374,24 @@ async fn launch(
         Output::CaptureOpenStdin(tx) => (Stdio::piped(), Some(tx), None),
         Output::CaptureStdin { output, stdin } => (Stdio::from(stdin), Some(output), None),
         Output::Terminal { size, console } => (Stdio::null(), None, Some((size, console))),
+        Output::Given {
+            stdin,
+            stdout,
+            stderr,
+        } => {
+            given = Some((stdout, stderr));
+            let stdin = if stdin {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            };
+            (stdin, None, None)
+        }
     };
     cmd.stdin(stdin);
-    if capture.is_some() {
+    if let Some((stdout, stderr)) = given {
+        cmd.stdout(Stdio::from(stdout)).stderr(Stdio::from(stderr));
+    } else if capture.is_some() {
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     } else if terminal.is_some() {
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
@@ -409,6 +437,9 @@ async fn launch(
         });
     }
     let mut child = cmd.spawn().map_err(spawn_err)?;
+    // Our copies of the child's stdio (Output::Given): its readers see the end of output
+    // when the sandbox's processes are gone.
+    drop(cmd);
     drop(err_write);
     drop(spec_read);
     if let (Some((ours, theirs)), Some((size, tx))) = (console_pair, terminal) {

@@ -73,6 +73,9 @@ pub struct Config {
     /// `--init`.
     #[serde(default)]
     pub init: bool,
+    /// `--log-driver`, `--log-opt` (json-file without rotation for containers made before).
+    #[serde(default)]
+    pub log: crate::LogConfig,
 }
 
 #[cfg(test)]
@@ -117,6 +120,7 @@ impl Config {
             publish_all: false,
             expose: vec![],
             init: false,
+            log: crate::LogConfig::default(),
         }
     }
 }

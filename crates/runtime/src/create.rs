@@ -148,6 +148,7 @@ impl Containers {
                 publish_all: opts.publish_all,
                 expose: opts.expose.clone(),
                 init: opts.init,
+                log: opts.log.clone(),
             },
             state: State::default(),
             dir,

@@ -156,7 +156,8 @@ impl Container {
                 "FinishedAt": time(self.state.finished),
             },
             "Image": self.config.image,
-            "LogPath": self.log_path(),
+            // docker's "" when nothing is recorded (the none driver).
+            "LogPath": self.log_path().map_or_else(String::new, |p| p.display().to_string()),
             "Name": format!("/{}", self.config.name),
             "RestartCount": self.state.restart_count,
             "HostConfig": {
@@ -178,6 +179,7 @@ impl Container {
                 }),
                 "NanoCpus": limits.cpus.map_or(0, |c| (c * 1e9) as i64),
                 "PidsLimit": limits.pids,
+                "LogConfig": self.config.log.inspect(),
             },
             "Mounts": mounts,
             "Config": {

@@ -57,12 +57,16 @@
 //!
 //! # Logs
 //!
-//! A detached container's stdout and stderr go to `container.log` in the CRI log format of
-//! containerd and CRI-O (`TIME STREAM F|P CONTENT`, see `logs.rs`), not docker's json-file:
-//! the content is stored as raw bytes (json-file must turn output that is not UTF-8 into
-//! replacement characters), every record is one line (so `--tail N` and `-f` are simple
-//! byte scans), and it stays readable with plain tools. Foreground containers pass stdio
-//! through and have no log (except `run -t`, which runs under a shim).
+//! A container's stdout and stderr go to `<id>-json.log` in its directory, in docker's
+//! json-file format (one `{"log","stream","time"}` object per line, see `logs/`), whoever
+//! supervises it: the shim of a detached container writes what it captures; `kiln run` in the
+//! foreground (without `-t`) gives the container pipes, as docker does, and a thread per
+//! stream prints what comes and records it. `--log-opt max-size,max-file` rotates the file
+//! as docker does (`.1`, `.2` …), `--log-driver none` records nothing (`logs` then fails as
+//! docker's), `local` is taken as json-file (kiln has one on-disk format). Output that is
+//! not UTF-8 is stored with replacement characters, as docker stores it. Containers made by
+//! an older kiln have a CRI-format `container.log`, which is still read. A `-t` container runs
+//! under a shim (in the foreground too), which records its terminal's output.
 //!
 //! # create, start, restart, rename
 //!
@@ -143,7 +147,7 @@ pub use exec::ExecOptions;
 pub use filter::{FilterError, Filters};
 pub use health::{Health, HealthError, HealthOptions, HealthStatus, Healthcheck, Probe};
 pub use kill::parse_signal;
-pub use logs::{LogOptions, LOG_FILE};
+pub use logs::{parse_log_time, LogConfig, LogConfigError, LogDriver, LogOptions, LogTimeError};
 pub use mount_flag::{MountFlag, MountFlagError};
 pub use platform::{check_platform_name, PlatformError};
 pub use ports::{parse_expose, PortError, PortSpec};
@@ -275,6 +279,9 @@ pub enum Error {
     /// `commit` failed.
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// `logs` of a container with the `none` logging driver (docker's message).
+    #[error("configured logging driver does not support reading")]
+    LogsNotSupported,
     /// `cp`, `export` or `diff` failed.
     #[error(transparent)]
     Copy(#[from] copy::CopyError),
@@ -373,6 +380,8 @@ pub struct CreateOptions {
     /// `--init`: recorded (`HostConfig.Init`); the sandbox's pid 1 always is an init that
     /// forwards signals and reaps zombies (see kiln-executor's docs).
     pub init: bool,
+    /// `--log-driver`, `--log-opt`.
+    pub log: LogConfig,
 }
 
 /// A volume to mount (`-v NAME:DST[:ro]`, or `-v DST` for an anonymous one).

@@ -81,13 +81,13 @@ impl Container {
     ) -> Result<Option<i32>> {
         // Held until the end is read: a `--rm` container is removed only after that.
         let lock = self.lock_dir(false)?;
-        let from = self.log_len();
+        let from = self.log_mark();
         self.start(shim)?;
         let follow = LogOptions {
             follow: true,
             ..LogOptions::default()
         };
-        self.logs_from(from, &follow, stdout, stderr)?;
+        self.logs_from(Some(from), &follow, stdout, stderr)?;
         self.wait_stopped(None)?;
         drop(lock);
         Ok(self.state.exit_code.filter(|_| self.dir.exists()))

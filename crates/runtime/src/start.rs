@@ -1,12 +1,11 @@
 //! Starting a container: in the foreground (`kiln run`: the calling process supervises it,
-//! stdio passed through) or under a shim (`kiln run -d`, `kiln start`, and `kiln run -t`,
-//! which then attaches): output to the log and to attached clients, a `-t` container's
-//! terminal master and a `-i` container's stdin held by the shim (see `attach.rs`). See the
-//! crate docs for the shim's protocol.
+//! stdio passed through, or pipes printed and logged) or under a shim (`kiln run -d`, `kiln
+//! start`, and `kiln run -t`, which then attaches): output to the log and to attached
+//! clients, a `-t` container's terminal master and a `-i` container's stdin held by the shim
+//! (see `attach.rs`). See the crate docs for the shim's protocol.
 
 use crate::attach::server::{Hub, Input};
 use crate::container::{io_err, now_millis, Container, Status};
-use crate::logs::{LogWriter, LOG_FILE};
 use crate::{Error, Result};
 use kiln_executor::{Executor, HostProcess, Output, RunResult};
 use std::ffi::OsString;
@@ -110,10 +109,15 @@ impl Container {
         self.record_started(me, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
-        // Without -i the container's stdin is empty, as with `docker run`.
+        // Without -i the container's stdin is empty, as with `docker run`. Without -t its
+        // output is printed and recorded in its log (see logs.rs).
+        let mut tee = None;
         let (output, console) = if self.config.tty {
             let (output, console) = crate::terminal::output();
             (output, Some(console))
+        } else if let Some((output, t)) = crate::logs::tee(self, self.config.interactive)? {
+            tee = Some(t);
+            (output, None)
         } else if self.config.interactive {
             (Output::Inherit, None)
         } else {
@@ -145,6 +149,9 @@ impl Container {
                 }
             }
         };
+        if let Some(tee) = tee {
+            tee.join();
+        }
         let result = result.map_err(Error::from);
         self.finish(&result)?;
         result
@@ -327,9 +334,8 @@ async fn run_once(
     hub: &Hub,
     report: &mut dyn FnMut(&str),
 ) -> Result<(Result<RunResult>, bool)> {
-    let dir = c.dir.clone();
     let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
-    let mut log = LogWriter::create(&dir.join(LOG_FILE))?;
+    let mut log = c.log_writer()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     // With -t its terminal's master, with -i its stdin pipe, relayed to attached clients.
