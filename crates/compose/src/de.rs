@@ -116,7 +116,7 @@ pub(crate) fn opt_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, 
             .map(Some)
             .ok_or_else(|| D::Error::custom(format!("expected a size in bytes, found {n}"))),
         J::String(s) => kiln_units::parse_ram(&s)
-            .map(|b| Some(b.max(0)))
+            .map(Some)
             .map_err(|e| D::Error::custom(format!("invalid size {s:?}: {e}"))),
         v => Err(wrong(&v, "a size")),
     }

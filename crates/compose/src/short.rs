@@ -8,20 +8,17 @@ fn port_range(s: &str) -> Result<(u16, u16), String> {
         p.parse::<u16>()
             .map_err(|_| format!("invalid port {p:?}: expected a number from 0 to 65535"))
     };
-    match s.split_once('-') {
-        Some((a, b)) => {
-            let (a, b) = (num(a)?, num(b)?);
-            if b < a {
-                return Err(format!(
-                    "invalid port range {s:?}: the end is before the start"
-                ));
-            }
-            Ok((a, b))
+    if let Some((a, b)) = s.split_once('-') {
+        let (a, b) = (num(a)?, num(b)?);
+        if b < a {
+            return Err(format!(
+                "invalid port range {s:?}: the end is before the start"
+            ));
         }
-        None => {
-            let p = num(s)?;
-            Ok((p, p))
-        }
+        Ok((a, b))
+    } else {
+        let p = num(s)?;
+        Ok((p, p))
     }
 }
 
