@@ -65,8 +65,9 @@ struct VersionArgs {
     format: String,
 }
 
+/// A load error, with Docker Compose's exit code for it (14 file not found, 15 parse failure).
 fn load_failure(e: kiln_compose::ComposeError) -> Failure {
-    Failure::wrap(1, e)
+    Failure::wrap(e.exit_code(), e)
 }
 
 fn load(a: &ComposeArgs, services: &[String]) -> Result<kiln_compose::Loaded, Failure> {

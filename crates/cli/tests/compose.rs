@@ -104,7 +104,11 @@ fn issue_15_config_errors_and_warnings() {
         "services:\n  web:\n    image: busybox\n    ports:\n      - 80\n      - \"80:eighty\"\n",
     );
     let out = compose(dir.path(), &[], &["config"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(15),
+        "docker compose's parse failure"
+    );
     assert_eq!(
         stderr(&out),
         format!(
@@ -114,7 +118,11 @@ fn issue_15_config_errors_and_warnings() {
     );
 
     let out = compose(dir.path(), &[("TAG", "x")], &["-f", "nope.yaml", "config"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(14),
+        "docker compose's file not found"
+    );
     assert!(stderr(&out).starts_with(&format!(
         "error: cannot read {}: ",
         dir.path().join("nope.yaml").display()
@@ -122,7 +130,7 @@ fn issue_15_config_errors_and_warnings() {
 
     let empty = tempfile::tempdir().unwrap();
     let out = compose(empty.path(), &[], &["config"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(14));
     assert_eq!(
         stderr(&out),
         "error: no configuration file provided: not found\n"

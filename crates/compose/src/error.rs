@@ -4,6 +4,11 @@
 use crate::yaml::Pos;
 use std::path::PathBuf;
 
+/// Docker Compose's exit codes for a project that cannot be loaded (its metrics categories):
+/// a file not found, or a file that does not parse or validate.
+pub const EXIT_FILE_NOT_FOUND: u8 = 14;
+pub const EXIT_PARSE_FAILURE: u8 = 15;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ComposeError {
     /// No compose file in the directory or its parents, and none given.
@@ -77,4 +82,18 @@ pub enum ComposeError {
         "service {0:?} has neither an image nor a build context specified: invalid compose project"
     )]
     NoImage(String),
+}
+
+impl ComposeError {
+    /// The exit code `docker compose` ends with for this error: 14 for a file not found, 15
+    /// for a project that does not parse or validate, 1 for the rest.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ComposeError::NoConfigFile
+            | ComposeError::Read { .. }
+            | ComposeError::EnvFileNotFound { .. } => EXIT_FILE_NOT_FOUND,
+            ComposeError::Cwd(_) | ComposeError::NoSuchService(_) | ComposeError::Cycle(_) => 1,
+            _ => EXIT_PARSE_FAILURE,
+        }
+    }
 }

@@ -29,7 +29,7 @@ pub mod plan;
 pub mod short;
 pub mod yaml;
 
-pub use error::ComposeError;
+pub use error::{ComposeError, EXIT_FILE_NOT_FOUND, EXIT_PARSE_FAILURE};
 pub use load::{load, LoadOptions, Loaded, Warning};
 pub use model::Project;
 pub use plan::{plan, Plan};

@@ -144,6 +144,7 @@ pub fn parse(text: &str, file: &Arc<str>) -> Result<Node, ComposeError> {
         file: file.clone(),
         stack: Vec::new(),
         anchors: HashMap::new(),
+        nodes: 0,
         root: None,
         error: None,
         documents: 0,
@@ -191,7 +192,10 @@ enum Open {
 struct Builder {
     file: Arc<str>,
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes and their sizes in nodes.
+    anchors: HashMap<usize, (Node, usize)>,
+    /// Nodes made so far, aliases counted at their expanded size.
+    nodes: usize,
     root: Option<Node>,
     error: Option<ComposeError>,
     documents: usize,
@@ -213,7 +217,8 @@ impl Builder {
 
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            let size = node_count(&node);
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -275,6 +280,17 @@ impl Builder {
                 entries.push((k, node));
             }
         }
+    }
+}
+
+/// The most nodes a document may make (its own and those aliases copy).
+const MAX_NODES: usize = 1_000_000;
+
+fn node_count(n: &Node) -> usize {
+    1 + match &n.value {
+        Value::Seq(items) => items.iter().map(node_count).sum(),
+        Value::Map(m) => m.iter().map(|(_, v)| 1 + node_count(v)).sum(),
+        _ => 0,
     }
 }
 
@@ -351,6 +367,7 @@ impl MarkedEventReceiver for Builder {
             return;
         }
         let pos = self.pos(mark);
+        self.nodes += 1;
         match ev {
             Event::DocumentStart => self.documents += 1,
             Event::Scalar(text, style, anchor, tag) => {
@@ -383,7 +400,17 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Alias(id) => match self.anchors.get(&id) {
-                Some(node) => {
+                Some((node, size)) => {
+                    // Aliases of aliases grow a document exponentially ("billion laughs"):
+                    // what they expand to is counted against a bound no compose file nears.
+                    self.nodes += size;
+                    if self.nodes > MAX_NODES {
+                        let message = format!(
+                            "the document expands to more than {MAX_NODES} nodes through aliases"
+                        );
+                        self.fail(pos, message);
+                        return;
+                    }
                     let node = node.clone();
                     self.push_value(node, 0);
                 }
@@ -424,6 +451,21 @@ mod tests {
         assert_eq!(e.to_string(), "c.yaml:3: mapping key \"a\" already defined");
         let e = parse("a: [1\n", &Arc::from("c.yaml")).unwrap_err();
         assert!(e.to_string().starts_with("c.yaml:"), "{e}");
+    }
+
+    #[test]
+    fn alias_bombs_and_deep_nesting_are_refused() {
+        let mut text = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
+        let mut prev = "a".to_string();
+        for i in 0..8 {
+            let refs = vec![format!("*{prev}"); 10].join(", ");
+            text.push_str(&format!("b{i}: &b{i} [{refs}]\n"));
+            prev = format!("b{i}");
+        }
+        let e = parse(&text, &Arc::from("bomb.yaml")).unwrap_err();
+        assert!(e.to_string().contains("expands to more than"), "{e}");
+        let deep = format!("a: {}", "[".repeat(100_000));
+        assert!(parse(&deep, &Arc::from("deep.yaml")).is_err());
     }
 
     #[test]
