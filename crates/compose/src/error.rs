@@ -74,6 +74,12 @@ pub enum ComposeError {
     },
     #[error("services.deploy.replicas: can't set container_name and {0} as container name must be unique: invalid compose project")]
     ContainerNameScale(String),
+    #[error("service {service:?} asks for {replicas} containers, more than kiln runs for one service ({max})")]
+    TooManyReplicas {
+        service: String,
+        replicas: u64,
+        max: u64,
+    },
     #[error("no such service: {0}")]
     NoSuchService(String),
     #[error("dependency cycle detected: {}", .0.join(" -> "))]
@@ -89,10 +95,19 @@ impl ComposeError {
     /// for a project that does not parse or validate, 1 for the rest.
     pub fn exit_code(&self) -> u8 {
         match self {
+            // A file that is there but not text does not parse.
+            ComposeError::Read { source, .. }
+                if source.kind() == std::io::ErrorKind::InvalidData =>
+            {
+                EXIT_PARSE_FAILURE
+            }
             ComposeError::NoConfigFile
             | ComposeError::Read { .. }
             | ComposeError::EnvFileNotFound { .. } => EXIT_FILE_NOT_FOUND,
-            ComposeError::Cwd(_) | ComposeError::NoSuchService(_) | ComposeError::Cycle(_) => 1,
+            ComposeError::Cwd(_)
+            | ComposeError::NoSuchService(_)
+            | ComposeError::Cycle(_)
+            | ComposeError::TooManyReplicas { .. } => 1,
             _ => EXIT_PARSE_FAILURE,
         }
     }

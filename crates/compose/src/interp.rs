@@ -109,10 +109,12 @@ fn braced(
         return Ok(value_or_blank(name, lookup, unset));
     }
     let value = lookup(name);
-    let (colon, op, arg) = match rest.strip_prefix(':') {
-        Some(r) => (true, r.chars().next(), r.get(1..).unwrap_or("")),
-        None => (false, rest.chars().next(), &rest[1..]),
+    let (colon, rest) = match rest.strip_prefix(':') {
+        Some(r) => (true, r),
+        None => (false, rest),
     };
+    let op = rest.chars().next();
+    let arg = &rest[op.map_or(0, char::len_utf8)..];
     // `:` tests "set and not empty", without it only "set".
     let present = match &value {
         Some(v) => !colon || !v.is_empty(),
@@ -259,7 +261,19 @@ mod tests {
             })
         );
         assert!(matches!(i("${UNSET?}"), Err(InterpError::Required { .. })));
-        for bad in ["${SET", "${}", "$!", "a $", "${1A}", "${SET:x}"] {
+        for bad in [
+            "${SET",
+            "${}",
+            "$!",
+            "a $",
+            "${1A}",
+            "${SET:x}",
+            "${A€}",
+            "$€",
+            "${€}",
+            "${A:€x}",
+            "${A:}",
+        ] {
             assert_eq!(i(bad), Err(InterpError::Invalid), "{bad}");
         }
     }

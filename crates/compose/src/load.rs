@@ -179,6 +179,10 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ComposeError> {
     } else {
         discover(&opts.cwd, &mut warnings)?
     };
+    if files.is_empty() {
+        // `COMPOSE_FILE=:` names none.
+        return Err(ComposeError::NoConfigFile);
+    }
     let working_dir = match &opts.project_directory {
         Some(d) => absolute(&opts.cwd, d),
         None => files[0]
@@ -356,6 +360,32 @@ fn typed(tree: &Node, warnings: &mut Vec<Warning>) -> Result<Project, ComposeErr
             });
         }
     };
+    // Names that become resource names (`<project>-<service>-1`, `<project>_<volume>`):
+    // the spec's pattern, so no `/` or `..` reaches a name kiln makes from them.
+    let names = [
+        ("services", project.services.keys().collect::<Vec<_>>()),
+        ("networks", project.networks.keys().collect()),
+        ("volumes", project.volumes.keys().collect()),
+        ("secrets", project.secrets.keys().collect()),
+        ("configs", project.configs.keys().collect()),
+    ];
+    for (kind, keys) in names {
+        for key in keys {
+            let ok = !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+            if !ok {
+                let path = [PathSeg::Key(kind.into()), PathSeg::Key(key.clone())];
+                return Err(ComposeError::Type {
+                    pos: tree.locate(&path).pos.clone(),
+                    path: path_string(&path),
+                    message: "invalid name: only letters, digits, `.`, `_` and `-` are allowed"
+                        .into(),
+                });
+            }
+        }
+    }
     for path in unknown {
         if let Some(PathSeg::Key(k)) = path.last() {
             if k.starts_with("x-") {

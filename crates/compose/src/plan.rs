@@ -24,6 +24,10 @@ pub const LABEL_NETWORK: &str = "com.docker.compose.network";
 pub const LABEL_VOLUME: &str = "com.docker.compose.volume";
 pub const LABEL_VERSION: &str = "com.docker.compose.version";
 
+/// The most containers one service may ask for: a hostile `scale: 4294967295` must not make
+/// the planner allocate billions of plans.
+pub const MAX_REPLICAS: u64 = 1000;
+
 /// What `up` makes for a project (or for some of its services and their dependencies).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
@@ -258,6 +262,13 @@ pub fn plan(loaded: &Loaded, selected: &[String]) -> Result<Plan, ComposeError> 
                 cache_from: b.cache_from.clone(),
                 cache_to: b.cache_to.clone(),
                 network: b.network.clone(),
+            });
+        }
+        if s.replicas() > MAX_REPLICAS {
+            return Err(ComposeError::TooManyReplicas {
+                service: sname.clone(),
+                replicas: s.replicas(),
+                max: MAX_REPLICAS,
             });
         }
         let hash = config_hash(s);

@@ -319,6 +319,7 @@ fn type_errors_name_file_line_and_key_path() {
         ("services:\n  web:\n    image: w\n    depends_on:\n      db:\n        condition: started\n  db:\n    image: d\n", "compose.yaml:4: services.web.depends_on: db.condition: \"started\" is not one of service_started, service_healthy, service_completed_successfully"),
         ("services:\n  web:\n    image: w\n    volumes:\n      - type: volume\n        target: /x\n        sourc: y\n", "compose.yaml:5: services.web.volumes[0]: unknown field `sourc`"),
         ("services: [a]\n", "compose.yaml:1: services: invalid type: sequence, expected a map"),
+        ("services:\n  ok:\n    image: w\n  ../x:\n    image: w\n", "compose.yaml:4: services.../x: invalid name: only letters, digits, `.`, `_` and `-` are allowed"),
     ];
     for (text, want) in cases {
         let e = load_text(text).unwrap_err().to_string();
@@ -403,6 +404,20 @@ fn planner_names_labels_order_and_hash() {
         hash("services:\n  a:\n    image: x\n    environment: [A=1]\n")
     );
     assert_eq!(base.len(), 64);
+}
+
+#[test]
+fn hostile_counts_are_refused() {
+    let l = load_text("services:\n  a:\n    image: x\n    scale: 4294967295\n").unwrap();
+    let e = plan(&l, &[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "service \"a\" asks for 4294967295 containers, more than kiln runs for one service (1000)"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let mut o = opts(dir.path());
+    o.environ.insert("COMPOSE_FILE".into(), ":".into());
+    assert!(matches!(load(&o), Err(ComposeError::NoConfigFile)));
 }
 
 #[test]
