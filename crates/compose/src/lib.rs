@@ -16,6 +16,12 @@
 //! positioned tree from the events ([`yaml::Node`]), and serde reads the model from that tree
 //! (as JSON) with `serde_path_to_error` (the key path of a type error) and `serde_ignored` (the
 //! keys the model does not know); the path leads back to the node, and so to the line.
+//!
+//! Not yet: `extends`, `include`, `-f -` (a file on stdin), `env_file`'s `format: raw`.
+//! Unknown keys inside the long syntax of
+//! `ports`, `volumes`, `secrets`/`configs`, `env_file` and `depends_on` entries are errors
+//! (those entries are read whole), not warnings. Octal modes (`mode: 0440`) read as YAML 1.2
+//! reads them (decimal 440), where Compose's YAML 1.1 parser reads octal.
 
 mod de;
 pub mod emit;

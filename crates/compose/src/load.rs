@@ -513,6 +513,9 @@ fn normalise(loaded: &mut Loaded) -> Result<(), ComposeError> {
             if !is_remote_context(&b.context) {
                 b.context = abs(&b.context);
             }
+            if b.dockerfile.is_none() && b.dockerfile_inline.is_none() {
+                b.dockerfile = Some("Dockerfile".into());
+            }
         }
         // env_file values under `environment`, names without a value from the environment.
         let mut from_files = BTreeMap::new();
