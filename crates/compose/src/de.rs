@@ -4,7 +4,7 @@
 //! Scalars written as strings where a number or a boolean is expected are accepted: after
 //! interpolation `${PORT}` is text, and Compose casts it the same way.
 
-use crate::model::{DependsOn, EnvFile, FileRef, Port, ServiceNetwork, ServiceVolume};
+use crate::model::{EnvFile, FileRef, Port, ServiceVolume};
 use serde::de::{DeserializeOwned, Error};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value as J;
@@ -307,62 +307,31 @@ fn from_value<T: DeserializeOwned, E: Error>(v: J) -> Result<T, E> {
     serde_json::from_value(v).map_err(E::custom)
 }
 
-pub(crate) fn depends_on<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, DependsOn>, D::Error> {
-    match J::deserialize(d)? {
-        J::Null => Ok(BTreeMap::new()),
-        J::Array(items) => items
-            .iter()
-            .map(|i| Ok((text::<D::Error>(i, "a service name")?, DependsOn::default())))
-            .collect(),
-        J::Object(m) => m
-            .into_iter()
-            .map(|(k, v)| {
-                let dep = match v {
-                    J::Null => DependsOn::default(),
-                    v => from_value::<DependsOn, D::Error>(v)
-                        .map_err(|e| D::Error::custom(format!("{k}: {e}")))?,
-                };
-                let known = [
-                    "service_started",
-                    "service_healthy",
-                    "service_completed_successfully",
-                ];
-                if !known.contains(&dep.condition.as_str()) {
-                    return Err(D::Error::custom(format!(
-                        "{k}.condition: {:?} is not one of {}",
-                        dep.condition,
-                        known.join(", ")
-                    )));
-                }
-                Ok((k, dep))
-            })
-            .collect(),
-        v => Err(wrong(&v, "a list or a mapping")),
+/// A `depends_on` condition: one of the three the spec names.
+pub(crate) fn condition<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let c = string(d)?;
+    let known = [
+        "service_started",
+        "service_healthy",
+        "service_completed_successfully",
+    ];
+    if known.contains(&c.as_str()) {
+        Ok(c)
+    } else {
+        Err(D::Error::custom(format!(
+            "{c:?} is not one of {}",
+            known.join(", ")
+        )))
     }
 }
 
-pub(crate) fn service_networks<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<String, Option<ServiceNetwork>>, D::Error> {
-    match J::deserialize(d)? {
-        J::Null => Ok(BTreeMap::new()),
-        J::Array(items) => items
-            .iter()
-            .map(|i| Ok((text::<D::Error>(i, "a network name")?, None)))
-            .collect(),
-        J::Object(m) => m
-            .into_iter()
-            .map(|(k, v)| match v {
-                J::Null => Ok((k, None)),
-                v => from_value::<ServiceNetwork, D::Error>(v)
-                    .map(|n| (k.clone(), Some(n)))
-                    .map_err(|e| D::Error::custom(format!("{k}: {e}"))),
-            })
-            .collect(),
-        v => Err(wrong(&v, "a list or a mapping")),
-    }
+/// A mapping that may be null as a whole.
+pub(crate) fn opt_map<'de, D, T>(d: D) -> Result<BTreeMap<String, T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<BTreeMap<String, T>>::deserialize(d)?.unwrap_or_default())
 }
 
 pub(crate) fn health_test<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {

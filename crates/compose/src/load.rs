@@ -386,6 +386,7 @@ fn typed(tree: &Node, warnings: &mut Vec<Warning>) -> Result<Project, ComposeErr
             }
         }
     }
+    let mut found: Vec<Warning> = Vec::new();
     for path in unknown {
         if let Some(PathSeg::Key(k)) = path.last() {
             if k.starts_with("x-") {
@@ -393,11 +394,17 @@ fn typed(tree: &Node, warnings: &mut Vec<Warning>) -> Result<Project, ComposeErr
             }
         }
         let node = tree.locate(&path);
-        warnings.push(Warning {
+        found.push(Warning {
             pos: Some(node.pos.clone()),
             message: format!("{}: unknown key, ignored", path_string(&path)),
         });
     }
+    // In the order of the files (serde visits keys sorted).
+    found.sort_by(|a, b| {
+        let key = |w: &Warning| w.pos.as_ref().map(|p| (p.file.clone(), p.line));
+        key(a).cmp(&key(b))
+    });
+    warnings.extend(found);
     Ok(project)
 }
 

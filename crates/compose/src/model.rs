@@ -75,9 +75,10 @@ pub struct Service {
         skip_serializing_if = "Option::is_none"
     )]
     pub container_name: Option<String>,
+    /// Read as a mapping: the loader turns the list form into one before typing.
     #[serde(
         default,
-        deserialize_with = "de::depends_on",
+        deserialize_with = "de::nullable_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub depends_on: BTreeMap<String, DependsOn>,
@@ -153,10 +154,11 @@ pub struct Service {
         skip_serializing_if = "Option::is_none"
     )]
     pub network_mode: Option<String>,
-    /// Networks the service joins; `None` for no per-network settings.
+    /// Networks the service joins; `None` for no per-network settings. Read as a mapping: the
+    /// loader turns the list form into one before typing.
     #[serde(
         default,
-        deserialize_with = "de::service_networks",
+        deserialize_with = "de::opt_map",
         skip_serializing_if = "BTreeMap::is_empty"
     )]
     pub networks: BTreeMap<String, Option<ServiceNetwork>>,
@@ -335,7 +337,7 @@ fn dot() -> String {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DependsOn {
-    #[serde(default = "started")]
+    #[serde(default = "started", deserialize_with = "de::condition")]
     pub condition: String,
     #[serde(
         default,

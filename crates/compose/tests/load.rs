@@ -294,11 +294,15 @@ fn unknown_keys_warn_with_their_line_and_extensions_are_silent() {
     assert!(s.ends_with("compose.yaml:10: services.web.healthcheck.test: expected a string or a list, found a boolean"), "{s}");
 
     let l = load_text(
-        "x-common: &c\n  restart: always\nservices:\n  web:\n    <<: *c\n    image: w\n    x-note: fine\n    colour: blue\n    healthcheck:\n      test: [CMD, 'true']\n      intervall: 5s\n",
+        "x-common: &c\n  restart: always\nservices:\n  web:\n    <<: *c\n    image: w\n    x-note: fine\n    colour: blue\n    healthcheck:\n      test: [CMD, 'true']\n      intervall: 5s\n    depends_on:\n      db:\n        condition: service_started\n        wait: yes\n  db:\n    image: d\n",
     )
     .unwrap();
     let w = warnings(&l);
-    assert_eq!(w.len(), 2, "{w:?}");
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w[2].ends_with("compose.yaml:15: services.web.depends_on.db.wait: unknown key, ignored"),
+        "{w:?}"
+    );
     assert!(
         w[0].ends_with("compose.yaml:8: services.web.colour: unknown key, ignored"),
         "{w:?}"
@@ -316,7 +320,7 @@ fn type_errors_name_file_line_and_key_path() {
         ("services:\n  web:\n    image: w\n    ports:\n      - 80\n      - '80/http'\n", "compose.yaml:6: services.web.ports[1]: invalid port \"80/http\": the protocol must be tcp, udp or sctp"),
         ("services:\n  web:\n    image: w\n    environment: 3\n", "compose.yaml:4: services.web.environment: expected a mapping or a list, found a number"),
         ("services:\n  web:\n    image: w\n    deploy:\n      replicas: many\n", "compose.yaml:5: services.web.deploy.replicas: expected a non-negative integer, found \"many\""),
-        ("services:\n  web:\n    image: w\n    depends_on:\n      db:\n        condition: started\n  db:\n    image: d\n", "compose.yaml:4: services.web.depends_on: db.condition: \"started\" is not one of service_started, service_healthy, service_completed_successfully"),
+        ("services:\n  web:\n    image: w\n    depends_on:\n      db:\n        condition: started\n  db:\n    image: d\n", "compose.yaml:6: services.web.depends_on.db.condition: \"started\" is not one of service_started, service_healthy, service_completed_successfully"),
         ("services:\n  web:\n    image: w\n    volumes:\n      - type: volume\n        target: /x\n        sourc: y\n", "compose.yaml:5: services.web.volumes[0]: unknown field `sourc`"),
         ("services: [a]\n", "compose.yaml:1: services: invalid type: sequence, expected a map"),
         ("services:\n  ok:\n    image: w\n  ../x:\n    image: w\n", "compose.yaml:4: services.../x: invalid name: only letters, digits, `.`, `_` and `-` are allowed"),
