@@ -262,8 +262,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ComposeError> {
 
     project.name = if let Some(p) = &opts.project_name {
         check_project_name(p)?
-    } else if let Some(p) = opts
-        .environ
+    } else if let Some(p) = environment
         .get("COMPOSE_PROJECT_NAME")
         .filter(|s| !s.is_empty())
     {
@@ -282,7 +281,7 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ComposeError> {
         name
     };
 
-    apply_profiles(&mut project, opts, &mut warnings)?;
+    apply_profiles(&mut project, opts, &environment, &mut warnings)?;
     let mut loaded = Loaded {
         project,
         working_dir,
@@ -411,11 +410,13 @@ fn typed(tree: &Node, warnings: &mut Vec<Warning>) -> Result<Project, ComposeErr
 fn apply_profiles(
     project: &mut Project,
     opts: &LoadOptions,
+    environment: &BTreeMap<String, String>,
     warnings: &mut Vec<Warning>,
 ) -> Result<(), ComposeError> {
     let mut active: BTreeSet<String> = opts.profiles.iter().cloned().collect();
     if active.is_empty() {
-        if let Some(p) = opts.environ.get("COMPOSE_PROFILES") {
+        // From the process environment or `.env`, as Compose reads its own variables.
+        if let Some(p) = environment.get("COMPOSE_PROFILES") {
             active.extend(
                 p.split(',')
                     .map(str::trim)

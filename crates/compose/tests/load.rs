@@ -220,6 +220,45 @@ fn interpolation_errors_name_file_line_and_key() {
 }
 
 #[test]
+fn dotenv_sets_compose_variables_and_env_files_fill_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("app");
+    write(
+        &app,
+        "compose.yaml",
+        "services:\n  web:\n    image: w\n    env_file: [common.env, {path: missing.env, required: false}]\n    environment:\n      B: from-environment\n  tools:\n    image: t\n    profiles: [ops]\n",
+    );
+    write(
+        &app,
+        ".env",
+        "COMPOSE_PROJECT_NAME=fromdotenv\nCOMPOSE_PROFILES=ops\n",
+    );
+    write(&app, "common.env", "A=from-file\nB=from-file\n");
+    let l = load(&opts(&app)).unwrap();
+    assert_eq!(l.project.name, "fromdotenv");
+    assert!(l.project.services.contains_key("tools"));
+    let web = &l.project.services["web"];
+    assert_eq!(web.environment["A"].as_deref(), Some("from-file"));
+    assert_eq!(web.environment["B"].as_deref(), Some("from-environment"));
+    assert_eq!(
+        web.env_file[0].path,
+        app.join("common.env").display().to_string()
+    );
+
+    write(
+        &app,
+        "compose.yaml",
+        "services:\n  web:\n    image: w\n    env_file: gone.env\n",
+    );
+    let e = load(&opts(&app)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("env file {} not found", app.join("gone.env").display())
+    );
+    assert_eq!(e.exit_code(), 14);
+}
+
+#[test]
 fn merge_of_two_files() {
     let dir = tempfile::tempdir().unwrap();
     let a = write(
