@@ -524,6 +524,27 @@ fn normalise(loaded: &mut Loaded) -> Result<(), ComposeError> {
             if b.dockerfile.is_none() && b.dockerfile_inline.is_none() {
                 b.dockerfile = Some("Dockerfile".into());
             }
+            for (k, v) in &mut b.args {
+                if v.is_none() {
+                    *v = env.get(k).cloned();
+                }
+            }
+        }
+        if s.pull_policy.as_deref() == Some("if_not_present") {
+            s.pull_policy = Some("missing".into());
+        }
+        // `network_mode: service:db` needs db started first, as Compose infers.
+        if let Some(dep) = s
+            .network_mode
+            .as_deref()
+            .and_then(|m| m.strip_prefix("service:"))
+        {
+            s.depends_on
+                .entry(dep.to_string())
+                .or_insert(crate::model::DependsOn {
+                    restart: true,
+                    ..Default::default()
+                });
         }
         // env_file values under `environment`, names without a value from the environment.
         let mut from_files = BTreeMap::new();
@@ -606,6 +627,17 @@ fn normalise(loaded: &mut Loaded) -> Result<(), ComposeError> {
             kind,
             name: n.to_string(),
         };
+        if let Some(d) = s
+            .depends_on
+            .keys()
+            .find(|d| !project.services.contains_key(*d))
+        {
+            // A `network_mode: service:…` naming no service.
+            return Err(ComposeError::UndefinedService {
+                service: sname.clone(),
+                dependency: d.clone(),
+            });
+        }
         if let Some(n) = s
             .networks
             .keys()

@@ -450,6 +450,40 @@ fn planner_names_labels_order_and_hash() {
 }
 
 #[test]
+fn normalisation_infers_what_compose_infers() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "compose.yaml",
+        "services:\n  vpn:\n    image: v\n  app:\n    build:\n      context: .\n      args: [TOKEN, UNSET]\n    network_mode: service:vpn\n    pull_policy: if_not_present\n",
+    );
+    let mut o = opts(dir.path());
+    o.environ.insert("TOKEN".into(), "t0k".into());
+    let l = load(&o).unwrap();
+    let app = &l.project.services["app"];
+    let b = app.build.as_ref().unwrap();
+    assert_eq!(b.dockerfile.as_deref(), Some("Dockerfile"));
+    assert_eq!(b.args["TOKEN"].as_deref(), Some("t0k"));
+    assert_eq!(b.args["UNSET"], None);
+    assert_eq!(app.pull_policy.as_deref(), Some("missing"));
+    assert!(app.depends_on["vpn"].restart);
+    assert!(app.networks.is_empty(), "network_mode: no default network");
+    let order: Vec<_> = plan(&l, &[])
+        .unwrap()
+        .services
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
+    assert_eq!(order, ["vpn", "app"]);
+    let e =
+        load_text("services:\n  app:\n    image: a\n    network_mode: service:gone\n").unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "service \"app\" depends on undefined service \"gone\": invalid compose project"
+    );
+}
+
+#[test]
 fn hostile_counts_are_refused() {
     let l = load_text("services:\n  a:\n    image: x\n    scale: 4294967295\n").unwrap();
     let e = plan(&l, &[]).unwrap_err();
