@@ -10,7 +10,8 @@ use std::path::PathBuf;
 
 #[derive(Args)]
 pub(crate) struct ComposeArgs {
-    /// Compose configuration file; repeatable (later files merge onto earlier ones).
+    /// Compose configuration file (`-` for standard input); repeatable (later files merge
+    /// onto earlier ones).
     #[arg(short = 'f', long = "file", value_name = "FILE")]
     file: Vec<PathBuf>,
     /// Project name (default: `COMPOSE_PROJECT_NAME`, the `name:` key, the directory's name).
@@ -73,6 +74,18 @@ fn load_failure(e: kiln_compose::ComposeError) -> Failure {
 fn load(a: &ComposeArgs, services: &[String]) -> Result<kiln_compose::Loaded, Failure> {
     let cwd =
         std::env::current_dir().map_err(|e| load_failure(kiln_compose::ComposeError::Cwd(e)))?;
+    let stdin = if a.file.iter().any(|f| f.as_os_str() == "-") {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut text).map_err(|source| {
+            load_failure(kiln_compose::ComposeError::Read {
+                path: PathBuf::from("-"),
+                source,
+            })
+        })?;
+        Some(text)
+    } else {
+        None
+    };
     let opts = kiln_compose::LoadOptions {
         files: a.file.clone(),
         project_name: a.project_name.clone(),
@@ -82,6 +95,7 @@ fn load(a: &ComposeArgs, services: &[String]) -> Result<kiln_compose::Loaded, Fa
         services: services.to_vec(),
         cwd,
         environ: std::env::vars().collect(),
+        stdin,
     };
     let loaded = kiln_compose::load(&opts).map_err(load_failure)?;
     for w in &loaded.warnings {

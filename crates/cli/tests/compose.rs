@@ -138,6 +138,28 @@ fn issue_15_config_errors_and_warnings() {
 }
 
 #[test]
+fn issue_15_config_reads_a_file_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = Command::new(kiln_bin());
+    c.current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .args(["compose", "-p", "piped", "-f", "-", "config", "--services"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        b"services:\n  one:\n    image: busybox\n",
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout_of(&out), "one\n");
+}
+
+#[test]
 fn issue_15_compose_version() {
     let dir = tempfile::tempdir().unwrap();
     let out = compose(dir.path(), &[], &["version"]);

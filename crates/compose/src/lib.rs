@@ -17,7 +17,7 @@
 //! (as JSON) with `serde_path_to_error` (the key path of a type error) and `serde_ignored` (the
 //! keys the model does not know); the path leads back to the node, and so to the line.
 //!
-//! Not yet: `extends`, `include`, `-f -` (a file on stdin), `env_file`'s `format: raw`.
+//! Not yet: `extends`, `include`, `env_file`'s `format: raw`.
 //! Unknown keys inside the long syntax of
 //! `ports`, `volumes`, `secrets`/`configs`, `env_file` and `depends_on` entries are errors
 //! (those entries are read whole), not warnings. Octal modes (`mode: 0440`) read as YAML 1.2

@@ -46,6 +46,8 @@ pub struct LoadOptions {
     pub cwd: PathBuf,
     /// The process environment (passed in so tests need not change the real one).
     pub environ: BTreeMap<String, String>,
+    /// The text of `-f -` (the caller reads its standard input when a file is `-`).
+    pub stdin: Option<String>,
 }
 
 /// Something the user should know that does not stop the load.
@@ -165,7 +167,16 @@ fn read(path: &Path) -> Result<String, ComposeError> {
 pub fn load(opts: &LoadOptions) -> Result<Loaded, ComposeError> {
     let mut warnings = Vec::new();
     let files: Vec<PathBuf> = if !opts.files.is_empty() {
-        opts.files.iter().map(|f| absolute(&opts.cwd, f)).collect()
+        opts.files
+            .iter()
+            .map(|f| {
+                if f.as_os_str() == "-" {
+                    f.clone()
+                } else {
+                    absolute(&opts.cwd, f)
+                }
+            })
+            .collect()
     } else if let Some(list) = opts.environ.get("COMPOSE_FILE").filter(|s| !s.is_empty()) {
         let sep = opts
             .environ
@@ -185,6 +196,8 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ComposeError> {
     }
     let working_dir = match &opts.project_directory {
         Some(d) => absolute(&opts.cwd, d),
+        // `-f -`: the current directory, as Compose takes it.
+        None if files[0].as_os_str() == "-" => opts.cwd.clone(),
         None => files[0]
             .parent()
             .map_or_else(|| opts.cwd.clone(), Path::to_path_buf),
@@ -218,7 +231,12 @@ pub fn load(opts: &LoadOptions) -> Result<Loaded, ComposeError> {
     let mut unset = Vec::new();
     for file in &files {
         let name: Arc<str> = Arc::from(file.display().to_string());
-        let mut node = yaml::parse(&read(file)?, &name)?;
+        let text = if file.as_os_str() == "-" {
+            opts.stdin.clone().unwrap_or_default()
+        } else {
+            read(file)?
+        };
+        let mut node = yaml::parse(&text, &name)?;
         if !matches!(node.value, Value::Map(_)) {
             return Err(ComposeError::Type {
                 pos: node.pos.clone(),
