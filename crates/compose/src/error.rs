@@ -74,6 +74,10 @@ pub enum ComposeError {
     },
     #[error("services.deploy.replicas: can't set container_name and {0} as container name must be unique: invalid compose project")]
     ContainerNameScale(String),
+    #[error("services.{0}: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project")]
+    ScaleAndReplicas(String),
+    #[error("services.{service}.container_name: invalid container name {name:?}, only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed")]
+    InvalidContainerName { service: String, name: String },
     #[error("service {service:?} asks for {replicas} containers, more than kiln runs for one service ({max})")]
     TooManyReplicas {
         service: String,

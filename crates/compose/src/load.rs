@@ -602,6 +602,26 @@ fn normalise(loaded: &mut Loaded) -> Result<(), ComposeError> {
         if s.container_name.is_some() && s.replicas() > 1 {
             return Err(ComposeError::ContainerNameScale(sname.clone()));
         }
+        if let (Some(scale), Some(replicas)) = (s.scale, s.deploy.as_ref().and_then(|d| d.replicas))
+        {
+            if scale != replicas {
+                return Err(ComposeError::ScaleAndReplicas(sname.clone()));
+            }
+        }
+        if let Some(name) = &s.container_name {
+            // docker's rule for container names: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+            let ok = name.len() > 1
+                && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+            if !ok {
+                return Err(ComposeError::InvalidContainerName {
+                    service: sname.clone(),
+                    name: name.clone(),
+                });
+            }
+        }
     }
     if uses_default && !project.networks.contains_key("default") {
         project

@@ -388,6 +388,20 @@ fn references_and_images_are_checked() {
             .contains("neither an image nor a build context"),
         "{e}"
     );
+    let e = load_text(
+        "services:\n  web:\n    image: w\n    scale: 2\n    deploy:\n      replicas: 3\n",
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "services.web: can't set distinct values on 'scale' and 'deploy.replicas': invalid compose project");
+    let e =
+        load_text("services:\n  web:\n    image: w\n    container_name: ../escape\n").unwrap_err();
+    assert_eq!(e.to_string(), "services.web.container_name: invalid container name \"../escape\", only [a-zA-Z0-9][a-zA-Z0-9_.-]+ are allowed");
+    let e = load_text("services:\n  web:\n    image: w\n    container_name: one\n    scale: 2\n")
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("can't set container_name and web"),
+        "{e}"
+    );
     let e = load_text("services:\n  web:\n    image: w\n    depends_on: [db]\n").unwrap_err();
     assert_eq!(
         e.to_string(),
