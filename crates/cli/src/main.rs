@@ -13,7 +13,7 @@
 //! on after a failed item, like `kiln rm A B`, render each the same way).
 //!
 //! Modules depend one way: `main` → commands (`build`, `run`, `images`, `containers`,
-//! `volumes`, `system`, `login`, `top`, `stats`) → `util` (the environment, `Failure`, shared helpers);
+//! `volumes`, `system`, `login`, `top`, `stats`, `compose`) → `util` (the environment, `Failure`, shared helpers);
 //! `volumes` and `stats` also use `containers`' table layout and `build` `system`'s GC.
 
 // Every `println!`/`print!`/`eprintln!`/`eprint!` in this crate is the checked one below
@@ -43,6 +43,7 @@ macro_rules! eprint {
 mod attach;
 mod build;
 mod commit;
+mod compose;
 mod container;
 mod containers;
 mod cp;
@@ -160,6 +161,8 @@ enum Command {
     Update(update::UpdateArgs),
     /// Create a new image from a container's changes.
     Commit(commit::CommitArgs),
+    /// Define and run multi-container applications (Docker Compose).
+    Compose(compose::ComposeArgs),
 }
 
 fn main() -> ExitCode {
@@ -222,11 +225,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             return login::login(&registry, a).await;
         }
         Command::Logout(a) => return login::logout(a),
+        Command::Compose(a) => return compose::compose(a),
         _ => {}
     }
     let env = util::Env::open(cli.root, cli.config)?;
     match cli.command {
-        Command::Login(_) | Command::Logout(_) => unreachable!("handled above"),
+        Command::Login(_) | Command::Logout(_) | Command::Compose(_) => {
+            unreachable!("handled above")
+        }
         Command::Build(a) => build::build(&env, a).await,
         Command::Run(a) => run::run(&env, a).await,
         Command::Create(a) => run::create(&env, a).await,
