@@ -310,7 +310,10 @@ impl Env {
             cfg.registry,
             config_path.as_deref().unwrap_or(root.as_path()),
         )?;
+        // The shim and the sandbox helper run from the small kiln-shim beside this binary
+        // when it is installed, else from this binary.
         let exe = std::env::current_exe()
+            .map(|kiln| kiln_runtime::companion_binary(&kiln))
             .map_err(|e| Failure::with_source(1, format!("cannot find the kiln binary: {e}"), e))?;
         Ok(Self {
             store: Arc::new(store),
