@@ -165,7 +165,8 @@ pub struct Store {
     ingest: PathBuf,
     snapshots: PathBuf,
     tmp: PathBuf,
-    db: Mutex<rusqlite::Connection>,
+    /// The metadata database; `None` until first used after [`Store::open_deferred`].
+    db: Mutex<Option<rusqlite::Connection>>,
 }
 
 /// A blob being written: hashes (sha256) as bytes pass, into a temp file under the store.
@@ -278,6 +279,18 @@ pub(crate) fn now_secs() -> i64 {
 impl Store {
     /// Opens (creating when missing) the store at `root`.
     pub fn open(root: &Path) -> Result<Store> {
+        Self::open_with(root, true)
+    }
+
+    /// Opens the store at `root` as [`Store::open`] does, except that the metadata database
+    /// is connected to when first used (an error then is that use's error). For callers
+    /// that may not touch it at all (`kiln exec`): opening SQLite in WAL mode and reading
+    /// its schema is most of the cost of opening a store.
+    pub fn open_deferred(root: &Path) -> Result<Store> {
+        Self::open_with(root, false)
+    }
+
+    fn open_with(root: &Path, connect: bool) -> Result<Store> {
         std::fs::create_dir_all(root).map_err(io_err(root))?;
         check_version(root)?;
         let blobs = root.join("blobs");
@@ -287,7 +300,11 @@ impl Store {
         for d in [&blobs.join("sha256"), &ingest, &snapshots, &tmp] {
             std::fs::create_dir_all(d).map_err(io_err(d))?;
         }
-        let db = db::open(&root.join("meta.db"))?;
+        let db = if connect {
+            Some(db::open(&root.join("meta.db"))?)
+        } else {
+            None
+        };
         let store = Store {
             root: root.to_path_buf(),
             blobs,
@@ -608,7 +625,11 @@ impl Store {
             .db
             .lock()
             .map_err(|_| Error::Db("connection mutex poisoned".into()))?;
-        f(&mut c).map_err(|e| Error::Db(e.to_string()))
+        let c = match &mut *c {
+            Some(c) => c,
+            None => c.insert(db::open(&self.root.join("meta.db"))?),
+        };
+        f(c).map_err(|e| Error::Db(e.to_string()))
     }
 }
 

@@ -72,6 +72,36 @@ fn read_layer(s: &Store, layer: &kiln_oci::Layer) -> (Vec<String>, BTreeMap<Stri
 // ---- content store ----
 
 #[test]
+fn a_deferred_store_opens_its_database_when_first_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let s = Store::open_deferred(&root).unwrap();
+    assert!(root.join("blobs/sha256").is_dir() && root.join("VERSION").is_file());
+    assert!(
+        !root.join("meta.db").exists(),
+        "not opened before it is used"
+    );
+    s.set_image("a:1", "sha256:x").unwrap();
+    assert!(root.join("meta.db").is_file());
+    drop(s);
+    let s = Store::open_deferred(&root).unwrap();
+    assert_eq!(
+        s.get_image("a:1").unwrap().unwrap().manifest_digest,
+        "sha256:x"
+    );
+
+    // A database that cannot be opened: an error when it is used, not before.
+    drop(s);
+    for f in ["meta.db", "meta.db-wal", "meta.db-shm"] {
+        let _ = std::fs::remove_file(root.join(f));
+    }
+    std::fs::write(root.join("meta.db"), vec![b'x'; 4096]).unwrap();
+    assert!(Store::open(&root).is_err());
+    let s = Store::open_deferred(&root).unwrap();
+    assert!(matches!(s.get_image("a:1"), Err(Error::Db(_))));
+}
+
+#[test]
 fn blob_write_commit_dedup() {
     let (_d, s) = store();
     let (d1, n1) = s.write_blob(b"hello").unwrap();

@@ -196,10 +196,14 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // `exec` waits for one process (its terminal relay has threads of its own): no worker
+    // threads to start first (issue 13's exec latency).
+    let mut rt = if matches!(cli.command, Command::Exec(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let rt = match rt.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             let message = format!("cannot start the async runtime: {e}");
@@ -228,7 +232,9 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Compose(a) => return compose::compose(a),
         _ => {}
     }
-    let env = util::Env::open(cli.root, cli.config)?;
+    // `exec` reads no image metadata: its start skips opening the database (issue 13).
+    let defer_db = matches!(cli.command, Command::Exec(_));
+    let env = util::Env::open(cli.root, cli.config, defer_db)?;
     match cli.command {
         Command::Login(_) | Command::Logout(_) | Command::Compose(_) => {
             unreachable!("handled above")

@@ -372,7 +372,7 @@ fn parse_tmpfs(spec: &str) -> Result<kiln_executor::TmpfsMount, Failure> {
     })
 }
 
-/// The shim's command line: this binary, [`kiln_runtime::SHIM_ARG`].
+/// The shim's command line: kiln-shim (or this binary), [`kiln_runtime::SHIM_ARG`].
 pub(crate) fn shim(env: &Env) -> Vec<std::ffi::OsString> {
     vec![
         env.exe.clone().into_os_string(),

@@ -281,19 +281,31 @@ struct GcConfig {
 pub(crate) struct Env {
     pub store: Arc<Store>,
     pub registry: kiln_registry::Client,
+    /// The binary that runs the shim and the sandbox helper (`kiln-shim`, or `kiln`).
     pub exe: PathBuf,
     /// `[gc] keep-storage`, in bytes.
     gc_keep_storage: Option<u64>,
 }
 
 impl Env {
-    pub(crate) fn open(root: Option<PathBuf>, config: Option<PathBuf>) -> Result<Self, Failure> {
+    /// Opens the state directory; with `defer_db`, the store's database only when first
+    /// used ([`Store::open_deferred`], for commands that may not need it).
+    pub(crate) fn open(
+        root: Option<PathBuf>,
+        config: Option<PathBuf>,
+        defer_db: bool,
+    ) -> Result<Self, Failure> {
         let root = root.unwrap_or_else(default_root);
         std::fs::create_dir_all(&root).map_err(|e| {
             Failure::with_source(1, format!("cannot create root {}: {e}", root.display()), e)
         })?;
         let (cfg, config_path) = read_config(&root, config)?;
-        let store = Store::open(&root).map_err(|e| {
+        let store = if defer_db {
+            Store::open_deferred(&root)
+        } else {
+            Store::open(&root)
+        };
+        let store = store.map_err(|e| {
             let message = format!("cannot open the store at {}: {e}", root.display());
             Failure::with_source(1, message, e)
         })?;
@@ -310,7 +322,10 @@ impl Env {
             cfg.registry,
             config_path.as_deref().unwrap_or(root.as_path()),
         )?;
+        // The shim and the sandbox helper run from the small kiln-shim beside this binary
+        // when it is installed, else from this binary.
         let exe = std::env::current_exe()
+            .map(|kiln| kiln_runtime::companion_binary(&kiln))
             .map_err(|e| Failure::with_source(1, format!("cannot find the kiln binary: {e}"), e))?;
         Ok(Self {
             store: Arc::new(store),

@@ -326,6 +326,30 @@ fn exec_runs_in_the_containers_filesystem_hostname_and_pid_namespace() {
 }
 
 #[test]
+fn a_detached_containers_monitor_is_the_small_static_kiln_shim() {
+    let Some(r) = Root::new() else { return };
+    let id = r.run_d(&["busybox", "sleep", "1000"]);
+    let state = r.state(&id);
+    let small = PathBuf::from(env!("CARGO_BIN_EXE_kiln-shim"))
+        .canonicalize()
+        .unwrap();
+    // The shim, and the sandbox's pid 1 (a fork of the helper), run from kiln-shim.
+    for what in ["supervisor", "init"] {
+        let pid = state[what]["pid"].as_i64().unwrap();
+        let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(exe, small, "{what}");
+    }
+    let shim = state["supervisor"]["pid"].as_i64().unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{shim}/maps")).unwrap();
+    assert!(
+        !maps.contains(".so"),
+        "statically linked: no shared library mapped\n{maps}"
+    );
+    let status = r.k.ok(&["exec", &id, "echo", "ok"]);
+    assert_eq!(status.trim(), "ok");
+}
+
+#[test]
 fn a_killed_shim_does_not_leave_the_container_up() {
     let Some(r) = Root::new() else { return };
     let id = r.run_d(&["busybox", "sleep", "1000"]);

@@ -35,8 +35,9 @@
 //! container "Up" forever ([`Container::refresh`] records it as exited with 255; the
 //! executor's helper kills the sandbox when its caller dies anyway).
 //!
-//! The shim is the `kiln` binary again (`kiln __kiln-shim DIR`, [`SHIM_ARG`],
-//! [`shim_main`]), started by [`Container::start_detached`] with `setsid` in a session of
+//! The shim is the small `kiln-shim` binary installed next to `kiln`, or the `kiln` binary
+//! again without it (`kiln-shim __kiln-shim DIR`, [`SHIM_ARG`], [`shim_main`]; see
+//! [`companion_binary`] for why a binary of its own), started by [`Container::start_detached`] with `setsid` in a session of
 //! its own, stdin/stdout on /dev/null, so that it outlives the `kiln run -d` that started
 //! it. It runs the container with [`kiln_executor::Executor::run_observed`]; once the
 //! sandbox is set up it writes the state (running, its own identity, the sandbox's pid 1)
@@ -111,6 +112,7 @@ use std::path::PathBuf;
 
 mod attach;
 mod commit;
+mod companion;
 mod container;
 mod copy;
 mod create;
@@ -138,6 +140,7 @@ mod volume;
 
 pub use attach::{AttachEnd, AttachOptions, DetachKeys, DetachKeysError, DEFAULT_DETACH_KEYS};
 pub use commit::{keep_docker_fields, CommitError, CommitOptions};
+pub use companion::{companion_binary, SHIM_BINARY};
 pub use container::{
     now_millis, Config, Container, Containers, MountedVolume, State, Status, LAYOUT_VERSION,
 };
