@@ -13,7 +13,7 @@
 //! dynamic link (`-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc`) are linker scripts naming
 //! their static archives (libgcc_eh.a for libgcc_s, as `crt-static` does). That directory
 //! must come before any other that holds libc.so: a dependency that adds the system library
-//! directory to the search path (lzma-sys probing pkg-config did; it builds its own liblzma
+//! directory to the search path (lzma-sys probing pkg-config did; liblzma-sys builds its own
 //! now, see the root Cargo.toml) would make the shim a broken half-static binary, which every
 //! container test notices at once. The archives come with Debian's libc6-dev and gcc,
 //! which every build needs anyway. The helper needs

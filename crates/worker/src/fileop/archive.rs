@@ -41,7 +41,7 @@ pub(super) fn archive_kind(path: &Path) -> io::Result<Option<Archive>> {
         return Ok(is_tar(&mut d).then_some(Archive::Bzip2));
     }
     if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        let mut d = xz2::read::XzDecoder::new(fs::File::open(path)?);
+        let mut d = liblzma::read::XzDecoder::new(fs::File::open(path)?);
         return Ok(is_tar(&mut d).then_some(Archive::Xz));
     }
     Ok((n >= 262 && &head[257..262] == b"ustar").then_some(Archive::Tar))
@@ -73,7 +73,7 @@ pub(super) fn extract(
         Archive::Gzip => Box::new(flate2::read::GzDecoder::new(f)),
         Archive::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
         Archive::Bzip2 => Box::new(bzip2::read::BzDecoder::new(f)),
-        Archive::Xz => Box::new(xz2::read::XzDecoder::new(f)),
+        Archive::Xz => Box::new(liblzma::read::XzDecoder::new(f)),
     };
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);

@@ -251,7 +251,7 @@ fn add_extracts_bzip2_and_xz() {
     let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
     bz.write_all(&tar_bytes()).unwrap();
     fs::write(ctx.path().join("a.tar.bz2"), bz.finish().unwrap()).unwrap();
-    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 1);
     xz.write_all(&tar_bytes()).unwrap();
     fs::write(ctx.path().join("b.tar.xz"), xz.finish().unwrap()).unwrap();
     assert_eq!(
