@@ -191,6 +191,8 @@ mod sys;
 pub use cgroup::{CgroupError, SandboxCgroups};
 pub use console::{set_window_size, window_size};
 pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
+#[doc(hidden)]
+pub use spec::TEST_REPORT_DELAY_ENV;
 pub use spec::{
     parse_add_host, valid_hostname, AddHostError, BindMount, DeviceMapping, DeviceMappingError,
     ExecSpec, Network, PortMapping, ProcessOptions, Resources, RootFs, RunSpec, SandboxOptions,
