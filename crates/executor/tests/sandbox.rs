@@ -367,6 +367,29 @@ async fn pid_1_is_reported_after_it_entered_its_root() {
 }
 
 #[tokio::test]
+async fn a_start_that_does_not_come_in_time_fails_and_kills_the_sandbox() {
+    require_root!();
+    let fx = fixture();
+    let spec = fx.spec(&["sleep", "4244"]);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    let r = executor_reporting_late(5_000)
+        .with_start_timeout(Duration::from_millis(500))
+        .run_observed(&spec, Output::Capture(out_tx), tx)
+        .await;
+    let elapsed = start.elapsed();
+    match r {
+        Err(Error::Setup(m)) => assert_eq!(m, "the sandbox did not start within 500ms"),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.await.is_err(), "reported started");
+    // Returned once the sandbox's output closed: its command was killed with it.
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(processes_with_cmdline(b"sleep\x004244\x00").is_empty());
+}
+
+#[tokio::test]
 async fn bind_mounts_are_mounted() {
     require_root!();
     let fx = fixture();
