@@ -132,7 +132,11 @@
 //! (`KILN_SANDBOX_START_FD`): the outer helper writes `pid PID START_TIME` for pid 1 right
 //! after forking it, and pid 1 writes `ready` once the rootfs is entered, the hostname set and
 //! the cgroup joined, just before it forks the command; the caller reports pid 1 as a
-//! [`HostProcess`] when it has both. Pid 1 forwards to the command not only the signals above
+//! [`HostProcess`] when it has both. (The outer helper reads pid 1's start time through a
+//! `/proc` it opened before the fork: pid 1's `pivot_root` moves the root of the mount
+//! namespace they share, the outer helper's included.) A start that is neither reported nor
+//! refused within [`START_TIMEOUT`] ([`Executor::with_start_timeout`]) kills the sandbox
+//! and fails the run. Pid 1 forwards to the command not only the signals above
 //! but every signal a process may handle (as tini does), so that a signal sent to pid 1 from
 //! the host (`kiln kill -s SIG`) reaches the command.
 //!
@@ -190,7 +194,9 @@ mod sys;
 
 pub use cgroup::{CgroupError, SandboxCgroups};
 pub use console::{set_window_size, window_size};
-pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream};
+pub use run::{Console, Error, Executor, Output, Result, RunResult, Stream, START_TIMEOUT};
+#[doc(hidden)]
+pub use spec::TEST_REPORT_DELAY_ENV;
 pub use spec::{
     parse_add_host, valid_hostname, AddHostError, BindMount, DeviceMapping, DeviceMappingError,
     ExecSpec, Network, PortMapping, ProcessOptions, Resources, RootFs, RunSpec, SandboxOptions,

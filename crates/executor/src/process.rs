@@ -18,7 +18,12 @@ pub struct HostProcess {
 /// `(state, start time)` from `/proc/PID/stat`.
 fn stat(pid: i32) -> io::Result<(u8, u64)> {
     let s = std::fs::read(format!("/proc/{pid}/stat"))?;
-    parse_stat(&s).ok_or_else(|| {
+    stat_of(pid, &s)
+}
+
+/// `(state, start time)` from `s`, the contents of `PID/stat`.
+fn stat_of(pid: i32, s: &[u8]) -> io::Result<(u8, u64)> {
+    parse_stat(s).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("cannot parse /proc/{pid}/stat"),
@@ -45,6 +50,37 @@ impl HostProcess {
             return Err(io::Error::from_raw_os_error(libc::ESRCH));
         }
         let (_, start_time) = stat(pid)?;
+        Ok(Self { pid, start_time })
+    }
+
+    /// The process with `pid` now, in the procfs open at `proc` (a directory fd of a
+    /// `/proc`): for a caller whose `/proc` may change under it, as the outer helper's does
+    /// when pid 1's `pivot_root` moves the root of their shared mount namespace into the
+    /// sandbox (where the procfs is the sandbox's, without the host's pids).
+    pub(crate) fn of_in(proc: std::os::fd::BorrowedFd<'_>, pid: i32) -> io::Result<Self> {
+        use std::io::Read;
+        use std::os::fd::{AsRawFd, FromRawFd};
+        if pid <= 0 {
+            return Err(io::Error::from_raw_os_error(libc::ESRCH));
+        }
+        let path = std::ffi::CString::new(format!("{pid}/stat"))
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        // SAFETY: valid dir fd and NUL-terminated path.
+        let fd = unsafe {
+            libc::openat(
+                proc.as_raw_fd(),
+                path.as_ptr(),
+                libc::O_RDONLY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a new fd, owned here alone.
+        let mut f = unsafe { std::fs::File::from_raw_fd(fd) };
+        let mut s = Vec::new();
+        f.read_to_end(&mut s)?;
+        let (_, start_time) = stat_of(pid, &s)?;
         Ok(Self { pid, start_time })
     }
 
@@ -113,6 +149,17 @@ mod tests {
         let line = b"1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 98765 1000 10 18446744073709551615";
         assert_eq!(parse_stat(line), Some((b'S', 98765)));
         assert_eq!(parse_stat(b"garbage"), None);
+    }
+
+    #[test]
+    fn a_process_in_a_procfs_opened_before() {
+        let proc = std::fs::File::open("/proc").unwrap();
+        let me = HostProcess::current().unwrap();
+        let pid = i32::try_from(std::process::id()).unwrap();
+        let fd = std::os::fd::AsFd::as_fd(&proc);
+        assert_eq!(HostProcess::of_in(fd, pid).unwrap(), me);
+        assert!(HostProcess::of_in(fd, 0).is_err());
+        assert!(HostProcess::of_in(fd, i32::MAX).is_err());
     }
 
     #[test]

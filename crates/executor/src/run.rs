@@ -118,12 +118,17 @@ pub enum Error {
 /// Result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How long [`Executor::run_observed`] waits for a sandbox to start by default (see
+/// [`Executor::with_start_timeout`]).
+pub const START_TIMEOUT: Duration = Duration::from_mins(1);
+
 /// Runs sandboxes through a helper command.
 #[derive(Clone, Debug)]
 pub struct Executor {
     helper: Vec<OsString>,
     runtime: Option<PathBuf>,
     v2_device_rules: bool,
+    start_timeout: Duration,
 }
 
 impl Executor {
@@ -134,7 +139,16 @@ impl Executor {
             helper,
             runtime: None,
             v2_device_rules: false,
+            start_timeout: START_TIMEOUT,
         }
+    }
+
+    /// How long [`Executor::run_observed`] waits for the sandbox to start (its pid 1
+    /// reported, or its command found not startable) before it kills it and fails; by
+    /// default [`START_TIMEOUT`].
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = timeout;
+        self
     }
 
     /// Enforces device rules with a BPF program on the cgroup2 hierarchy even where a cgroup
@@ -178,7 +192,10 @@ impl Executor {
     /// [`Executor::exec_in`] joins; it lives exactly as long as the sandbox. When setup
     /// fails, `started` is dropped unsent and the error is returned as usual; when the
     /// command cannot be started (not found, not executable), `started` is dropped unsent
-    /// and its exit code (127, 126) returned, its message on its stderr.
+    /// and its exit code (127, 126) returned, its message on its stderr. A sandbox that is
+    /// neither reported started nor ended within the start timeout
+    /// ([`Executor::with_start_timeout`]) is killed, and that is a [`Error::Setup`] error:
+    /// the caller never waits for a start forever.
     ///
     /// With an external runtime ([`Executor::with_runtime`]) nothing is ever sent: the
     /// runtime's container process is not ours to report.
@@ -281,6 +298,7 @@ pub(crate) async fn run(
             "a terminal (-t) is not supported with an external runtime".into(),
         ));
     }
+    let started = started.map(|tx| (tx, executor.start_timeout));
     let launched = launch(helper, json, env, output, started).await;
     let mut oom_killed = false;
     if let Some(cg) = guard.0.take() {
@@ -320,13 +338,15 @@ fn spawn_error(helper: &[OsString], source: io::Error) -> Error {
 }
 
 /// Starts the helper with `payload` on its spec pipe and `env`, waits for it, and returns its
-/// exit code (or the setup error it reported).
+/// exit code (or the setup error it reported). With `started`, the sandbox's pid 1 is sent
+/// on it once it started; a sandbox whose start is not settled within the timeout given
+/// with it is killed (a setup error).
 async fn launch(
     helper: &[OsString],
     payload: Vec<u8>,
     env: Vec<(&str, String)>,
     output: Output,
-    started: Option<oneshot::Sender<HostProcess>>,
+    started: Option<(oneshot::Sender<HostProcess>, Duration)>,
 ) -> Result<i32> {
     let spawn_err = |source: io::Error| spawn_error(helper, source);
     let Some((program, helper_args)) = helper.split_first() else {
@@ -460,14 +480,19 @@ async fn launch(
             });
         });
     }
-    if let (Some((start_read, start_write)), Some(tx)) = (start_pipe, started) {
+    // Closed (unsent) once the start is settled: reported, or never to be.
+    let mut start_settled = None;
+    if let (Some((start_read, start_write)), Some((tx, timeout))) = (start_pipe, started) {
         drop(start_write);
+        let (settled_tx, settled_rx) = oneshot::channel::<()>();
+        start_settled = Some((settled_rx, timeout));
         // Blocking reads on a thread of their own: it ends at `ready` or when every writer
         // (the outer helper and pid 1) is gone.
         tokio::task::spawn_blocking(move || {
             if let Some(init) = read_started(std::fs::File::from(start_read)) {
                 let _ = tx.send(init);
             }
+            drop(settled_tx);
         });
     }
     // Written from a blocking thread: a large spec does not fit a pipe buffer, and the helper
@@ -479,21 +504,48 @@ async fn launch(
     });
     // Held (never written) until the process ends: see Output::CaptureOpenStdin.
     let _stdin = child.stdin.take();
+    let stdout = child.stdout.take();
+    let stderr = child.stderr.take();
 
-    let status = match capture {
-        None => child.wait().await,
-        Some(tx) => {
-            let stdout = child.stdout.take();
-            let stderr = child.stderr.take();
-            let (status, (), ()) = tokio::join!(
-                child.wait(),
+    // Fires when the start is not settled in time (never without `started`).
+    let start_timeout = async {
+        if let Some((settled, timeout)) = start_settled {
+            if tokio::time::timeout(timeout, settled).await.is_err() {
+                return timeout;
+            }
+        }
+        std::future::pending().await
+    };
+    let mut not_started = None;
+    let status = async {
+        tokio::select! {
+            biased;
+            status = child.wait() => status,
+            timeout = start_timeout => {
+                // Killing the outer helper kills pid 1 (its parent-death signal) and so the
+                // whole sandbox; then it is reaped and its output drained as usual.
+                let _ = child.start_kill();
+                not_started = Some(timeout);
+                child.wait().await
+            }
+        }
+    };
+    let output = async {
+        if let Some(tx) = capture {
+            tokio::join!(
                 pump(stdout, Stream::Stdout, &tx),
                 pump(stderr, Stream::Stderr, &tx)
             );
-            status
         }
+    };
+    let (status, ()) = tokio::join!(status, output);
+    let status = status.map_err(spawn_err)?;
+    if let Some(timeout) = not_started {
+        return Err(Error::Setup(format!(
+            "the sandbox did not start within {}",
+            kiln_units::go_duration(timeout)
+        )));
     }
-    .map_err(spawn_err)?;
 
     let code = match (status.code(), status.signal()) {
         (Some(code), _) => code,

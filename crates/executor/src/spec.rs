@@ -39,6 +39,12 @@ pub(crate) const SPEC_FD_ENV: &str = "KILN_SANDBOX_SPEC_FD";
 /// 1, pid 1 writes `ready` once the sandbox is set up.
 pub(crate) const START_FD_ENV: &str = "KILN_SANDBOX_START_FD";
 
+/// Environment variable for tests only: milliseconds the outer helper waits after forking
+/// pid 1 before it reports it on the start pipe (so that pid 1's setup, `pivot_root`
+/// included, comes first, as it may on a loaded host).
+#[doc(hidden)]
+pub const TEST_REPORT_DELAY_ENV: &str = "KILN_SANDBOX_TEST_REPORT_DELAY_MS";
+
 /// Environment variable that makes the helper join a running sandbox instead of creating
 /// one (value `exec`; the spec on [`SPEC_FD_ENV`] is then an exec request).
 pub(crate) const MODE_ENV: &str = "KILN_SANDBOX_MODE";

@@ -331,6 +331,64 @@ async fn a_command_that_cannot_start_is_never_reported_started() {
     }
 }
 
+/// The test helper, with the outer helper's report of pid 1 delayed by `ms`
+/// (`TEST_REPORT_DELAY_ENV`): pid 1's setup, its `pivot_root` included, comes first.
+fn executor_reporting_late(ms: u64) -> kiln_executor::Executor {
+    kiln_executor::Executor::new(vec![
+        "/usr/bin/env".into(),
+        format!("{}={ms}", kiln_executor::TEST_REPORT_DELAY_ENV).into(),
+        env!("CARGO_BIN_EXE_kiln-sandbox-test-helper").into(),
+        HELPER_ARG.into(),
+    ])
+}
+
+#[tokio::test]
+async fn pid_1_is_reported_after_it_entered_its_root() {
+    require_root!();
+    let fx = fixture();
+    let spec = fx.spec(&["sleep", "1"]);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let run = tokio::spawn(async move {
+        let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
+        executor_reporting_late(300)
+            .run_observed(&spec, Output::Capture(out_tx), tx)
+            .await
+    });
+    let init = tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .expect("the start was reported in time")
+        .expect("a started sandbox is reported");
+    // The host's view of the sandbox's pid 1.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", init.pid)).unwrap();
+    let nspid = status.lines().find(|l| l.starts_with("NSpid:")).unwrap();
+    assert_eq!(nspid.split_whitespace().last(), Some("1"), "{nspid}");
+    assert!(init.is_alive());
+    assert_eq!(run.await.unwrap().unwrap().exit_code, 0);
+}
+
+#[tokio::test]
+async fn a_start_that_does_not_come_in_time_fails_and_kills_the_sandbox() {
+    require_root!();
+    let fx = fixture();
+    let spec = fx.spec(&["sleep", "4244"]);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (out_tx, _out_rx) = tokio::sync::mpsc::unbounded_channel();
+    let start = Instant::now();
+    let r = executor_reporting_late(5_000)
+        .with_start_timeout(Duration::from_millis(500))
+        .run_observed(&spec, Output::Capture(out_tx), tx)
+        .await;
+    let elapsed = start.elapsed();
+    match r {
+        Err(Error::Setup(m)) => assert_eq!(m, "the sandbox did not start within 500ms"),
+        other => panic!("{other:?}"),
+    }
+    assert!(rx.await.is_err(), "reported started");
+    // Returned once the sandbox's output closed: its command was killed with it.
+    assert!(elapsed < Duration::from_secs(4), "{elapsed:?}");
+    assert!(processes_with_cmdline(b"sleep\x004244\x00").is_empty());
+}
+
 #[tokio::test]
 async fn bind_mounts_are_mounted() {
     require_root!();

@@ -52,6 +52,10 @@ pub(crate) fn main(spec: &RunSpec, cgroup: Option<&Cgroup>) -> ! {
     if unsafe { libc::pipe2(death.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
         fail("pipe", io::Error::last_os_error());
     }
+    // The host's procfs, to report pid 1 in: we share pid 1's mount namespace, so its
+    // pivot_root (which may come before our report) makes the sandbox's root ours too, and
+    // `/proc` then the sandbox's procfs, where pid 1 has another pid.
+    let host_proc = std::fs::File::open("/proc").or_fail(|| "opening /proc".into());
     let old_mask = signals::block_signals();
     // SAFETY: single-threaded process.
     let child = unsafe { libc::fork() };
@@ -59,6 +63,7 @@ pub(crate) fn main(spec: &RunSpec, cgroup: Option<&Cgroup>) -> ! {
         fail("fork", io::Error::last_os_error());
     }
     if child == 0 {
+        drop(host_proc);
         // SAFETY: closing our copy of the write end.
         unsafe { libc::close(death[1]) };
         init(spec, cgroup, net_helper.as_ref(), death[0], &old_mask);
@@ -68,16 +73,24 @@ pub(crate) fn main(spec: &RunSpec, cgroup: Option<&Cgroup>) -> ! {
     crate::console::close_console_fd();
     let start_fd = report::take_start_fd();
     if start_fd >= 0 {
-        // Our child cannot be reaped before we wait for it, so its stat is its own.
-        if let Ok(init) = HostProcess::of(child) {
-            write_all_fd(
-                start_fd,
-                format!("pid {} {}\n", init.pid, init.start_time).as_bytes(),
-            );
+        if let Some(ms) = std::env::var(crate::spec::TEST_REPORT_DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            std::thread::sleep(std::time::Duration::from_millis(ms));
         }
+        // Our child cannot be reaped before we wait for it, so its stat is its own. A pid 1
+        // that cannot be reported fails the start (the caller would wait for it forever).
+        let init = HostProcess::of_in(std::os::fd::AsFd::as_fd(&host_proc), child)
+            .or_fail(|| "reporting the sandbox's pid 1".into());
+        write_all_fd(
+            start_fd,
+            format!("pid {} {}\n", init.pid, init.start_time).as_bytes(),
+        );
         // SAFETY: closing our copy; pid 1 keeps its own until it is ready.
         unsafe { libc::close(start_fd) };
     }
+    drop(host_proc);
     signals::forward_signals_to(child);
     signals::restore_signals(&old_mask);
     let status = signals::wait_outer(child);
