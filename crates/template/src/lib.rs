@@ -44,13 +44,24 @@ pub trait Methods {
 }
 
 /// The methods docker's listing contexts share: `.Label "key"` (one label's value, from a
-/// `Labels` object or docker's `k=v,k=v` string).
-pub struct Docker;
+/// `Labels` object or docker's `k=v,k=v` string). A field the command does not have is an
+/// error, as with docker's Go structs; one it has but the row lacks prints `<no value>`.
+pub struct Docker<'a> {
+    /// The command's fields (its header map's keys).
+    pub known: &'a [(&'a str, &'a str)],
+}
 
-impl Methods for Docker {
+impl Methods for Docker<'_> {
     fn call(&self, recv: &Value, name: &str, args: &[Value]) -> Option<Result<Value, String>> {
         if name != "Label" {
-            return None;
+            if !args.is_empty() || self.known.iter().any(|(k, _)| *k == name) {
+                return None;
+            }
+            let fields: Vec<String> = self.known.iter().map(|(k, _)| format!(".{k}")).collect();
+            return Some(Err(format!(
+                "can't evaluate field {name} (the fields are {})",
+                fields.join(" ")
+            )));
         }
         let Some(Value::String(key)) = args.first() else {
             return Some(Err("wrong number of args for Label: want 1".into()));
@@ -171,7 +182,8 @@ impl Format {
     }
 
     /// The output for `rows`: each row's line (after the header line made from `headers`,
-    /// field → column title, and in aligned columns with `table`).
+    /// field → column title, and in aligned columns with `table`). A field outside
+    /// `headers` and the row is an error; one in `headers` only prints `<no value>`.
     ///
     /// # Errors
     /// [`Error::Exec`] from the first row the template fails on.
@@ -185,7 +197,7 @@ impl Format {
             lines.push(self.template.execute_with(&Value::Object(head), &Headers)?);
         }
         for r in rows {
-            lines.push(self.template.execute_with(r, &Docker)?);
+            lines.push(self.template.execute_with(r, &Docker { known: headers })?);
         }
         if self.table {
             Ok(tabwrite(&lines))

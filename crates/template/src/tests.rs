@@ -251,3 +251,21 @@ fn table_format_with_headers_and_label_method() {
         "{\"ID\":\"ba9876543210\",\"Labels\":\"\",\"Names\":\"database-1\"}\n"
     );
 }
+
+#[test]
+fn listing_fields_outside_the_command_are_errors() {
+    let headers = [("ID", "CONTAINER ID"), ("Size", "SIZE")];
+    let rows = [json!({"ID": "0123456789ab"})];
+    let f = Format::new("{{.ID}} {{.Size}}", "").unwrap();
+    assert_eq!(
+        f.render(&headers, &rows).unwrap(),
+        "0123456789ab <no value>\n"
+    );
+    let e = Format::new("{{.Nope}}", "")
+        .unwrap()
+        .render(&headers, &rows);
+    assert_eq!(
+        e.unwrap_err().to_string(),
+        "template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope (the fields are .ID .Size)"
+    );
+}
