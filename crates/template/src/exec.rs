@@ -101,9 +101,6 @@ impl State<'_> {
                 .iter()
                 .map(|(k, e)| (Value::String(k.clone()), e.clone()))
                 .collect(),
-            Some(Value::Number(n)) if n.as_u64().is_some() => (0..n.as_u64().unwrap_or(0))
-                .map(|i| (Value::from(i), Value::from(i)))
-                .collect(),
             other => {
                 return Err(exec_error(
                     &p,

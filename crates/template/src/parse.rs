@@ -380,7 +380,14 @@ fn list(it: &mut Items) -> Result<(Vec<Node>, Stop), Error> {
 
 /// `if`/`range`/`with` from its opening action to its `{{end}}`.
 fn control(it: &mut Items, kind: &str, a: Action) -> Result<Node, Error> {
-    let p = pipe(&a, &a.toks[1..])?;
+    let mut p = pipe(&a, &a.toks[1..])?;
+    // Go's errors name the pipeline, not the keyword: `at <.>`.
+    p.text = a
+        .text
+        .strip_prefix(kind)
+        .unwrap_or(&a.text)
+        .trim()
+        .to_string();
     let (body, end) = list(it)?;
     let mut other = Vec::new();
     match end {

@@ -269,3 +269,110 @@ fn listing_fields_outside_the_command_are_errors() {
         "template: :1:2: executing \"\" at <.Nope>: can't evaluate field Nope (the fields are .ID .Size)"
     );
 }
+
+#[test]
+fn odd_templates_give_errors_not_panics() {
+    // Pieces of templates, glued in pseudo-random order: every result is Ok or an Error.
+    let pieces = [
+        "{{",
+        "}}",
+        "{{-",
+        "-}}",
+        " ",
+        ".",
+        ".A",
+        ".A.B",
+        "$",
+        "$x",
+        ":=",
+        "=",
+        ",",
+        "|",
+        "(",
+        ")",
+        "\"s\"",
+        "`r`",
+        "'c'",
+        "\"",
+        "1",
+        "-2",
+        "0x1f",
+        "1.5e3",
+        "if",
+        "else",
+        "end",
+        "range",
+        "with",
+        "index",
+        "json",
+        "printf \"%-3d%q\"",
+        "len",
+        "é",
+        "/*",
+        "*/",
+        "\\t",
+        "table ",
+        "nil",
+        "true",
+        ".Label \"k\"",
+    ];
+    let data = json!({"A": {"B": [1, "x", null]}, "Labels": "k=v"});
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..20_000 {
+        let mut t = String::new();
+        for _ in 0..(seed % 9) {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            t.push_str(pieces[usize::try_from(seed % pieces.len() as u64).unwrap()]);
+        }
+        if let Ok(f) = Format::new(&t, "{{.A}}") {
+            let _ = f.render(&[("A", "A")], std::slice::from_ref(&data));
+        }
+        seed = seed.wrapping_add(1);
+    }
+}
+
+#[test]
+fn range_over_a_scalar_is_an_error() {
+    let t = Template::parse("{{range .}}x{{end}}").unwrap();
+    assert_eq!(
+        t.execute(&json!(1_000_000_000_000_u64))
+            .unwrap_err()
+            .to_string(),
+        "template: :1:2: executing \"\" at <.>: range can't iterate over 1000000000000"
+    );
+}
+
+#[test]
+fn docker_docs_formatting_page_examples() {
+    // docs.docker.com/engine/cli/formatting: println, json .Mounts, table of image list.
+    let c = json!({
+        "NetworkSettings": {"Networks": {"a": {"IPAddress": "10.0.0.2"}, "b": {"IPAddress": "10.0.1.2"}}},
+        "Mounts": [{"Type": "volume", "Name": "data", "Destination": "/d", "RW": true}],
+    });
+    assert_eq!(
+        run(
+            "{{range .NetworkSettings.Networks}}{{println .IPAddress}}{{end}}",
+            &c
+        ),
+        "10.0.0.2\n10.0.1.2\n"
+    );
+    assert_eq!(
+        run("{{json .Mounts}}", &c),
+        r#"[{"Destination":"/d","Name":"data","RW":true,"Type":"volume"}]"#
+    );
+    let headers = [
+        ("ID", "IMAGE ID"),
+        ("Repository", "REPOSITORY"),
+        ("Tag", "TAG"),
+        ("Size", "SIZE"),
+    ];
+    let rows =
+        [json!({"ID": "c0626902efb7", "Repository": "busybox", "Tag": "latest", "Size": "1.06MB"})];
+    let f = Format::new("table {{.ID}}\\t{{.Repository}}\\t{{.Tag}}\\t{{.Size}}", "").unwrap();
+    assert_eq!(
+        f.render(&headers, &rows).unwrap(),
+        "IMAGE ID       REPOSITORY   TAG      SIZE\nc0626902efb7   busybox      latest   1.06MB\n"
+    );
+}
