@@ -427,18 +427,23 @@ pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
             c.short_id().to_string()
         }
     };
-    if a.quiet {
-        for c in shown {
-            println!("{}", id(c));
-        }
-        return Ok(0);
-    }
-    if let Some(f) = &a.format {
+    // As docker's: -q wins over `table`, a template of one's own over -q.
+    if let Some(f) = a
+        .format
+        .as_ref()
+        .filter(|f| !(a.quiet && f.starts_with("table")))
+    {
         let format = crate::format::listing(f, PS_TABLE)?;
         let rows: Vec<serde_json::Value> = shown
             .map(|c| ps_fields(c, &id(c), now, !a.no_trunc))
             .collect();
         return crate::format::print_rows(&format, &PS_HEADERS, &rows);
+    }
+    if a.quiet {
+        for c in shown {
+            println!("{}", id(c));
+        }
+        return Ok(0);
     }
     let mut rows: Vec<[String; 7]> = vec![[
         "CONTAINER ID".into(),

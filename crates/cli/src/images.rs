@@ -114,7 +114,8 @@ pub(crate) struct ImportArgs {
 pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
     let list = env.store.list_images()?;
     let format = match &a.format {
-        Some(f) if !a.quiet => Some(crate::format::listing(
+        // As docker's: -q wins over `table`, a template of one's own over -q.
+        Some(f) if !(a.quiet && f.starts_with("table")) => Some(crate::format::listing(
             f,
             "{{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}",
         )?),
@@ -131,7 +132,7 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
         let summary = kiln_cache::image::summary(&env.store, &rec.manifest_digest)?;
         let id = summary.config_digest.trim_start_matches("sha256:");
         let short = &id[..id.len().min(12)];
-        if a.quiet {
+        if a.quiet && format.is_none() {
             println!("{short}");
             continue;
         }

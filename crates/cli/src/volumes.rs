@@ -117,13 +117,12 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
         }
         VolumeCmd::Ls(l) => {
             let list = vols.list().map_err(failure)?;
-            if l.quiet {
-                for v in list {
-                    println!("{}", v.name);
-                }
-                return Ok(0);
-            }
-            if let Some(f) = &l.format {
+            // As docker's: -q wins over `table`, a template of one's own over -q.
+            if let Some(f) = l
+                .format
+                .as_ref()
+                .filter(|f| !(l.quiet && f.starts_with("table")))
+            {
                 let format = crate::format::listing(f, "{{.Driver}}\\t{{.Name}}")?;
                 let rows: Vec<serde_json::Value> = list
                     .iter()
@@ -140,6 +139,12 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
                     })
                     .collect();
                 return crate::format::print_rows(&format, &LS_HEADERS, &rows);
+            }
+            if l.quiet {
+                for v in list {
+                    println!("{}", v.name);
+                }
+                return Ok(0);
             }
             let mut rows = vec![["DRIVER".to_string(), "VOLUME NAME".to_string()]];
             rows.extend(list.into_iter().map(|v| ["local".to_string(), v.name]));

@@ -28,6 +28,8 @@ fn images_and_history_take_go_templates_and_tables() {
         id,
         "the same short ID as -q"
     );
+    assert_eq!(k.ok(&["images", "-q", "--format", "table {{.Tag}}"]), id);
+    assert_eq!(k.ok(&["images", "-q", "--format", "{{.Tag}}"]), "latest\n");
     let table = k.ok(&["images", "--format", "table {{.Repository}}\\t{{.Tag}}"]);
     let lines: Vec<&str> = table.lines().collect();
     assert_eq!(lines, ["REPOSITORY   TAG", "busybox      latest"]);
@@ -162,6 +164,16 @@ fn ps_format_has_dockers_fields_and_headers() {
         k.ok(&["ps", "-a"]),
         "`table` alone is the default listing"
     );
+    assert_eq!(
+        k.ok(&["ps", "-a", "-q", "--format", "table"]),
+        format!("{short}\n"),
+        "-q wins over `table`"
+    );
+    assert_eq!(
+        k.ok(&["ps", "-a", "-q", "--format", "{{.Names}}"]),
+        "web\n",
+        "a template wins over -q, as docker's"
+    );
     let json: serde_json::Value =
         serde_json::from_str(k.ok(&["ps", "-a", "--format", "{{json .}}"]).trim()).unwrap();
     assert_eq!(json["Names"], "web");
@@ -205,6 +217,10 @@ fn volume_ls_and_inspect_format() {
             "{{.Name}} {{.Driver}} {{.Label \"tier\"}}"
         ]),
         "data local db\nlogs local \n"
+    );
+    assert_eq!(
+        k.ok(&["volume", "ls", "-q", "--format", "{{upper .Name}}"]),
+        "DATA\nLOGS\n"
     );
     assert_eq!(
         k.ok(&["volume", "ls", "--format", "table {{.Name}}\\t{{.Scope}}"])
