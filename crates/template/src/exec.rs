@@ -140,7 +140,14 @@ impl State<'_> {
         }
         let v = last.unwrap_or(None);
         if let Some(name) = p.decl.first() {
-            self.vars.push((name.clone(), v.clone()));
+            if p.assign {
+                match self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                    Some((_, slot)) => *slot = v.clone(),
+                    None => return Err(exec_error(p, format!("undefined variable: {name}"))),
+                }
+            } else {
+                self.vars.push((name.clone(), v.clone()));
+            }
         }
         Ok(v)
     }

@@ -21,6 +21,8 @@ pub(crate) struct Pipe {
     pub(crate) col: usize,
     pub(crate) text: String,
     pub(crate) decl: Vec<String>,
+    /// `$x = …`: sets a variable declared before (`:=` declares a new one).
+    pub(crate) assign: bool,
     pub(crate) cmds: Vec<Vec<Arg>>,
 }
 
@@ -429,6 +431,7 @@ fn control(it: &mut Items, kind: &str, a: Action) -> Result<Node, Error> {
 fn pipe(a: &Action, toks: &[Tok]) -> Result<Pipe, Error> {
     let mut toks = toks;
     let mut decl = Vec::new();
+    let mut assign = false;
     if let Some(at) = toks
         .iter()
         .position(|t| matches!(t, Tok::Declare | Tok::Assign))
@@ -449,6 +452,7 @@ fn pipe(a: &Action, toks: &[Tok]) -> Result<Pipe, Error> {
                     _ => None,
                 })
                 .collect();
+            assign = toks[at] == Tok::Assign;
             toks = &toks[at + 1..];
         }
     }
@@ -476,6 +480,7 @@ fn pipe(a: &Action, toks: &[Tok]) -> Result<Pipe, Error> {
         col: a.col,
         text: a.text.clone(),
         decl,
+        assign,
         cmds,
     })
 }

@@ -154,6 +154,14 @@ fn trim_markers_comments_pipes_and_variables() {
     assert_eq!(run("{{.a | lower}}", &d), "a");
     assert_eq!(run("{{.b | len}}", &d), "2");
     assert_eq!(run("{{$x := .a}}{{$x}}{{$x}}", &d), "AA");
+    // `=` sets the outer variable, as Go 1.11+.
+    assert_eq!(
+        run(
+            "{{$last := \"\"}}{{range .b}}{{$last = .}}{{end}}{{$last}}",
+            &d
+        ),
+        "y"
+    );
     assert_eq!(run("{{range .b}}{{$.a}}{{.}}{{end}}", &d), "AxAy");
     assert_eq!(run("{{\"a}}b\"}}", &d), "a}}b");
 }
