@@ -304,7 +304,8 @@ pub(crate) fn history(env: &Env, a: HistoryArgs) -> Result<u8, Failure> {
                 serde_json::json!({
                     "ID": shown,
                     "CreatedSince": crate::format::ago(secs),
-                    "CreatedAt": crate::format::created_at(secs),
+                    // docker's history prints RFC 3339 here (images and ps: Go's time string).
+                    "CreatedAt": crate::util::rfc3339(secs),
                     "CreatedBy": e.created_by().as_deref().unwrap_or_default(),
                     "Comment": e.comment().as_deref().unwrap_or_default(),
                 })

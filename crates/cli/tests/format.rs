@@ -52,6 +52,11 @@ fn images_and_history_take_go_templates_and_tables() {
         history,
         format!("{}|kiln import|IMPORTED FROM TARBALL\n", id.trim())
     );
+    // docker's history: RFC 3339 (images: Go's time string).
+    let at = k.ok(&["history", "--format", "{{.CreatedAt}}", "busybox"]);
+    assert!(at.trim_end().ends_with('Z') && at.contains('T'), "{at}");
+    let at = k.ok(&["images", "--format", "{{.CreatedAt}}"]);
+    assert!(at.trim_end().ends_with(" +0000 UTC"), "{at}");
     let history = k.ok(&["history", "--format", "table", "busybox"]);
     assert!(
         history.starts_with("IMAGE          CREATED"),
