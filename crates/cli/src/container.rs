@@ -62,6 +62,9 @@ enum ContainerCommand {
 
 #[derive(Args)]
 pub(crate) struct ContainerInspectArgs {
+    /// Format the output using the given Go template (`json`: the default JSON array).
+    #[arg(short, long)]
+    format: Option<String>,
     /// Containers (id, id prefix or name).
     #[arg(required = true)]
     containers: Vec<String>,
@@ -73,6 +76,9 @@ pub(crate) struct InspectArgs {
     /// image).
     #[arg(long = "type", value_parser = ["container", "image"])]
     kind: Option<String>,
+    /// Format the output using the given Go template (`json`: the default JSON array).
+    #[arg(short, long)]
+    format: Option<String>,
     /// Containers (id, id prefix or name) or images.
     #[arg(required = true)]
     names: Vec<String>,
@@ -110,15 +116,23 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
         ContainerCommand::Update(a) => crate::update::update(env, &a),
         ContainerCommand::Commit(a) => crate::commit::commit(env, &a),
         ContainerCommand::Inspect(a) => {
-            Ok(render(inspect_each(env, &a.containers, Some("container"))))
+            let template = crate::format::inspect_template(a.format.as_deref())?;
+            Ok(render(
+                inspect_each(env, &a.containers, Some("container")),
+                template.as_ref(),
+            ))
         }
     }
 }
 
 /// `kiln inspect [--type container|image] NAME…`: one JSON array of what the names name;
 /// as docker, a container when one has the name (without `--type`), else an image.
-pub(crate) fn inspect(env: &Env, a: &InspectArgs) -> u8 {
-    render(inspect_each(env, &a.names, a.kind.as_deref()))
+pub(crate) fn inspect(env: &Env, a: &InspectArgs) -> Result<u8, Failure> {
+    let template = crate::format::inspect_template(a.format.as_deref())?;
+    Ok(render(
+        inspect_each(env, &a.names, a.kind.as_deref()),
+        template.as_ref(),
+    ))
 }
 
 fn inspect_each(
@@ -145,8 +159,12 @@ fn inspect_each(
     names.iter().map(|n| one(n)).collect()
 }
 
-/// Prints the objects found as one JSON array and the errors; exit 1 if any failed.
-fn render(results: Vec<Result<serde_json::Value, Failure>>) -> u8 {
+/// Prints the objects found (one JSON array, or each through `-f`'s template) and the
+/// errors; exit 1 if any failed.
+fn render(
+    results: Vec<Result<serde_json::Value, Failure>>,
+    template: Option<&kiln_template::Template>,
+) -> u8 {
     let mut found = Vec::new();
     let mut code = 0;
     for r in results {
@@ -158,11 +176,7 @@ fn render(results: Vec<Result<serde_json::Value, Failure>>) -> u8 {
             }
         }
     }
-    if !found.is_empty() {
-        let out = serde_json::Value::Array(found);
-        println!("{}", serde_json::to_string_pretty(&out).unwrap_or_default());
-    }
-    code
+    code.max(crate::format::print_inspected(template, found))
 }
 
 /// `--filter until=DURATION` as a creation time (milliseconds since the Unix epoch) before

@@ -29,7 +29,34 @@ pub(crate) struct PsArgs {
     /// repeatable.
     #[arg(short, long)]
     filter: Vec<String>,
+    /// Format with a Go template: `table` for columns under docker's headers, `json` for
+    /// one object a line; fields .ID .Image .Command .CreatedAt .RunningFor .Ports .State
+    /// .Status .Size .Names .Labels .Label "k" .Mounts .LocalVolumes .Networks.
+    #[arg(long)]
+    format: Option<String>,
 }
+
+/// `ps --format` fields and docker's column titles for them.
+const PS_HEADERS: [(&str, &str); 14] = [
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Size", "SIZE"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Networks", "NETWORKS"),
+];
+
+/// `ps`'s default table, as docker's.
+const PS_TABLE: &str =
+    "{{.ID}}\\t{{.Image}}\\t{{.Command}}\\t{{.RunningFor}}\\t{{.Status}}\\t{{.Ports}}\\t{{.Names}}";
 
 #[derive(Args)]
 pub(crate) struct PortArgs {
@@ -400,6 +427,18 @@ pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
             c.short_id().to_string()
         }
     };
+    // As docker's: -q wins over `table`, a template of one's own over -q.
+    if let Some(f) = a
+        .format
+        .as_ref()
+        .filter(|f| !(a.quiet && f.starts_with("table")))
+    {
+        let format = crate::format::listing(f, PS_TABLE)?;
+        let rows: Vec<serde_json::Value> = shown
+            .map(|c| ps_fields(c, &id(c), now, !a.no_trunc))
+            .collect();
+        return crate::format::print_rows(&format, &PS_HEADERS, &rows);
+    }
     if a.quiet {
         for c in shown {
             println!("{}", id(c));
@@ -431,6 +470,49 @@ pub(crate) fn ps(env: &Env, a: PsArgs) -> Result<u8, Failure> {
     }
     print!("{}", table(&rows));
     Ok(0)
+}
+
+/// One container as `ps --format` sees it: docker's fields, all strings (not `.Size`, which
+/// kiln does not measure: it prints `<no value>`).
+fn ps_fields(c: &Container, id: &str, now: i64, truncate: bool) -> serde_json::Value {
+    let inspected = c.inspect();
+    let state = inspected["State"]["Status"].as_str().unwrap_or_default();
+    let names = |v: &serde_json::Value| match v {
+        serde_json::Value::Object(o) => o.keys().cloned().collect::<Vec<_>>().join(","),
+        _ => String::new(),
+    };
+    let mounts: Vec<&str> = inspected["Mounts"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|m| m["Name"].as_str().or(m["Source"].as_str()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let volumes = inspected["Mounts"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["Type"] == "volume").count());
+    let labels: Vec<String> = c
+        .config
+        .labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    serde_json::json!({
+        "ID": id,
+        "Image": c.config.image,
+        "Command": command(c, truncate),
+        "CreatedAt": crate::format::created_at(c.config.created / 1000),
+        "RunningFor": format!("{} ago", kiln_units::human_duration(since(now, c.config.created))),
+        "Ports": ports(c),
+        "State": state,
+        "Status": status(c, now),
+        "Names": c.config.name,
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "LocalVolumes": volumes.to_string(),
+        "Networks": names(&inspected["NetworkSettings"]["Networks"]),
+    })
 }
 
 /// Columns padded to the widest cell plus three spaces (docker's tabwriter layout).

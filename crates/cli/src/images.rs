@@ -19,6 +19,26 @@ pub(crate) struct RefArg {
 }
 
 #[derive(Args)]
+pub(crate) struct HistoryArgs {
+    /// Image reference.
+    reference: String,
+    /// Format with a Go template: `table` for columns under docker's headers, `json` for
+    /// one object a line; fields .ID .CreatedSince .CreatedAt .CreatedBy .Comment.
+    #[arg(long)]
+    format: Option<String>,
+}
+
+/// `history --format` fields and docker's column titles for them.
+const HISTORY_HEADERS: [(&str, &str); 6] = [
+    ("ID", "IMAGE"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("Size", "SIZE"),
+    ("Comment", "COMMENT"),
+];
+
+#[derive(Args)]
 pub(crate) struct PullArgs {
     /// Image reference.
     reference: String,
@@ -32,7 +52,22 @@ pub(crate) struct ImagesArgs {
     /// Show only image IDs.
     #[arg(short, long)]
     quiet: bool,
+    /// Format with a Go template: `table` for columns under docker's headers, `json` for
+    /// one object a line; fields .ID .Repository .Tag .Digest .CreatedSince .CreatedAt .Size.
+    #[arg(long)]
+    format: Option<String>,
 }
+
+/// `images --format` fields and docker's column titles for them.
+const IMAGES_HEADERS: [(&str, &str); 7] = [
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("Tag", "TAG"),
+    ("Digest", "DIGEST"),
+    ("CreatedSince", "CREATED"),
+    ("CreatedAt", "CREATED AT"),
+    ("Size", "SIZE"),
+];
 
 #[derive(Args)]
 pub(crate) struct TagArgs {
@@ -78,7 +113,16 @@ pub(crate) struct ImportArgs {
 
 pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
     let list = env.store.list_images()?;
-    if !a.quiet {
+    let format = match &a.format {
+        // As docker's: -q wins over `table`, a template of one's own over -q.
+        Some(f) if !(a.quiet && f.starts_with("table")) => Some(crate::format::listing(
+            f,
+            "{{.Repository}}\\t{{.Tag}}\\t{{.ID}}\\t{{.CreatedSince}}\\t{{.Size}}",
+        )?),
+        _ => None,
+    };
+    let mut rows = Vec::new();
+    if !a.quiet && format.is_none() {
         println!(
             "{:<40} {:<16} {:<14} {:<22} {:>10}",
             "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
@@ -88,7 +132,7 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
         let summary = kiln_cache::image::summary(&env.store, &rec.manifest_digest)?;
         let id = summary.config_digest.trim_start_matches("sha256:");
         let short = &id[..id.len().min(12)];
-        if a.quiet {
+        if a.quiet && format.is_none() {
             println!("{short}");
             continue;
         }
@@ -111,6 +155,18 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
             Err(()) if is_untagged(&rec.name) => ("<none>".into(), "<none>".into()),
             Err(()) => (rec.name.clone(), "<none>".into()),
         };
+        if format.is_some() {
+            rows.push(serde_json::json!({
+                "ID": short,
+                "Repository": repo,
+                "Tag": tag,
+                "Digest": rec.manifest_digest,
+                "CreatedSince": crate::format::ago(rec.created),
+                "CreatedAt": crate::format::created_at(rec.created),
+                "Size": human_size(summary.size),
+            }));
+            continue;
+        }
         println!(
             "{:<40} {:<16} {:<14} {:<22} {:>10}",
             repo,
@@ -120,7 +176,10 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
             human_size(summary.size)
         );
     }
-    Ok(0)
+    match format {
+        Some(f) => crate::format::print_rows(&f, &IMAGES_HEADERS, &rows),
+        None => Ok(0),
+    }
 }
 
 /// Sizes in the `images`, `history` and `load` lines: three significant digits, as docker's.
@@ -214,9 +273,46 @@ pub(crate) fn inspect_image(env: &Env, reference: &str) -> Result<serde_json::Va
     }))
 }
 
-pub(crate) fn history(env: &Env, a: RefArg) -> Result<u8, Failure> {
+pub(crate) fn history(env: &Env, a: HistoryArgs) -> Result<u8, Failure> {
     let (_, manifest) = env.local_image(&a.reference)?;
     let cfg = kiln_cache::image::config(&env.store, &manifest)?;
+    if let Some(f) = &a.format {
+        let format = crate::format::listing(
+            f,
+            "{{.ID}}\\t{{.CreatedSince}}\\t{{.CreatedBy}}\\t{{.Comment}}",
+        )?;
+        let summary = kiln_cache::image::summary(&env.store, &manifest)?;
+        let id = summary.config_digest.trim_start_matches("sha256:");
+        let rows: Vec<serde_json::Value> = cfg
+            .history
+            .iter()
+            .flatten()
+            .rev()
+            .enumerate()
+            .map(|(i, e)| {
+                let created = e.created().as_deref().unwrap_or_default();
+                let secs = humantime::parse_rfc3339_weak(created)
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0));
+                // As docker's: the image's ID on the newest line, `<missing>` below.
+                let shown = if i == 0 {
+                    &id[..id.len().min(12)]
+                } else {
+                    "<missing>"
+                };
+                serde_json::json!({
+                    "ID": shown,
+                    "CreatedSince": crate::format::ago(secs),
+                    // docker's history prints RFC 3339 here (images and ps: Go's time string).
+                    "CreatedAt": crate::util::rfc3339(secs),
+                    "CreatedBy": e.created_by().as_deref().unwrap_or_default(),
+                    "Comment": e.comment().as_deref().unwrap_or_default(),
+                })
+            })
+            .collect();
+        return crate::format::print_rows(&format, &HISTORY_HEADERS, &rows);
+    }
     println!("{:<22} {:<60} EMPTY", "CREATED", "CREATED BY");
     for e in cfg.history.iter().flatten().rev() {
         let by: String = e

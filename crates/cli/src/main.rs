@@ -47,6 +47,7 @@ mod compose;
 mod container;
 mod containers;
 mod cp;
+mod format;
 mod images;
 mod login;
 mod progress;
@@ -117,7 +118,7 @@ enum Command {
     /// Show containers' or images' details as JSON.
     Inspect(container::InspectArgs),
     /// Show an image's history.
-    History(images::RefArg),
+    History(images::HistoryArgs),
     /// Write images to a docker archive (an OCI layout with Docker's manifest.json).
     Save(images::SaveArgs),
     /// Load images from a docker archive or an OCI layout tar (file or stdin).
@@ -253,7 +254,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Import(a) => images::import(&env, a),
         Command::Tag(a) => images::tag(&env, a),
         Command::Rmi(a) => images::rmi(&env, a),
-        Command::Inspect(a) => Ok(container::inspect(&env, &a)),
+        Command::Inspect(a) => container::inspect(&env, &a),
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
         Command::Load(a) => images::load(&env, a),

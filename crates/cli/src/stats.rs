@@ -20,9 +20,9 @@ pub(crate) struct StatsArgs {
     /// Do not truncate output.
     #[arg(long)]
     no_trunc: bool,
-    /// Format with docker's placeholders ({{.Container}} {{.Name}} {{.ID}} {{.CPUPerc}}
-    /// {{.MemUsage}} {{.MemPerc}} {{.NetIO}} {{.BlockIO}} {{.PIDs}}); `table` prefix for
-    /// aligned columns with a header.
+    /// Format with a Go template: `table` for columns under docker's headers, `json` for
+    /// one object a line; fields .Container .Name .ID .CPUPerc .MemUsage .MemPerc .NetIO
+    /// .BlockIO .PIDs.
     #[arg(long)]
     format: Option<String>,
     /// Containers (name, id or id prefix); default: all running (with -a, all).
@@ -53,125 +53,15 @@ const FIELDS: [(&str, &str); 9] = [
     ("PIDs", "PIDS"),
 ];
 
-/// A piece of a `--format` template.
-#[derive(Debug, PartialEq)]
-enum Piece {
-    Text(String),
-    /// Index into [`FIELDS`].
-    Field(usize),
-}
-
-/// A `--format`: docker's `table` prefix, `\t` and `\n` escapes and `{{.Field}}`
-/// placeholders (Go templates beyond plain fields are refused).
-#[derive(Debug)]
-struct Format {
-    table: bool,
-    pieces: Vec<Piece>,
-}
-
-impl Format {
-    fn parse(format: &str) -> Result<Format, String> {
-        let (table, rest) = match format.strip_prefix("table") {
-            Some(r) => (true, r),
-            None => (false, format),
-        };
-        let rest = if table && rest.trim().is_empty() {
-            "{{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}"
-        } else if table {
-            rest.trim_matches(' ')
-        } else {
-            rest
-        };
-        let rest = rest.replace("\\t", "\t").replace("\\n", "\n");
-        let mut pieces = Vec::new();
-        let mut s = rest.as_str();
-        while let Some(open) = s.find("{{") {
-            if open > 0 {
-                pieces.push(Piece::Text(s[..open].to_string()));
-            }
-            let close = s[open..]
-                .find("}}")
-                .ok_or_else(|| format!("template parsing error: unclosed action in `{format}`"))?;
-            let action = s[open + 2..open + close].trim();
-            let field = action
-                .strip_prefix('.')
-                .and_then(|f| FIELDS.iter().position(|(name, _)| *name == f))
-                .ok_or_else(|| {
-                    format!(
-                        "template parsing error: {{{{{action}}}}} is not a stats placeholder \
-                         (kiln knows {})",
-                        FIELDS.map(|(n, _)| format!(".{n}")).join(" ")
-                    )
-                })?;
-            pieces.push(Piece::Field(field));
-            s = &s[open + close + 2..];
-        }
-        if !s.is_empty() {
-            pieces.push(Piece::Text(s.to_string()));
-        }
-        Ok(Format { table, pieces })
-    }
-
-    fn render(&self, values: &[String; 9]) -> String {
-        self.pieces
-            .iter()
-            .map(|p| match p {
-                Piece::Text(t) => t.as_str(),
-                Piece::Field(i) => values[*i].as_str(),
-            })
-            .collect()
-    }
-
-    /// The output for these rows: one line each (after a header and in aligned columns
-    /// with `table`).
-    fn output(&self, rows: &[[String; 9]]) -> String {
-        let mut lines = Vec::new();
-        if self.table {
-            lines.push(self.render(&FIELDS.map(|(_, h)| h.to_string())));
-        }
-        lines.extend(rows.iter().map(|r| self.render(r)));
-        if !self.table {
-            return lines.iter().map(|l| format!("{l}\n")).collect();
-        }
-        tabwrite(&lines)
-    }
-}
-
-/// Go's tabwriter as docker's tables use it (padding 3): tab-separated cells in columns.
-fn tabwrite(lines: &[String]) -> String {
-    let cells: Vec<Vec<&str>> = lines.iter().map(|l| l.split('\t').collect()).collect();
-    let mut widths: Vec<usize> = Vec::new();
-    for row in &cells {
-        // The last cell of a line is not in a column.
-        for (i, c) in row.iter().take(row.len().saturating_sub(1)).enumerate() {
-            if widths.len() <= i {
-                widths.push(0);
-            }
-            widths[i] = widths[i].max(c.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &cells {
-        let mut line = String::new();
-        for (i, c) in row.iter().enumerate() {
-            line.push_str(c);
-            if i + 1 < row.len() {
-                line.extend(std::iter::repeat_n(' ', widths[i] - c.chars().count() + 3));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
+/// `stats`'s default table, as docker's.
+const TABLE: &str = "{{.ID}}\\t{{.Name}}\\t{{.CPUPerc}}\\t{{.MemUsage}}\\t{{.MemPerc}}\\t{{.NetIO}}\\t{{.BlockIO}}\\t{{.PIDs}}";
 
 pub(crate) fn stats(env: &Env, a: StatsArgs) -> Result<u8, Failure> {
     let format = a
         .format
         .as_deref()
-        .map(Format::parse)
-        .transpose()
-        .map_err(Failure::usage)?;
+        .map(|f| crate::format::listing(f, TABLE))
+        .transpose()?;
     let all = Containers::new(env.store.root());
     let mut chosen: Vec<Container> = if a.containers.is_empty() {
         all.list()
@@ -196,13 +86,14 @@ pub(crate) fn stats(env: &Env, a: StatsArgs) -> Result<u8, Failure> {
     loop {
         let usage = kiln_runtime::measure(&mut chosen, &mut prev, Duration::from_secs(1));
         let text = if let Some(f) = &format {
-            let rows: Vec<[String; 9]> = chosen
+            let rows: Vec<serde_json::Value> = chosen
                 .iter()
                 .zip(&usage)
                 .zip(&named)
                 .map(|((c, u), n)| fields(c, n, u.unwrap_or_default(), a.no_trunc))
                 .collect();
-            f.output(&rows)
+            f.render(&FIELDS, &rows)
+                .map_err(|e| Failure::new(1, e.to_string()))?
         } else {
             let mut rows = vec![TITLES.map(str::to_string)];
             for (c, u) in chosen.iter().zip(&usage) {
@@ -223,19 +114,19 @@ pub(crate) fn stats(env: &Env, a: StatsArgs) -> Result<u8, Failure> {
 }
 
 /// The values of [`FIELDS`] for one container.
-fn fields(c: &Container, named: &str, u: Usage, no_trunc: bool) -> [String; 9] {
+fn fields(c: &Container, named: &str, u: Usage, no_trunc: bool) -> serde_json::Value {
     let [id, name, cpu, mem, mem_perc, net, block, pids] = row(c, u, no_trunc);
-    [
-        named.to_string(),
-        name,
-        id,
-        cpu,
-        mem,
-        mem_perc,
-        net,
-        block,
-        pids,
-    ]
+    serde_json::json!({
+        "Container": named,
+        "Name": name,
+        "ID": id,
+        "CPUPerc": cpu,
+        "MemUsage": mem,
+        "MemPerc": mem_perc,
+        "NetIO": net,
+        "BlockIO": block,
+        "PIDs": pids,
+    })
 }
 
 /// One container's line, with docker's units: memory in binary units (BytesSize), I/O in
@@ -263,50 +154,59 @@ fn row(c: &Container, u: Usage, no_trunc: bool) -> [String; 8] {
 mod tests {
     use super::*;
 
-    fn values() -> [String; 9] {
-        [
-            "web",
-            "web",
-            "0123456789ab",
-            "1.50%",
-            "1MiB / 2MiB",
-            "50.00%",
-            "0B / 0B",
-            "0B / 0B",
-            "3",
-        ]
-        .map(str::to_string)
+    fn values() -> serde_json::Value {
+        serde_json::json!({
+            "Container": "web", "Name": "web", "ID": "0123456789ab", "CPUPerc": "1.50%",
+            "MemUsage": "1MiB / 2MiB", "MemPerc": "50.00%", "NetIO": "0B / 0B",
+            "BlockIO": "0B / 0B", "PIDs": "3",
+        })
+    }
+
+    fn render(f: &str, rows: &[serde_json::Value]) -> String {
+        crate::format::listing(f, TABLE)
+            .ok()
+            .unwrap()
+            .render(&FIELDS, rows)
+            .unwrap()
     }
 
     #[test]
     fn plain_formats_fill_placeholders_and_escapes() {
-        let f = Format::parse("{{.Name}}: {{ .CPUPerc }}\\t{{.PIDs}}").unwrap();
-        assert_eq!(f.output(&[values()]), "web: 1.50%\t3\n");
         assert_eq!(
-            Format::parse("x").unwrap().output(&[values(), values()]),
-            "x\nx\n"
+            render("{{.Name}}: {{ .CPUPerc }}\\t{{.PIDs}}", &[values()]),
+            "web: 1.50%\t3\n"
         );
+        assert_eq!(render("x", &[values(), values()]), "x\nx\n");
     }
 
     #[test]
     fn table_formats_have_headers_and_columns() {
-        let f = Format::parse("table {{.Container}}\\t{{.MemPerc}}\\t{{.PIDs}}").unwrap();
         assert_eq!(
-            f.output(&[values()]),
+            render(
+                "table {{.Container}}\\t{{.MemPerc}}\\t{{.PIDs}}",
+                &[values()]
+            ),
             "CONTAINER   MEM %    PIDS\nweb         50.00%   3\n"
         );
-        let default = Format::parse("table").unwrap().output(&[]);
         assert_eq!(
-            default,
+            render("table", &[]),
             "CONTAINER ID   NAME   CPU %   MEM USAGE / LIMIT   MEM %   NET I/O   BLOCK I/O   PIDS\n"
         );
     }
 
     #[test]
-    fn unknown_placeholders_are_refused() {
-        let e = Format::parse("{{.Nope}}").unwrap_err();
-        assert!(e.contains("{{.Nope}} is not a stats placeholder"), "{e}");
-        assert!(Format::parse("{{json .}}").is_err());
-        assert!(Format::parse("{{.Name").is_err());
+    fn go_templates_and_unknown_fields() {
+        assert_eq!(
+            render("{{json .PIDs}} {{lower .Name | upper}}", &[values()]),
+            "\"3\" WEB\n"
+        );
+        let e = crate::format::listing("{{.Nope}}", TABLE)
+            .ok()
+            .unwrap()
+            .render(&FIELDS, &[values()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("can't evaluate field Nope"), "{e}");
+        assert!(crate::format::listing("{{.Name", TABLE).is_err());
     }
 }

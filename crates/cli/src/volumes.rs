@@ -20,7 +20,7 @@ enum VolumeCmd {
     #[command(visible_alias = "list")]
     Ls(LsArgs),
     /// Show volumes' details as a JSON array.
-    Inspect(NamesArgs),
+    Inspect(InspectArgs),
     /// Remove volumes (refused while a container, running or stopped, uses one).
     #[command(visible_alias = "remove")]
     Rm(RmArgs),
@@ -45,10 +45,28 @@ struct LsArgs {
     /// Only show names.
     #[arg(short, long)]
     quiet: bool,
+    /// Format with a Go template: `table` for columns under docker's headers, `json` for
+    /// one object a line; fields .Name .Driver .Scope .Mountpoint .Labels .Label "k".
+    #[arg(long)]
+    format: Option<String>,
 }
 
+/// `volume ls --format` fields and docker's column titles for them.
+const LS_HEADERS: [(&str, &str); 7] = [
+    ("Name", "VOLUME NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Mountpoint", "MOUNTPOINT"),
+    ("Labels", "LABELS"),
+    ("Links", "LINKS"),
+    ("Size", "SIZE"),
+];
+
 #[derive(Args)]
-struct NamesArgs {
+struct InspectArgs {
+    /// Format the output using the given Go template (`json`: the default JSON array).
+    #[arg(short, long)]
+    format: Option<String>,
     #[arg(required = true)]
     names: Vec<String>,
 }
@@ -99,6 +117,29 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
         }
         VolumeCmd::Ls(l) => {
             let list = vols.list().map_err(failure)?;
+            // As docker's: -q wins over `table`, a template of one's own over -q.
+            if let Some(f) = l
+                .format
+                .as_ref()
+                .filter(|f| !(l.quiet && f.starts_with("table")))
+            {
+                let format = crate::format::listing(f, "{{.Driver}}\\t{{.Name}}")?;
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|v| {
+                        let mut row = v.inspect();
+                        // As docker's listing: labels as `k=v,k=v`.
+                        let labels: Vec<String> =
+                            v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        row["Labels"] = labels.join(",").into();
+                        // Docker's, without usage data (`docker system df -v` has it).
+                        row["Links"] = "N/A".into();
+                        row["Size"] = "N/A".into();
+                        row
+                    })
+                    .collect();
+                return crate::format::print_rows(&format, &LS_HEADERS, &rows);
+            }
             if l.quiet {
                 for v in list {
                     println!("{}", v.name);
@@ -111,6 +152,7 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
             Ok(0)
         }
         VolumeCmd::Inspect(n) => {
+            let template = crate::format::inspect_template(n.format.as_deref())?;
             let mut out = Vec::new();
             let mut code = 0;
             for name in &n.names {
@@ -121,6 +163,9 @@ pub(crate) fn volume(env: &Env, a: VolumeArgs) -> Result<u8, Failure> {
                         code = 1;
                     }
                 }
+            }
+            if template.is_some() {
+                return Ok(code.max(crate::format::print_inspected(template.as_ref(), out)));
             }
             println!(
                 "{}",

@@ -940,10 +940,11 @@ fn stats_format_placeholders_and_table() {
     let row = lines.next().unwrap();
     assert!(row.starts_with("busy   "), "{table}");
     assert!(row.contains('%'), "{table}");
+    // A field stats does not have: docker's words and exit code.
     refused(
         k,
         &["stats", "--no-stream", "--format", "{{.Nope}}"],
-        2,
-        "{{.Nope}} is not a stats placeholder",
+        1,
+        "can't evaluate field Nope",
     );
 }
