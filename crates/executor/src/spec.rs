@@ -55,7 +55,7 @@ pub struct RootFs {
 }
 
 /// Network of a sandbox.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Network {
     /// A new network namespace with only `lo` (up).
     #[default]
@@ -65,6 +65,9 @@ pub enum Network {
     /// A new network namespace with outbound access through a user-mode network stack
     /// (`pasta`, from Debian's `passt` package; see the crate docs).
     Default,
+    /// The network namespace bind-mounted at this path, made and configured by the caller
+    /// (`kiln-network`: a container on user-defined networks); `lo` is brought up.
+    Join(std::path::PathBuf),
 }
 
 /// A bind mount into the sandbox.

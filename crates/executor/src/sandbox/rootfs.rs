@@ -326,7 +326,7 @@ fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
     let resolv = match spec.network {
         Network::Host | Network::Default => host_resolv,
         // Loopback resolvers of the host are unreachable from a namespace of its own.
-        Network::None => host_resolv
+        Network::None | Network::Join(_) => host_resolv
             .lines()
             .filter(|l| {
                 let mut w = l.split_whitespace();
