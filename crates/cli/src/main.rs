@@ -46,6 +46,7 @@ mod containers;
 mod cp;
 mod images;
 mod login;
+mod network;
 mod progress;
 mod run;
 mod stats;
@@ -147,6 +148,8 @@ enum Command {
     Diff(cp::DiffArgs),
     /// Manage volumes (`volume create|ls|inspect|rm|prune`).
     Volume(volumes::VolumeArgs),
+    /// Manage networks (`network create|ls|inspect|rm|prune`).
+    Network(network::NetworkArgs),
 }
 
 fn main() -> ExitCode {
@@ -248,5 +251,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Export(a) => cp::export(&env, a),
         Command::Diff(a) => cp::diff(&env, a),
         Command::Volume(a) => volumes::volume(&env, a),
+        Command::Network(a) => network::network(&env, a),
     }
 }

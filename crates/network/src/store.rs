@@ -142,6 +142,50 @@ fn now_millis() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+impl Network {
+    /// docker's `network inspect` object for the network with `endpoints`.
+    pub fn inspect(&self, endpoints: &[Endpoint]) -> serde_json::Value {
+        let created = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(u64::try_from(self.created).unwrap_or(0));
+        let containers: serde_json::Map<String, serde_json::Value> = endpoints
+            .iter()
+            .map(|e| {
+                (
+                    e.container.clone(),
+                    serde_json::json!({
+                        "Name": e.name,
+                        "EndpointID": e.endpoint_id,
+                        "MacAddress": e.mac,
+                        "IPv4Address": format!("{}/{}", e.ip, self.subnet.prefix()),
+                        "IPv6Address": "",
+                    }),
+                )
+            })
+            .collect();
+        serde_json::json!({
+            "Name": self.name,
+            "Id": self.id,
+            "Created": humantime::format_rfc3339_nanos(created).to_string(),
+            "Scope": "local",
+            "Driver": self.driver,
+            "EnableIPv6": false,
+            "IPAM": {
+                "Driver": "default",
+                "Options": {},
+                "Config": [{"Subnet": self.subnet.to_string(), "Gateway": self.gateway.to_string()}],
+            },
+            "Internal": self.internal,
+            "Attachable": false,
+            "Ingress": false,
+            "ConfigFrom": {"Network": ""},
+            "ConfigOnly": false,
+            "Containers": containers,
+            "Options": {},
+            "Labels": self.labels,
+        })
+    }
+}
+
 impl Networks {
     /// The networks of the state directory `root`.
     pub fn new(root: &Path) -> Networks {

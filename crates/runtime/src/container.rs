@@ -59,6 +59,13 @@ pub struct Config {
     /// `Config.Healthcheck`.
     #[serde(default)]
     pub healthcheck: Option<crate::Healthcheck>,
+    /// `--network NAME` of a user-defined network (`spec.network` joins the namespace
+    /// `kiln-network` makes for it at each start).
+    #[serde(default)]
+    pub network_name: Option<String>,
+    /// `--network-alias`.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
 }
 
 #[cfg(test)]
@@ -99,6 +106,8 @@ impl Config {
             image_config: serde_json::Value::Null,
             volumes: vec![],
             healthcheck: None,
+            network_name: None,
+            network_aliases: vec![],
         }
     }
 }

@@ -64,7 +64,12 @@ impl Containers {
                 .hostname
                 .clone()
                 .unwrap_or_else(|| id[..12].to_string()),
-            network: opts.network,
+            network: match &opts.network_name {
+                Some(_) => kiln_executor::Network::Join(
+                    kiln_network::Networks::new(self.root()).sandbox_path(&id),
+                ),
+                None => opts.network.clone(),
+            },
             mounts: opts.mounts.clone(),
             extra: SandboxOptions {
                 create_etc_files: true,
@@ -128,6 +133,8 @@ impl Containers {
                 stop_signal: opts.stop_signal.clone(),
                 stop_timeout: opts.stop_timeout,
                 healthcheck,
+                network_name: opts.network_name.clone(),
+                network_aliases: opts.network_aliases.clone(),
             },
             state: State::default(),
             dir,
@@ -136,6 +143,8 @@ impl Containers {
         let written = container.save_state().and_then(|()| {
             write_json_atomic(&container.dir.join("config.json"), &container.config)
         });
+        // Its address, once it exists (so that a reconcile never frees it meanwhile).
+        let written = written.and_then(|()| container.connect_networks());
         if let Err(e) = written {
             let _ = container.remove_dir();
             drop_anonymous(store, &container.config.volumes);

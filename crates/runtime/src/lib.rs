@@ -99,10 +99,12 @@ mod inspect;
 mod kill;
 mod lifecycle;
 mod logs;
+mod network;
 mod restart;
 mod run;
 mod start;
 mod stats;
+pub use network::reconcile_networks;
 pub mod system;
 mod terminal;
 mod top;
@@ -141,6 +143,9 @@ pub enum Error {
     /// The sandbox failed.
     #[error(transparent)]
     Executor(#[from] kiln_executor::Error),
+    /// A network (`--network NAME`) failed.
+    #[error(transparent)]
+    Network(#[from] kiln_network::Error),
     /// The health check cannot be used.
     #[error(transparent)]
     Health(#[from] HealthError),
@@ -254,8 +259,12 @@ pub struct CreateOptions {
     pub entrypoint: Option<String>,
     /// Arguments after the image.
     pub args: Vec<String>,
-    /// `--network`.
+    /// `--network` (none, host, default; see `network_name`).
     pub network: Network,
+    /// `--network NAME` of a user-defined network (`network` is then ignored).
+    pub network_name: Option<String>,
+    /// `--network-alias`.
+    pub network_aliases: Vec<String>,
     /// `-v /host/path:DST`: bind mounts.
     pub mounts: Vec<BindMount>,
     /// `-v NAME:DST`, `-v DST`: volumes (created when missing; filled from the image when

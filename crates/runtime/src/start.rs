@@ -62,6 +62,7 @@ impl Container {
     /// any more ([`Container::lock_dir`]) and removes it.
     fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
         crate::health::stopped(&self.dir);
+        self.network_down()?;
         self.record_end(result)?;
         if self.config.remove {
             let lock = self.lock_dir(true)?;
@@ -78,6 +79,7 @@ impl Container {
         let Some(parent) = self.dir.parent() else {
             return Ok(());
         };
+        self.release_networks()?;
         let trash = parent.join(format!(".removing-{}", self.config.id));
         match std::fs::rename(&self.dir, &trash) {
             Ok(()) => {}
@@ -97,6 +99,7 @@ impl Container {
     /// recorded as running without a pid 1 (no `exec`).
     pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
         let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
+        self.network_up()?;
         self.record_started(me, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
@@ -284,6 +287,10 @@ async fn run_once(
     } else {
         Output::Capture(tx)
     };
+    if let Err(e) = c.network_up() {
+        report(&format!("error: {e}\n"));
+        return Ok((Err(e), false));
+    }
     let spec = c.config.spec.clone();
     let run = executor.run_observed(&spec, output, started_tx);
     // The last of its stderr: why a command that could not be started did not.

@@ -1,0 +1,89 @@
+//! A container on user-defined networks (`--network NAME`): its address is taken when it is
+//! created and freed when it is removed; its namespace and veths (`kiln-network`) are made
+//! at each start and removed when its run ends.
+
+use crate::container::{Container, Containers};
+use crate::Result;
+use kiln_network::{Endpoint, Network, Networks};
+use std::path::Path;
+
+impl Containers {
+    /// The state directory the containers are in.
+    pub(crate) fn root(&self) -> &Path {
+        self.dir().parent().unwrap_or(Path::new("/"))
+    }
+}
+
+impl Container {
+    fn networks_store(&self) -> Networks {
+        // ROOT/containers/<id>
+        let root = self
+            .dir
+            .parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"));
+        Networks::new(root)
+    }
+
+    /// Takes its address on its network (`create`).
+    pub(crate) fn connect_networks(&self) -> Result<()> {
+        if let Some(net) = &self.config.network_name {
+            self.networks_store().connect(
+                net,
+                &self.config.id,
+                &self.config.name,
+                &self.config.network_aliases,
+                None,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Its networks, with its endpoint on each (empty without `--network NAME`).
+    pub fn networks(&self) -> Result<Vec<(Network, Endpoint)>> {
+        if self.config.network_name.is_none() {
+            return Ok(vec![]);
+        }
+        Ok(self.networks_store().of_container(&self.config.id)?)
+    }
+
+    /// Makes its namespace and veths before its sandbox starts.
+    pub(crate) fn network_up(&self) -> Result<()> {
+        if self.config.network_name.is_none() {
+            return Ok(());
+        }
+        let store = self.networks_store();
+        let nets = store.of_container(&self.config.id)?;
+        kiln_network::attach(&store, &self.config.id, &nets)?;
+        Ok(())
+    }
+
+    /// Removes its namespace once its run ended (its veths go with it).
+    pub(crate) fn network_down(&self) -> Result<()> {
+        if self.config.network_name.is_none() {
+            return Ok(());
+        }
+        kiln_network::detach(&self.networks_store(), &self.config.id)?;
+        Ok(())
+    }
+
+    /// Frees its addresses and removes its namespace (`rm`).
+    pub(crate) fn release_networks(&self) -> Result<()> {
+        if self.config.network_name.is_none() {
+            return Ok(());
+        }
+        let store = self.networks_store();
+        kiln_network::detach(&store, &self.config.id)?;
+        store.disconnect(None, &self.config.id)?;
+        Ok(())
+    }
+}
+
+/// What a crash (a kill -9 of any kiln process) can leave of networks, removed: addresses
+/// and namespaces of containers that no longer exist, namespaces of networks that do not.
+pub fn reconcile_networks(root: &Path) -> Result<()> {
+    let containers = Containers::new(root).dir().to_path_buf();
+    let exists = |id: &str| containers.join(id).join("config.json").is_file();
+    Networks::new(root).reconcile(exists, exists)?;
+    Ok(())
+}
