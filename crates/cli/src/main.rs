@@ -159,6 +159,10 @@ fn main() -> ExitCode {
         if first == kiln_executor::HELPER_ARG {
             kiln_executor::helper_main(&args[1..]);
         }
+        if first == kiln_network::DNS_ARG {
+            // A network's name server, started by its first running container.
+            return ExitCode::from(kiln_network::dns_main(&args[2..]).clamp(0, 255) as u8);
+        }
         if first == kiln_runtime::SHIM_ARG {
             // A detached container's supervisor (`kiln run -d`); it runs its own runtime.
             let executor = match std::env::current_exe() {

@@ -604,6 +604,7 @@ fn resolve(
             extra_hosts,
             read_only: a.read_only,
             process,
+            dns: Vec::new(),
         },
     };
     let mut executor = env.executor();

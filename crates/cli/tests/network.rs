@@ -64,6 +64,19 @@ fn nsfs_mounts_under(dir: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// Name servers (`kiln __kiln-dns`) of networks under `root`.
+fn responders(root: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            let c = String::from_utf8_lossy(c);
+            c.contains("__kiln-dns") && c.contains(root.to_str().unwrap())
+        })
+        .count()
+}
+
 #[test]
 fn network_lifecycle_and_containers_on_it() {
     if !can_run(&["unshare", "nsenter"]) {
@@ -173,7 +186,67 @@ fn network_lifecycle_and_containers_on_it() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Not from another network.
+    // By name, alias and short id, through the network's name server.
+    let short = &v[0]["Id"].as_str().unwrap()[..12];
+    for name in ["db", "database", short] {
+        let out = kiln_in(
+            &k,
+            &ns,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                "mynet",
+                "busybox",
+                "nc",
+                "-w",
+                "2",
+                name,
+                "8080",
+            ],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "pong",
+            "{name}: {}",
+            stderr(&out)
+        );
+    }
+    let out = ok_in(
+        &k,
+        &ns,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "mynet",
+            "busybox",
+            "nslookup",
+            "db",
+        ],
+    );
+    assert!(out.contains(&ip), "{out}");
+    assert_eq!(responders(k.root.path()), 1);
+    // Not from another network, by address or by name.
+    let out = kiln_in(
+        &k,
+        &ns,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "other",
+            "busybox",
+            "nslookup",
+            "db",
+        ],
+    );
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let out = kiln_in(
         &k,
         &ns,
@@ -209,6 +282,15 @@ fn network_lifecycle_and_containers_on_it() {
         stderr(&busy)
     );
     ok_in(&k, &ns, &["rm", "-f", "db"]);
+    // The name servers exit once their networks have no running container.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while responders(k.root.path()) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "a name server outlived its containers"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let v: serde_json::Value =
         serde_json::from_str(&ok_in(&k, &ns, &["network", "inspect", "mynet"])).unwrap();
     assert_eq!(v[0]["Containers"], serde_json::json!({}));

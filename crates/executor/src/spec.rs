@@ -158,6 +158,10 @@ pub struct SandboxOptions {
     /// [`parse_add_host`].
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// Name servers of the generated `/etc/resolv.conf`, in place of the host's (a user-defined
+    /// network's name server, on its gateway); its `search` and `options` lines are kept.
+    #[serde(default)]
+    pub dns: Vec<String>,
     /// `--read-only`: the root filesystem is mounted read-only (the mounts on it, `/dev`,
     /// `/proc` and the generated /etc files keep their own modes).
     #[serde(default)]

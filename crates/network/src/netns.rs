@@ -26,7 +26,7 @@ fn cpath(p: &Path) -> io::Result<CString> {
 }
 
 /// `path` is a mounted namespace (not a leftover file from before a reboot).
-fn is_ns(path: &Path) -> bool {
+pub(crate) fn is_ns(path: &Path) -> bool {
     let Ok(c) = cpath(path) else { return false };
     // SAFETY: an all-zero statfs is valid; c is a valid path.
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -83,7 +83,7 @@ fn new_ns_at(path: &Path) -> Result<()> {
 }
 
 /// Enters the namespace bind-mounted at `path` (this thread only).
-fn enter(path: &Path) -> Result<()> {
+pub(crate) fn enter(path: &Path) -> Result<()> {
     let f = fs::File::open(path).map_err(io_err(path))?;
     // SAFETY: our fd.
     if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
@@ -186,11 +186,20 @@ fn mac_bytes(mac: &str) -> Vec<u8> {
 /// Gives container `container` a namespace of its own, bind-mounted at
 /// [`Networks::sandbox_path`], with an interface `ethN` on each network's bridge (N in the
 /// order given), its address and, through the first network that is not internal, its
-/// default route. A namespace left from an earlier run is replaced.
-pub fn attach(store: &Networks, container: &str, nets: &[(Network, Endpoint)]) -> Result<()> {
+/// default route. A namespace left from an earlier run is replaced. With `dns` (the kiln
+/// binary), each network's name server is started unless it runs (see `dns.rs`).
+pub fn attach(
+    store: &Networks,
+    container: &str,
+    nets: &[(Network, Endpoint)],
+    dns: Option<&Path>,
+) -> Result<()> {
     let lock = store.lock()?;
     for (net, _) in nets {
         ensure_network_ns(lock.store(), net)?;
+        if let Some(exe) = dns {
+            crate::dns::ensure(lock.store(), net, exe)?;
+        }
     }
     let path = store.sandbox_path(container);
     remove_ns(&path)?;

@@ -194,6 +194,13 @@ impl Networks {
         }
     }
 
+    /// The store at `dir` (a [`Networks::dir`]).
+    pub fn at(dir: &Path) -> Networks {
+        Networks {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     /// `ROOT/networks/v1`.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -63,7 +63,7 @@ fn containers_on_one_network_connect_others_cannot_and_nothing_is_left() {
             let id = format!("{c}{}", "0".repeat(62));
             s.connect(net, &id, c, &[], None).unwrap();
             let t = Instant::now();
-            attach(&s, &id, &s.of_container(&id).unwrap()).unwrap();
+            attach(&s, &id, &s.of_container(&id).unwrap(), None).unwrap();
             eprintln!("attach {c}: {:?}", t.elapsed());
             eps.push((id.clone(), s.of_container(&id).unwrap()[0].1.ip));
         }

@@ -47,6 +47,16 @@ impl Containers {
         for l in layers.iter().rev() {
             lowers.push(store.snapshot(l)?);
         }
+        // A user-defined network's name server is on its gateway (the network must exist).
+        let network_gateway = match &opts.network_name {
+            Some(n) => Some(
+                kiln_network::Networks::new(self.root())
+                    .find(n)?
+                    .gateway
+                    .to_string(),
+            ),
+            None => None,
+        };
         let id = hex::encode(rand::random::<[u8; 32]>());
         let dir = self.dir().join(&id);
         let (upper, work) = (dir.join("upper"), dir.join("work"));
@@ -73,6 +83,7 @@ impl Containers {
             mounts: opts.mounts.clone(),
             extra: SandboxOptions {
                 create_etc_files: true,
+                dns: network_gateway.into_iter().collect(),
                 ..opts.extra.clone()
             },
         };

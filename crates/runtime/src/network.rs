@@ -54,7 +54,9 @@ impl Container {
         }
         let store = self.networks_store();
         let nets = store.of_container(&self.config.id)?;
-        kiln_network::attach(&store, &self.config.id, &nets)?;
+        // The network's name server is this binary in a hidden mode.
+        let exe = std::env::current_exe().ok();
+        kiln_network::attach(&store, &self.config.id, &nets, exe.as_deref())?;
         Ok(())
     }
 

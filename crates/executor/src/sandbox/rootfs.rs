@@ -337,6 +337,23 @@ fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
             .map(|l| format!("{l}\n"))
             .collect(),
     };
+    let resolv = if spec.extra.dns.is_empty() {
+        resolv
+    } else {
+        let mut r: String = spec
+            .extra
+            .dns
+            .iter()
+            .map(|s| format!("nameserver {s}\n"))
+            .collect();
+        r.extend(
+            resolv
+                .lines()
+                .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+                .map(|l| format!("{l}\n")),
+        );
+        r
+    };
     [
         ("/etc/hosts", hosts),
         ("/etc/hostname", format!("{}\n", spec.hostname)),
