@@ -148,7 +148,7 @@ enum Command {
     Diff(cp::DiffArgs),
     /// Manage volumes (`volume create|ls|inspect|rm|prune`).
     Volume(volumes::VolumeArgs),
-    /// Manage networks (`network create|ls|inspect|rm|prune`).
+    /// Manage networks (`network create|ls|inspect|rm|prune|connect|disconnect`).
     Network(network::NetworkArgs),
 }
 

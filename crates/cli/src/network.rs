@@ -1,4 +1,4 @@
-//! `kiln network create|ls|inspect|rm|prune`, as docker's (the bridge driver only; the
+//! `kiln network create|ls|inspect|rm|prune|connect|disconnect`, as docker's (the bridge driver only; the
 //! predefined `bridge`, `host` and `none` are not listed yet).
 
 use crate::containers::table;
@@ -27,6 +27,35 @@ enum NetworkCmd {
     Rm(NamesArgs),
     /// Remove every network no container is on.
     Prune(PruneArgs),
+    /// Connect a container to a network (at once when it runs).
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network (at once when it runs).
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args)]
+struct ConnectArgs {
+    /// Another name of the container on the network; repeatable.
+    #[arg(long)]
+    alias: Vec<String>,
+    /// Its IPv4 address on the network.
+    #[arg(long)]
+    ip: Option<String>,
+    /// The network.
+    network: String,
+    /// The container.
+    container: String,
+}
+
+#[derive(Args)]
+struct DisconnectArgs {
+    /// Accepted for docker's compatibility (the interface goes either way).
+    #[arg(short, long)]
+    force: bool,
+    /// The network.
+    network: String,
+    /// The container.
+    container: String,
 }
 
 #[derive(Args)]
@@ -209,6 +238,26 @@ pub(crate) fn network(env: &Env, a: NetworkArgs) -> Result<u8, Failure> {
                 }
             }
             Ok(code)
+        }
+        NetworkCmd::Connect(c) => {
+            let ip =
+                c.ip.as_deref()
+                    .map(|s| {
+                        s.parse()
+                            .map_err(|_| Failure::usage(format!("invalid IPv4 address: {s}")))
+                    })
+                    .transpose()?;
+            let mut ctr = crate::containers::find(env, &c.container)?;
+            ctr.connect_network(&c.network, &c.alias, ip)
+                .map_err(runtime_failure)?;
+            Ok(0)
+        }
+        NetworkCmd::Disconnect(d) => {
+            let _ = d.force;
+            let mut ctr = crate::containers::find(env, &d.container)?;
+            ctr.disconnect_network(&d.network)
+                .map_err(runtime_failure)?;
+            Ok(0)
         }
         NetworkCmd::Prune(p) => {
             if !confirm(

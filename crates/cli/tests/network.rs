@@ -264,6 +264,42 @@ fn network_lifecycle_and_containers_on_it() {
         ],
     );
     assert_ne!(String::from_utf8_lossy(&out.stdout).trim(), "pong");
+    // A third container on `other` reaches db only while connected to mynet.
+    ok_in(
+        &k,
+        &ns,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "third",
+            "--network",
+            "other",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    let reach = |name: &str| {
+        let out = kiln_in(&k, &ns, &["exec", "third", "nc", "-w", "2", name, "8080"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "pong"
+    };
+    assert!(!reach(&ip), "third reaches db before connect");
+    ok_in(&k, &ns, &["network", "connect", "mynet", "third"]);
+    assert!(reach(&ip), "third cannot reach db by address after connect");
+    assert!(reach("db"), "third cannot reach db by name after connect");
+    let busy = kiln_in(&k, &ns, &["network", "connect", "mynet", "third"]);
+    assert_eq!(busy.status.code(), Some(1), "{}", stderr(&busy));
+    ok_in(&k, &ns, &["network", "disconnect", "mynet", "third"]);
+    assert!(!reach(&ip), "third reaches db after disconnect");
+    let not = kiln_in(&k, &ns, &["network", "disconnect", "mynet", "third"]);
+    assert!(
+        stderr(&not).contains("is not connected to network mynet"),
+        "{}",
+        stderr(&not)
+    );
+    ok_in(&k, &ns, &["rm", "-f", "third"]);
+
     let v: serde_json::Value =
         serde_json::from_str(&ok_in(&k, &ns, &["network", "inspect", "mynet"])).unwrap();
     let containers = v[0]["Containers"].as_object().unwrap();

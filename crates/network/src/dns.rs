@@ -123,7 +123,7 @@ pub fn dns_main(args: &[OsString]) -> i32 {
         match socket.recv_from(&mut buf) {
             Ok((n, from)) => {
                 let query = buf[..n].to_vec();
-                if let Some(reply) = answer(&store, &id, &query) {
+                if let Some(reply) = answer(&store, &id, &query, from) {
                     let _ = socket.send_to(&reply, from);
                 } else {
                     let servers = upstream.servers();
@@ -310,10 +310,25 @@ pub(crate) fn lookup(eps: &[crate::Endpoint], name: &str) -> Vec<Ipv4Addr> {
         .collect()
 }
 
-fn answer(store: &Networks, id: &str, q: &[u8]) -> Option<Vec<u8>> {
+/// The reply for a name of this network, or else of another network the querier (found by
+/// its source address) is on (aardvark-dns answers per source as well); `None`: forward.
+fn answer(store: &Networks, id: &str, q: &[u8], from: SocketAddr) -> Option<Vec<u8>> {
     let question = parse_query(q)?;
     let eps = store.endpoints(id).ok()?;
-    let addrs = lookup(&eps, &question.name);
+    let mut addrs = lookup(&eps, &question.name);
+    if addrs.is_empty() {
+        let querier = eps
+            .iter()
+            .find(|e| std::net::IpAddr::V4(e.ip) == from.ip())
+            .map(|e| e.container.clone());
+        if let Some(c) = querier {
+            for (net, _) in store.of_container(&c).ok()? {
+                if net.id != id && addrs.is_empty() {
+                    addrs = lookup(&store.endpoints(&net.id).ok()?, &question.name);
+                }
+            }
+        }
+    }
     (!addrs.is_empty()).then(|| reply(q, &question, &addrs))
 }
 

@@ -53,8 +53,15 @@
 //!
 //! Still to come (issue 14's second session): outbound access through `pasta` attached to
 //! the network's namespace (NAT in that namespace only), published ports into it, the
-//! default `bridge` network, `connect`/`disconnect` of running containers, TCP on the name
-//! server (UDP only now: answers fit, forwarded answers over 4 KiB are cut).
+//! default `bridge` network, TCP on the name server (UDP only now: answers fit, forwarded
+//! answers over 4 KiB are cut), `connect` of a container not made with `--network NAME`.
+//!
+//! `connect` of a running container adds the next free `ethN` to its namespace at once
+//! ([`netns::plug_running`]); `disconnect` deletes the interface holding its address there
+//! ([`netns::unplug_running`]); both change `endpoints.json`, which the name servers read per
+//! query, so names follow at once. A container on several networks asks the name server of
+//! its first network, which answers names of every network the asking container (found by
+//! its source address) is on.
 //!
 //! # Store and crash safety
 //!

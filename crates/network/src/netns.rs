@@ -183,6 +183,107 @@ fn mac_bytes(mac: &str) -> Vec<u8> {
         .collect()
 }
 
+/// Puts an interface `eth` on `net`'s bridge into the calling thread's namespace (the
+/// container's, whose fd is `sandbox_ns`; `h` speaks there): a veth whose other end,
+/// `kv<short id>`, goes to the network's namespace onto the bridge; the container's end gets
+/// `ep`'s MAC and address, then comes up (after the bridge's end: see below), and with
+/// `route` the default route through the gateway.
+async fn plug(
+    h: &Handle,
+    store: &Networks,
+    sandbox_ns: &fs::File,
+    container: &str,
+    eth: &str,
+    (net, ep): (&Network, &Endpoint),
+    route: bool,
+) -> Result<()> {
+    let short: String = container.chars().take(12).collect();
+    let host_side = format!("kv{short}");
+    let owned_path = store.netns_path(&net.id);
+    h.link()
+        .add(LinkVeth::new(eth, &host_side).build())
+        .execute()
+        .await
+        .map_err(nl("adding a veth"))?;
+    let owned = fs::File::open(&owned_path).map_err(io_err(&owned_path))?;
+    h.link()
+        .set(
+            LinkUnspec::new_with_name(&host_side)
+                .setns_by_fd(owned.as_raw_fd())
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("moving the veth to the network"))?;
+    // The other end, on the bridge, from inside the network's namespace, up first: a veth
+    // whose peer comes up later keeps its carrier (with the container's end up first, the
+    // bridge's end stayed NO-CARRIER here).
+    enter(&owned_path)?;
+    let o = connect()?;
+    let br = index(&o, BRIDGE).await?;
+    o.link()
+        .set(
+            LinkUnspec::new_with_name(&host_side)
+                .controller(br)
+                .up()
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("attaching the veth to the bridge"))?;
+    // SAFETY: our fd.
+    if unsafe { libc::setns(sandbox_ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+        return Err(Error::Netns(
+            "re-entering the container's namespace".into(),
+            io::Error::last_os_error(),
+        ));
+    }
+    h.link()
+        .set(
+            LinkUnspec::new_with_name(eth)
+                .address(mac_bytes(&ep.mac))
+                .build(),
+        )
+        .execute()
+        .await
+        .map_err(nl("the MAC address"))?;
+    let idx = index(h, eth).await?;
+    h.address()
+        .add(idx, IpAddr::V4(ep.ip), net.subnet.prefix())
+        .execute()
+        .await
+        .map_err(nl("the container's address"))?;
+    up(h, eth).await?;
+    if route {
+        h.route()
+            .add(
+                RouteMessageBuilder::<Ipv4Addr>::new()
+                    .gateway(net.gateway)
+                    .build(),
+            )
+            .execute()
+            .await
+            .map_err(nl("the default route"))?;
+    }
+    Ok(())
+}
+
+/// Makes each network's namespace and, with `dns` (the kiln binary), starts its name server
+/// unless it runs (see `dns.rs`).
+fn ensure_networks(
+    store: &Networks,
+    nets: &[(Network, Endpoint)],
+    dns: Option<&Path>,
+) -> Result<()> {
+    for (net, _) in nets {
+        ensure_network_ns(store, net)?;
+        if let Some(exe) = dns {
+            crate::dns::ensure(store, net, exe)?;
+        }
+    }
+    Ok(())
+}
+
 /// Gives container `container` a namespace of its own, bind-mounted at
 /// [`Networks::sandbox_path`], with an interface `ethN` on each network's bridge (N in the
 /// order given), its address and, through the first network that is not internal, its
@@ -195,16 +296,9 @@ pub fn attach(
     dns: Option<&Path>,
 ) -> Result<()> {
     let lock = store.lock()?;
-    for (net, _) in nets {
-        ensure_network_ns(lock.store(), net)?;
-        if let Some(exe) = dns {
-            crate::dns::ensure(lock.store(), net, exe)?;
-        }
-    }
+    ensure_networks(lock.store(), nets, dns)?;
     let path = store.sandbox_path(container);
     remove_ns(&path)?;
-    let short: String = container.chars().take(12).collect();
-    let host_side = format!("kv{short}");
     on_thread(|rt| {
         new_ns_at(&path)?;
         let sandbox_ns = fs::File::open(&path).map_err(io_err(&path))?;
@@ -213,73 +307,10 @@ pub fn attach(
             up(&h, "lo").await?;
             let mut routed = false;
             for (i, (net, ep)) in nets.iter().enumerate() {
+                let route = !net.internal && !routed;
+                routed |= route;
                 let eth = format!("eth{i}");
-                h.link()
-                    .add(LinkVeth::new(&eth, &host_side).build())
-                    .execute()
-                    .await
-                    .map_err(nl("adding a veth"))?;
-                let owned = fs::File::open(store.netns_path(&net.id))
-                    .map_err(io_err(&store.netns_path(&net.id)))?;
-                h.link()
-                    .set(
-                        LinkUnspec::new_with_name(&host_side)
-                            .setns_by_fd(owned.as_raw_fd())
-                            .build(),
-                    )
-                    .execute()
-                    .await
-                    .map_err(nl("moving the veth to the network"))?;
-                // The other end, on the bridge, from inside the network's namespace.
-                enter(&store.netns_path(&net.id))?;
-                let o = connect()?;
-                let br = index(&o, BRIDGE).await?;
-                o.link()
-                    .set(
-                        LinkUnspec::new_with_name(&host_side)
-                            .controller(br)
-                            .up()
-                            .build(),
-                    )
-                    .execute()
-                    .await
-                    .map_err(nl("attaching the veth to the bridge"))?;
-                // Back, for the next network's veth.
-                // SAFETY: our fd.
-                if unsafe { libc::setns(sandbox_ns.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
-                    return Err(Error::Netns(
-                        "re-entering the container's namespace".into(),
-                        io::Error::last_os_error(),
-                    ));
-                }
-                h.link()
-                    .set(
-                        LinkUnspec::new_with_name(&eth)
-                            .address(mac_bytes(&ep.mac))
-                            .build(),
-                    )
-                    .execute()
-                    .await
-                    .map_err(nl("the MAC address"))?;
-                let idx = index(&h, &eth).await?;
-                h.address()
-                    .add(idx, IpAddr::V4(ep.ip), net.subnet.prefix())
-                    .execute()
-                    .await
-                    .map_err(nl("the container's address"))?;
-                up(&h, &eth).await?;
-                if !net.internal && !routed {
-                    routed = true;
-                    h.route()
-                        .add(
-                            RouteMessageBuilder::<Ipv4Addr>::new()
-                                .gateway(net.gateway)
-                                .build(),
-                        )
-                        .execute()
-                        .await
-                        .map_err(nl("the default route"))?;
-                }
+                plug(&h, store, &sandbox_ns, container, &eth, (net, ep), route).await?;
             }
             Ok(())
         });
@@ -290,6 +321,91 @@ pub fn attach(
     })?;
     drop(lock);
     Ok(())
+}
+
+/// `network connect` of a running container: one more interface, the first `ethN` free, in
+/// its namespace (no default route: it has one through its first network).
+pub fn plug_running(
+    store: &Networks,
+    container: &str,
+    net: &Network,
+    ep: &Endpoint,
+    dns: Option<&Path>,
+) -> Result<()> {
+    let lock = store.lock()?;
+    ensure_networks(lock.store(), &[(net.clone(), ep.clone())], dns)?;
+    let path = store.sandbox_path(container);
+    on_thread(|rt| {
+        enter(&path)?;
+        let sandbox_ns = fs::File::open(&path).map_err(io_err(&path))?;
+        rt.block_on(async {
+            let h = connect()?;
+            let names = link_names(&h).await?;
+            let eth = (0..=names.len())
+                .map(|i| format!("eth{i}"))
+                .find(|n| !names.contains(n))
+                .unwrap_or_default();
+            plug(&h, store, &sandbox_ns, container, &eth, (net, ep), false).await
+        })
+    })?;
+    drop(lock);
+    Ok(())
+}
+
+async fn link_names(h: &Handle) -> Result<Vec<String>> {
+    use netlink_packet_route::link::LinkAttribute;
+    let links: Vec<_> = h
+        .link()
+        .get()
+        .execute()
+        .try_collect()
+        .await
+        .map_err(nl("listing interfaces"))?;
+    Ok(links
+        .into_iter()
+        .filter_map(|l| {
+            l.attributes.into_iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
+/// `network disconnect` of a running container: removes its interface with `ep`'s address
+/// (the veth's other end goes with it).
+pub fn unplug_running(store: &Networks, container: &str, ep: &Endpoint) -> Result<()> {
+    let path = store.sandbox_path(container);
+    if !is_ns(&path) {
+        return Ok(());
+    }
+    on_thread(|rt| {
+        enter(&path)?;
+        rt.block_on(async {
+            let h = connect()?;
+            let addrs: Vec<_> = h
+                .address()
+                .get()
+                .execute()
+                .try_collect()
+                .await
+                .map_err(nl("listing addresses"))?;
+            for a in addrs {
+                use netlink_packet_route::address::AddressAttribute;
+                let ours = a.attributes.iter().any(
+                    |x| matches!(x, AddressAttribute::Address(IpAddr::V4(ip)) if *ip == ep.ip),
+                );
+                if ours {
+                    h.link()
+                        .del(a.header.index)
+                        .execute()
+                        .await
+                        .map_err(nl("removing the interface"))?;
+                }
+            }
+            Ok(())
+        })
+    })
 }
 
 /// Removes container `container`'s namespace (its veths go with it once its processes are

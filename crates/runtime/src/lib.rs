@@ -146,6 +146,12 @@ pub enum Error {
     /// A network (`--network NAME`) failed.
     #[error(transparent)]
     Network(#[from] kiln_network::Error),
+    /// `network connect` of a container without a namespace of kiln-network's.
+    #[error("container {0} is not on a user-defined network: only containers run with --network NAME can be connected to another one for now")]
+    NotOnUserNetwork(String),
+    /// `network disconnect` of a container not on the network.
+    #[error("container {0} is not connected to network {1}")]
+    NotConnected(String, String),
     /// The health check cannot be used.
     #[error(transparent)]
     Health(#[from] HealthError),

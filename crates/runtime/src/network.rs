@@ -81,6 +81,59 @@ impl Container {
     }
 }
 
+impl Container {
+    /// `network connect [--alias A] [--ip IP] NET CTR`: an address on one more network and,
+    /// when it runs, an interface on it at once. Only for a container made with `--network
+    /// NAME` (one with a namespace kiln-network made).
+    pub fn connect_network(
+        &mut self,
+        net: &str,
+        aliases: &[String],
+        ip: Option<std::net::Ipv4Addr>,
+    ) -> Result<()> {
+        if self.config.network_name.is_none() {
+            return Err(crate::Error::NotOnUserNetwork(self.config.name.clone()));
+        }
+        self.refresh()?;
+        let store = self.networks_store();
+        let (network, ep) = store.connect(net, &self.config.id, &self.config.name, aliases, ip)?;
+        if self.is_running() {
+            let exe = std::env::current_exe().ok();
+            if let Err(e) = kiln_network::netns::plug_running(
+                &store,
+                &self.config.id,
+                &network,
+                &ep,
+                exe.as_deref(),
+            ) {
+                let _ = store.disconnect(Some(&network.id), &self.config.id);
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// `network disconnect NET CTR`: its interface on the network goes at once (when it
+    /// runs) and its address is freed.
+    pub fn disconnect_network(&mut self, net: &str) -> Result<()> {
+        let store = self.networks_store();
+        let network = store.find(net)?;
+        let Some((_, ep)) = store
+            .of_container(&self.config.id)?
+            .into_iter()
+            .find(|(n, _)| n.id == network.id)
+        else {
+            return Err(crate::Error::NotConnected(
+                self.config.name.clone(),
+                network.name.clone(),
+            ));
+        };
+        kiln_network::netns::unplug_running(&store, &self.config.id, &ep)?;
+        store.disconnect(Some(&network.id), &self.config.id)?;
+        Ok(())
+    }
+}
+
 /// What a crash (a kill -9 of any kiln process) can leave of networks, removed: addresses
 /// and namespaces of containers that no longer exist, namespaces of networks that do not.
 pub fn reconcile_networks(root: &Path) -> Result<()> {
