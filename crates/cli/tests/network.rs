@@ -349,3 +349,63 @@ fn network_lifecycle_and_containers_on_it() {
         stderr(&missing)
     );
 }
+
+#[test]
+fn kill_9_of_a_run_on_a_network_leaves_nothing_after_rm() {
+    if !can_run(&["unshare", "nsenter"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ns = NetNs::new();
+    ok_in(&k, &ns, &["network", "create", "mynet"]);
+    let mut run = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", ns.0.id()))
+        .arg(kiln_bin())
+        .arg("--root")
+        .arg(k.root.path())
+        .args([
+            "run",
+            "--name",
+            "victim",
+            "--network",
+            "mynet",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Until its namespace is up and its name server runs.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while nsfs_mounts_under(k.root.path()).len() < 2 || responders(k.root.path()) == 0 {
+        assert!(Instant::now() < deadline, "the container never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // nsenter execs kiln: this is kiln's pid.
+    run.kill().unwrap();
+    run.wait().unwrap();
+    ok_in(&k, &ns, &["rm", "-f", "victim"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&ok_in(&k, &ns, &["network", "inspect", "mynet"])).unwrap();
+    assert_eq!(
+        v[0]["Containers"],
+        serde_json::json!({}),
+        "the address is free"
+    );
+    ok_in(&k, &ns, &["network", "rm", "mynet"]);
+    assert_eq!(nsfs_mounts_under(k.root.path()), Vec::<String>::new());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while responders(k.root.path()) != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the name server outlived the network"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let left = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!left.contains(k.root.path().to_str().unwrap()), "{left}");
+}
