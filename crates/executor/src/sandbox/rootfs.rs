@@ -308,7 +308,7 @@ fn create_device_node(root: &Path, d: &DeviceMapping) {
 }
 
 /// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
-fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
+pub(super) fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     // Checked by the callers; a name that would add lines of its own is left out here too.
