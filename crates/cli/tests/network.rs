@@ -409,3 +409,57 @@ fn kill_9_of_a_run_on_a_network_leaves_nothing_after_rm() {
     let left = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!left.contains(k.root.path().to_str().unwrap()), "{left}");
 }
+
+#[test]
+fn fifty_containers_on_one_network_all_resolve_each_other() {
+    if !can_run(&["unshare", "nsenter"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ns = NetNs::new();
+    ok_in(&k, &ns, &["network", "create", "big"]);
+    let names: Vec<String> = (0..50).map(|i| format!("c{i}")).collect();
+    for n in &names {
+        ok_in(
+            &k,
+            &ns,
+            &[
+                "run",
+                "-d",
+                "--name",
+                n,
+                "--network",
+                "big",
+                "busybox",
+                "sleep",
+                "1000",
+            ],
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&ok_in(&k, &ns, &["network", "inspect", "big"])).unwrap();
+    let mut ips: Vec<String> = v[0]["Containers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|c| c["IPv4Address"].as_str().unwrap().to_string())
+        .collect();
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), 50, "no two containers share an address");
+    // Each container resolves every other (`nslookup` prints `Name:` and the address).
+    let script = format!(
+        "for n in {}; do nslookup $n | grep -q ^Name: || echo MISSING $n; done; echo END",
+        names.join(" ")
+    );
+    for n in &names {
+        let out = ok_in(&k, &ns, &["exec", n, "sh", "-c", &script]);
+        assert_eq!(out, "END\n", "{n}: {out}");
+    }
+    let mut rm = vec!["rm", "-f"];
+    rm.extend(names.iter().map(String::as_str));
+    ok_in(&k, &ns, &rm);
+    ok_in(&k, &ns, &["network", "rm", "big"]);
+    assert_eq!(nsfs_mounts_under(k.root.path()), Vec::<String>::new());
+}
