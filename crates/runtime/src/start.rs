@@ -62,15 +62,17 @@ impl Container {
     /// any more ([`Container::lock_dir`]) and removes it.
     fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
         crate::health::stopped(&self.dir);
-        self.network_down()?;
         self.record_end(result)?;
+        // Its network namespace goes with its run (an error is returned once the end is
+        // recorded and a --rm container removed).
+        let down = self.network_down();
         if self.config.remove {
             let lock = self.lock_dir(true)?;
             self.remove_dir()?;
             drop(lock);
             self.remove_anonymous_volumes()?;
         }
-        Ok(())
+        down
     }
 
     /// Removes the container directory after a `--rm` run (renamed away first, so that it
@@ -99,7 +101,12 @@ impl Container {
     /// recorded as running without a pid 1 (no `exec`).
     pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
         let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
-        self.network_up()?;
+        if let Err(e) = self.network_up() {
+            // As a sandbox that cannot be set up: recorded (and removed with --rm).
+            let result = Err(e);
+            self.finish(&result)?;
+            return result;
+        }
         self.record_started(me, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
