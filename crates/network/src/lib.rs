@@ -56,11 +56,14 @@
 //! default `bridge` network. Tried in this session and left out: `pasta --config-net --netns
 //! ROOT/networks/v1/netns/<id>` (a bind-mounted file works; pasta's setup took 14 ms and
 //! copied the host's address and default route) with `ip_forward` on and `iptables -t nat -A
-//! POSTROUTING -s SUBNET ! -o br0 -j MASQUERADE` inside the network's namespace: a container
-//! connected to an upstream server, but the client saw the server's data repeated and never
-//! its end of stream (suspected: checksum offload of the veth, whose partial checksums reach
-//! pasta's tap unfinished; to check with tx checksumming off on the veths), and one of two
-//! test runs timed out connecting. Also seen: pasta outlives a namespace file that is still
+//! POSTROUTING -s SUBNET ! -o br0 -j MASQUERADE` inside the network's namespace (waiting,
+//! after pasta's start, for the default route it adds): a container's client got the
+//! upstream server's data, but its first SYN went unanswered (`SYN_SENT` after 1 s: the
+//! retransmission connected) and the server's close never reached it (nc hung until killed).
+//! The same topology made with `ip` and `unshare` by a script (no kiln) closed cleanly, with
+//! the veths' checksum offload on; with tx checksumming off it hung. Next: compare the two
+//! setups (kiln sets the container's MAC, brings the veth up with its bridge port in one
+//! request) and pasta's own log at debug level. Also seen: pasta outlives a namespace file that is still
 //! mounted (a removed root whose unmount failed), so `network rm` must stop it by its pid,
 //! not rely on pasta's watch of the file alone. Also to come: TCP on the name server (UDP only now: answers fit, forwarded
 //! answers over 4 KiB are cut), `connect` of a container not made with `--network NAME`.
