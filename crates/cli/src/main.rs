@@ -50,6 +50,7 @@ mod cp;
 mod format;
 mod images;
 mod login;
+mod network;
 mod progress;
 mod run;
 mod stats;
@@ -164,6 +165,8 @@ enum Command {
     Commit(commit::CommitArgs),
     /// Define and run multi-container applications (Docker Compose).
     Compose(compose::ComposeArgs),
+    /// Manage networks (`network create|ls|inspect|rm|prune|connect|disconnect`).
+    Network(network::NetworkArgs),
 }
 
 fn main() -> ExitCode {
@@ -172,6 +175,10 @@ fn main() -> ExitCode {
     if let Some(first) = args.get(1).and_then(|a| a.to_str()) {
         if first == kiln_executor::HELPER_ARG {
             kiln_executor::helper_main(&args[1..]);
+        }
+        if first == kiln_network::DNS_ARG {
+            // A network's name server, started by its first running container.
+            return ExitCode::from(kiln_network::dns_main(&args[2..]).clamp(0, 255) as u8);
         }
         if first == kiln_runtime::SHIM_ARG {
             // A detached container's supervisor (`kiln run -d`); it runs its own runtime.
@@ -279,5 +286,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Unpause(a) => Ok(update::unpause(&env, &a)),
         Command::Update(a) => update::update(&env, &a),
         Command::Commit(a) => commit::commit(&env, &a),
+        Command::Network(a) => network::network(&env, a),
     }
 }

@@ -68,10 +68,14 @@ pub(crate) struct RunArgs {
     /// Replace the image's entrypoint.
     #[arg(long)]
     entrypoint: Option<String>,
-    /// Network: none (default without -p; only loopback), host, or default (a private
-    /// namespace with outbound access through pasta; the default with -p).
-    #[arg(long, value_parser = ["none", "host", "default"])]
+    /// Network: none (default without -p; only loopback), host, default (a private
+    /// namespace with outbound access through pasta; the default with -p), or the name of a
+    /// network made by `kiln network create`.
+    #[arg(long)]
     network: Option<String>,
+    /// Another name of the container on its network; repeatable.
+    #[arg(long = "network-alias")]
+    network_alias: Vec<String>,
     /// Publish a container port on the host: [IP:][HOST_PORT[-END]:]CONTAINER_PORT[-END]
     /// [/tcp|/udp] (no host port: a free one); repeatable. Implies --network default unless
     /// --network is given.
@@ -409,6 +413,21 @@ fn resolve(
         None if publishing => kiln_executor::Network::Default,
         _ => kiln_executor::Network::None,
     };
+    // Any other name is a user-defined network (it must exist: checked at create).
+    let network_name = a
+        .network
+        .clone()
+        .filter(|n| !["none", "host", "default"].contains(&n.as_str()));
+    if network_name.is_none() && !a.network_alias.is_empty() {
+        return Err(Failure::usage(
+            "network-scoped aliases are only supported for user-defined networks",
+        ));
+    }
+    if network_name.is_some() && publishing {
+        return Err(Failure::usage(
+            "-p with a user-defined network is not supported yet (issue 14)",
+        ));
+    }
     if network == kiln_executor::Network::Host && publishing {
         eprintln!("WARNING: Published ports are discarded when using host network mode");
     }
@@ -575,6 +594,8 @@ fn resolve(
         entrypoint: a.entrypoint,
         args: a.args,
         network,
+        network_name,
+        network_aliases: a.network_alias,
         mounts,
         volumes,
         hostname: a.hostname,
@@ -616,6 +637,7 @@ fn resolve(
             extra_hosts,
             read_only: a.read_only,
             process,
+            dns: Vec::new(),
         },
     };
     let mut executor = env.executor();

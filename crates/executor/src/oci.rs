@@ -312,6 +312,13 @@ pub(crate) fn config(spec: &RunSpec, root: &Path, id: &str) -> Result<Spec, Conf
     if spec.network == Network::Host {
         namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
     }
+    if let Network::Join(path) = &spec.network {
+        for n in &mut namespaces {
+            if n.typ() == LinuxNamespaceType::Network {
+                n.set_path(Some(path.clone()));
+            }
+        }
+    }
     linux = linux.namespaces(namespaces);
     if privileged {
         linux = linux.masked_paths(vec![]).readonly_paths(vec![]);

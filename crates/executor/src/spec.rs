@@ -61,7 +61,7 @@ pub struct RootFs {
 }
 
 /// Network of a sandbox.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Network {
     /// A new network namespace with only `lo` (up).
     #[default]
@@ -71,6 +71,9 @@ pub enum Network {
     /// A new network namespace with outbound access through a user-mode network stack
     /// (`pasta`, from Debian's `passt` package; see the crate docs).
     Default,
+    /// The network namespace bind-mounted at this path, made and configured by the caller
+    /// (`kiln-network`: a container on user-defined networks); `lo` is brought up.
+    Join(std::path::PathBuf),
 }
 
 /// A bind mount into the sandbox.
@@ -174,6 +177,10 @@ pub struct SandboxOptions {
     /// [`parse_add_host`].
     #[serde(default)]
     pub extra_hosts: Vec<(String, String)>,
+    /// Name servers of the generated `/etc/resolv.conf`, in place of the host's (a user-defined
+    /// network's name server, on its gateway); its `search` and `options` lines are kept.
+    #[serde(default)]
+    pub dns: Vec<String>,
     /// `--read-only`: the root filesystem is mounted read-only (the mounts on it, `/dev`,
     /// `/proc` and the generated /etc files keep their own modes).
     #[serde(default)]

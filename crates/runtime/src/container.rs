@@ -76,6 +76,13 @@ pub struct Config {
     /// `--log-driver`, `--log-opt` (json-file without rotation for containers made before).
     #[serde(default)]
     pub log: crate::LogConfig,
+    /// `--network NAME` of a user-defined network (`spec.network` joins the namespace
+    /// `kiln-network` makes for it at each start).
+    #[serde(default)]
+    pub network_name: Option<String>,
+    /// `--network-alias`.
+    #[serde(default)]
+    pub network_aliases: Vec<String>,
 }
 
 #[cfg(test)]
@@ -121,6 +128,8 @@ impl Config {
             expose: vec![],
             init: false,
             log: crate::LogConfig::default(),
+            network_name: None,
+            network_aliases: vec![],
         }
     }
 }

@@ -57,6 +57,16 @@ impl Containers {
         for l in layers.iter().rev() {
             lowers.push(store.snapshot(l)?);
         }
+        // A user-defined network's name server is on its gateway (the network must exist).
+        let network_gateway = match &opts.network_name {
+            Some(n) => Some(
+                kiln_network::Networks::new(self.root())
+                    .find(n)?
+                    .gateway
+                    .to_string(),
+            ),
+            None => None,
+        };
         let id = hex::encode(rand::random::<[u8; 32]>());
         let dir = self.dir().join(&id);
         let (upper, work) = (dir.join("upper"), dir.join("work"));
@@ -74,7 +84,12 @@ impl Containers {
                 .hostname
                 .clone()
                 .unwrap_or_else(|| id[..12].to_string()),
-            network: opts.network,
+            network: match &opts.network_name {
+                Some(_) => kiln_executor::Network::Join(
+                    kiln_network::Networks::new(self.root()).sandbox_path(&id),
+                ),
+                None => opts.network.clone(),
+            },
             mounts: opts.mounts.clone(),
             extra: SandboxOptions {
                 create_etc_files: true,
@@ -84,6 +99,7 @@ impl Containers {
                     ..opts.extra.resources.clone()
                 },
                 ports,
+                dns: network_gateway.into_iter().collect(),
                 ..opts.extra.clone()
             },
         };
@@ -149,6 +165,8 @@ impl Containers {
                 expose: opts.expose.clone(),
                 init: opts.init,
                 log: opts.log.clone(),
+                network_name: opts.network_name.clone(),
+                network_aliases: opts.network_aliases.clone(),
             },
             state: State::default(),
             dir,
@@ -157,6 +175,8 @@ impl Containers {
         let written = container.save_state().and_then(|()| {
             write_json_atomic(&container.dir.join("config.json"), &container.config)
         });
+        // Its address, once it exists (so that a reconcile never frees it meanwhile).
+        let written = written.and_then(|()| container.connect_networks());
         if let Err(e) = written {
             let _ = container.remove_dir();
             drop_anonymous(store, &container.config.volumes);

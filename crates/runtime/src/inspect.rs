@@ -127,11 +127,35 @@ impl Container {
                 }),
             })
             .collect();
-        let network_mode = match spec.network {
-            kiln_executor::Network::None => "none",
-            kiln_executor::Network::Host => "host",
-            kiln_executor::Network::Default => "default",
+        let network_mode = match (&spec.network, &self.config.network_name) {
+            (_, Some(name)) => name.as_str(),
+            (kiln_executor::Network::None, _) => "none",
+            (kiln_executor::Network::Host, _) => "host",
+            (kiln_executor::Network::Default | kiln_executor::Network::Join(_), _) => "default",
         };
+        // docker's NetworkSettings.Networks, one entry per network (an error reading the
+        // networks shows none rather than failing inspect).
+        let networks: serde_json::Map<String, Value> = self
+            .networks()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(net, ep)| {
+                let running_ep = running;
+                (
+                    net.name.clone(),
+                    json!({
+                        "Aliases": ep.aliases,
+                        "NetworkID": net.id,
+                        "EndpointID": if running_ep { ep.endpoint_id.as_str() } else { "" },
+                        "Gateway": net.gateway.to_string(),
+                        "IPAddress": ep.ip.to_string(),
+                        "IPPrefixLen": net.subnet.prefix(),
+                        "MacAddress": ep.mac,
+                        "DNSNames": [self.config.name.clone(), self.config.id[..12].to_string()],
+                    }),
+                )
+            })
+            .collect();
         let limits = &spec.extra.resources;
         let (path, args) = spec
             .args
@@ -198,6 +222,7 @@ impl Container {
             },
             "NetworkSettings": {
                 "Ports": bindings,
+                "Networks": networks,
             },
         });
         // Only with a health check, as docker's (omitempty).

@@ -125,6 +125,7 @@ mod kill;
 mod lifecycle;
 mod logs;
 mod mount_flag;
+mod network;
 mod pause;
 mod platform;
 mod ports;
@@ -132,6 +133,7 @@ mod restart;
 mod run;
 mod start;
 mod stats;
+pub use network::reconcile_networks;
 pub mod system;
 mod terminal;
 mod top;
@@ -179,6 +181,15 @@ pub enum Error {
     /// The sandbox failed.
     #[error(transparent)]
     Executor(#[from] kiln_executor::Error),
+    /// A network (`--network NAME`) failed.
+    #[error(transparent)]
+    Network(#[from] kiln_network::Error),
+    /// `network connect` of a container without a namespace of kiln-network's.
+    #[error("container {0} is not on a user-defined network: only containers run with --network NAME can be connected to another one for now")]
+    NotOnUserNetwork(String),
+    /// `network disconnect` of a container not on the network.
+    #[error("container {0} is not connected to network {1}")]
+    NotConnected(String, String),
     /// The health check cannot be used.
     #[error(transparent)]
     Health(#[from] HealthError),
@@ -343,8 +354,12 @@ pub struct CreateOptions {
     pub entrypoint: Option<String>,
     /// Arguments after the image.
     pub args: Vec<String>,
-    /// `--network`.
+    /// `--network` (none, host, default; see `network_name`).
     pub network: Network,
+    /// `--network NAME` of a user-defined network (`network` is then ignored).
+    pub network_name: Option<String>,
+    /// `--network-alias`.
+    pub network_aliases: Vec<String>,
     /// `-v /host/path:DST`: bind mounts.
     pub mounts: Vec<BindMount>,
     /// `-v NAME:DST`, `-v DST`: volumes (created when missing; filled from the image when

@@ -70,13 +70,16 @@ impl Container {
     fn finish(&mut self, result: &Result<RunResult>) -> Result<()> {
         crate::health::stopped(&self.dir);
         self.record_end(result)?;
+        // Its network namespace goes with its run (an error is returned once the end is
+        // recorded and a --rm container removed).
+        let down = self.network_down();
         if self.config.remove {
             let lock = self.lock_dir(true)?;
             self.remove_dir()?;
             drop(lock);
             self.remove_anonymous_volumes()?;
         }
-        Ok(())
+        down
     }
 
     /// Removes the container directory after a `--rm` run (renamed away first, so that it
@@ -85,6 +88,7 @@ impl Container {
         let Some(parent) = self.dir.parent() else {
             return Ok(());
         };
+        self.release_networks()?;
         let trash = parent.join(format!(".removing-{}", self.config.id));
         match std::fs::rename(&self.dir, &trash) {
             Ok(()) => {}
@@ -106,6 +110,12 @@ impl Container {
     /// runtime refuses.)
     pub async fn run_foreground(&mut self, executor: &Executor) -> Result<RunResult> {
         let me = HostProcess::current().map_err(io_err(Path::new("/proc/self/stat")))?;
+        if let Err(e) = self.network_up() {
+            // As a sandbox that cannot be set up: recorded (and removed with --rm).
+            let result = Err(e);
+            self.finish(&result)?;
+            return result;
+        }
         self.record_started(me, None)?;
         let (tx, rx) = tokio::sync::oneshot::channel();
         let spec = self.config.spec.clone();
@@ -338,6 +348,10 @@ async fn run_once(
     let mut log = c.log_writer()?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    if let Err(e) = c.network_up() {
+        report(&format!("error: {e}\n"));
+        return Ok((Err(e), false));
+    }
     // With -t its terminal's master, with -i its stdin pipe, relayed to attached clients.
     let (output, console) = io_for(c, hub, tx)?;
     let spec = c.config.spec.clone();

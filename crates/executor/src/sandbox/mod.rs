@@ -25,6 +25,20 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+/// Enters the network namespace bind-mounted at `path` (before the other namespaces are
+/// made, so that pid 1 and everything it starts are in it).
+fn join_netns(path: &Path) {
+    let f = std::fs::File::open(path)
+        .or_fail(|| format!("opening the network namespace {}", path.display()));
+    // SAFETY: our fd.
+    if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } < 0 {
+        fail(
+            &format!("joining the network namespace {}", path.display()),
+            io::Error::last_os_error(),
+        );
+    }
+}
+
 /// The outer helper: creates the namespaces for `spec` (and the network helper), forks pid
 /// 1, reports it on the start pipe, forwards signals to it, waits for it and exits with its
 /// status.
@@ -40,8 +54,10 @@ pub(crate) fn main(spec: &RunSpec, cgroup: Option<&Cgroup>) -> ! {
         sys::unshare(libc::CLONE_NEWNET).or_fail(|| "unshare(CLONE_NEWNET)".into());
         crate::net::start(host, &spec.extra.ports)
     });
-    if spec.network == Network::None {
-        flags |= libc::CLONE_NEWNET;
+    match &spec.network {
+        Network::None => flags |= libc::CLONE_NEWNET,
+        Network::Join(path) => join_netns(path),
+        Network::Host | Network::Default => {}
     }
     sys::unshare(flags).or_fail(|| "unshare".into());
     sys::make_rprivate().or_fail(|| "making / private".into());

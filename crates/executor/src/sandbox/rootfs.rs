@@ -308,7 +308,7 @@ fn create_device_node(root: &Path, d: &DeviceMapping) {
 }
 
 /// The generated `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`.
-fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
+pub(super) fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
     let mut hosts =
         String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     // Checked by the callers; a name that would add lines of its own is left out here too.
@@ -326,7 +326,7 @@ fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
     let resolv = match spec.network {
         Network::Host | Network::Default => host_resolv,
         // Loopback resolvers of the host are unreachable from a namespace of its own.
-        Network::None => host_resolv
+        Network::None | Network::Join(_) => host_resolv
             .lines()
             .filter(|l| {
                 let mut w = l.split_whitespace();
@@ -336,6 +336,23 @@ fn etc_contents(spec: &RunSpec) -> [(&'static str, String); 3] {
             })
             .map(|l| format!("{l}\n"))
             .collect(),
+    };
+    let resolv = if spec.extra.dns.is_empty() {
+        resolv
+    } else {
+        let mut r: String = spec
+            .extra
+            .dns
+            .iter()
+            .map(|s| format!("nameserver {s}\n"))
+            .collect();
+        r.extend(
+            resolv
+                .lines()
+                .filter(|l| l.split_whitespace().next() != Some("nameserver"))
+                .map(|l| format!("{l}\n")),
+        );
+        r
     };
     [
         ("/etc/hosts", hosts),

@@ -54,3 +54,42 @@ fn paths() {
     assert!(dir.join("a/f").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A sandbox given name servers (a user-defined network's, on its gateway) lists only them
+/// in its /etc/resolv.conf, in order, whatever the host's are.
+#[test]
+fn given_name_servers_replace_the_hosts_in_resolv_conf() {
+    let spec = crate::spec::RunSpec {
+        rootfs: crate::spec::RootFs {
+            lowers: vec![],
+            upper: "/u".into(),
+            work: "/w".into(),
+        },
+        args: vec!["true".into()],
+        env: vec![],
+        cwd: "/".into(),
+        user: String::new(),
+        hostname: "h".into(),
+        network: crate::spec::Network::Join("/run/ns".into()),
+        mounts: vec![],
+        extra: crate::spec::SandboxOptions {
+            dns: vec!["172.18.0.1".into(), "10.0.0.53".into()],
+            ..Default::default()
+        },
+    };
+    let files = super::rootfs::etc_contents(&spec);
+    let resolv = &files
+        .iter()
+        .find(|(p, _)| *p == "/etc/resolv.conf")
+        .unwrap()
+        .1;
+    let servers: Vec<&str> = resolv
+        .lines()
+        .filter(|l| l.starts_with("nameserver"))
+        .collect();
+    assert_eq!(
+        servers,
+        ["nameserver 172.18.0.1", "nameserver 10.0.0.53"],
+        "{resolv}"
+    );
+}
