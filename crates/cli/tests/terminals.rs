@@ -270,6 +270,52 @@ fn run_t_without_a_caller_terminal_still_gets_one() {
     );
 }
 
+/// A `run -t` whose command ends before the caller attaches (a loaded host: the test hook
+/// `KILN_ATTACH_TEST_DELAY_MS` delays the attach) still gets all of its output and its exit
+/// code, as docker's does.
+#[test]
+fn run_t_gets_the_output_and_exit_code_of_a_command_that_ended_before_it_attached() {
+    let Some((k, _ctx)) = local_project(&["busybox"]) else {
+        return;
+    };
+    let run = |args: &[&str]| {
+        k.cmd()
+            .env("KILN_ATTACH_TEST_DELAY_MS", "1000")
+            .args(args)
+            .output()
+            .expect("run kiln")
+    };
+    let out = run(&[
+        "run",
+        "--rm",
+        "-t",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\r\n", "{out:?}");
+    // Without --rm too, and the container is then listed as exited with its code.
+    let out = run(&["run", "--name", "early", "-t", "busybox", "echo", "done"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "done\r\n", "{out:?}");
+    assert!(
+        status(&k, "early").starts_with("Exited (0)"),
+        "{}",
+        status(&k, "early")
+    );
+    // A command that cannot be started is still reported at once (no wait for a client).
+    let started = Instant::now();
+    let out = run(&["run", "--rm", "-t", "busybox", "/no/such/command"]);
+    assert_eq!(out.status.code(), Some(127), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// `ps -a`'s STATUS of the container whose id or name is `what` (empty when it is not
 /// listed).
 fn status(k: &common::Kiln, what: &str) -> String {

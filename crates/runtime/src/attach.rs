@@ -34,6 +34,8 @@
 //! A `kiln start -a`/`run -it` asks the shim to wait (a few seconds at most) for a first
 //! client before it relays any output, so that the client sees the container's output from
 //! its first byte; the container's own output waits in the terminal (or the pipes) meanwhile.
+//! A command that ends before the client came waits for it too (its end is recorded, and
+//! sent, once the client is attached), unless it could not be started at all.
 //!
 //! The socket's path may be too long for `sockaddr_un` (108 bytes) under a deep `--root`:
 //! it is bound and connected through `/proc/self/fd/N/attach.sock`, N an open fd of the

@@ -357,10 +357,10 @@ async fn run_once(
     let spec = c.config.spec.clone();
     let (stop_read, stop_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
         .map_err(|e| Error::Shim(format!("pipe: {e}")))?;
-    let run_ended = tokio::sync::Notify::new();
+    // The start failed, or the command could not be started: nobody attaches.
+    let not_started = tokio::sync::Notify::new();
     let run = async {
         let r = executor.run_observed(&spec, output, started_tx).await;
-        run_ended.notify_one();
         // The terminal's pump drains and ends.
         drop(stop_write);
         hub.set_input(None);
@@ -384,11 +384,12 @@ async fn run_once(
     let mut last_stderr = Vec::new();
     let tty = c.config.tty;
     let write_log = async {
-        // A client about to attach sees everything; a command that could not be started
-        // is reported at once.
+        // A client about to attach sees everything, even when the command ended before it
+        // came (the run's end waits for it too: the state says running and the shim serves
+        // the socket until then); a command that could not be started is reported at once.
         tokio::select! {
             () = hub.wait_first() => {}
-            () = run_ended.notified() => {}
+            () = not_started.notified() => {}
         }
         while let Some((stream, data)) = rx.recv().await {
             if tty || stream == kiln_executor::Stream::Stderr {
@@ -404,20 +405,23 @@ async fn run_once(
     let monitor = crate::health::Monitor::new(c);
     let (health_tx, health_rx) = tokio::sync::oneshot::channel();
     let started = async {
-        if let Ok(init) = started_rx.await {
-            was_started = true;
-            match c.record_started(me, Some(init)) {
-                Ok(()) => {
-                    report("ok\n");
-                    hub.set_exec(Some((executor.clone(), init)));
-                    let _ = health_tx.send(init);
-                }
-                Err(e) => {
-                    // A container nobody can find or stop must not run: report, kill.
-                    report(&format!("error: {e}\n"));
-                    let _ = init.signal(libc::SIGKILL);
-                    start_error = Some(e);
-                }
+        let Ok(init) = started_rx.await else {
+            not_started.notify_one();
+            return;
+        };
+        was_started = true;
+        match c.record_started(me, Some(init)) {
+            Ok(()) => {
+                report("ok\n");
+                hub.set_exec(Some((executor.clone(), init)));
+                let _ = health_tx.send(init);
+            }
+            Err(e) => {
+                // A container nobody can find or stop must not run: report, kill.
+                report(&format!("error: {e}\n"));
+                let _ = init.signal(libc::SIGKILL);
+                start_error = Some(e);
+                not_started.notify_one();
             }
         }
     };

@@ -51,6 +51,11 @@ enum Typed {
     Detach,
 }
 
+/// Environment variable for tests only: milliseconds [`Container::attach`] waits before it
+/// looks at the container and connects (as a client on a loaded host may, while the
+/// container's command ends first).
+const TEST_ATTACH_DELAY_ENV: &str = "KILN_ATTACH_TEST_DELAY_MS";
+
 /// Signals forwarded with `--sig-proxy` (SIGWINCH is the window size's).
 const PROXIED: [libc::c_int; 6] = [
     libc::SIGINT,
@@ -84,6 +89,12 @@ impl Container {
     ///
     /// The container is not running, or its shim cannot be reached.
     pub async fn attach(&mut self, opts: &AttachOptions) -> Result<AttachEnd> {
+        if let Some(ms) = std::env::var(TEST_ATTACH_DELAY_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
         self.refresh()?;
         if !self.is_running() {
             return Err(Error::AttachStopped);
