@@ -139,14 +139,30 @@ fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-pub(crate) fn set_image(c: &mut Connection, name: &str, digest: &str) -> rusqlite::Result<()> {
-    c.execute(
+/// Points `name` at `digest`; `dangling` (the manifest the name pointed at, and the
+/// untagged name to keep it under) is recorded when no name reaches that manifest any more.
+pub(crate) fn set_image(
+    c: &mut Connection,
+    name: &str,
+    digest: &str,
+    dangling: Option<&(String, String)>,
+) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.execute(
         "INSERT INTO images (name, manifest_digest, created) VALUES (?1, ?2, ?3)
          ON CONFLICT(name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
                                          created = excluded.created",
         params![name, digest, now_secs()],
     )?;
-    Ok(())
+    if let Some((old, untagged)) = dangling {
+        tx.execute(
+            "INSERT OR IGNORE INTO images (name, manifest_digest, created)
+             SELECT ?1, ?2, ?3
+             WHERE NOT EXISTS (SELECT 1 FROM images WHERE manifest_digest = ?2)",
+            params![untagged, old, now_secs()],
+        )?;
+    }
+    tx.commit()
 }
 
 fn image_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ImageRecord> {

@@ -174,3 +174,83 @@ fn an_image_is_found_by_a_unique_id_prefix() {
     );
     assert_eq!(by_id(&s, &id).unwrap().as_deref(), Some(md.as_str()));
 }
+
+/// A second image (another config) besides [`image`]'s.
+fn other_image(s: &Store) -> String {
+    let (cd, cs) = blob(s, &json!({"architecture": "amd64", "os": "linux", "n": 2, "rootfs": {"type": "layers", "diff_ids": []}}));
+    let m = image_manifest(&cd, cs, &[]).unwrap();
+    s.write_blob(&to_json(&m).unwrap()).unwrap().0
+}
+
+#[test]
+fn lookup_takes_every_spelling_docker_users_type() {
+    let (_d, s) = store();
+    let (md, _, _) = image(&s);
+    let id = stored(&s, &md).unwrap().config_digest;
+    let hex = id.trim_start_matches("sha256:").to_string();
+    s.set_image("docker.io/library/alpine:3", &md).unwrap();
+    s.set_image(&format!("docker.io/library/pinned@{md}"), &md)
+        .unwrap();
+    let named = |n: &str| Some(n.to_string());
+    for (spelling, name) in [
+        ("alpine:3", named("docker.io/library/alpine:3")),
+        ("docker.io/library/alpine:3", named("docker.io/library/alpine:3")),
+        (&*format!("alpine@{md}"), named("docker.io/library/alpine:3")),
+        (&*format!("pinned@{md}"), named(&format!("docker.io/library/pinned@{md}"))),
+        (&*id, None),
+        (&hex, None),
+        (&hex[..12], None),
+        (&*format!("sha256:{}", &hex[..6]), None),
+    ] {
+        let f = lookup(&s, spelling).unwrap_or_else(|e| panic!("{spelling}: {e}"));
+        assert_eq!(f.manifest_digest, md, "{spelling}");
+        assert_eq!(f.name, name, "{spelling}");
+    }
+    let missing = |spelling: &str| match lookup(&s, spelling) {
+        Err(e @ LookupError::NotFound(_)) => e.to_string(),
+        other => panic!("{spelling}: {other:?}"),
+    };
+    assert_eq!(missing("alpine"), "no such image: alpine:latest");
+    assert_eq!(missing("sha256:0000"), "no such image: sha256:0000");
+    assert_eq!(missing(&format!("other@{md}")), format!("no such image: other@{md}"));
+    assert!(matches!(lookup(&s, "Bad"), Err(LookupError::Reference(_))));
+    // A name wins over an ID prefix, as in docker.
+    let other = other_image(&s);
+    s.set_image(&format!("docker.io/library/{}:latest", &hex[..8]), &other)
+        .unwrap();
+    assert_eq!(lookup(&s, &hex[..8]).unwrap().manifest_digest, other);
+}
+
+#[test]
+fn a_retagged_image_stays_dangling_until_no_name_needs_it() {
+    let (_d, s) = store();
+    let (md, _, _) = image(&s);
+    let id = stored(&s, &md).unwrap().config_digest;
+    let other = other_image(&s);
+    let names = |s: &Store| -> Vec<(String, String)> {
+        s.list_images()
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.name, r.manifest_digest))
+            .collect()
+    };
+    s.set_image("docker.io/library/a:1", &md).unwrap();
+    s.set_image("docker.io/library/b:1", &md).unwrap();
+    s.set_image("docker.io/library/a:1", &other).unwrap();
+    // b:1 still names the old image: nothing dangles.
+    assert_eq!(names(&s).len(), 2);
+    s.set_image("docker.io/library/b:1", &other).unwrap();
+    assert_eq!(
+        names(&s),
+        vec![
+            (format!("{UNTAGGED}{id}"), md.clone()),
+            ("docker.io/library/a:1".into(), other.clone()),
+            ("docker.io/library/b:1".into(), other.clone()),
+        ]
+    );
+    // Setting the same image again changes nothing.
+    s.set_image("docker.io/library/b:1", &other).unwrap();
+    assert_eq!(names(&s).len(), 3);
+    // Naming the dangling image again: lookup by ID still finds it, and it is one image.
+    assert_eq!(lookup(&s, &id).unwrap().manifest_digest, md);
+}
