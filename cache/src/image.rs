@@ -242,7 +242,8 @@ pub fn lookup(store: &Store, s: &str) -> Result<Found, LookupError> {
         if let Some(d) = &r.digest {
             let repo = r.name();
             for rec in store.list_images().map_err(ReadError::from)? {
-                let same_repo = kiln_oci::Reference::parse(&rec.name).is_ok_and(|o| o.name() == repo);
+                let same_repo =
+                    kiln_oci::Reference::parse(&rec.name).is_ok_and(|o| o.name() == repo);
                 if same_repo && rec.manifest_digest == *d {
                     return Ok(Found {
                         manifest_digest: rec.manifest_digest,
@@ -400,6 +401,8 @@ pub fn references(store: &Store, manifest_digest: &str) -> Option<References> {
         diff_ids,
     })
 }
+
+pub mod list;
 
 #[cfg(test)]
 mod tests;

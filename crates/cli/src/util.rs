@@ -332,13 +332,17 @@ impl Env {
         ])
     }
 
-    /// The manifest digest a local name points at, or a clear error.
-    pub(crate) fn local_image(&self, name: &str) -> Result<(kiln_oci::Reference, String), Failure> {
-        let r = kiln_oci::Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
-        match self.store.get_image(&r.to_string())? {
-            Some(rec) => Ok((r, rec.manifest_digest)),
-            None => Err(Failure::new(1, format!("no such image: {}", r.familiar()))),
-        }
+    /// The stored image a user names (ID, ID prefix, `sha256:…`, name, `name@digest`:
+    /// [`kiln_cache::image::lookup`]), or a clear error: exit 2 for what is no reference.
+    pub(crate) fn local_image(&self, name: &str) -> Result<kiln_cache::image::Found, Failure> {
+        use kiln_cache::image::LookupError;
+        kiln_cache::image::lookup(&self.store, name).map_err(|e| match e {
+            LookupError::Reference(e) => Failure::usage(e.to_string()),
+            e @ (LookupError::NotFound(_) | LookupError::Ambiguous(_)) => {
+                Failure::new(1, e.to_string())
+            }
+            e => e.into(),
+        })
     }
 }
 
