@@ -463,12 +463,15 @@ impl Containers {
             return Ok(used);
         };
         for c in containers {
-            let name = match kiln_oci::Reference::parse(&c.config.image) {
-                Ok(r) => r.to_string(),
-                Err(_) => c.config.image.clone(),
-            };
-            if let Some(rec) = store.get_image(&name)? {
-                used.insert(rec.manifest_digest);
+            // As named then (an ID, a name, `name@digest`), looked up now.
+            match kiln_cache::image::lookup(store, &c.config.image) {
+                Ok(f) => {
+                    used.insert(f.manifest_digest);
+                }
+                Err(kiln_cache::image::LookupError::Read(kiln_cache::image::ReadError::Store(
+                    e,
+                ))) => return Err(e.into()),
+                Err(_) => {}
             }
         }
         Ok(used)

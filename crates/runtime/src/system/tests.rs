@@ -235,3 +235,72 @@ fn container_prune_removes_the_stopped_and_keeps_the_running() {
         .collect();
     assert_eq!(left, ["02".repeat(32)]);
 }
+
+#[test]
+fn rmi_follows_dockers_rules_for_images_containers_use() {
+    use super::{remove_image, ImageRemoved, RmiError};
+    let (_d, s) = store();
+    let l = layer(&s, "a", b"a");
+    let (m, id) = image(&s, "app", &l);
+    let short = &id[7..19];
+    s.set_image("docker.io/library/app:1", &m).unwrap();
+    s.set_image("docker.io/library/app:2", &m).unwrap();
+    // By ID with two names: refused without -f.
+    let e = remove_image(&s, short, false).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories")
+    );
+    container(&s, 1, &id, &[]);
+    // A name that is not the last one goes, container or not.
+    assert_eq!(
+        remove_image(&s, "app:2", false).unwrap(),
+        ImageRemoved {
+            untagged: vec!["app:2".into()],
+            deleted: None
+        }
+    );
+    // The last name of an image a container (named it by ID) uses: refused.
+    let e = remove_image(&s, "app:1", false).unwrap_err();
+    assert!(matches!(e, RmiError::ReferenceInUse { .. }));
+    assert_eq!(
+        e.to_string(),
+        format!("conflict: unable to remove repository reference \"app:1\" (must force) - container 010101010101 is using its referenced image {short}")
+    );
+    // By ID: a stopped container's image needs -f.
+    let e = remove_image(&s, &id, false).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("conflict: unable to delete {short} (must be forced) - image is being used by stopped container 010101010101")
+    );
+    // -f on the name: untagged, kept dangling for the container.
+    assert_eq!(
+        remove_image(&s, "app:1", true).unwrap(),
+        ImageRemoved {
+            untagged: vec!["app:1".into()],
+            deleted: None
+        }
+    );
+    assert_eq!(names(&s), [format!("{UNTAGGED}{id}")]);
+    // -f on the ID: the image goes.
+    assert_eq!(
+        remove_image(&s, short, true).unwrap(),
+        ImageRemoved {
+            untagged: vec![],
+            deleted: Some(id.clone())
+        }
+    );
+    assert!(names(&s).is_empty());
+    let e = remove_image(&s, short, true).unwrap_err();
+    assert_eq!(e.to_string(), format!("no such image: {short}:latest"));
+    // An unused image's last name: untagged and deleted.
+    s.set_image("docker.io/library/other:1", &m).unwrap();
+    std::fs::remove_dir_all(s.root().join("containers")).unwrap();
+    assert_eq!(
+        remove_image(&s, "other:1", false).unwrap(),
+        ImageRemoved {
+            untagged: vec!["other:1".into()],
+            deleted: Some(id)
+        }
+    );
+}
