@@ -115,6 +115,11 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
     }
 }
 
+/// `kiln image inspect IMAGE…`: `inspect --type image`.
+pub(crate) fn inspect_images(env: &Env, names: &[String]) -> u8 {
+    render(inspect_each(env, names, Some("image")))
+}
+
 /// `kiln inspect [--type container|image] NAME…`: one JSON array of what the names name;
 /// as docker, a container when one has the name (without `--type`), else an image.
 pub(crate) fn inspect(env: &Env, a: &InspectArgs) -> u8 {

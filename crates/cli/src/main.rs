@@ -48,6 +48,7 @@ mod container;
 mod containers;
 mod cp;
 mod images;
+mod info;
 mod login;
 mod progress;
 mod run;
@@ -122,8 +123,8 @@ enum Command {
     Save(images::SaveArgs),
     /// Load images from a docker archive or an OCI layout tar (file or stdin).
     Load(images::LoadArgs),
-    /// Manage images (`image prune`).
-    Image(system::ImageArgs),
+    /// Manage images (`image ls|rm|inspect|history|tag|pull|push|save|load|import|prune`).
+    Image(images::ImageArgs),
     /// Manage the build cache (`builder prune`).
     Builder(system::BuilderArgs),
     /// Disk usage of the store and cleaning up (`system df`, `system prune`).
@@ -163,6 +164,10 @@ enum Command {
     Commit(commit::CommitArgs),
     /// Define and run multi-container applications (Docker Compose).
     Compose(compose::ComposeArgs),
+    /// Show the kiln version information.
+    Version(info::VersionArgs),
+    /// Display system-wide information.
+    Info(info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -226,11 +231,12 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Logout(a) => return login::logout(a),
         Command::Compose(a) => return compose::compose(a),
+        Command::Version(a) => return Ok(info::version(&a)),
         _ => {}
     }
     let env = util::Env::open(cli.root, cli.config)?;
     match cli.command {
-        Command::Login(_) | Command::Logout(_) | Command::Compose(_) => {
+        Command::Login(_) | Command::Logout(_) | Command::Compose(_) | Command::Version(_) => {
             unreachable!("handled above")
         }
         Command::Build(a) => build::build(&env, a).await,
@@ -251,7 +257,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
         Command::Load(a) => images::load(&env, a),
-        Command::Image(a) => system::image(&env, a),
+        Command::Image(a) => images::image(&env, a).await,
         Command::Builder(a) => system::builder(&env, a),
         Command::System(a) => system::system(&env, a),
         Command::Ps(a) => containers::ps(&env, a),
@@ -272,5 +278,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Unpause(a) => Ok(update::unpause(&env, &a)),
         Command::Update(a) => update::update(&env, &a),
         Command::Commit(a) => commit::commit(&env, &a),
+        Command::Info(a) => info::info(&env, &a),
     }
 }

@@ -10,6 +10,7 @@
 
 use crate::{Containers, Result, Volumes};
 
+pub mod info;
 mod rmi;
 use kiln_cache::image::is_untagged;
 use kiln_cache::{GcRoots, Store};
