@@ -70,17 +70,15 @@ fn familiar(name: &str) -> String {
     kiln_oci::Reference::parse(name).map_or_else(|_| name.to_string(), |r| r.familiar())
 }
 
-/// The containers made from the image `manifest_digest` (their image as named then, looked
-/// up now).
-fn users(store: &Store, manifest_digest: &str) -> Vec<Container> {
-    Containers::new(store.root())
+/// The containers made from the image `manifest_digest` ([`Container::image_manifest`]).
+fn users(store: &Store, manifest_digest: &str) -> Result<Vec<Container>, RmiError> {
+    let images = store.list_images()?;
+    Ok(Containers::new(store.root())
         .list()
         .unwrap_or_default()
         .into_iter()
-        .filter(|c| {
-            lookup(store, &c.config.image).is_ok_and(|f| f.manifest_digest == manifest_digest)
-        })
-        .collect()
+        .filter(|c| c.image_manifest(store, &images).as_deref() == Some(manifest_digest))
+        .collect())
 }
 
 /// Removes the image `what` names (see the module docs).
@@ -101,7 +99,7 @@ pub fn remove_image(store: &Store, what: &str, force: bool) -> Result<ImageRemov
         .map(|r| r.name.as_str())
         .filter(|n| !is_untagged(n))
         .collect();
-    let users = users(store, &manifest);
+    let users = users(store, &manifest)?;
     let mut out = ImageRemoved::default();
     if let Some(name) = found.name.filter(|n| !is_untagged(n)) {
         let last = names.len() <= 1;

@@ -304,3 +304,27 @@ fn rmi_follows_dockers_rules_for_images_containers_use() {
         }
     );
 }
+
+#[test]
+fn a_container_keeps_its_image_after_the_name_moves_on() {
+    use super::{remove_image, used_manifests};
+    let (_d, s) = store();
+    let (la, lb) = (layer(&s, "a", b"a"), layer(&s, "b", b"b"));
+    let (a, a_id) = image(&s, "a", &la);
+    let (b, _) = image(&s, "b", &lb);
+    s.set_image("docker.io/library/app:1", &a).unwrap();
+    container(&s, 1, "app:1", &[]);
+    // The container stacks image a's layer.
+    let dir = s.root().join("containers").join("01".repeat(32));
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    cfg["spec"]["rootfs"]["lowers"] =
+        serde_json::json!([format!("/snapshots/{}", &la.diff_id[7..])]);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    s.set_image("docker.io/library/app:1", &b).unwrap();
+    let used = used_manifests(&s).unwrap();
+    assert!(used.contains(&a) && !used.contains(&b), "{used:?}");
+    let e = remove_image(&s, &a_id, false).unwrap_err();
+    assert!(e.to_string().contains("stopped container 0101"), "{e}");
+    assert!(remove_image(&s, "app:1", false).is_ok(), "b is nobody's");
+}
