@@ -114,12 +114,15 @@ pub fn list(store: &Store, filters: &Filters) -> Result<Vec<Row>, ListError> {
         let r = Reference::parse(&rec.name).ok();
         names_of.entry(&rec.manifest_digest).or_default().push(r);
     }
-    let created_of = |s: &str| -> Result<Option<SystemTime>, ListError> {
+    let bound = |s: Option<&str>| -> Result<Bound, ListError> {
+        let Some(s) = s else {
+            return Ok(Bound::Unset);
+        };
         let f = lookup(store, s)?;
-        Ok(created(&super::config(store, &f.manifest_digest)?))
+        Ok(created(&super::config(store, &f.manifest_digest)?).map_or(Bound::Unknown, Bound::At))
     };
-    let before = filters.before.as_deref().map(created_of).transpose()?;
-    let since = filters.since.as_deref().map(created_of).transpose()?;
+    let before = bound(filters.before.as_deref())?;
+    let since = bound(filters.since.as_deref())?;
     let mut rows = Vec::new();
     let mut images: HashMap<String, (ImageConfig, String, u64)> = HashMap::new();
     for rec in &records {
@@ -194,13 +197,18 @@ pub fn created(cfg: &ImageConfig) -> Option<SystemTime> {
         .and_then(|c| humantime::parse_rfc3339_weak(c.trim_end_matches('Z')).ok())
 }
 
-fn passes(
-    row: &Row,
-    cfg: &ImageConfig,
-    f: &Filters,
-    before: Option<Option<SystemTime>>,
-    since: Option<Option<SystemTime>>,
-) -> bool {
+/// A `before=`/`since=` image's creation time.
+#[derive(Clone, Copy)]
+enum Bound {
+    /// No such filter.
+    Unset,
+    /// The image has no creation time: nothing is before or after it.
+    Unknown,
+    /// Its creation time.
+    At(SystemTime),
+}
+
+fn passes(row: &Row, cfg: &ImageConfig, f: &Filters, before: Bound, since: Bound) -> bool {
     let dangling = row.repository.is_none();
     if f.dangling.is_some_and(|d| d != dangling) {
         return false;
@@ -232,17 +240,12 @@ fn passes(
         return false;
     }
     // An image without a creation time is neither before nor after another.
-    if let Some(b) = before {
-        if !matches!((row.created, b), (Some(c), Some(b)) if c < b) {
-            return false;
-        }
-    }
-    if let Some(s) = since {
-        if !matches!((row.created, s), (Some(c), Some(s)) if c > s) {
-            return false;
-        }
-    }
-    true
+    let ok = |bound: Bound, cmp: fn(&SystemTime, &SystemTime) -> bool| match bound {
+        Bound::Unset => true,
+        Bound::Unknown => false,
+        Bound::At(t) => row.created.is_some_and(|c| cmp(&c, &t)),
+    };
+    ok(before, SystemTime::lt) && ok(since, SystemTime::gt)
 }
 
 /// Go's `path.Match` (what docker's `reference=` filter uses): `*` is any run of

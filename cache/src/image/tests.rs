@@ -352,8 +352,9 @@ fn images_rows_are_dockers() {
         ],
         "newest first; a dangling image named by digest is not dangling"
     );
-    let f =
-        |v: &[&str]| Filters::parse(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap();
+    let f = |v: &[&str]| {
+        Filters::parse(&v.iter().map(ToString::to_string).collect::<Vec<_>>()).unwrap()
+    };
     s.remove_image(&format!("docker.io/library/pinned@{new}"))
         .unwrap();
     s.set_image("docker.io/library/tmp:1", &new).unwrap();
@@ -377,6 +378,6 @@ fn images_rows_are_dockers() {
     let created = list(&s, &f(&["reference=alpine"])).unwrap()[0].created;
     assert_eq!(
         created,
-        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_577_836_800))
+        Some(humantime::parse_rfc3339("2020-01-01T00:00:00Z").unwrap())
     );
 }

@@ -11,7 +11,7 @@
 
 use crate::util::{lookup_failure, now_rfc3339, Env, Failure};
 use clap::{Args, Subcommand};
-use kiln_cache::image::list::{Filters, Row};
+use kiln_cache::image::list::{Filters, ListError, Row};
 use kiln_cache::image::{is_untagged, LookupError, UNTAGGED};
 use kiln_exporter::import::Input;
 use kiln_oci::Reference;
@@ -172,8 +172,8 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
             .push(r.strip_prefix("library/").unwrap_or(r).to_string());
     }
     let rows = kiln_cache::image::list::list(&env.store, &filters).map_err(|e| match e {
-        kiln_cache::image::list::ListError::Lookup(e) => lookup_failure(e),
-        e => e.into(),
+        ListError::Lookup(e) => lookup_failure(e),
+        e @ ListError::Read(_) => e.into(),
     })?;
     for line in render_images(&rows, &a, std::time::SystemTime::now()) {
         println!("{line}");

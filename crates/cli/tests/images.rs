@@ -292,7 +292,11 @@ fn rmi_refuses_an_image_a_container_uses_unless_forced() {
     assert_eq!(k.ok(&["rmi", "spare:2"]), "Untagged: spare:2\n");
     // The container's image by its new last name: still refused.
     let out = k.run(&["rmi", "spare:1"]);
-    assert!(stderr(&out).contains("(must force) - container"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("(must force) - container"),
+        "{}",
+        stderr(&out)
+    );
     // Once the container is gone the image goes, with its ID line; a missing name beside
     // it fails alone.
     k.ok(&["rm", c.trim()]);
@@ -315,7 +319,7 @@ fn a_pull_by_digest_of_a_tagged_repository_adds_no_row() {
     let digest = v[0]["ManifestDigest"].as_str().unwrap().to_string();
     let repo = name.trim_end_matches(":latest");
     k.ok(&["image", "pull", &format!("{repo}@{digest}")]);
-    assert_eq!(names(&k, &[]), [name.clone()]);
+    assert_eq!(names(&k, &[]), [name.as_str()]);
     let row = &rows(&k, &["--digests"])[0];
     assert_eq!(row[2], digest, "the digest shows with --digests");
     // Untagged, the digest is the name left: one `<none>` tag row.

@@ -326,7 +326,7 @@ mod tests {
         for name in [id.clone(), id[7..19].to_string(), id[..20].to_string()] {
             let mut events = 0;
             let r = run(&store, &offline(), &launcher(), &opts(&name), |_| {
-                events += 1
+                events += 1;
             })
             .await;
             assert_eq!(events, 0, "{name}");
@@ -339,7 +339,7 @@ mod tests {
         for name in [format!("sha256:{}", "0".repeat(64)), "0".repeat(64)] {
             let mut events = 0;
             let r = run(&store, &offline(), &launcher(), &opts(&name), |_| {
-                events += 1
+                events += 1;
             })
             .await;
             assert_eq!(events, 0, "{name}");
