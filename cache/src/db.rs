@@ -64,6 +64,10 @@ CREATE TABLE IF NOT EXISTS last_results (
     op TEXT PRIMARY KEY,
     diff_id TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS unpacked_sizes (
+    diff_id TEXT PRIMARY KEY,
+    size INTEGER NOT NULL
+);
 ";
 
 /// Tables [`SCHEMA`] creates (an older database gets the missing ones on open).
@@ -76,6 +80,7 @@ const TABLES: &[&str] = &[
     "key_inputs",
     "file_pool",
     "last_results",
+    "unpacked_sizes",
 ];
 
 pub(crate) fn open(path: &Path) -> Result<Connection> {
@@ -139,12 +144,62 @@ fn try_open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(c)
 }
 
-pub(crate) fn set_image(c: &mut Connection, name: &str, digest: &str) -> rusqlite::Result<()> {
-    c.execute(
+/// Points `name` at `digest`; `dangling` (the manifest the name pointed at, and the
+/// untagged name to keep it under) is recorded when no name reaches that manifest any more.
+pub(crate) fn set_image(
+    c: &mut Connection,
+    name: &str,
+    digest: &str,
+    dangling: Option<&(String, String)>,
+) -> rusqlite::Result<()> {
+    let tx = c.transaction()?;
+    tx.execute(
         "INSERT INTO images (name, manifest_digest, created) VALUES (?1, ?2, ?3)
          ON CONFLICT(name) DO UPDATE SET manifest_digest = excluded.manifest_digest,
                                          created = excluded.created",
         params![name, digest, now_secs()],
+    )?;
+    if !name.starts_with(crate::image::UNTAGGED) {
+        // A dangling image named again is no longer dangling.
+        tx.execute(
+            "DELETE FROM images WHERE manifest_digest = ?1 AND substr(name, 1, ?2) = ?3",
+            params![
+                digest,
+                crate::image::UNTAGGED.len() as i64,
+                crate::image::UNTAGGED
+            ],
+        )?;
+    }
+    if let Some((old, untagged)) = dangling {
+        tx.execute(
+            "INSERT OR IGNORE INTO images (name, manifest_digest, created)
+             SELECT ?1, ?2, ?3
+             WHERE NOT EXISTS (SELECT 1 FROM images WHERE manifest_digest = ?2)",
+            params![untagged, old, now_secs()],
+        )?;
+    }
+    tx.commit()
+}
+
+/// The unpacked size recorded for a layer.
+pub(crate) fn unpacked_size(c: &mut Connection, diff_id: &str) -> rusqlite::Result<Option<u64>> {
+    c.query_row(
+        "SELECT size FROM unpacked_sizes WHERE diff_id = ?1",
+        [diff_id],
+        |r| r.get::<_, i64>(0),
+    )
+    .optional()
+    .map(|n| n.map(|n| n.max(0) as u64))
+}
+
+pub(crate) fn set_unpacked_size(
+    c: &mut Connection,
+    diff_id: &str,
+    size: u64,
+) -> rusqlite::Result<()> {
+    c.execute(
+        "INSERT OR REPLACE INTO unpacked_sizes (diff_id, size) VALUES (?1, ?2)",
+        params![diff_id, i64::try_from(size).unwrap_or(i64::MAX)],
     )?;
     Ok(())
 }

@@ -176,6 +176,92 @@ pub fn by_id(store: &Store, id: &str) -> Result<Option<String>, ByIdError> {
     Ok(found)
 }
 
+/// An image named the way docker users name one: a full or unique-prefix image ID (with or
+/// without `sha256:`), a name (`alpine`, `alpine:3.20`, `host:5000/x/y:t`) or `name@digest`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Found {
+    /// The manifest digest of the image.
+    pub manifest_digest: String,
+    /// The stored name it was found under (`None` when it was named by ID).
+    pub name: Option<String>,
+}
+
+/// An image that [`lookup`] cannot find.
+#[derive(Debug, thiserror::Error)]
+pub enum LookupError {
+    /// Neither a name nor an ID of a stored image (the familiar name, or the ID as given).
+    #[error("no such image: {0}")]
+    NotFound(String),
+    /// Not an image reference at all (uppercase letters, say).
+    #[error(transparent)]
+    Reference(#[from] kiln_oci::ReferenceError),
+    /// Several images' IDs start with it.
+    #[error("image ID `{0}` is ambiguous")]
+    Ambiguous(String),
+    /// A named image could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+}
+
+impl From<ByIdError> for LookupError {
+    fn from(e: ByIdError) -> Self {
+        match e {
+            ByIdError::Ambiguous(id) => Self::Ambiguous(id),
+            ByIdError::Read(e) => Self::Read(e),
+        }
+    }
+}
+
+/// The one resolver of image names, as docker's: `sha256:HEX` (full or prefix) is an ID;
+/// otherwise the name first (`NAME[:TAG]`, `NAME@DIGEST`, also an image of that repository
+/// whose manifest has that digest), then, when the string is hex, an ID prefix (at least
+/// 4 digits).
+///
+/// # Errors
+/// [`LookupError::NotFound`], [`LookupError::Ambiguous`]; a string that is neither an
+/// ID nor a reference; a stored image that cannot be read.
+pub fn lookup(store: &Store, s: &str) -> Result<Found, LookupError> {
+    let by_id_found = |store: &Store| -> Result<Option<Found>, LookupError> {
+        Ok(by_id(store, s)?.map(|manifest_digest| Found {
+            manifest_digest,
+            name: None,
+        }))
+    };
+    if s.starts_with("sha256:") {
+        return by_id_found(store)?.ok_or_else(|| LookupError::NotFound(s.to_string()));
+    }
+    let parsed = kiln_oci::Reference::parse(s);
+    if let Ok(r) = &parsed {
+        let name = r.to_string();
+        if let Some(rec) = store.get_image(&name).map_err(ReadError::from)? {
+            return Ok(Found {
+                manifest_digest: rec.manifest_digest,
+                name: Some(rec.name),
+            });
+        }
+        if let Some(d) = &r.digest {
+            let repo = r.name();
+            for rec in store.list_images().map_err(ReadError::from)? {
+                let same_repo =
+                    kiln_oci::Reference::parse(&rec.name).is_ok_and(|o| o.name() == repo);
+                if same_repo && rec.manifest_digest == *d {
+                    return Ok(Found {
+                        manifest_digest: rec.manifest_digest,
+                        name: Some(rec.name),
+                    });
+                }
+            }
+        }
+    }
+    if let Some(f) = by_id_found(store)? {
+        return Ok(f);
+    }
+    match parsed {
+        Ok(r) => Err(LookupError::NotFound(r.familiar())),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// What `kiln images` and `kiln inspect` show of a stored image besides its config.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Summary {
@@ -315,6 +401,8 @@ pub fn references(store: &Store, manifest_digest: &str) -> Option<References> {
         diff_ids,
     })
 }
+
+pub mod list;
 
 #[cfg(test)]
 mod tests;

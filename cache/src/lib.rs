@@ -592,9 +592,21 @@ impl Store {
     }
 
     // ---- metadata ----
-    /// Sets `name` to point at `manifest_digest`.
+    /// Sets `name` to point at `manifest_digest`. The image the name pointed at before, when
+    /// no other name reaches it, is kept as dangling (`<none>:<none>`, see
+    /// [`image::UNTAGGED`]) until an image prune, as docker keeps a retagged image.
     pub fn set_image(&self, name: &str, manifest_digest: &str) -> Result<()> {
-        self.with_db(|c| db::set_image(c, name, manifest_digest))
+        let dangling = self
+            .get_image(name)?
+            .filter(|o| o.manifest_digest != manifest_digest && !image::is_untagged(name))
+            .map(|o| {
+                let id = image::references(self, &o.manifest_digest)
+                    .map(|r| r.config)
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or_else(|| o.manifest_digest.clone());
+                (o.manifest_digest, format!("{}{id}", image::UNTAGGED))
+            });
+        self.with_db(|c| db::set_image(c, name, manifest_digest, dangling.as_ref()))
     }
     /// Looks up a name.
     pub fn get_image(&self, name: &str) -> Result<Option<ImageRecord>> {

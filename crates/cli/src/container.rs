@@ -125,6 +125,19 @@ pub(crate) async fn container(env: &Env, a: ContainerArgs) -> Result<u8, Failure
     }
 }
 
+/// `kiln image inspect IMAGE…`: `inspect --type image`.
+pub(crate) fn inspect_images(
+    env: &Env,
+    names: &[String],
+    format: Option<&str>,
+) -> Result<u8, Failure> {
+    let template = crate::format::inspect_template(format)?;
+    Ok(render(
+        inspect_each(env, names, Some("image")),
+        template.as_ref(),
+    ))
+}
+
 /// `kiln inspect [--type container|image] NAME…`: one JSON array of what the names name;
 /// as docker, a container when one has the name (without `--type`), else an image.
 pub(crate) fn inspect(env: &Env, a: &InspectArgs) -> Result<u8, Failure> {

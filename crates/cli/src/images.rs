@@ -1,13 +1,18 @@
-//! Image commands: images, pull, push, import, tag, rmi, inspect, history, save, load.
+//! Image commands: images, pull, push, import, tag, rmi, inspect, history, save, load, and
+//! their `image ls|rm|inspect|history|tag|pull|push|save|load|import|prune` spellings.
+//!
+//! Every command that takes an image takes it as docker users name it: a full or unique
+//! prefix ID, `sha256:…`, a name, `name@digest` ([`kiln_cache::image::lookup`]).
 //!
 //! An image loaded without a name (`Loaded image ID: …`) is kept under the name
 //! [`UNTAGGED`]`<config digest>`, which no reference can spell: `kiln images` shows it as
 //! `<none>`, `kiln tag ID NAME` names it, and `kiln image prune` removes it (it is what
 //! docker calls a dangling image).
 
-use crate::util::{now_rfc3339, Env, Failure};
-use clap::Args;
-use kiln_cache::image::{is_untagged, UNTAGGED};
+use crate::util::{lookup_failure, now_rfc3339, Env, Failure};
+use clap::{Args, Subcommand};
+use kiln_cache::image::list::{Filters, ListError, Row};
+use kiln_cache::image::{is_untagged, LookupError, UNTAGGED};
 use kiln_exporter::import::Input;
 use kiln_oci::Reference;
 use std::path::{Path, PathBuf};
@@ -49,6 +54,21 @@ pub(crate) struct PullArgs {
 
 #[derive(Args)]
 pub(crate) struct ImagesArgs {
+    /// Only this repository (`REPOSITORY[:TAG]`, a glob as `--filter reference=`).
+    reference: Option<String>,
+    /// Show all images (kiln keeps no intermediate images: the same list).
+    #[arg(short, long)]
+    all: bool,
+    /// Show digests.
+    #[arg(long)]
+    digests: bool,
+    /// Filter output: `dangling=true|false`, `reference=PATTERN`, `label=KEY[=VALUE]`,
+    /// `before=IMAGE`, `since=IMAGE`.
+    #[arg(short, long)]
+    filter: Vec<String>,
+    /// Don't truncate output.
+    #[arg(long)]
+    no_trunc: bool,
     /// Show only image IDs.
     #[arg(short, long)]
     quiet: bool,
@@ -70,6 +90,69 @@ const IMAGES_HEADERS: [(&str, &str); 7] = [
 ];
 
 #[derive(Args)]
+pub(crate) struct ImageArgs {
+    #[command(subcommand)]
+    cmd: ImageCmd,
+}
+
+#[derive(Subcommand)]
+enum ImageCmd {
+    /// List images.
+    #[command(visible_alias = "list")]
+    Ls(ImagesArgs),
+    /// Remove images.
+    #[command(visible_alias = "remove")]
+    Rm(RmiArgs),
+    /// Show images' details as JSON.
+    Inspect(ImageInspectArgs),
+    /// Show an image's history.
+    History(HistoryArgs),
+    /// Give an image another name.
+    Tag(TagArgs),
+    /// Pull an image from a registry.
+    Pull(PullArgs),
+    /// Push an image to a registry.
+    Push(RefArg),
+    /// Write images to a docker archive.
+    Save(SaveArgs),
+    /// Load images from a docker archive or an OCI layout tar.
+    Load(LoadArgs),
+    /// Make an image from a root filesystem tarball.
+    Import(ImportArgs),
+    /// Remove dangling (untagged) images, or with -a every image no container uses.
+    Prune(crate::system::ImagePruneArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct ImageInspectArgs {
+    /// Images.
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Format with a Go template (docker's `-f`).
+    #[arg(short, long)]
+    format: Option<String>,
+}
+
+/// `kiln image …`: docker's second spelling of the image commands.
+pub(crate) async fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
+    match a.cmd {
+        ImageCmd::Ls(a) => images(env, a),
+        ImageCmd::Rm(a) => rmi(env, a),
+        ImageCmd::Inspect(a) => {
+            crate::container::inspect_images(env, &a.images, a.format.as_deref())
+        }
+        ImageCmd::History(a) => history(env, a),
+        ImageCmd::Tag(a) => tag(env, a),
+        ImageCmd::Pull(a) => pull(env, a).await,
+        ImageCmd::Push(a) => push(env, a).await,
+        ImageCmd::Save(a) => save(env, a),
+        ImageCmd::Load(a) => load(env, a),
+        ImageCmd::Import(a) => import(env, a),
+        ImageCmd::Prune(a) => crate::system::image_prune(env, a),
+    }
+}
+
+#[derive(Args)]
 pub(crate) struct TagArgs {
     source: String,
     target: String,
@@ -77,6 +160,13 @@ pub(crate) struct TagArgs {
 
 #[derive(Args)]
 pub(crate) struct RmiArgs {
+    /// Force removal of the image (of an image a stopped container uses, or that several
+    /// names reach).
+    #[arg(short, long)]
+    force: bool,
+    /// Accepted for docker's sake: kiln keeps no untagged parents.
+    #[arg(long)]
+    no_prune: bool,
     #[arg(required = true)]
     references: Vec<String>,
 }
@@ -112,7 +202,19 @@ pub(crate) struct ImportArgs {
 }
 
 pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
-    let list = env.store.list_images()?;
+    let _ = a.all;
+    let mut filters = Filters::parse(&a.filter).map_err(|e| Failure::new(1, e.to_string()))?;
+    if let Some(r) = &a.reference {
+        // `docker.io/library/alpine` is listed as `alpine`.
+        let r = r.strip_prefix("docker.io/").unwrap_or(r);
+        filters
+            .references
+            .push(r.strip_prefix("library/").unwrap_or(r).to_string());
+    }
+    let rows = kiln_cache::image::list::list(&env.store, &filters).map_err(|e| match e {
+        ListError::Lookup(e) => lookup_failure(e),
+        e @ ListError::Read(_) => e.into(),
+    })?;
     let format = match &a.format {
         // As docker's: -q wins over `table`, a template of one's own over -q.
         Some(f) if !(a.quiet && f.starts_with("table")) => Some(crate::format::listing(
@@ -121,65 +223,84 @@ pub(crate) fn images(env: &Env, a: ImagesArgs) -> Result<u8, Failure> {
         )?),
         _ => None,
     };
-    let mut rows = Vec::new();
-    if !a.quiet && format.is_none() {
-        println!(
-            "{:<40} {:<16} {:<14} {:<22} {:>10}",
-            "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"
-        );
+    if let Some(f) = format {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let hex = r.id.trim_start_matches("sha256:");
+                let created = r.created.map_or(0, |c| {
+                    c.duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+                });
+                serde_json::json!({
+                    "ID": if a.no_trunc { r.id.as_str() } else { &hex[..hex.len().min(12)] },
+                    "Repository": r.repository.as_deref().unwrap_or("<none>"),
+                    "Tag": r.tag.as_deref().unwrap_or("<none>"),
+                    "Digest": r.digest.as_deref().unwrap_or("<none>"),
+                    "CreatedSince": crate::format::ago(created),
+                    "CreatedAt": crate::format::created_at(created),
+                    "Size": human_size(r.size),
+                })
+            })
+            .collect();
+        return crate::format::print_rows(&f, &IMAGES_HEADERS, &rows);
     }
-    for rec in list {
-        let summary = kiln_cache::image::summary(&env.store, &rec.manifest_digest)?;
-        let id = summary.config_digest.trim_start_matches("sha256:");
-        let short = &id[..id.len().min(12)];
-        if a.quiet && format.is_none() {
-            println!("{short}");
-            continue;
-        }
-        let parsed = if is_untagged(&rec.name) {
-            Err(())
+    for line in render_images(&rows, &a, std::time::SystemTime::now()) {
+        println!("{line}");
+    }
+    Ok(0)
+}
+
+/// The lines of `kiln images` (with its header unless `-q`).
+fn render_images(rows: &[Row], a: &ImagesArgs, now: std::time::SystemTime) -> Vec<String> {
+    let id = |r: &Row| {
+        if a.no_trunc {
+            r.id.clone()
         } else {
-            Reference::parse(&rec.name).map_err(|_| ())
-        };
-        let (repo, tag) = match parsed {
-            Ok(r) => {
-                let tag = r.tag.clone().unwrap_or_else(|| "<none>".into());
-                let repo = Reference {
-                    tag: None,
-                    digest: None,
-                    ..r
-                }
-                .familiar();
-                (repo, tag)
-            }
-            Err(()) if is_untagged(&rec.name) => ("<none>".into(), "<none>".into()),
-            Err(()) => (rec.name.clone(), "<none>".into()),
-        };
-        if format.is_some() {
-            rows.push(serde_json::json!({
-                "ID": short,
-                "Repository": repo,
-                "Tag": tag,
-                "Digest": rec.manifest_digest,
-                "CreatedSince": crate::format::ago(rec.created),
-                "CreatedAt": crate::format::created_at(rec.created),
-                "Size": human_size(summary.size),
-            }));
-            continue;
+            let hex = r.id.trim_start_matches("sha256:");
+            hex[..hex.len().min(12)].to_string()
         }
-        println!(
-            "{:<40} {:<16} {:<14} {:<22} {:>10}",
-            repo,
-            tag,
-            short,
-            crate::util::rfc3339(rec.created),
-            human_size(summary.size)
+    };
+    if a.quiet {
+        return rows.iter().map(id).collect();
+    }
+    let none = "<none>";
+    let digest_col = |d: &str| {
+        if a.digests {
+            format!("{d:<72}")
+        } else {
+            String::new()
+        }
+    };
+    let id_width = if a.no_trunc { 72 } else { 14 };
+    let mut out = vec![format!(
+        "{:<40} {:<16} {}{:<id_width$} {:<22} {:>10}",
+        "REPOSITORY",
+        "TAG",
+        digest_col("DIGEST"),
+        "IMAGE ID",
+        "CREATED",
+        "SIZE"
+    )];
+    for r in rows {
+        let created = r.created.map_or_else(
+            || "N/A".to_string(),
+            |c| {
+                let age = now.duration_since(c).unwrap_or_default();
+                format!("{} ago", kiln_units::human_duration(age))
+            },
         );
+        out.push(format!(
+            "{:<40} {:<16} {}{:<id_width$} {:<22} {:>10}",
+            r.repository.as_deref().unwrap_or(none),
+            r.tag.as_deref().unwrap_or(none),
+            digest_col(r.digest.as_deref().unwrap_or(none)),
+            id(r),
+            created,
+            human_size(r.size)
+        ));
     }
-    match format {
-        Some(f) => crate::format::print_rows(&f, &IMAGES_HEADERS, &rows),
-        None => Ok(0),
-    }
+    out
 }
 
 /// Sizes in the `images`, `history` and `load` lines: three significant digits, as docker's.
@@ -201,8 +322,18 @@ pub(crate) async fn pull(env: &Env, a: PullArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) async fn push(env: &Env, a: RefArg) -> Result<u8, Failure> {
-    let (r, manifest) = env.local_image(&a.reference)?;
-    let image = kiln_cache::image::stored(&env.store, &manifest)?;
+    let found = env.local_image(&a.reference)?;
+    // A push needs a name to push to: an image named by ID has none.
+    let Some(r) = found.name.as_deref().and_then(|n| Reference::parse(n).ok()) else {
+        return Err(Failure::new(
+            1,
+            format!(
+                "An image does not exist locally with the tag: {}",
+                a.reference
+            ),
+        ));
+    };
+    let image = kiln_cache::image::stored(&env.store, &found.manifest_digest)?;
     let digest =
         kiln_worker::session::push_image(&env.store, &env.registry, &image, &r, Default::default())
             .await?;
@@ -230,24 +361,37 @@ pub(crate) fn import(env: &Env, a: ImportArgs) -> Result<u8, Failure> {
 }
 
 pub(crate) fn tag(env: &Env, a: TagArgs) -> Result<u8, Failure> {
-    let manifest = match env.local_image(&a.source) {
-        Ok((_, m)) => m,
-        Err(e) => kiln_cache::image::by_id(&env.store, &a.source)?.ok_or(e)?,
-    };
+    let manifest = env.local_image(&a.source)?.manifest_digest;
     let t = Reference::parse(&a.target).map_err(|e| Failure::usage(e.to_string()))?;
     env.store.set_image(&t.to_string(), &manifest)?;
     Ok(0)
 }
 
 pub(crate) fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
+    use kiln_runtime::system::{remove_image, RmiError};
+    let _ = a.no_prune;
     let mut code = 0;
     for name in &a.references {
-        let r = Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
-        if env.store.remove_image(&r.to_string())? {
-            println!("Untagged: {}", r.familiar());
-        } else {
-            Failure::new(1, format!("no such image: {}", r.familiar())).print();
-            code = 1;
+        match remove_image(&env.store, name, a.force) {
+            Ok(removed) => {
+                for n in &removed.untagged {
+                    println!("Untagged: {n}");
+                }
+                if let Some(id) = &removed.deleted {
+                    println!("Deleted: {id}");
+                }
+            }
+            Err(RmiError::Lookup(LookupError::Reference(e))) => {
+                return Err(Failure::usage(e.to_string()))
+            }
+            Err(RmiError::Lookup(e)) => {
+                lookup_failure(e).print();
+                code = 1;
+            }
+            Err(e) => {
+                Failure::from(e).print();
+                code = 1;
+            }
         }
     }
     Ok(code)
@@ -256,12 +400,28 @@ pub(crate) fn rmi(env: &Env, a: RmiArgs) -> Result<u8, Failure> {
 /// `kiln inspect IMAGE`'s object for one image (see `container::inspect`, which also
 /// answers for containers).
 pub(crate) fn inspect_image(env: &Env, reference: &str) -> Result<serde_json::Value, Failure> {
-    let (r, manifest) = env.local_image(reference)?;
+    let manifest = env.local_image(reference)?.manifest_digest;
     let summary = kiln_cache::image::summary(&env.store, &manifest)?;
     let cfg = kiln_cache::image::config(&env.store, &manifest)?;
+    // Every name of the image: tags, and the digests it was pulled by.
+    let (mut tags, mut digests) = (Vec::new(), Vec::new());
+    for rec in env.store.list_images()? {
+        if rec.manifest_digest != manifest {
+            continue;
+        }
+        if let Ok(r) = Reference::parse(&rec.name) {
+            if r.tag.is_some() {
+                &mut tags
+            } else {
+                &mut digests
+            }
+            .push(r.familiar());
+        }
+    }
     Ok(serde_json::json!({
         "Id": summary.config_digest,
-        "RepoTags": [r.familiar()],
+        "RepoTags": tags,
+        "RepoDigests": digests,
         "ManifestDigest": manifest,
         "Created": cfg.created,
         "Architecture": cfg.architecture,
@@ -274,7 +434,7 @@ pub(crate) fn inspect_image(env: &Env, reference: &str) -> Result<serde_json::Va
 }
 
 pub(crate) fn history(env: &Env, a: HistoryArgs) -> Result<u8, Failure> {
-    let (_, manifest) = env.local_image(&a.reference)?;
+    let manifest = env.local_image(&a.reference)?.manifest_digest;
     let cfg = kiln_cache::image::config(&env.store, &manifest)?;
     if let Some(f) = &a.format {
         let format = crate::format::listing(
@@ -336,12 +496,14 @@ pub(crate) fn save(env: &Env, a: SaveArgs) -> Result<u8, Failure> {
     if a.references.len() != 1 {
         return Err(Failure::usage("kiln save takes one image for now"));
     }
-    let (r, manifest) = env.local_image(&a.references[0])?;
-    let image = kiln_cache::image::stored(&env.store, &manifest)?;
+    let found = env.local_image(&a.references[0])?;
+    let image = kiln_cache::image::stored(&env.store, &found.manifest_digest)?;
+    // An image saved by ID has no name in the archive, as docker's.
+    let name = found.name.filter(|n| !is_untagged(n));
     kiln_exporter::layout::write(
         &env.store,
         &image,
-        Some(&r.to_string()),
+        name.as_deref(),
         kiln_exporter::layout::Format::Docker,
         &a.output,
         false,

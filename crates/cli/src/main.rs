@@ -49,6 +49,7 @@ mod containers;
 mod cp;
 mod format;
 mod images;
+mod info;
 mod login;
 mod network;
 mod progress;
@@ -124,8 +125,8 @@ enum Command {
     Save(images::SaveArgs),
     /// Load images from a docker archive or an OCI layout tar (file or stdin).
     Load(images::LoadArgs),
-    /// Manage images (`image prune`).
-    Image(system::ImageArgs),
+    /// Manage images (`image ls|rm|inspect|history|tag|pull|push|save|load|import|prune`).
+    Image(images::ImageArgs),
     /// Manage the build cache (`builder prune`).
     Builder(system::BuilderArgs),
     /// Disk usage of the store and cleaning up (`system df`, `system prune`).
@@ -167,6 +168,10 @@ enum Command {
     Compose(compose::ComposeArgs),
     /// Manage networks (`network create|ls|inspect|rm|prune|connect|disconnect`).
     Network(network::NetworkArgs),
+    /// Show the kiln version information.
+    Version(info::VersionArgs),
+    /// Display system-wide information.
+    Info(info::InfoArgs),
 }
 
 fn main() -> ExitCode {
@@ -238,13 +243,14 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         }
         Command::Logout(a) => return login::logout(a),
         Command::Compose(a) => return compose::compose(a),
+        Command::Version(a) => return Ok(info::version(&a)),
         _ => {}
     }
     // `exec` reads no image metadata: its start skips opening the database (issue 13).
     let defer_db = matches!(cli.command, Command::Exec(_));
     let env = util::Env::open(cli.root, cli.config, defer_db)?;
     match cli.command {
-        Command::Login(_) | Command::Logout(_) | Command::Compose(_) => {
+        Command::Login(_) | Command::Logout(_) | Command::Compose(_) | Command::Version(_) => {
             unreachable!("handled above")
         }
         Command::Build(a) => build::build(&env, a).await,
@@ -265,7 +271,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::History(a) => images::history(&env, a),
         Command::Save(a) => images::save(&env, a),
         Command::Load(a) => images::load(&env, a),
-        Command::Image(a) => system::image(&env, a),
+        Command::Image(a) => images::image(&env, a).await,
         Command::Builder(a) => system::builder(&env, a),
         Command::System(a) => system::system(&env, a),
         Command::Ps(a) => containers::ps(&env, a),
@@ -287,5 +293,6 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
         Command::Update(a) => update::update(&env, &a),
         Command::Commit(a) => commit::commit(&env, &a),
         Command::Network(a) => network::network(&env, a),
+        Command::Info(a) => info::info(&env, &a),
     }
 }

@@ -44,18 +44,6 @@ enum SystemCmd {
 }
 
 #[derive(Args)]
-pub(crate) struct ImageArgs {
-    #[command(subcommand)]
-    cmd: ImageCmd,
-}
-
-#[derive(Subcommand)]
-enum ImageCmd {
-    /// Remove dangling (untagged) images, or with -a every image no container uses.
-    Prune(ImagePruneArgs),
-}
-
-#[derive(Args)]
 pub(crate) struct ImagePruneArgs {
     /// Remove every image no container uses, not only dangling ones.
     #[arg(short, long)]
@@ -115,12 +103,6 @@ pub(crate) fn system(env: &Env, a: SystemArgs) -> Result<u8, Failure> {
     }
 }
 
-pub(crate) fn image(env: &Env, a: ImageArgs) -> Result<u8, Failure> {
-    match a.cmd {
-        ImageCmd::Prune(p) => image_prune(env, p),
-    }
-}
-
 /// The GC lock, waiting for running builds.
 fn lock_exclusive(env: &Env) -> Result<kiln_cache::GcLock, Failure> {
     Ok(if let Some(l) = env.store.try_lock_gc_exclusive()? {
@@ -158,7 +140,7 @@ fn print_images_removed(r: &ImagesRemoved) {
     println!();
 }
 
-fn image_prune(env: &Env, a: ImagePruneArgs) -> Result<u8, Failure> {
+pub(crate) fn image_prune(env: &Env, a: ImagePruneArgs) -> Result<u8, Failure> {
     let warning = if a.all {
         "WARNING! This will remove all images without at least one container associated to them."
     } else {

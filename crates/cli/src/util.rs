@@ -347,13 +347,23 @@ impl Env {
         ])
     }
 
-    /// The manifest digest a local name points at, or a clear error.
-    pub(crate) fn local_image(&self, name: &str) -> Result<(kiln_oci::Reference, String), Failure> {
-        let r = kiln_oci::Reference::parse(name).map_err(|e| Failure::usage(e.to_string()))?;
-        match self.store.get_image(&r.to_string())? {
-            Some(rec) => Ok((r, rec.manifest_digest)),
-            None => Err(Failure::new(1, format!("no such image: {}", r.familiar()))),
+    /// The stored image a user names (ID, ID prefix, `sha256:…`, name, `name@digest`:
+    /// [`kiln_cache::image::lookup`]), or a clear error: exit 2 for what is no reference.
+    pub(crate) fn local_image(&self, name: &str) -> Result<kiln_cache::image::Found, Failure> {
+        kiln_cache::image::lookup(&self.store, name).map_err(lookup_failure)
+    }
+}
+
+/// An image lookup that failed, in the lookup's words: exit 2 for what is no reference at
+/// all, 1 otherwise.
+pub(crate) fn lookup_failure(e: kiln_cache::image::LookupError) -> Failure {
+    use kiln_cache::image::LookupError;
+    match e {
+        LookupError::Reference(e) => Failure::usage(e.to_string()),
+        e @ (LookupError::NotFound(_) | LookupError::Ambiguous(_)) => {
+            Failure::new(1, e.to_string())
         }
+        e => e.into(),
     }
 }
 

@@ -440,14 +440,17 @@ fn prune_keeps_the_layers_of_containers_whose_image_is_gone() {
     );
     assert!(r.k.build(ctx.path(), &["-t", "app"]).0);
     let id = r.run_d(&["--name", "keeper", "app", "sleep", "30"]);
-    r.k.ok(&["rmi", "app"]);
+    // As docker, the image of a container is untagged only with -f.
+    r.k.ok(&["rmi", "-f", "app"]);
     r.k.ok(&["builder", "prune", "--all"]);
     assert_eq!(r.k.ok(&["exec", &id, "cat", "/mine"]), "mine\n");
     r.k.ok(&["rm", "-f", &id]);
-    // Once the container is gone, so is what only it held.
+    // Once the container is gone, so is what only it (and its image, dangling since the
+    // rmi -f, which an image prune removes) held.
     let before = std::fs::read_dir(r.k.root.path().join("snapshots"))
         .unwrap()
         .count();
+    r.k.ok(&["image", "prune", "-f"]);
     r.k.ok(&["builder", "prune", "--all"]);
     let after = std::fs::read_dir(r.k.root.path().join("snapshots"))
         .unwrap()

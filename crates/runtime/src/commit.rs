@@ -154,11 +154,9 @@ impl Container {
             .filter_map(|l| l.file_name())
             .map(|hex| format!("sha256:{}", hex.to_string_lossy()))
             .collect();
-        let name = kiln_oci::Reference::parse(&self.config.image)
-            .map_or_else(|_| self.config.image.clone(), |r| r.to_string());
-        let mut manifests: Vec<String> = store
-            .get_image(&name)?
-            .map(|r| r.manifest_digest)
+        // The image as the container's `kiln run` named it (an ID, a name, `name@digest`).
+        let mut manifests: Vec<String> = kiln_cache::image::lookup(store, &self.config.image)
+            .map(|f| f.manifest_digest)
             .into_iter()
             .collect();
         manifests.extend(store.list_images()?.into_iter().map(|r| r.manifest_digest));

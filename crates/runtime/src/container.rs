@@ -463,24 +463,55 @@ impl Containers {
             .collect()
     }
 
-    /// The manifests of the images containers (running or stopped) were made from, by the
-    /// name their `kiln run` gave: `image prune` keeps them. None when the containers cannot
-    /// be listed.
+    /// The manifests of the images containers (running or stopped) were made from (see
+    /// [`Container::image_manifest`]): `image prune` keeps them. None when the containers
+    /// cannot be listed.
     pub fn image_manifests(&self, store: &kiln_cache::Store) -> Result<HashSet<String>> {
-        let mut used = HashSet::new();
         let Ok(containers) = self.list() else {
-            return Ok(used);
+            return Ok(HashSet::new());
         };
-        for c in containers {
-            let name = match kiln_oci::Reference::parse(&c.config.image) {
-                Ok(r) => r.to_string(),
-                Err(_) => c.config.image.clone(),
-            };
-            if let Some(rec) = store.get_image(&name)? {
-                used.insert(rec.manifest_digest);
-            }
-        }
-        Ok(used)
+        let images = store.list_images()?;
+        Ok(containers
+            .iter()
+            .filter_map(|c| c.image_manifest(store, &images))
+            .collect())
+    }
+}
+
+impl Container {
+    /// The manifest of the image the container was made from: the one its image reference
+    /// (an ID, a name, `name@digest`, as its `kiln run` named it) finds now when that one
+    /// has the container's layers, else any of `images` that has them (the name may have
+    /// moved on since, or be gone), else the one the reference finds.
+    pub fn image_manifest(
+        &self,
+        store: &kiln_cache::Store,
+        images: &[kiln_cache::ImageRecord],
+    ) -> Option<String> {
+        let want: Vec<String> = self
+            .config
+            .spec
+            .rootfs
+            .lowers
+            .iter()
+            .rev()
+            .filter_map(|l| l.file_name())
+            .map(|hex| format!("sha256:{}", hex.to_string_lossy()))
+            .collect();
+        let named = kiln_cache::image::lookup(store, &self.config.image)
+            .ok()
+            .map(|f| f.manifest_digest);
+        let mut seen = HashSet::new();
+        named
+            .iter()
+            .cloned()
+            .chain(images.iter().map(|r| r.manifest_digest.clone()))
+            .filter(|m| seen.insert(m.clone()))
+            .find(|m| {
+                kiln_cache::image::layers(store, m)
+                    .is_ok_and(|l| l.iter().map(|l| &l.diff_id).eq(want.iter()))
+            })
+            .or(named)
     }
 }
 

@@ -78,6 +78,10 @@ pub enum RunError {
     /// The stored image could not be read.
     #[error(transparent)]
     Image(kiln_cache::image::ReadError),
+    /// An ID prefix several images have, or an image ID (`sha256:…`, 64 hex digits) no
+    /// image has: nothing a registry could answer.
+    #[error(transparent)]
+    Lookup(kiln_cache::image::LookupError),
     /// The container could not be made or run.
     #[error(transparent)]
     Run(#[from] Error),
@@ -94,7 +98,9 @@ impl RunError {
                 u8::try_from(*code).unwrap_or(125)
             }
             // crate::START_FAILED_EXIT, the code a detached container's failed start records.
-            RunError::Pull(_) | RunError::Run(_) | RunError::Platform(_) => 125,
+            RunError::Pull(_) | RunError::Run(_) | RunError::Platform(_) | RunError::Lookup(_) => {
+                125
+            }
             RunError::Image(_) => 1,
         }
     }
@@ -156,10 +162,20 @@ async fn image(
     mut on: impl FnMut(RunEvent<'_>),
 ) -> Result<(Vec<Layer>, Value), RunError> {
     let reference = &opts.reference;
-    // A name that cannot be read from the store is treated as missing: the pull says why.
-    let stored = store.get_image(&reference.to_string()).ok().flatten();
-    let manifest = if let Some(rec) = stored {
-        rec.manifest_digest
+    // The image as docker users name it (ID, ID prefix, name, `name@digest`): an image in
+    // the store is never pulled. An ambiguous ID prefix is an error; a name that cannot be
+    // read from the store is treated as missing: the pull says why.
+    let stored = match kiln_cache::image::lookup(store, &opts.image) {
+        Ok(f) => Some(f.manifest_digest),
+        Err(e @ kiln_cache::image::LookupError::Ambiguous(_)) => return Err(RunError::Lookup(e)),
+        Err(kiln_cache::image::LookupError::NotFound(_)) if is_image_id(&opts.image) => {
+            let e = kiln_cache::image::LookupError::NotFound(opts.image.clone());
+            return Err(RunError::Lookup(e));
+        }
+        Err(_) => None,
+    };
+    let manifest = if let Some(m) = stored {
+        m
     } else {
         on(RunEvent::Pulling(reference));
         registry
@@ -174,6 +190,13 @@ async fn image(
         crate::platform::check(&opts.image, p, &config)?;
     }
     Ok((layers, config))
+}
+
+/// Whether `s` can only be an image ID (`sha256:…`, or 64 hex digits, which docker
+/// refuses as a repository name).
+fn is_image_id(s: &str) -> bool {
+    let hex = s.strip_prefix("sha256:");
+    hex.is_some() || (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// Creates a container and starts it in the background under a shim; returns it once it
@@ -282,6 +305,48 @@ mod tests {
         assert!(matches!(e, RunError::Run(Error::NoCommand)), "{e:?}");
         assert_eq!(e.exit_code(), 125);
         assert_eq!(e.to_string(), "no command specified");
+    }
+
+    #[tokio::test]
+    async fn an_image_named_by_id_is_never_pulled() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        store_image(
+            &store,
+            "127.0.0.1:1/stored:latest",
+            &serde_json::json!({"config": {}, "rootfs": {"type": "layers", "diff_ids": []}}),
+        );
+        let m = store
+            .get_image("127.0.0.1:1/stored:latest")
+            .unwrap()
+            .unwrap();
+        let id = kiln_cache::image::stored(&store, &m.manifest_digest)
+            .unwrap()
+            .config_digest;
+        for name in [id.clone(), id[7..19].to_string(), id[..20].to_string()] {
+            let mut events = 0;
+            let r = run(&store, &offline(), &launcher(), &opts(&name), |_| {
+                events += 1;
+            })
+            .await;
+            assert_eq!(events, 0, "{name}");
+            assert!(
+                matches!(r.unwrap_err(), RunError::Run(Error::NoCommand)),
+                "{name}"
+            );
+        }
+        // An ID no image has: not found here, and not asked of a registry.
+        for name in [format!("sha256:{}", "0".repeat(64)), "0".repeat(64)] {
+            let mut events = 0;
+            let r = run(&store, &offline(), &launcher(), &opts(&name), |_| {
+                events += 1;
+            })
+            .await;
+            assert_eq!(events, 0, "{name}");
+            let e = r.unwrap_err();
+            assert_eq!(e.to_string(), format!("no such image: {name}"));
+            assert_eq!(e.exit_code(), 125);
+        }
     }
 
     /// Stores an image without layers whose config is `config`, named `name`.

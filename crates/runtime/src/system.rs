@@ -9,9 +9,13 @@
 //! lock), confirmation and printing are the caller's.
 
 use crate::{Containers, Result, Volumes};
+
+pub mod info;
+mod rmi;
 use kiln_cache::image::is_untagged;
 use kiln_cache::{GcRoots, Store};
 use kiln_oci::Layer;
+pub use rmi::{remove_image, ImageRemoved, RmiError};
 use std::collections::HashSet;
 
 /// The layers a build cache record's value references (empty when it cannot be read):

@@ -235,3 +235,96 @@ fn container_prune_removes_the_stopped_and_keeps_the_running() {
         .collect();
     assert_eq!(left, ["02".repeat(32)]);
 }
+
+#[test]
+fn rmi_follows_dockers_rules_for_images_containers_use() {
+    use super::{remove_image, ImageRemoved, RmiError};
+    let (_d, s) = store();
+    let l = layer(&s, "a", b"a");
+    let (m, id) = image(&s, "app", &l);
+    let short = &id[7..19];
+    s.set_image("docker.io/library/app:1", &m).unwrap();
+    s.set_image("docker.io/library/app:2", &m).unwrap();
+    // By ID with two names: refused without -f.
+    let e = remove_image(&s, short, false).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("conflict: unable to delete {short} (must be forced) - image is referenced in multiple repositories")
+    );
+    container(&s, 1, &id, &[]);
+    // A name that is not the last one goes, container or not.
+    assert_eq!(
+        remove_image(&s, "app:2", false).unwrap(),
+        ImageRemoved {
+            untagged: vec!["app:2".into()],
+            deleted: None
+        }
+    );
+    // The last name of an image a container (named it by ID) uses: refused.
+    let e = remove_image(&s, "app:1", false).unwrap_err();
+    assert!(matches!(e, RmiError::ReferenceInUse { .. }));
+    assert_eq!(
+        e.to_string(),
+        format!("conflict: unable to remove repository reference \"app:1\" (must force) - container 010101010101 is using its referenced image {short}")
+    );
+    // By ID: a stopped container's image needs -f.
+    let e = remove_image(&s, &id, false).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!("conflict: unable to delete {short} (must be forced) - image is being used by stopped container 010101010101")
+    );
+    // -f on the name: untagged, kept dangling for the container.
+    assert_eq!(
+        remove_image(&s, "app:1", true).unwrap(),
+        ImageRemoved {
+            untagged: vec!["app:1".into()],
+            deleted: None
+        }
+    );
+    assert_eq!(names(&s), [format!("{UNTAGGED}{id}")]);
+    // -f on the ID: the image goes.
+    assert_eq!(
+        remove_image(&s, short, true).unwrap(),
+        ImageRemoved {
+            untagged: vec![],
+            deleted: Some(id.clone())
+        }
+    );
+    assert!(names(&s).is_empty());
+    let e = remove_image(&s, short, true).unwrap_err();
+    assert_eq!(e.to_string(), format!("no such image: {short}:latest"));
+    // An unused image's last name: untagged and deleted.
+    s.set_image("docker.io/library/other:1", &m).unwrap();
+    std::fs::remove_dir_all(s.root().join("containers")).unwrap();
+    assert_eq!(
+        remove_image(&s, "other:1", false).unwrap(),
+        ImageRemoved {
+            untagged: vec!["other:1".into()],
+            deleted: Some(id)
+        }
+    );
+}
+
+#[test]
+fn a_container_keeps_its_image_after_the_name_moves_on() {
+    use super::{remove_image, used_manifests};
+    let (_d, s) = store();
+    let (la, lb) = (layer(&s, "a", b"a"), layer(&s, "b", b"b"));
+    let (a, a_id) = image(&s, "a", &la);
+    let (b, _) = image(&s, "b", &lb);
+    s.set_image("docker.io/library/app:1", &a).unwrap();
+    container(&s, 1, "app:1", &[]);
+    // The container stacks image a's layer.
+    let dir = s.root().join("containers").join("01".repeat(32));
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    cfg["spec"]["rootfs"]["lowers"] =
+        serde_json::json!([format!("/snapshots/{}", &la.diff_id[7..])]);
+    std::fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    s.set_image("docker.io/library/app:1", &b).unwrap();
+    let used = used_manifests(&s).unwrap();
+    assert!(used.contains(&a) && !used.contains(&b), "{used:?}");
+    let e = remove_image(&s, &a_id, false).unwrap_err();
+    assert!(e.to_string().contains("stopped container 0101"), "{e}");
+    assert!(remove_image(&s, "app:1", false).is_ok(), "b is nobody's");
+}
