@@ -84,6 +84,7 @@ impl Containers {
                     ..opts.extra.resources.clone()
                 },
                 ports,
+                discard_upper: opts.remove,
                 ..opts.extra.clone()
             },
         };
