@@ -636,6 +636,8 @@ fn resolve(
             devices,
             extra_hosts,
             read_only: a.read_only,
+            // Set by the runtime (`--rm`).
+            discard_upper: false,
             process,
             dns: Vec::new(),
         },

@@ -10,7 +10,7 @@ use crate::spec::{
 };
 use std::ffi::OsString;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -456,6 +456,9 @@ async fn launch(
             Ok(())
         });
     }
+    // What fits in the pipe's buffer (all of a usual spec) is written before the helper
+    // starts, so that it never waits for one of our threads to be scheduled to send it.
+    let sent = write_what_fits(&spec_write, &payload);
     let mut child = cmd.spawn().map_err(spawn_err)?;
     // Our copies of the child's stdio (Output::Given): its readers see the end of output
     // when the sandbox's processes are gone.
@@ -495,13 +498,18 @@ async fn launch(
             drop(settled_tx);
         });
     }
-    // Written from a blocking thread: a large spec does not fit a pipe buffer, and the helper
-    // reads it only once it runs. A helper that died early makes this fail with EPIPE, which
-    // its exit status reports better.
-    tokio::task::spawn_blocking(move || {
-        let mut f = std::fs::File::from(spec_write);
-        let _ = std::io::Write::write_all(&mut f, &payload);
-    });
+    // The rest from a blocking thread: a large spec does not fit a pipe buffer, and the
+    // helper reads it only once it runs. A helper that died early makes this fail with EPIPE,
+    // which its exit status reports better.
+    if sent < payload.len() {
+        tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::from(spec_write);
+            let _ = std::io::Write::write_all(&mut f, &payload[sent..]);
+        });
+    } else {
+        // The helper reads to the end.
+        drop(spec_write);
+    }
     // Held (never written) until the process ends: see Output::CaptureOpenStdin.
     let _stdin = child.stdin.take();
     let stdout = child.stdout.take();
@@ -614,6 +622,29 @@ async fn pump(
             Err(_) => break,
         }
     }
+}
+
+/// Writes as much of `payload` into the pipe `fd` as its buffer takes without blocking and
+/// returns how much that was (`fd` is left blocking).
+fn write_what_fits(fd: &OwnedFd, payload: &[u8]) -> usize {
+    let raw = fd.as_raw_fd();
+    // SAFETY: fcntl on an fd we own.
+    let fl = unsafe { libc::fcntl(raw, libc::F_GETFL) };
+    // SAFETY: as above.
+    if fl < 0 || unsafe { libc::fcntl(raw, libc::F_SETFL, fl | libc::O_NONBLOCK) } < 0 {
+        return 0;
+    }
+    let mut sent = 0;
+    while sent < payload.len() {
+        match nix::unistd::write(fd, &payload[sent..]) {
+            Ok(n) => sent += n,
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => break,
+        }
+    }
+    // SAFETY: as above (F_SETFL does not fail on an open pipe).
+    unsafe { libc::fcntl(raw, libc::F_SETFL, fl) };
+    sent
 }
 
 /// What is in the (exited) helper's error pipe, without blocking.

@@ -185,6 +185,10 @@ pub struct SandboxOptions {
     /// `/proc` and the generated /etc files keep their own modes).
     #[serde(default)]
     pub read_only: bool,
+    /// The writable layer is thrown away when the sandbox ends (`--rm`): its overlay is
+    /// mounted `volatile` (no write-back to the upper dir's filesystem is waited for).
+    #[serde(default)]
+    pub discard_upper: bool,
     /// Capabilities, `no_new_privs`, seccomp and resource limits of the sandbox's processes.
     #[serde(default)]
     pub process: ProcessOptions,

@@ -854,3 +854,21 @@ async fn exec_joins_a_running_sandbox_with_the_same_isolation() {
         .expect("exec into a stopped sandbox fails");
     assert!(err.to_string().contains("not running"), "{err}");
 }
+
+#[tokio::test]
+async fn discarded_upper_is_volatile_and_mounts_again() {
+    require_root!();
+    let fx = fixture();
+    let mut spec = fx.spec(&["sh", "-c", "grep ' / ' /proc/mounts; echo x > /f"]);
+    spec.extra.discard_upper = true;
+    let c = ok(&spec).await;
+    assert!(c.stdout.contains("volatile"), "{}", c.stdout);
+    assert!(fx.work.join("work/incompat/volatile").is_dir());
+    // Restarted in the same boot: the kernel's mark is removed and the overlay mounted again.
+    spec.args = vec!["cat".into(), "/f".into()];
+    assert_eq!(ok(&spec).await.stdout, "x\n");
+
+    let fx = fixture();
+    let c = ok(&fx.spec(&["sh", "-c", "grep ' / ' /proc/mounts"])).await;
+    assert!(!c.stdout.contains("volatile"), "{}", c.stdout);
+}

@@ -100,6 +100,7 @@ impl Containers {
                 },
                 ports,
                 dns: network_gateway.into_iter().collect(),
+                discard_upper: opts.remove,
                 ..opts.extra.clone()
             },
         };

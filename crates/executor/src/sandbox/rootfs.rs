@@ -17,8 +17,12 @@ const NOSUID_NODEV_NOEXEC: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV | li
 /// Mounts the rootfs at `root` and everything under it.
 pub(super) fn setup_rootfs(spec: &RunSpec, root: &Path) {
     let rootfs = &spec.rootfs;
-    crate::mounts::overlay(&rootfs.lowers, Some((&rootfs.upper, &rootfs.work)), root)
-        .or_fail(|| "mounting the overlay rootfs".into());
+    if spec.extra.discard_upper {
+        crate::mounts::volatile_overlay(&rootfs.lowers, &rootfs.upper, &rootfs.work, root)
+    } else {
+        crate::mounts::overlay(&rootfs.lowers, Some((&rootfs.upper, &rootfs.work)), root)
+    }
+    .or_fail(|| "mounting the overlay rootfs".into());
     let privileged = spec.extra.privileged;
     mount_proc(spec, root, privileged);
     mount_sys(root, privileged);
