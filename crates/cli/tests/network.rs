@@ -463,3 +463,36 @@ fn fifty_containers_on_one_network_all_resolve_each_other() {
     ok_in(&k, &ns, &["network", "rm", "big"]);
     assert_eq!(nsfs_mounts_under(k.root.path()), Vec::<String>::new());
 }
+
+#[test]
+fn a_detached_containers_shim_starts_the_networks_name_server() {
+    if !can_run(&["unshare", "nsenter"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ns = NetNs::new();
+    ok_in(&k, &ns, &["network", "create", "solo"]);
+    // The network's first running container is detached: its shim (kiln-shim, beside kiln
+    // in the build) starts the name server.
+    ok_in(
+        &k,
+        &ns,
+        &[
+            "run",
+            "-d",
+            "--name",
+            "web",
+            "--network",
+            "solo",
+            "busybox",
+            "sleep",
+            "1000",
+        ],
+    );
+    assert_eq!(responders(k.root.path()), 1);
+    let out = ok_in(&k, &ns, &["exec", "web", "nslookup", "web"]);
+    assert!(out.contains("Name:"), "{out}");
+    ok_in(&k, &ns, &["rm", "-f", "web"]);
+    ok_in(&k, &ns, &["network", "rm", "solo"]);
+}
