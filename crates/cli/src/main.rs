@@ -237,7 +237,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             return login::login(&registry, a).await;
         }
         Command::Logout(a) => return login::logout(a),
-        Command::Compose(a) => return compose::compose(a),
+        Command::Compose(a) => return compose::compose(a, cli.root, cli.config).await,
         _ => {}
     }
     // `exec` reads no image metadata: its start skips opening the database (issue 13).
