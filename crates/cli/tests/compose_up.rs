@@ -270,3 +270,57 @@ fn ports_are_refused_until_user_networks_publish_them() {
     ok_in(&k, &ns, dir, &["compose", "down"]);
     assert_eq!(leftovers(&k, &ns, dir, "pub"), Vec::<String>::new());
 }
+
+#[test]
+fn scale_three_gives_three_resolvable_containers() {
+    if !can_run(&["unshare", "nsenter"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    let ns = NetNs::new();
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path();
+    write(
+        dir,
+        "compose.yaml",
+        "name: sc\nservices:\n  web:\n    image: busybox\n    command: sleep 1000\n    scale: 3\n",
+    );
+    ok_in(&k, &ns, dir, &["compose", "up", "-d"]);
+    let ids = stdout(&ok_in(&k, &ns, dir, &["compose", "ps", "-q"]));
+    assert_eq!(ids.lines().count(), 3, "{ids}");
+    let mut addresses = Vec::new();
+    for name in ["sc-web-1", "sc-web-2", "sc-web-3"] {
+        let out = ok_in(
+            &k,
+            &ns,
+            dir,
+            &[
+                "compose", "exec", "-T", "--index", "2", "web", "nslookup", name,
+            ],
+        );
+        let text = stdout(&out);
+        let address = text
+            .lines()
+            .skip_while(|l| !l.starts_with("Name:"))
+            .find_map(|l| l.strip_prefix("Address: "))
+            .unwrap_or_else(|| panic!("{name} not resolved: {text}"))
+            .trim()
+            .to_string();
+        addresses.push(address);
+    }
+    addresses.dedup();
+    assert_eq!(addresses.len(), 3, "{addresses:?}");
+    // The service's name answers with all three.
+    let out = ok_in(
+        &k,
+        &ns,
+        dir,
+        &["compose", "exec", "-T", "web", "nslookup", "web"],
+    );
+    for a in &addresses {
+        assert!(stdout(&out).contains(a.as_str()), "{}", stdout(&out));
+    }
+    ok_in(&k, &ns, dir, &["compose", "down"]);
+    assert_eq!(leftovers(&k, &ns, dir, "sc"), Vec::<String>::new());
+}
