@@ -663,3 +663,69 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
 }
+
+/// One image of `kiln compose up` (a service's `build:`): its context and Dockerfile (a path
+/// relative to the context, or inline text), tagged, through the same session as `kiln
+/// build` (progress plain on stderr).
+pub(crate) async fn build_image(
+    env: &Env,
+    b: &kiln_compose::plan::BuildPlan,
+) -> Result<Outcome, Failure> {
+    let context = context_dir(std::path::Path::new(&b.context))?;
+    let dockerfile = if let Some(text) = &b.dockerfile_inline {
+        Dockerfile {
+            text: text.clone(),
+            file_name: "Dockerfile".to_string(),
+            path: None,
+        }
+    } else {
+        let file = b
+            .dockerfile
+            .as_ref()
+            .map(|f| context.join(f).display().to_string());
+        read_dockerfile(file.as_deref(), &context)?
+    };
+    let (build_args, target, labels, tag) =
+        (b.args.clone(), b.target.clone(), b.labels.clone(), &b.tag);
+    let tag = Reference::parse(tag).map_err(|e| Failure::usage(e.to_string()))?;
+    let opts = BuildOptions {
+        context,
+        dockerfile,
+        build_args,
+        target,
+        labels,
+        network: NetworkMode::Default,
+        no_cache: false,
+        no_cache_filter: Vec::new(),
+        named_contexts: BTreeMap::new(),
+        secrets: BTreeMap::new(),
+        extra_hosts: Vec::new(),
+        entitlements: Entitlements::default(),
+        jobs: None,
+        cache_from: Vec::new(),
+        cache_to: Vec::new(),
+        tags: vec![tag],
+        load: true,
+        exports: Vec::new(),
+    };
+    let resources = Resources {
+        store: env.store.clone(),
+        registry: env.registry.clone(),
+        executor: env.executor(),
+    };
+    let resolver = Resolver {
+        env,
+        pull: false,
+        handle: tokio::runtime::Handle::current(),
+    };
+    let notices = Arc::new(Notices { quiet: false });
+    let session = BuildSession::load(resources, opts, &resolver, notices)
+        .await
+        .map_err(session_failure)?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let printer = tokio::spawn(progress::render(progress::Mode::Plain, false, rx));
+    let solved = session.solve(Some(tx)).await;
+    let _ = printer.await;
+    let solved = solved.map_err(session_failure)?;
+    solved.export(&now_rfc3339()).await.map_err(session_failure)
+}

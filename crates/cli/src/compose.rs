@@ -6,6 +6,8 @@
 
 use crate::util::Failure;
 use clap::{Args, Subcommand};
+
+mod project;
 use std::path::PathBuf;
 
 #[derive(Args)]
@@ -36,6 +38,16 @@ enum ComposeCmd {
     Config(ConfigArgs),
     /// Show the Compose version information.
     Version(VersionArgs),
+    /// Create and start containers.
+    Up(project::UpArgs),
+    /// Stop and remove containers, networks.
+    Down(project::DownArgs),
+    /// List containers.
+    Ps(project::PsArgs),
+    /// View output from containers.
+    Logs(project::LogsArgs),
+    /// Execute a command in a running container.
+    Exec(project::ExecArgs),
 }
 
 #[derive(Args)]
@@ -104,8 +116,19 @@ fn load(a: &ComposeArgs, services: &[String]) -> Result<kiln_compose::Loaded, Fa
     Ok(loaded)
 }
 
-pub(crate) fn compose(a: ComposeArgs) -> Result<u8, Failure> {
+/// `kiln compose`; `root` and `config` open the store for the commands that need it.
+pub(crate) async fn compose(
+    a: ComposeArgs,
+    root: Option<PathBuf>,
+    config: Option<PathBuf>,
+) -> Result<u8, Failure> {
+    let open = || crate::util::Env::open(root.clone(), config.clone(), false);
     match &a.cmd {
+        ComposeCmd::Up(u) => project::up(&open()?, &load(&a, &u.services)?, u).await,
+        ComposeCmd::Down(d) => project::down(&open()?, &load(&a, &[])?, d),
+        ComposeCmd::Ps(p) => project::ps(&open()?, &load(&a, &[])?, p),
+        ComposeCmd::Logs(l) => project::logs(&open()?, &load(&a, &[])?, l),
+        ComposeCmd::Exec(e) => project::exec(&open()?, &load(&a, &[])?, e).await,
         ComposeCmd::Version(v) => {
             let version = env!("CARGO_PKG_VERSION");
             if v.short {

@@ -233,7 +233,7 @@ fn since(now: i64, then: i64) -> Duration {
 
 /// The STATUS column: `Up 3 seconds`, `Up 3 seconds (healthy)`, `Up 3 seconds (Paused)`,
 /// `Exited (0) 2 seconds ago`, `Created`.
-fn status(c: &Container, now: i64) -> String {
+pub(crate) fn status(c: &Container, now: i64) -> String {
     let s = &c.state;
     match s.status {
         Status::Running if s.restarting => format!(
@@ -262,7 +262,7 @@ fn status(c: &Container, now: i64) -> String {
 }
 
 /// The COMMAND column: the command line, truncated to 20 characters, quoted.
-fn command(c: &Container, truncate: bool) -> String {
+pub(crate) fn command(c: &Container, truncate: bool) -> String {
     let cmd = c.config.spec.args.join(" ");
     let cmd = if truncate && cmd.chars().count() > 20 {
         let mut t: String = cmd.chars().take(19).collect();

@@ -242,7 +242,7 @@ async fn run(cli: Cli) -> Result<u8, Failure> {
             return login::login(&registry, a).await;
         }
         Command::Logout(a) => return login::logout(a),
-        Command::Compose(a) => return compose::compose(a),
+        Command::Compose(a) => return compose::compose(a, cli.root, cli.config).await,
         Command::Version(a) => return Ok(info::version(&a)),
         _ => {}
     }

@@ -33,6 +33,7 @@ pub mod merge;
 pub mod model;
 pub mod plan;
 pub mod short;
+pub mod up;
 pub mod yaml;
 
 pub use error::{ComposeError, EXIT_FILE_NOT_FOUND, EXIT_PARSE_FAILURE};
