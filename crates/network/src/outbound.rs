@@ -97,11 +97,11 @@ pub(crate) fn reconcile(store: &Networks, keep: impl Fn(&str) -> bool) -> Result
     Ok(())
 }
 
-/// The calling process's (the host's) namespace has a default route of either family.
+/// The calling thread's namespace (the host's, where pasta will run) has a default route.
 fn host_has_default_route() -> bool {
     has_default_route(
-        &fs::read_to_string("/proc/self/net/route").unwrap_or_default(),
-        &fs::read_to_string("/proc/self/net/ipv6_route").unwrap_or_default(),
+        &fs::read_to_string("/proc/thread-self/net/route").unwrap_or_default(),
+        &fs::read_to_string("/proc/thread-self/net/ipv6_route").unwrap_or_default(),
     )
 }
 
