@@ -496,3 +496,123 @@ fn a_detached_containers_shim_starts_the_networks_name_server() {
     ok_in(&k, &ns, &["rm", "-f", "web"]);
     ok_in(&k, &ns, &["network", "rm", "solo"]);
 }
+
+/// `ip ARGS` in the namespace of `ns`.
+fn ip_in(ns: &NetNs, args: &[&str]) {
+    let out = Command::new("nsenter")
+        .arg(format!("--net=/proc/{}/ns/net", ns.0.id()))
+        .arg("ip")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip {args:?}: {}", stderr(&out));
+}
+
+/// pasta processes attached to a namespace under `root`.
+fn pastas(root: &std::path::Path) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .filter(|c| {
+            let c = String::from_utf8_lossy(c);
+            c.contains("--netns") && c.contains(root.to_str().unwrap())
+        })
+        .count()
+}
+
+#[test]
+fn outbound_from_a_network_but_not_from_an_internal_one() {
+    if !can_run(&["unshare", "nsenter", "ip", "pasta", "iptables"]) {
+        return;
+    }
+    let k = Kiln::new();
+    k.seed_local_base();
+    // The "host" (where kiln runs) and an "upstream" it routes to over a veth, with a web
+    // server on 10.99.0.1.
+    let host = NetNs::new();
+    let upstream = NetNs::new();
+    let up_pid = upstream.0.id().to_string();
+    ip_in(&host, &["link", "set", "lo", "up"]);
+    ip_in(
+        &host,
+        &[
+            "link", "add", "up0", "type", "veth", "peer", "name", "x0", "netns", &up_pid,
+        ],
+    );
+    ip_in(&host, &["addr", "add", "10.99.0.2/24", "dev", "up0"]);
+    ip_in(&host, &["link", "set", "up0", "up"]);
+    ip_in(&host, &["route", "add", "default", "via", "10.99.0.1"]);
+    ip_in(&upstream, &["addr", "add", "10.99.0.1/24", "dev", "x0"]);
+    ip_in(&upstream, &["link", "set", "x0", "up"]);
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(www.path().join("hello"), "from upstream\n").unwrap();
+    let httpd = NetNs(
+        Command::new("nsenter")
+            .arg(format!("--net=/proc/{up_pid}/ns/net"))
+            .args(["busybox", "httpd", "-f", "-p", "10.99.0.1:8080", "-h"])
+            .arg(www.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    // busybox-static's wget crashes in a container (with `--network none` too): a request
+    // by nc, which keeps its side open until the server closes (see kiln-network's
+    // outbound.rs for what pasta does with a client that half-closes first).
+    let fetch = |net: &str| {
+        kiln_in(
+            &k,
+            &host,
+            &[
+                "run",
+                "--rm",
+                "--network",
+                net,
+                "busybox",
+                "sh",
+                "-c",
+                "(printf 'GET /hello HTTP/1.0\\r\\n\\r\\n'; sleep 3) | nc 10.99.0.1 8080",
+            ],
+        )
+    };
+    let body = |out: &Output| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or("")
+            .to_string()
+    };
+    ok_in(&k, &host, &["network", "create", "mynet"]);
+    // The server may still be starting: a few tries.
+    let mut out = fetch("mynet");
+    for _ in 0..20 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        out = fetch("mynet");
+    }
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(body(&out), "from upstream");
+    // Again, with the network's pasta running already.
+    assert_eq!(body(&fetch("mynet")), "from upstream");
+    assert_eq!(pastas(k.root.path()), 1);
+
+    ok_in(&k, &host, &["network", "create", "--internal", "closed"]);
+    let out = fetch("closed");
+    assert!(!out.status.success(), "an internal network reached out");
+    assert!(
+        stderr(&out).contains("Network is unreachable"),
+        "{}",
+        stderr(&out)
+    );
+
+    ok_in(&k, &host, &["network", "rm", "mynet", "closed"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pastas(k.root.path()) != 0 {
+        assert!(Instant::now() < deadline, "pasta outlived its network");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(httpd);
+}

@@ -151,6 +151,8 @@ fn ensure_network_ns(store: &Networks, net: &Network) -> Result<()> {
     if is_ns(&path) {
         return Ok(());
     }
+    // A pasta of a namespace gone (a namespace unmounted by hand) would pass for this one's.
+    crate::outbound::stop(store, &net.id)?;
     remove_ns(&path)?;
     on_thread(|rt| {
         new_ns_at(&path)?;
@@ -268,7 +270,7 @@ async fn plug(
     Ok(())
 }
 
-/// Makes each network's namespace and, with `dns` (the kiln binary), starts its name server
+/// Makes each network's namespace with its way out (see `outbound.rs`) and, with `dns` (the kiln binary), starts its name server
 /// unless it runs (see `dns.rs`).
 fn ensure_networks(
     store: &Networks,
@@ -277,6 +279,7 @@ fn ensure_networks(
 ) -> Result<()> {
     for (net, _) in nets {
         ensure_network_ns(store, net)?;
+        crate::outbound::ensure(store, net)?;
         if let Some(exe) = dns {
             crate::dns::ensure(store, net, exe)?;
         }

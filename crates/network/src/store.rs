@@ -350,6 +350,7 @@ impl Networks {
                 containers: eps.iter().map(|e| e.name.clone()).collect(),
             });
         }
+        crate::outbound::stop(self, &net.id)?;
         crate::netns::remove_ns(&self.netns_path(&net.id))?;
         let dir = self.dir.join("nets").join(&net.id);
         fs::remove_dir_all(&dir).map_err(io_err(&dir))?;
@@ -468,6 +469,7 @@ impl Networks {
                 }
             }
         }
+        crate::outbound::reconcile(self, |id| nets.iter().any(|x| x.id == id))?;
         Ok(())
     }
 }
